@@ -1,0 +1,31 @@
+// Addon entry: instance data and the export table (one initialiser per op family).
+#include <napi.h>
+
+#include "common.h"
+#include "instance_data.h"
+
+namespace dinov3 {
+
+AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData<AddonData>(new AddonData());
+  InitTensorCore(env, exports);
+  InitCreation(env, exports);
+  InitPointwise(env, exports);
+  InitReduce(env, exports);
+  InitShape(env, exports);
+  InitIndex(env, exports);
+  InitLinalg(env, exports);
+  InitNN(env, exports);
+  InitAutograd(env, exports);
+  InitOptim(env, exports);
+  InitDevice(env, exports);
+  return exports;
+}
+
+}  // namespace dinov3
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return dinov3::Init(env, exports); }
+
+NODE_API_MODULE(dinov3, InitAddon)

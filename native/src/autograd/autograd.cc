@@ -1,0 +1,74 @@
+// Autograd: requires_grad, backward (with gradient, retain_graph), .grad, detach, grad mode.
+#include <c10/core/GradMode.h>
+
+#include "common.h"
+
+namespace dinov3 {
+
+void InitAutograd(Napi::Env env, Napi::Object e) {
+  Def(env, e, "requiresGrad", [](Args& a) -> Napi::Value {
+    return Napi::Boolean::New(a.env(), a.t(0, "tensor").requires_grad());
+  });
+  Def(env, e, "setRequiresGrad", [](Args& a) -> Napi::Value {
+    at::Tensor t = a.t(0, "tensor");
+    bool on = a.b(1, "requiresGrad");
+    if (on && !at::isFloatingType(t.scalar_type()))
+      a.typeError(0, "tensor", "a floating-point Tensor (only they can require gradients)");
+    t.set_requires_grad(on);
+    return a.undef();
+  });
+  Def(env, e, "isLeaf", [](Args& a) -> Napi::Value { return Napi::Boolean::New(a.env(), a.t(0, "tensor").is_leaf()); });
+  Def(env, e, "retainGrad", [](Args& a) -> Napi::Value {
+    a.t(0, "tensor").retain_grad();
+    return a.undef();
+  });
+  // grad(t) → Tensor | null
+  Def(env, e, "grad", [](Args& a) -> Napi::Value {
+    const at::Tensor& g = a.t(0, "tensor").grad();
+    if (!g.defined()) return a.env().Null();
+    return a.ret(g);
+  });
+  // setGrad(t, g | null)
+  Def(env, e, "setGrad", [](Args& a) -> Napi::Value {
+    at::Tensor t = a.t(0, "tensor");
+    if (a.has(1))
+      t.mutable_grad() = a.t(1, "grad");
+    else
+      t.mutable_grad().reset();
+    return a.undef();
+  });
+  // zeroGrad(tensors): drop the gradients (set to none, as PyTorch's default zero_grad).
+  Def(env, e, "zeroGrad", [](Args& a) -> Napi::Value {
+    for (at::Tensor t : a.tensors(0, "tensors")) t.mutable_grad().reset();
+    return a.undef();
+  });
+  // backward(t, gradient?, retainGraph)
+  Def(env, e, "backward", [](Args& a) -> Napi::Value {
+    const at::Tensor& t = a.t(0, "tensor");
+    auto g = a.optT(1, "gradient");
+    if (!t.requires_grad())
+      a.valueError("the tensor does not require grad and has no grad_fn (" + Describe(t) +
+                   "); was it computed under noGrad, or from tensors without requiresGrad?");
+    if (!g && t.numel() != 1)
+      a.valueError("a gradient must be given for a non-scalar tensor (" + Describe(t) + ")");
+    t.backward(g ? *g : at::Tensor(), a.optB(2, "retainGraph", false));
+    return a.undef();
+  });
+  Def(env, e, "detach", [](Args& a) { return a.ret(a.t(0, "tensor").detach()); });
+  Def(env, e, "detach_", [](Args& a) -> Napi::Value {
+    at::Tensor t = a.t(0, "tensor");
+    t.detach_();
+    return a.undef();
+  });
+  // setGradEnabled(on) → previous state
+  Def(env, e, "setGradEnabled", [](Args& a) -> Napi::Value {
+    bool prev = c10::GradMode::is_enabled();
+    c10::GradMode::set_enabled(a.b(0, "enabled"));
+    return Napi::Boolean::New(a.env(), prev);
+  });
+  Def(env, e, "isGradEnabled", [](Args& a) -> Napi::Value {
+    return Napi::Boolean::New(a.env(), c10::GradMode::is_enabled());
+  });
+}
+
+}  // namespace dinov3

@@ -1,0 +1,356 @@
+// Boundary helpers: errors, dtype names, tensor handles, argument readers, the Guard.
+#include "common.h"
+
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "instance_data.h"
+
+namespace dinov3 {
+
+namespace {
+
+// Type tag of our tensor handles (random 128-bit value; distinguishes our Externals from anyone else's).
+const napi_type_tag kTensorTag = {0x6d1b0e3c9a5f4e21ULL, 0x8c2d7a4b1e9f3c05ULL};
+
+struct DtypeEntry {
+  const char* name;
+  at::ScalarType type;
+};
+const DtypeEntry kDtypes[] = {
+    {"float32", at::kFloat}, {"float64", at::kDouble}, {"bfloat16", at::kBFloat16}, {"float16", at::kHalf},
+    {"int64", at::kLong},    {"int32", at::kInt},      {"int16", at::kShort},       {"int8", at::kChar},
+    {"uint8", at::kByte},    {"bool", at::kBool},
+};
+
+}  // namespace
+
+std::string DtypeName(at::ScalarType t) {
+  for (const auto& e : kDtypes)
+    if (e.type == t) return e.name;
+  return c10::toString(t);
+}
+
+c10::optional<at::ScalarType> ParseDtype(const std::string& s) {
+  for (const auto& e : kDtypes)
+    if (s == e.name) return e.type;
+  return c10::nullopt;
+}
+
+std::string Describe(const at::Tensor& t) {
+  if (!t.defined()) return "undefined tensor";
+  std::ostringstream os;
+  os << DtypeName(t.scalar_type()) << " [";
+  for (int64_t i = 0; i < t.dim(); ++i) os << (i ? ", " : "") << t.size(i);
+  os << "]";
+  if (!t.device().is_cpu()) os << " on " << t.device().str();
+  return os.str();
+}
+
+std::string DescribeValue(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsBoolean()) return std::string("boolean ") + (v.As<Napi::Boolean>().Value() ? "true" : "false");
+  if (v.IsNumber()) {
+    std::ostringstream os;
+    os << "number " << v.As<Napi::Number>().DoubleValue();
+    return os.str();
+  }
+  if (v.IsString()) return "string \"" + v.As<Napi::String>().Utf8Value() + "\"";
+  if (v.IsArray()) return "array of length " + std::to_string(v.As<Napi::Array>().Length());
+  if (v.IsExternal()) {
+    TensorRef* r = UnwrapRef(v.Env(), v);
+    if (r) return r->disposed ? "disposed Tensor (" + r->described + ")" : "Tensor " + Describe(r->t);
+    return "external";
+  }
+  if (v.IsFunction()) return "function";
+  if (v.IsTypedArray()) return "typed array";
+  return "object";
+}
+
+Napi::Error MakeError(Napi::Env env, ErrKind kind, const std::string& message, const char* code) {
+  AddonData& d = Data(env);
+  if (!d.errorsSet) {
+    Napi::Error e = Napi::Error::New(env, message);
+    e.Set("code", Napi::String::New(env, code));
+    return e;
+  }
+  Napi::FunctionReference* ctor = &d.torchError;
+  if (kind == ErrKind::Range) ctor = &d.rangeError;
+  if (kind == ErrKind::Type) ctor = &d.typeError;
+  if (kind == ErrKind::Disposed) ctor = &d.disposedError;
+  Napi::Object obj = kind == ErrKind::Disposed
+                         ? ctor->New({Napi::String::New(env, message)})
+                         : ctor->New({Napi::String::New(env, message), Napi::String::New(env, code)});
+  return Napi::Error(env, obj);
+}
+
+// ---- tensor handles -------------------------------------------------------------------------------------------
+
+static void Account(AddonData& d, TensorRef* r, int sign) {
+  d.liveTensors += sign;
+  if (r->cuda)
+    d.cudaBytes += sign * r->bytes;
+  else
+    d.cpuBytes += sign * r->bytes;
+}
+
+Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin) {
+  auto* r = new TensorRef{std::move(t), origin};
+  r->cuda = r->t.defined() && r->t.is_cuda();
+  r->bytes = r->t.defined() ? static_cast<int64_t>(r->t.numel()) * static_cast<int64_t>(r->t.element_size()) : 0;
+  AddonData& d = Data(env);
+  Account(d, r, +1);
+  d.created += 1;
+  if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, r->bytes);
+  auto ext = Napi::External<TensorRef>::New(env, r, [](Napi::Env env, TensorRef* r) {
+    if (!r->disposed) DisposeRef(env, r);
+    delete r;
+  });
+  napi_type_tag_object(env, ext, &kTensorTag);
+  return ext;
+}
+
+TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsExternal()) return nullptr;
+  bool ok = false;
+  if (napi_check_object_type_tag(env, v, &kTensorTag, &ok) != napi_ok || !ok) return nullptr;
+  return v.As<Napi::External<TensorRef>>().Data();
+}
+
+void DisposeRef(Napi::Env env, TensorRef* r) {
+  if (r->disposed) return;
+  r->described = Describe(r->t);
+  AddonData& d = Data(env);
+  Account(d, r, -1);
+  if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -r->bytes);
+  r->t.reset();
+  r->disposed = true;
+}
+
+// ---- Args -----------------------------------------------------------------------------------------------------
+
+void Args::typeError(size_t i, const char* name, const char* expected) const {
+  std::string received = i < info_.Length() ? DescribeValue(info_[i]) : "undefined";
+  throw MakeError(env_, ErrKind::Type,
+                  std::string(op_) + ": expected \"" + name + "\" to be " + expected + ", received " + received,
+                  "ERR_INVALID_ARG");
+}
+
+void Args::valueError(const std::string& message) const {
+  throw MakeError(env_, ErrKind::Range, std::string(op_) + ": " + message, "ERR_INVALID_ARG");
+}
+
+TensorRef* Args::ref(size_t i, const char* name) const {
+  TensorRef* r = i < info_.Length() ? UnwrapRef(env_, info_[i]) : nullptr;
+  if (!r) typeError(i, name, "a Tensor");
+  if (r->disposed)
+    throw MakeError(env_, ErrKind::Disposed,
+                    std::string(op_) + ": \"" + name + "\" is a disposed Tensor (" + r->described +
+                        ", created by " + r->origin + ")",
+                    "ERR_DISPOSED");
+  return r;
+}
+
+const at::Tensor& Args::t(size_t i, const char* name) const { return ref(i, name)->t; }
+
+c10::optional<at::Tensor> Args::optT(size_t i, const char* name) const {
+  if (!has(i)) return c10::nullopt;
+  return t(i, name);
+}
+
+std::vector<at::Tensor> Args::tensors(size_t i, const char* name) const {
+  if (i >= info_.Length() || !info_[i].IsArray()) typeError(i, name, "an array of Tensors");
+  Napi::Array a = info_[i].As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value v = a.Get(k);
+    TensorRef* r = UnwrapRef(env_, v);
+    std::string item = std::string(name) + "[" + std::to_string(k) + "]";
+    if (!r)
+      throw MakeError(env_, ErrKind::Type,
+                      std::string(op_) + ": expected \"" + item + "\" to be a Tensor, received " + DescribeValue(v),
+                      "ERR_INVALID_ARG");
+    if (r->disposed)
+      throw MakeError(env_, ErrKind::Disposed,
+                      std::string(op_) + ": \"" + item + "\" is a disposed Tensor (" + r->described +
+                          ", created by " + r->origin + ")",
+                      "ERR_DISPOSED");
+    out.push_back(r->t);
+  }
+  return out;
+}
+
+int64_t Args::i64(size_t i, const char* name) const {
+  if (i >= info_.Length()) typeError(i, name, "an integer");
+  Napi::Value v = info_[i];
+  if (v.IsBigInt()) {
+    bool lossless = true;
+    return v.As<Napi::BigInt>().Int64Value(&lossless);
+  }
+  if (!v.IsNumber()) typeError(i, name, "an integer");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9007199254740991.0) typeError(i, name, "an integer");
+  return static_cast<int64_t>(d);
+}
+
+c10::optional<int64_t> Args::optI64(size_t i, const char* name) const {
+  if (!has(i)) return c10::nullopt;
+  return i64(i, name);
+}
+
+double Args::f64(size_t i, const char* name) const {
+  if (i >= info_.Length() || !info_[i].IsNumber()) typeError(i, name, "a number");
+  return info_[i].As<Napi::Number>().DoubleValue();
+}
+
+c10::optional<double> Args::optF64(size_t i, const char* name) const {
+  if (!has(i)) return c10::nullopt;
+  return f64(i, name);
+}
+
+bool Args::b(size_t i, const char* name) const {
+  if (i >= info_.Length() || !info_[i].IsBoolean()) typeError(i, name, "a boolean");
+  return info_[i].As<Napi::Boolean>().Value();
+}
+
+bool Args::optB(size_t i, const char* name, bool dflt) const { return has(i) ? b(i, name) : dflt; }
+
+std::vector<int64_t> Args::ints(size_t i, const char* name) const {
+  if (i < info_.Length() && info_[i].IsNumber()) return {i64(i, name)};
+  if (i >= info_.Length() || !info_[i].IsArray()) typeError(i, name, "an array of integers");
+  Napi::Array a = info_[i].As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value v = a.Get(k);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(d) || std::floor(d) != d) typeError(i, name, "an array of integers");
+    out[k] = static_cast<int64_t>(d);
+  }
+  return out;
+}
+
+c10::optional<std::vector<int64_t>> Args::optInts(size_t i, const char* name) const {
+  if (!has(i)) return c10::nullopt;
+  return ints(i, name);
+}
+
+std::vector<double> Args::doubles(size_t i, const char* name) const {
+  if (i >= info_.Length() || !info_[i].IsArray()) typeError(i, name, "an array of numbers");
+  Napi::Array a = info_[i].As<Napi::Array>();
+  std::vector<double> out(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsNumber()) typeError(i, name, "an array of numbers");
+    out[k] = v.As<Napi::Number>().DoubleValue();
+  }
+  return out;
+}
+
+at::Scalar Args::scalar(size_t i, const char* name) const {
+  if (i < info_.Length()) {
+    Napi::Value v = info_[i];
+    if (v.IsBoolean()) return at::Scalar(v.As<Napi::Boolean>().Value());
+    if (v.IsNumber()) {
+      double d = v.As<Napi::Number>().DoubleValue();
+      // Integral values stay integral so integer tensors keep their dtype.
+      if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9007199254740992.0)
+        return at::Scalar(static_cast<int64_t>(d));
+      return at::Scalar(d);
+    }
+  }
+  typeError(i, name, "a number");
+}
+
+std::string Args::str(size_t i, const char* name) const {
+  if (i >= info_.Length() || !info_[i].IsString()) typeError(i, name, "a string");
+  return info_[i].As<Napi::String>().Utf8Value();
+}
+
+at::ScalarType Args::dtype(size_t i, const char* name) const {
+  if (i < info_.Length() && info_[i].IsString()) {
+    auto d = ParseDtype(info_[i].As<Napi::String>().Utf8Value());
+    if (d) return *d;
+  }
+  typeError(i, name, "a dtype (float32|float64|bfloat16|float16|int64|int32|int16|int8|uint8|bool)");
+}
+
+c10::optional<at::ScalarType> Args::optDtype(size_t i, const char* name) const {
+  if (!has(i)) return c10::nullopt;
+  return dtype(i, name);
+}
+
+at::Device Args::device(size_t i, const char* name) const {
+  if (i < info_.Length() && info_[i].IsString()) {
+    std::string s = info_[i].As<Napi::String>().Utf8Value();
+    if (s == "cpu") return at::Device(at::kCPU);
+    if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+      try {
+        return at::Device(s);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  typeError(i, name, "a device (\"cpu\", \"cuda\" or \"cuda:N\")");
+}
+
+Napi::Value Args::ret(const std::vector<at::Tensor>& ts) const {
+  Napi::Array a = Napi::Array::New(env_, ts.size());
+  for (size_t k = 0; k < ts.size(); ++k) a.Set(static_cast<uint32_t>(k), WrapTensor(env_, ts[k], op_));
+  return a;
+}
+
+Napi::Value Args::ret(const std::tuple<at::Tensor, at::Tensor>& ts) const {
+  return ret(std::vector<at::Tensor>{std::get<0>(ts), std::get<1>(ts)});
+}
+
+// ---- Guard ----------------------------------------------------------------------------------------------------
+
+Napi::Value RunGuarded(const Napi::CallbackInfo& info, const char* op, Napi::Value (*body)(Args&)) {
+  Napi::Env env = info.Env();
+  auto fail = [&](ErrKind kind, const std::string& what, const char* code) -> Napi::Value {
+    MakeError(env, kind, std::string(op) + ": " + what, code).ThrowAsJavaScriptException();
+    return env.Undefined();
+  };
+  try {
+    Args args(info, op);
+    return body(args);
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  } catch (const c10::OutOfMemoryError& e) {
+    return fail(ErrKind::Torch, e.what_without_backtrace(), "ERR_TORCH_OOM");
+  } catch (const c10::IndexError& e) {
+    return fail(ErrKind::Range, e.what_without_backtrace(), "ERR_TORCH_INDEX");
+  } catch (const c10::TypeError& e) {
+    return fail(ErrKind::Type, e.what_without_backtrace(), "ERR_TORCH_TYPE");
+  } catch (const c10::ValueError& e) {
+    return fail(ErrKind::Torch, e.what_without_backtrace(), "ERR_TORCH_VALUE");
+  } catch (const c10::NotImplementedError& e) {
+    return fail(ErrKind::Torch, e.what_without_backtrace(), "ERR_TORCH_NOT_IMPLEMENTED");
+  } catch (const c10::Error& e) {
+    return fail(ErrKind::Torch, e.what_without_backtrace(), "ERR_TORCH");
+  } catch (const std::exception& e) {
+    return fail(ErrKind::Torch, e.what(), "ERR_NATIVE");
+  } catch (...) {
+    return fail(ErrKind::Torch, "unknown native exception", "ERR_NATIVE");
+  }
+}
+
+void Def(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*body)(Args&)) {
+  AddonData& d = Data(env);
+  d.entries.push_back(std::make_unique<Entry>(Entry{name, body}));
+  Entry* entry = d.entries.back().get();
+  exports.Set(name, Napi::Function::New(
+                        env,
+                        [](const Napi::CallbackInfo& info) -> Napi::Value {
+                          auto* e = static_cast<Entry*>(info.Data());
+                          return RunGuarded(info, e->name, e->body);
+                        },
+                        name, entry));
+}
+
+}  // namespace dinov3

@@ -1,0 +1,115 @@
+// Boundary helpers shared by every JS-facing function: tensor handles, argument readers, the exception Guard, and
+// the `Def` registration helper. Every entry point has the same shape: Def(name, body) where body reads its
+// arguments through `Args` (cheap guards that throw TorchTypeError/ERR_INVALID_ARG) and returns through `Args::ret`.
+#pragma once
+
+#include <napi.h>
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <c10/util/Optional.h>
+#include <string>
+#include <vector>
+
+#define DINOV3_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace dinov3 {
+
+// One native tensor handle. The JS value is a type-tagged napi External that owns one TensorRef.
+// Invariant: `t` is defined until dispose() or the finalizer; after dispose `described` tells what it was.
+struct TensorRef {
+  at::Tensor t;
+  const char* origin;     // op that created it (static string)
+  int64_t bytes = 0;      // bytes accounted in the live counters
+  bool cuda = false;
+  bool disposed = false;
+  std::string described;  // "float32 [2, 3] on cpu", filled at dispose
+};
+
+enum class ErrKind { Torch, Range, Type, Disposed };
+
+// Builds one of the TS error classes handed over at init (falls back to plain Error before init).
+Napi::Error MakeError(Napi::Env env, ErrKind kind, const std::string& message, const char* code);
+
+std::string DtypeName(at::ScalarType t);
+c10::optional<at::ScalarType> ParseDtype(const std::string& s);
+std::string Describe(const at::Tensor& t);  // "float32 [2, 3]" (+ " on cuda:0" off cpu)
+std::string DescribeValue(const Napi::Value& v);  // what a JS value is, for "received ..." messages
+
+// Wrap a tensor into a new JS handle; `origin` must be a static string (the op name).
+Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin);
+// The TensorRef behind a handle, or nullptr if `v` is not a tensor handle.
+TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v);
+void DisposeRef(Napi::Env env, TensorRef* ref);
+
+// Positional argument reader for one call. `name` arguments are the user-facing parameter names.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* op) : info_(info), env_(info.Env()), op_(op) {}
+
+  Napi::Env env() const { return env_; }
+  const char* op() const { return op_; }
+  size_t size() const { return info_.Length(); }
+  bool has(size_t i) const { return i < info_.Length() && !info_[i].IsUndefined() && !info_[i].IsNull(); }
+  Napi::Value raw(size_t i) const { return info_[i]; }
+
+  const at::Tensor& t(size_t i, const char* name) const;
+  c10::optional<at::Tensor> optT(size_t i, const char* name) const;
+  std::vector<at::Tensor> tensors(size_t i, const char* name) const;
+  TensorRef* ref(size_t i, const char* name) const;  // the handle itself (for dispose/in-place bookkeeping)
+
+  int64_t i64(size_t i, const char* name) const;
+  c10::optional<int64_t> optI64(size_t i, const char* name) const;
+  double f64(size_t i, const char* name) const;
+  c10::optional<double> optF64(size_t i, const char* name) const;
+  bool b(size_t i, const char* name) const;
+  bool optB(size_t i, const char* name, bool dflt) const;
+  std::vector<int64_t> ints(size_t i, const char* name) const;
+  c10::optional<std::vector<int64_t>> optInts(size_t i, const char* name) const;
+  std::vector<double> doubles(size_t i, const char* name) const;
+  at::Scalar scalar(size_t i, const char* name) const;
+  std::string str(size_t i, const char* name) const;
+  at::ScalarType dtype(size_t i, const char* name) const;
+  c10::optional<at::ScalarType> optDtype(size_t i, const char* name) const;
+  at::Device device(size_t i, const char* name) const;
+
+  Napi::Value ret(at::Tensor t) const { return WrapTensor(env_, std::move(t), op_); }
+  Napi::Value ret(const std::vector<at::Tensor>& ts) const;
+  Napi::Value ret(const std::tuple<at::Tensor, at::Tensor>& ts) const;
+  Napi::Value retNumber(double v) const { return Napi::Number::New(env_, v); }
+  Napi::Value undef() const { return env_.Undefined(); }
+
+  // Throw TorchTypeError "<op>: expected "<name>" to be <expected>, received <what>".
+  [[noreturn]] void typeError(size_t i, const char* name, const char* expected) const;
+  [[noreturn]] void valueError(const std::string& message) const;  // TorchRangeError "<op>: <message>"
+
+ private:
+  const Napi::CallbackInfo& info_;
+  Napi::Env env_;
+  const char* op_;
+};
+
+// Translate every C++ exception into a JS error of our classes. No exception may cross into N-API unhandled.
+Napi::Value RunGuarded(const Napi::CallbackInfo& info, const char* op, Napi::Value (*body)(Args&));
+
+// A Generator handle argument (a seeded CPU generator), or nullopt when absent.
+c10::optional<at::Generator> GeneratorArg(const Args& a, size_t i);
+
+// Register `body` as exports[name].
+void Def(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*body)(Args&));
+
+// Per-op-family initialisers (one per file in ops/, autograd/, optim/, io/).
+void InitTensorCore(Napi::Env env, Napi::Object exports);
+void InitCreation(Napi::Env env, Napi::Object exports);
+void InitPointwise(Napi::Env env, Napi::Object exports);
+void InitReduce(Napi::Env env, Napi::Object exports);
+void InitShape(Napi::Env env, Napi::Object exports);
+void InitIndex(Napi::Env env, Napi::Object exports);
+void InitLinalg(Napi::Env env, Napi::Object exports);
+void InitNN(Napi::Env env, Napi::Object exports);
+void InitAutograd(Napi::Env env, Napi::Object exports);
+void InitOptim(Napi::Env env, Napi::Object exports);
+void InitDevice(Napi::Env env, Napi::Object exports);
+
+}  // namespace dinov3

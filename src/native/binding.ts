@@ -1,0 +1,295 @@
+// The ONLY importer of the native addon. Exposes the typed `NativeBinding` interface; everything else imports
+// `native` from here. A failed load throws one LoadError that says what was found, what is required, and how to fix it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { LoadError, NATIVE_ERROR_CLASSES } from './errors.js';
+
+/** Opaque native tensor handle (a type-tagged napi External). */
+export type NativeTensor = { readonly __nativeTensor: unique symbol };
+/** Opaque native generator handle. */
+export type NativeGenerator = { readonly __nativeGenerator: unique symbol };
+
+type T = NativeTensor;
+type Num = number;
+type MaybeT = T | null | undefined;
+type Operand = T | number | boolean;
+type Dtype = string;
+type Dev = string;
+
+export interface NativeBinding {
+  // ---- core (tensor/tensor_core.cc) ----
+  init(errors: typeof NATIVE_ERROR_CLASSES): { torchVersion: string; cudaCompiled: boolean };
+  isTensor(v: unknown): boolean;
+  isDisposed(t: T): boolean;
+  dispose(t: T): void;
+  describeDisposed(t: T): string;
+  memory(): { liveTensors: Num; cpuBytes: Num; cudaBytes: Num; created: Num };
+  shape(t: T): number[];
+  strides(t: T): number[];
+  dtype(t: T): Dtype;
+  device(t: T): Dev;
+  isContiguous(t: T): boolean;
+  isPinned(t: T): boolean;
+  sameStorage(a: T, b: T): boolean;
+  to(t: T, dtype?: Dtype | null, device?: Dev | null, nonBlocking?: boolean, copy?: boolean): T;
+  contiguous(t: T): T;
+  clone(t: T): T;
+  pinMemory(t: T): T;
+  copy_(t: T, src: T, nonBlocking?: boolean): void;
+  fromBuffer(data: ArrayBufferView, dtype: Dtype, shape: number[]): T;
+  toArrayBuffer(t: T): ArrayBuffer;
+  dataAsync(t: T): Promise<Buffer>;
+  item(t: T): number | boolean;
+  toString(t: T): string;
+  setNumThreads(n: Num): void;
+  getNumThreads(): number;
+  manualSeed(seed: Num): void;
+  newGenerator(seed: Num): NativeGenerator;
+  getRngState(g?: NativeGenerator | null): T;
+  setRngState(state: T, g?: NativeGenerator | null): void;
+  // ---- devices (tensor/device.cc) ----
+  cudaIsAvailable(): boolean;
+  cudaDeviceCount(): number;
+  synchronize(): void;
+  cudaMemory(device?: Num): { allocated: number; reserved: number };
+  // ---- creation (ops/creation.cc) ----
+  zeros(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;
+  ones(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;
+  empty(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;
+  full(shape: number[], value: number | boolean, dtype?: Dtype | null, device?: Dev | null): T;
+  zerosLike(t: T): T;
+  onesLike(t: T): T;
+  fullLike(t: T, value: number): T;
+  emptyLike(t: T): T;
+  arange(start: Num, end: Num, step: Num, dtype?: Dtype | null, device?: Dev | null): T;
+  linspace(start: Num, end: Num, steps: Num, dtype?: Dtype | null, device?: Dev | null): T;
+  eye(n: Num, dtype?: Dtype | null, device?: Dev | null): T;
+  randn(shape: number[], dtype?: Dtype | null, device?: Dev | null, g?: NativeGenerator | null): T;
+  rand(shape: number[], dtype?: Dtype | null, device?: Dev | null, g?: NativeGenerator | null): T;
+  randint(low: Num, high: Num, shape: number[], dtype?: Dtype | null, device?: Dev | null, g?: NativeGenerator | null): T;
+  randperm(n: Num, g?: NativeGenerator | null): T;
+  normal_(t: T, mean: Num, std: Num, g?: NativeGenerator | null): void;
+  uniform_(t: T, low: Num, high: Num, g?: NativeGenerator | null): void;
+  truncNormal_(t: T, mean: Num, std: Num, a: Num, b: Num, g?: NativeGenerator | null): void;
+  fill_(t: T, value: number | boolean): void;
+  zero_(t: T): void;
+  // ---- pointwise (ops/pointwise.cc) ----
+  add(a: T, b: Operand, alpha?: Num): T;
+  sub(a: T, b: Operand, alpha?: Num): T;
+  add_(a: T, b: Operand, alpha?: Num): void;
+  sub_(a: T, b: Operand, alpha?: Num): void;
+  mul(a: T, b: Operand): T;
+  div(a: T, b: Operand): T;
+  pow(a: T, b: Operand): T;
+  remainder(a: T, b: Operand): T;
+  floorDivide(a: T, b: Operand): T;
+  maximum(a: T, b: Operand): T;
+  minimum(a: T, b: Operand): T;
+  eq(a: T, b: Operand): T;
+  ne(a: T, b: Operand): T;
+  lt(a: T, b: Operand): T;
+  le(a: T, b: Operand): T;
+  gt(a: T, b: Operand): T;
+  ge(a: T, b: Operand): T;
+  mul_(a: T, b: Operand): void;
+  div_(a: T, b: Operand): void;
+  pow_(a: T, b: Operand): void;
+  neg(a: T): T;
+  abs(a: T): T;
+  exp(a: T): T;
+  log(a: T): T;
+  log1p(a: T): T;
+  sqrt(a: T): T;
+  rsqrt(a: T): T;
+  sin(a: T): T;
+  cos(a: T): T;
+  tanh(a: T): T;
+  sigmoid(a: T): T;
+  relu(a: T): T;
+  erf(a: T): T;
+  erfinv(a: T): T;
+  reciprocal(a: T): T;
+  sign(a: T): T;
+  floor(a: T): T;
+  ceil(a: T): T;
+  round(a: T): T;
+  square(a: T): T;
+  logicalNot(a: T): T;
+  isnan(a: T): T;
+  isfinite(a: T): T;
+  neg_(a: T): void;
+  exp_(a: T): void;
+  sqrt_(a: T): void;
+  relu_(a: T): void;
+  logicalAnd(a: T, b: T): T;
+  logicalOr(a: T, b: T): T;
+  gelu(a: T, approximate?: 'none' | 'tanh'): T;
+  silu(a: T): T;
+  clamp(a: T, min?: Num | null, max?: Num | null): T;
+  clamp_(a: T, min?: Num | null, max?: Num | null): void;
+  where(cond: T, a: Operand, b: Operand): T;
+  lerp(a: T, end: T, weight: T | Num): T;
+  lerp_(a: T, end: T, weight: Num): void;
+  addcmul(a: T, t1: T, t2: T, value: Num): T;
+  maskedFill(a: T, mask: T, value: Num | boolean): T;
+  maskedFill_(a: T, mask: T, value: Num | boolean): void;
+  dropout(a: T, p: Num, train: boolean): T;
+  // ---- reductions (ops/reduce.cc) ----
+  sum(a: T, dims?: number[] | null, keepdim?: boolean, dtype?: Dtype | null): T;
+  mean(a: T, dims?: number[] | null, keepdim?: boolean, dtype?: Dtype | null): T;
+  prod(a: T, dim?: Num | null, keepdim?: boolean): T;
+  max(a: T): T;
+  min(a: T): T;
+  maxDim(a: T, dim: Num, keepdim?: boolean): [T, T];
+  minDim(a: T, dim: Num, keepdim?: boolean): [T, T];
+  amax(a: T, dims: number[], keepdim?: boolean): T;
+  amin(a: T, dims: number[], keepdim?: boolean): T;
+  argmax(a: T, dim?: Num | null, keepdim?: boolean): T;
+  argmin(a: T, dim?: Num | null, keepdim?: boolean): T;
+  topk(a: T, k: Num, dim: Num, largest?: boolean, sorted?: boolean): [T, T];
+  sort(a: T, dim: Num, descending?: boolean): [T, T];
+  logsumexp(a: T, dims: number[], keepdim?: boolean): T;
+  norm(a: T, p: Num, dims?: number[] | null, keepdim?: boolean): T;
+  var(a: T, dims?: number[] | null, correction?: Num, keepdim?: boolean): T;
+  std(a: T, dims?: number[] | null, correction?: Num, keepdim?: boolean): T;
+  cumsum(a: T, dim: Num, dtype?: Dtype | null): T;
+  all(a: T): T;
+  any(a: T): T;
+  // ---- shape (ops/shape.cc) ----
+  reshape(a: T, shape: number[]): T;
+  view(a: T, shape: number[]): T;
+  permute(a: T, dims: number[]): T;
+  transpose(a: T, d0: Num, d1: Num): T;
+  flatten(a: T, start?: Num, end?: Num): T;
+  unflatten(a: T, dim: Num, sizes: number[]): T;
+  squeeze(a: T, dim?: Num | null): T;
+  unsqueeze(a: T, dim: Num): T;
+  narrow(a: T, dim: Num, start: Num, length: Num): T;
+  slice(a: T, dim: Num, start?: Num | null, end?: Num | null, step?: Num): T;
+  select(a: T, dim: Num, index: Num): T;
+  expand(a: T, shape: number[]): T;
+  repeat(a: T, repeats: number[]): T;
+  roll(a: T, shifts: number[], dims: number[]): T;
+  movedim(a: T, source: number[], destination: number[]): T;
+  cat(ts: T[], dim?: Num): T;
+  stack(ts: T[], dim?: Num): T;
+  split(a: T, sizeOrSizes: Num | number[], dim?: Num): T[];
+  chunk(a: T, chunks: Num, dim?: Num): T[];
+  unbind(a: T, dim?: Num): T[];
+  // ---- indexing (ops/index.cc) ----
+  indexSelect(a: T, dim: Num, index: T): T;
+  gather(a: T, dim: Num, index: T): T;
+  scatter(a: T, dim: Num, index: T, src: T | Num): T;
+  scatterAdd(a: T, dim: Num, index: T, src: T): T;
+  index(a: T, indices: (T | null)[]): T;
+  indexPut_(a: T, indices: (T | null)[], values: T, accumulate?: boolean): void;
+  indexPut(a: T, indices: (T | null)[], values: T, accumulate?: boolean): T;
+  maskedSelect(a: T, mask: T): T;
+  nonzero(a: T): T;
+  oneHot(a: T, numClasses?: Num): T;
+  // ---- linalg (ops/linalg.cc) ----
+  matmul(a: T, b: T): T;
+  mm(a: T, b: T): T;
+  bmm(a: T, b: T): T;
+  linear(x: T, w: T, b?: MaybeT): T;
+  einsum(eq: string, ts: T[]): T;
+  outer(a: T, b: T): T;
+  cdist(a: T, b: T, p?: Num): T;
+  // ---- nn (ops/nn.cc) ----
+  conv2d(x: T, w: T, b?: MaybeT, stride?: number[], padding?: number[], dilation?: number[], groups?: Num): T;
+  layerNorm(x: T, normalizedShape: number[], w: MaybeT, b: MaybeT, eps: Num): T;
+  rmsNorm(x: T, w: MaybeT, eps: Num): T;
+  softmax(x: T, dim: Num, dtype?: Dtype | null): T;
+  logSoftmax(x: T, dim: Num, dtype?: Dtype | null): T;
+  sdpa(q: T, k: T, v: T, mask?: MaybeT, dropout?: Num, isCausal?: boolean, scale?: Num | null): T;
+  sdpaMath(q: T, k: T, v: T, mask?: MaybeT, dropout?: Num, isCausal?: boolean, scale?: Num | null): T;
+  interpolate(x: T, size: number[], mode: string, alignCorners?: boolean, antialias?: boolean): T;
+  pad(x: T, pad: number[], mode?: string, value?: Num | null): T;
+  normalize(x: T, p: Num, dim: Num, eps: Num): T;
+  crossEntropy(x: T, target: T, reduction?: string, labelSmoothing?: Num, ignoreIndex?: Num): T;
+  mseLoss(x: T, target: T, reduction?: string): T;
+  pairwiseDistance(a: T, b: T, p?: Num, eps?: Num, keepdim?: boolean): T;
+  // ---- autograd (autograd/autograd.cc) ----
+  requiresGrad(t: T): boolean;
+  setRequiresGrad(t: T, on: boolean): void;
+  isLeaf(t: T): boolean;
+  retainGrad(t: T): void;
+  grad(t: T): T | null;
+  setGrad(t: T, g: T | null): void;
+  zeroGrad(ts: T[]): void;
+  backward(t: T, gradient?: MaybeT, retainGraph?: boolean): void;
+  detach(t: T): T;
+  detach_(t: T): void;
+  setGradEnabled(on: boolean): boolean;
+  isGradEnabled(): boolean;
+  // ---- optim (optim/optim.cc) ----
+  adamwStep(params: T[], expAvg: T[], expAvgSq: T[], lr: Num, wd: Num, b1: Num, b2: Num, eps: Num, step: Num): void;
+  clipGradNorm(params: T[], maxNorm: Num): T;
+  foreachMul_(ts: T[], s: Num): void;
+  foreachAdd_(ts: T[], others: T[], alpha?: Num): void;
+  foreachCopy_(ts: T[], sources: T[]): void;
+  emaUpdate(teacher: T[], student: T[], momentum: Num): void;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function findRoot(start: string): string {
+  let d = start;
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'native'))) return d;
+    d = dirname(d);
+  }
+  return resolve(start, '..', '..');
+}
+
+/** Candidate addon paths, in order: $DINOV3_ADDON, the cmake-js build, the node-gyp build. */
+export function addonCandidates(): string[] {
+  const root = findRoot(here);
+  const out: string[] = [];
+  if (process.env.DINOV3_ADDON) out.push(resolve(process.env.DINOV3_ADDON));
+  out.push(join(root, 'build', 'Release', 'dinov3.node'), join(root, 'build-gyp', 'Release', 'dinov3.node'));
+  return out;
+}
+
+function loadFailure(tried: string[], cause: unknown): LoadError {
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  const lines = [
+    `Could not load the dinov3-ts native addon on ${process.platform}-${process.arch}, Node ${process.version}.`,
+    `Tried: ${tried.join(', ')}`,
+    `Found: ${msg.split('\n')[0]}`,
+    'Required: the addon built against libtorch 1.13 or newer (Debian libtorch-dev, or the libtorch of an installed PyTorch).',
+    'Possible solutions:',
+    '- Build it: `npm run build:native` (installs missing Debian packages when run as root).',
+    '- Missing libtorch libraries: `apt-get install --no-install-recommends libtorch-dev libopenblas0-openmp`,',
+    "  or point LIBTORCH at a PyTorch's libtorch: LIBTORCH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)') npm run build:native",
+    '- Use a specific build: set DINOV3_ADDON=/path/to/dinov3.node',
+  ];
+  return new LoadError(lines.join('\n'));
+}
+
+function load(): { binding: NativeBinding; path: string; torchVersion: string; cudaCompiled: boolean } {
+  const require = createRequire(import.meta.url);
+  const tried = addonCandidates();
+  let lastError: unknown = new Error('no build found (the addon has not been built)');
+  for (const p of tried) {
+    if (!existsSync(p)) continue;
+    try {
+      const binding = require(p) as NativeBinding;
+      const info = binding.init(NATIVE_ERROR_CLASSES);
+      return { binding, path: p, ...info };
+    } catch (e) {
+      lastError = e;
+    }
+  }
+  throw loadFailure(tried, lastError);
+}
+
+const loaded = load();
+
+/** The native addon (typed). */
+export const native: NativeBinding = loaded.binding;
+/** Where the addon was loaded from, the libtorch version it was built against, and whether it has CUDA. */
+export const addonInfo = { path: loaded.path, torchVersion: loaded.torchVersion, cudaCompiled: loaded.cudaCompiled };

@@ -1,0 +1,17 @@
+// Installs op functions as Tensor methods: `installMethods({ add })` makes `x.add(y)` call `add(x, y)`.
+import { Tensor } from '../tensor/tensor.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type OpFn = (self: Tensor, ...args: any[]) => unknown;
+
+export function installMethods(fns: Record<string, OpFn>): void {
+  for (const [name, fn] of Object.entries(fns)) {
+    Object.defineProperty(Tensor.prototype, name, {
+      value: function (this: Tensor, ...args: unknown[]) {
+        return fn(this, ...args);
+      },
+      writable: true,
+      configurable: true,
+    });
+  }
+}
