@@ -12,3 +12,6 @@ export * from './ops/shape.js';
 export * from './ops/index.js';
 export * from './ops/linalg.js';
 export * from './ops/nn.js';
+export { Module, type StateDict } from './nn/module.js';
+export * from './nn/layers.js';
+export * as init from './nn/init.js';

@@ -221,6 +221,7 @@ export interface NativeBinding {
   setGrad(t: T, g: T | null): void;
   zeroGrad(ts: T[]): void;
   backward(t: T, gradient?: MaybeT, retainGraph?: boolean): void;
+  setData(t: T, src: T): void;
   detach(t: T): T;
   detach_(t: T): void;
   setGradEnabled(on: boolean): boolean;

@@ -54,6 +54,12 @@ void InitAutograd(Napi::Env env, Napi::Object e) {
     t.backward(g ? *g : at::Tensor(), a.optB(2, "retainGraph", false));
     return a.undef();
   });
+  // setData(t, src): replaces t's data (possibly another dtype/device) keeping the same variable (Module.to_).
+  Def(env, e, "setData", [](Args& a) -> Napi::Value {
+    at::Tensor t = a.t(0, "tensor");
+    t.set_data(a.t(1, "src"));
+    return a.undef();
+  });
   Def(env, e, "detach", [](Args& a) { return a.ret(a.t(0, "tensor").detach()); });
   Def(env, e, "detach_", [](Args& a) -> Napi::Value {
     at::Tensor t = a.t(0, "tensor");
