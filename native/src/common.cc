@@ -100,7 +100,7 @@ static void Account(AddonData& d, TensorRef* r, int sign) {
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin) {
   auto* r = new TensorRef{std::move(t), origin};
   r->cuda = r->t.defined() && r->t.is_cuda();
-  r->bytes = r->t.defined() ? static_cast<int64_t>(r->t.numel()) * static_cast<int64_t>(r->t.element_size()) : 0;
+  r->bytes = r->t.defined() && !r->t.is_meta() ? static_cast<int64_t>(r->t.numel()) * static_cast<int64_t>(r->t.element_size()) : 0;
   AddonData& d = Data(env);
   Account(d, r, +1);
   d.created += 1;
@@ -287,6 +287,7 @@ at::Device Args::device(size_t i, const char* name) const {
   if (i < info_.Length() && info_[i].IsString()) {
     std::string s = info_[i].As<Napi::String>().Utf8Value();
     if (s == "cpu") return at::Device(at::kCPU);
+    if (s == "meta") return at::Device(at::kMeta);  // shapes only, no memory (parameter counting)
     if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
       try {
         return at::Device(s);
@@ -294,7 +295,7 @@ at::Device Args::device(size_t i, const char* name) const {
       }
     }
   }
-  typeError(i, name, "a device (\"cpu\", \"cuda\" or \"cuda:N\")");
+  typeError(i, name, "a device (\"cpu\", \"cuda\", \"cuda:N\" or \"meta\")");
 }
 
 Napi::Value Args::ret(const std::vector<at::Tensor>& ts) const {

@@ -7,7 +7,7 @@ import { track, untrack } from './scope.js';
 /** Element types, named as in torch. */
 export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 /** Devices: 'cpu', 'cuda', 'cuda:N'. */
-export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+export type Device = 'cpu' | 'cuda' | `cuda:${number}` | 'meta';
 
 export const DTYPES: readonly DType[] = ['float32', 'float64', 'bfloat16', 'float16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
