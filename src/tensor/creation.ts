@@ -1,4 +1,5 @@
 // Tensor creation: constants, ranges, random draws with seedable generators, and conversion from JS data.
+import '../ops/all.js';
 import { native, type NativeGenerator } from '../native/binding.js';
 import { TorchTypeError } from '../native/errors.js';
 import { type Device, type DType, DTYPES, handleOf, Tensor, wrap } from './tensor.js';
