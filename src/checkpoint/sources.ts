@@ -1,0 +1,30 @@
+// Lazily materialised checkpoint tensors: a shape, a dtype and a loader. Key mapping (Hugging Face ↔ official,
+// prefix stripping) composes loaders, so a whole checkpoint never exists twice as tensors: each parameter is created,
+// copied into the model and freed in turn (RECIPE §1.8 describes the keys).
+import type { RawTensor } from '../io/raw_tensor.js';
+import { fromBuffer } from '../tensor/creation.js';
+import { scope } from '../tensor/scope.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
+
+export interface TensorSource {
+  readonly shape: number[];
+  readonly dtype: DType;
+  /** Creates a fresh tensor (the caller owns it). */
+  load(): Tensor;
+}
+
+/** Checkpoint entries by key. */
+export type SourceDict = Map<string, TensorSource>;
+
+export function rawSource(raw: RawTensor): TensorSource {
+  return { shape: raw.shape, dtype: raw.dtype, load: () => fromBuffer(raw.data, raw.dtype, raw.shape) };
+}
+
+/** A source over a live tensor (e.g. a module parameter): `load` returns a detached copy. */
+export function tensorSource(t: Tensor): TensorSource {
+  return { shape: t.shape, dtype: t.dtype, load: () => scope(() => t.detach().clone()) };
+}
+
+export function derivedSource(shape: number[], dtype: DType, load: () => Tensor): TensorSource {
+  return { shape, dtype, load };
+}

@@ -1,0 +1,60 @@
+// Feed-forward layers (dinov3/layers/ffn_layers.py). RECIPE §1.4: "mlp" = fc1 → GELU (exact erf form) → fc2;
+// "swiglu*" = w3(SiLU(w1 x) ⊙ w2 x). RECIPE §1.1: the SwiGLU hidden width is int(F·2/3) rounded up to the alignment.
+import { Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import { gelu, silu } from '../ops/pointwise.js';
+import type { CreateOptions } from '../tensor/creation.js';
+import { scope } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { catKeepShapes, uncatWithShapes } from './utils.js';
+
+export interface FfnOptions extends CreateOptions {
+  bias?: boolean;
+}
+
+/** Shared list forward: per-token layers run once on the concatenated tokens of all groups (official ListForwardMixin). */
+export abstract class FfnBase extends Module {
+  abstract forward(x: Tensor): Tensor;
+  forwardList(xs: Tensor[]): Tensor[] {
+    return scope(() => {
+      const { flat, shapes, numTokens } = catKeepShapes(xs);
+      return uncatWithShapes(this.forward(flat), shapes, numTokens);
+    });
+  }
+}
+
+export class Mlp extends FfnBase {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(inFeatures: number, hiddenFeatures: number, o: FfnOptions = {}) {
+    super();
+    this.fc1 = this.registerModule('fc1', new Linear(inFeatures, hiddenFeatures, o));
+    this.fc2 = this.registerModule('fc2', new Linear(hiddenFeatures, inFeatures, o));
+  }
+  forward(x: Tensor): Tensor {
+    return scope(() => this.fc2.forward(gelu(this.fc1.forward(x), 'none')));
+  }
+}
+
+/** SwiGLU hidden width for a nominal hidden width `hiddenFeatures` (= int(D·ffn_ratio)). */
+export function swigluHiddenFeatures(hiddenFeatures: number, alignTo = 8): number {
+  const d = Math.trunc((hiddenFeatures * 2) / 3);
+  return d + ((alignTo - (d % alignTo)) % alignTo);
+}
+
+export class SwiGLUFFN extends FfnBase {
+  readonly w1: Linear;
+  readonly w2: Linear;
+  readonly w3: Linear;
+  readonly hiddenFeatures: number;
+  constructor(inFeatures: number, hiddenFeatures: number, o: FfnOptions & { alignTo?: number } = {}) {
+    super();
+    this.hiddenFeatures = swigluHiddenFeatures(hiddenFeatures, o.alignTo ?? 8);
+    this.w1 = this.registerModule('w1', new Linear(inFeatures, this.hiddenFeatures, o));
+    this.w2 = this.registerModule('w2', new Linear(inFeatures, this.hiddenFeatures, o));
+    this.w3 = this.registerModule('w3', new Linear(this.hiddenFeatures, inFeatures, o));
+  }
+  forward(x: Tensor): Tensor {
+    return scope(() => this.w3.forward(silu(this.w1.forward(x)).mul(this.w2.forward(x))));
+  }
+}

@@ -1,0 +1,53 @@
+// Shared helpers for the backbone tests: fixture paths, fixture tensors and a closeness check that reports the
+// max abs diff and the first mismatches (STYLE §7).
+import { expect } from 'vitest';
+import { readSafetensorsFile } from '../../../src/io/safetensors.js';
+import { fromBuffer, type Tensor } from '../../../src/index.js';
+
+export const FIXTURES = new URL('../../fixtures/reference/', import.meta.url).pathname;
+
+/** The tensors of a fixture .safetensors file (the caller disposes them). */
+export async function loadFixture(name: string): Promise<Map<string, Tensor>> {
+  const { tensors } = await readSafetensorsFile(`${FIXTURES}${name}`);
+  return new Map([...tensors].map(([k, raw]) => [k, fromBuffer(raw.data, raw.dtype, raw.shape)]));
+}
+
+export function disposeAll(m: Map<string, Tensor> | Tensor[]): void {
+  for (const t of m.values()) t.dispose();
+}
+
+/** Max abs diff and max abs diff relative to the largest reference magnitude. */
+export function diff(actual: Tensor, expected: Tensor): { maxAbs: number; rel: number } {
+  expect(actual.shape).toEqual(expected.shape);
+  const a = actual.toFloat32Array();
+  const e = expected.toFloat32Array();
+  let maxAbs = 0;
+  let maxRef = 0;
+  for (let i = 0; i < e.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(a[i]! - e[i]!));
+    maxRef = Math.max(maxRef, Math.abs(e[i]!));
+  }
+  return { maxAbs, rel: maxAbs / Math.max(maxRef, 1e-12) };
+}
+
+/**
+ * Asserts |a − e| ≤ rtol·|e| + atol elementwise, with atol = rtol·max|e|; on failure the message gives the max abs
+ * diff and the first mismatches. Returns the max abs diff.
+ */
+export function expectClose(actual: Tensor, expected: Tensor, name: string, rtol = 1e-4): number {
+  expect(actual.shape, `${name}: shape`).toEqual(expected.shape);
+  const a = actual.toFloat32Array();
+  const e = expected.toFloat32Array();
+  let maxRef = 0;
+  for (const v of e) maxRef = Math.max(maxRef, Math.abs(v));
+  const atol = rtol * maxRef;
+  let maxAbs = 0;
+  const bad: string[] = [];
+  for (let i = 0; i < e.length; i++) {
+    const d = Math.abs(a[i]! - e[i]!);
+    maxAbs = Math.max(maxAbs, d);
+    if (!(d <= atol + rtol * Math.abs(e[i]!)) && bad.length < 5) bad.push(`[${i}] ${a[i]} vs ${e[i]}`);
+  }
+  expect(bad, `${name}: max abs diff ${maxAbs.toExponential(3)}; first mismatches: ${bad.join(', ')}`).toEqual([]);
+  return maxAbs;
+}
