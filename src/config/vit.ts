@@ -43,6 +43,11 @@ export const VitConfigSchema = z
     n_storage_tokens: z.number().int().min(0).default(0).describe('storage (register) tokens R'),
     mask_k_bias: z.boolean().default(false).describe('zero the key third of the qkv bias (bias_mask buffer)'),
     untie_cls_and_patch_norms: z.boolean().default(false).describe('separate final norm (cls_norm) for CLS + storage tokens'),
+    device: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('accepted for parity with the official constructor; the device is chosen when building (BackboneOptions.device)'),
     untie_global_and_local_cls_norm: z
       .boolean()
       .default(false)
