@@ -17,10 +17,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitShape(env, exports);
   InitIndex(env, exports);
   InitLinalg(env, exports);
+  InitDecomp(env, exports);
   InitNN(env, exports);
   InitAutograd(env, exports);
+  InitAutocast(env, exports);
   InitOptim(env, exports);
   InitDevice(env, exports);
+  InitFused(env, exports);
   return exports;
 }
 

@@ -189,7 +189,9 @@ int64_t Args::i64(size_t i, const char* name) const {
   Napi::Value v = info_[i];
   if (v.IsBigInt()) {
     bool lossless = true;
-    return v.As<Napi::BigInt>().Int64Value(&lossless);
+    int64_t r = v.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) typeError(i, name, "an integer within the int64 range");
+    return r;
   }
   if (!v.IsNumber()) typeError(i, name, "an integer");
   double d = v.As<Napi::Number>().DoubleValue();
@@ -289,9 +291,23 @@ at::Device Args::device(size_t i, const char* name) const {
     if (s == "cpu") return at::Device(at::kCPU);
     if (s == "meta") return at::Device(at::kMeta);  // shapes only, no memory (parameter counting)
     if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+      c10::optional<at::Device> d;
       try {
-        return at::Device(s);
+        d = at::Device(s);
       } catch (const std::exception&) {
+      }
+      if (d) {
+        if (!at::hasCUDA())
+          throw MakeError(env_, ErrKind::Torch,
+                          std::string(op_) + ": \"" + name + "\" is " + s +
+                              " but CUDA is not available (this addon uses libtorch " TORCH_VERSION
+#ifdef DINOV3_WITH_CUDA
+                              " with CUDA, and no CUDA device was found)",
+#else
+                              " built without CUDA; rebuild against a CUDA libtorch: see README)",
+#endif
+                          "ERR_INVALID_ARG");
+        return *d;
       }
     }
   }
@@ -333,7 +349,11 @@ Napi::Value RunGuarded(const Napi::CallbackInfo& info, const char* op, Napi::Val
   } catch (const c10::NotImplementedError& e) {
     return fail(ErrKind::Torch, e.what_without_backtrace(), "ERR_TORCH_NOT_IMPLEMENTED");
   } catch (const c10::Error& e) {
-    return fail(ErrKind::Torch, e.what_without_backtrace(), "ERR_TORCH");
+    std::string msg = e.what_without_backtrace();
+    // The CPU allocator reports failures as a plain enforce error; they are out-of-memory errors all the same.
+    if (msg.find("can't allocate memory") != std::string::npos || msg.find("out of memory") != std::string::npos)
+      return fail(ErrKind::Torch, msg, "ERR_TORCH_OOM");
+    return fail(ErrKind::Torch, msg, "ERR_TORCH");
   } catch (const std::exception& e) {
     return fail(ErrKind::Torch, e.what(), "ERR_NATIVE");
   } catch (...) {

@@ -11,6 +11,9 @@ import { LoadError, NATIVE_ERROR_CLASSES } from './errors.js';
 export type NativeTensor = { readonly __nativeTensor: unique symbol };
 /** Opaque native generator handle. */
 export type NativeGenerator = { readonly __nativeGenerator: unique symbol };
+/** Opaque native CUDA stream and event handles (only created by CUDA builds). */
+export type NativeCudaStream = { readonly __nativeCudaStream: unique symbol };
+export type NativeCudaEvent = { readonly __nativeCudaEvent: unique symbol };
 
 type T = NativeTensor;
 type Num = number;
@@ -53,8 +56,21 @@ export interface NativeBinding {
   // ---- devices (tensor/device.cc) ----
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
-  synchronize(): void;
+  synchronize(device?: Num | null): void;
   cudaMemory(device?: Num): { allocated: number; reserved: number };
+  cudaNewStream(device?: Num | null, highPriority?: boolean): NativeCudaStream;
+  cudaCurrentStream(device?: Num | null): NativeCudaStream;
+  cudaDefaultStream(device?: Num | null): NativeCudaStream;
+  cudaSetCurrentStream(s: NativeCudaStream): void;
+  cudaStreamSynchronize(s: NativeCudaStream): void;
+  cudaStreamQuery(s: NativeCudaStream): boolean;
+  cudaStreamInfo(s: NativeCudaStream): { device: number; id: number; priority: number };
+  cudaNewEvent(enableTiming?: boolean): NativeCudaEvent;
+  cudaEventRecord(e: NativeCudaEvent, s?: NativeCudaStream | null): void;
+  cudaEventSynchronize(e: NativeCudaEvent): void;
+  cudaEventQuery(e: NativeCudaEvent): boolean;
+  cudaEventWait(e: NativeCudaEvent, s?: NativeCudaStream | null): void;
+  cudaEventElapsedTime(start: NativeCudaEvent, end: NativeCudaEvent): number;
   // ---- creation (ops/creation.cc) ----
   zeros(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;
   ones(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;
@@ -120,16 +136,21 @@ export interface NativeBinding {
   logicalNot(a: T): T;
   isnan(a: T): T;
   isfinite(a: T): T;
+  isinf(a: T): T;
   neg_(a: T): void;
   exp_(a: T): void;
   sqrt_(a: T): void;
   relu_(a: T): void;
   logicalAnd(a: T, b: T): T;
   logicalOr(a: T, b: T): T;
+  logicalXor(a: T, b: T): T;
   gelu(a: T, approximate?: 'none' | 'tanh'): T;
   silu(a: T): T;
-  clamp(a: T, min?: Num | null, max?: Num | null): T;
-  clamp_(a: T, min?: Num | null, max?: Num | null): void;
+  clamp(a: T, min?: T | Num | null, max?: T | Num | null): T;
+  clamp_(a: T, min?: T | Num | null, max?: T | Num | null): void;
+  clampMin(a: T, min: T | Num): T;
+  clampMax(a: T, max: T | Num): T;
+  nanToNum(a: T, nan?: Num | null, posinf?: Num | null, neginf?: Num | null): T;
   where(cond: T, a: Operand, b: Operand): T;
   lerp(a: T, end: T, weight: T | Num): T;
   lerp_(a: T, end: T, weight: Num): void;
@@ -138,23 +159,24 @@ export interface NativeBinding {
   maskedFill_(a: T, mask: T, value: Num | boolean): void;
   dropout(a: T, p: Num, train: boolean): T;
   // ---- reductions (ops/reduce.cc) ----
-  sum(a: T, dims?: number[] | null, keepdim?: boolean, dtype?: Dtype | null): T;
-  mean(a: T, dims?: number[] | null, keepdim?: boolean, dtype?: Dtype | null): T;
+  sum(a: T, dims?: Num | number[] | null, keepdim?: boolean, dtype?: Dtype | null): T;
+  mean(a: T, dims?: Num | number[] | null, keepdim?: boolean, dtype?: Dtype | null): T;
   prod(a: T, dim?: Num | null, keepdim?: boolean): T;
   max(a: T): T;
   min(a: T): T;
   maxDim(a: T, dim: Num, keepdim?: boolean): [T, T];
   minDim(a: T, dim: Num, keepdim?: boolean): [T, T];
-  amax(a: T, dims: number[], keepdim?: boolean): T;
-  amin(a: T, dims: number[], keepdim?: boolean): T;
+  amax(a: T, dims: Num | number[], keepdim?: boolean): T;
+  amin(a: T, dims: Num | number[], keepdim?: boolean): T;
   argmax(a: T, dim?: Num | null, keepdim?: boolean): T;
   argmin(a: T, dim?: Num | null, keepdim?: boolean): T;
   topk(a: T, k: Num, dim: Num, largest?: boolean, sorted?: boolean): [T, T];
   sort(a: T, dim: Num, descending?: boolean): [T, T];
-  logsumexp(a: T, dims: number[], keepdim?: boolean): T;
-  norm(a: T, p: Num, dims?: number[] | null, keepdim?: boolean): T;
-  var(a: T, dims?: number[] | null, correction?: Num, keepdim?: boolean): T;
-  std(a: T, dims?: number[] | null, correction?: Num, keepdim?: boolean): T;
+  argsort(a: T, dim: Num, descending?: boolean): T;
+  logsumexp(a: T, dims: Num | number[], keepdim?: boolean): T;
+  norm(a: T, p: Num, dims?: Num | number[] | null, keepdim?: boolean): T;
+  var(a: T, dims?: Num | number[] | null, correction?: Num, keepdim?: boolean): T;
+  std(a: T, dims?: Num | number[] | null, correction?: Num, keepdim?: boolean): T;
   cumsum(a: T, dim: Num, dtype?: Dtype | null): T;
   all(a: T): T;
   any(a: T): T;
@@ -173,6 +195,12 @@ export interface NativeBinding {
   expand(a: T, shape: number[]): T;
   repeat(a: T, repeats: number[]): T;
   roll(a: T, shifts: number[], dims: number[]): T;
+  flip(a: T, dims: number[]): T;
+  t(a: T): T;
+  tril(a: T, diagonal?: Num): T;
+  triu(a: T, diagonal?: Num): T;
+  diag(a: T, diagonal?: Num): T;
+  diagonal(a: T, offset?: Num, dim1?: Num, dim2?: Num): T;
   movedim(a: T, source: number[], destination: number[]): T;
   cat(ts: T[], dim?: Num): T;
   stack(ts: T[], dim?: Num): T;
@@ -194,6 +222,7 @@ export interface NativeBinding {
   matmul(a: T, b: T): T;
   mm(a: T, b: T): T;
   bmm(a: T, b: T): T;
+  baddbmm(input: T, batch1: T, batch2: T, beta?: Num, alpha?: Num): T;
   linear(x: T, w: T, b?: MaybeT): T;
   einsum(eq: string, ts: T[]): T;
   outer(a: T, b: T): T;
@@ -208,6 +237,8 @@ export interface NativeBinding {
   sdpaMath(q: T, k: T, v: T, mask?: MaybeT, dropout?: Num, isCausal?: boolean, scale?: Num | null): T;
   interpolate(x: T, size: number[], mode: string, alignCorners?: boolean, antialias?: boolean): T;
   pad(x: T, pad: number[], mode?: string, value?: Num | null): T;
+  avgPool2d(x: T, kernelSize: number[], stride?: number[] | null, padding?: number[], ceilMode?: boolean, countIncludePad?: boolean, divisorOverride?: Num | null): T;
+  adaptiveAvgPool2d(x: T, outputSize: number[]): T;
   normalize(x: T, p: Num, dim: Num, eps: Num): T;
   crossEntropy(x: T, target: T, reduction?: string, labelSmoothing?: Num, ignoreIndex?: Num): T;
   mseLoss(x: T, target: T, reduction?: string): T;
@@ -226,13 +257,28 @@ export interface NativeBinding {
   detach_(t: T): void;
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
+  // ---- autocast (autograd/autocast.cc) ----
+  autocastEnter(device: 'cpu' | 'cuda', dtype: Dtype): unknown;
+  autocastExit(previous: unknown): void;
   // ---- optim (optim/optim.cc) ----
-  adamwStep(params: T[], expAvg: T[], expAvgSq: T[], lr: Num, wd: Num, b1: Num, b2: Num, eps: Num, step: Num): void;
+  /** One AdamW step over one group; `steps` (one count per param) is incremented in place for params with a grad. */
+  adamwStep(params: T[], expAvg: T[], expAvgSq: T[], lr: Num, wd: Num, b1: Num, b2: Num, eps: Num, steps: Float64Array, fused?: boolean): void;
   clipGradNorm(params: T[], maxNorm: Num): T;
   foreachMul_(ts: T[], s: Num): void;
   foreachAdd_(ts: T[], others: T[], alpha?: Num): void;
   foreachCopy_(ts: T[], sources: T[]): void;
   emaUpdate(teacher: T[], student: T[], momentum: Num): void;
+  // ---- decompositions (ops/decomp.cc) ----
+  linalgEigh(a: T, uplo?: 'L' | 'U'): [T, T];
+  linalgSvd(a: T, fullMatrices?: boolean): [T, T, T];
+  linalgQr(a: T, mode?: 'reduced' | 'complete'): [T, T];
+  // ---- fused (ops/fused.cc) ----
+  /** Inference-only multi-head attention from a fused qkv projection [B, N, 3D] (float32 CPU) → [B, N, D]. */
+  attentionQkv(qkv: T, numHeads: Num, sin: MaybeT, cos: MaybeT, scale: Num): T;
+  /** gelu(linear(x)) (exact GELU, applied in place on the linear's output). */
+  linearGelu(x: T, weight: T, bias?: MaybeT): T;
+  /** x + gamma ⊙ y (x + y without gamma). */
+  residualScale(x: T, y: T, gamma?: MaybeT): T;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

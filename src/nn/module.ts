@@ -4,7 +4,7 @@ import { native } from '../native/binding.js';
 import { StateDictError, type StateDictReport, TorchTypeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { untrack } from '../tensor/scope.js';
-import { type Device, type DType, handleOf, Tensor } from '../tensor/tensor.js';
+import { describe, type Device, type DType, handleOf, Tensor } from '../tensor/tensor.js';
 
 export type StateDict = Map<string, Tensor>;
 
@@ -124,7 +124,12 @@ export class Module {
    * @throws StateDictError
    */
   loadStateDict(sd: Map<string, Tensor> | Record<string, Tensor>, opts: { strict?: boolean } = {}): StateDictReport {
+    if (sd === null || typeof sd !== 'object' || Array.isArray(sd))
+      throw new TorchTypeError(`loadStateDict: expected a Map or a record of Tensors, received ${describe(sd)}`, 'ERR_INVALID_ARG');
     const map = sd instanceof Map ? sd : new Map(Object.entries(sd));
+    for (const [k, v] of map)
+      if (!(v instanceof Tensor))
+        throw new TorchTypeError(`loadStateDict: expected "${k}" to be a Tensor, received ${describe(v)}`, 'ERR_INVALID_ARG');
     const report = this.checkStateDict(map);
     const bad = report.missing.length + report.unexpected.length + report.mismatched.length;
     if ((opts.strict ?? true) && bad > 0) throw new StateDictError(formatReport(report, this.stateDict().keys()), report);

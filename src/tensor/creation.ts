@@ -2,7 +2,7 @@
 import '../ops/all.js';
 import { native, type NativeGenerator } from '../native/binding.js';
 import { TorchTypeError } from '../native/errors.js';
-import { type Device, type DType, DTYPES, handleOf, Tensor, wrap } from './tensor.js';
+import { describe, type Device, type DType, DTYPES, handleOf, Tensor, wrap } from './tensor.js';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -40,8 +40,18 @@ export function setRngState(state: Tensor): void {
 
 function checkShape(op: string, shape: unknown): number[] {
   if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0))
-    throw new TorchTypeError(`${op}: expected "shape" to be an array of non-negative integers, received ${JSON.stringify(shape)}`, 'ERR_INVALID_ARG');
+    throw new TorchTypeError(
+      `${op}: expected "shape" to be an array of non-negative integers, received ${Array.isArray(shape) ? `[${shape.map(String).join(', ')}]` : describe(shape)}`,
+      'ERR_INVALID_ARG',
+    );
   return shape as number[];
+}
+
+/** The native handle of an optional generator option (a TorchTypeError if it is not a Generator). */
+function gen(op: string, g: unknown): NativeGenerator | undefined {
+  if (g === undefined || g === null) return undefined;
+  if (g instanceof Generator) return g.handle;
+  throw new TorchTypeError(`${op}: expected "generator" to be a Generator, received ${describe(g)}`, 'ERR_INVALID_ARG');
 }
 
 export const zeros = (shape: number[], o: CreateOptions = {}) => wrap(native.zeros(checkShape('zeros', shape), o.dtype, o.device));
@@ -65,12 +75,12 @@ export const linspace = (start: number, end: number, steps: number, o: CreateOpt
 export const eye = (n: number, o: CreateOptions = {}) => wrap(native.eye(n, o.dtype, o.device));
 
 export const randn = (shape: number[], o: RandomOptions = {}) =>
-  wrap(native.randn(checkShape('randn', shape), o.dtype, o.device, o.generator?.handle));
+  wrap(native.randn(checkShape('randn', shape), o.dtype, o.device, gen('randn', o.generator)));
 export const rand = (shape: number[], o: RandomOptions = {}) =>
-  wrap(native.rand(checkShape('rand', shape), o.dtype, o.device, o.generator?.handle));
+  wrap(native.rand(checkShape('rand', shape), o.dtype, o.device, gen('rand', o.generator)));
 export const randint = (low: number, high: number, shape: number[], o: RandomOptions = {}) =>
-  wrap(native.randint(low, high, checkShape('randint', shape), o.dtype, o.device, o.generator?.handle));
-export const randperm = (n: number, o: { generator?: Generator } = {}) => wrap(native.randperm(n, o.generator?.handle));
+  wrap(native.randint(low, high, checkShape('randint', shape), o.dtype, o.device, gen('randint', o.generator)));
+export const randperm = (n: number, o: { generator?: Generator } = {}) => wrap(native.randperm(n, gen('randperm', o.generator)));
 
 type Nested = number | boolean | Nested[];
 

@@ -1,12 +1,125 @@
-// Devices and threads.
-import { native } from '../native/binding.js';
-import { TorchRangeError } from '../native/errors.js';
+// Devices and threads: CUDA availability, device synchronisation, streams and events (mirrors
+// native/src/tensor/device.cc). On a CPU build every CUDA call except isAvailable/deviceCount throws a TorchError
+// "CUDA is not available in this build (libtorch <version> CPU)".
+import { native, type NativeCudaEvent, type NativeCudaStream } from '../native/binding.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { describe } from './tensor.js';
+
+const kHandle = Symbol('dinov3.cuda.handle');
+
+/**
+ * A CUDA stream (from libtorch's stream pool, as `torch.cuda.Stream()`). Ops run on the current stream of their
+ * device; make a stream current with `stream.run(fn)` or `cuda.setCurrentStream`.
+ * @example
+ * const s = new cuda.Stream();
+ * s.run(() => y.copy_(x, true)); // queued on s
+ * s.synchronize();
+ * @throws TorchError on builds or machines without CUDA.
+ */
+export class CudaStream {
+  /** @internal */ readonly [kHandle]: NativeCudaStream;
+
+  constructor(o: { device?: number; priority?: 'normal' | 'high' } = {}) {
+    this[kHandle] = native.cudaNewStream(o.device ?? null, o.priority === 'high');
+  }
+
+  /** @internal Wraps an existing native stream handle. */
+  static fromHandle(h: NativeCudaStream): CudaStream {
+    const s = Object.create(CudaStream.prototype) as CudaStream;
+    (s as { [kHandle]: NativeCudaStream })[kHandle] = h;
+    return s;
+  }
+
+  /** Device index, stream id and priority (lower is more urgent). */
+  get info(): { device: number; id: number; priority: number } {
+    return native.cudaStreamInfo(this[kHandle]);
+  }
+  get device(): number {
+    return this.info.device;
+  }
+  /** Blocks until all work queued on this stream has completed. */
+  synchronize(): void {
+    native.cudaStreamSynchronize(this[kHandle]);
+  }
+  /** True when all work queued on this stream has completed. */
+  query(): boolean {
+    return native.cudaStreamQuery(this[kHandle]);
+  }
+  /** Makes work queued on this stream from now on wait for `event`. */
+  waitEvent(event: CudaEvent): void {
+    native.cudaEventWait(eventHandle(event, 'cuda.Stream.waitEvent'), this[kHandle]);
+  }
+  /** Runs `fn` with this stream current on its device, then restores the previous current stream. */
+  run<R>(fn: () => R): R {
+    const prev = native.cudaCurrentStream(this.device);
+    native.cudaSetCurrentStream(this[kHandle]);
+    try {
+      return fn();
+    } finally {
+      native.cudaSetCurrentStream(prev);
+    }
+  }
+}
+
+/**
+ * A CUDA event, for ordering work between streams and for GPU timing.
+ * @example
+ * const start = new cuda.Event({ enableTiming: true }), end = new cuda.Event({ enableTiming: true });
+ * start.record(); run(); end.record(); end.synchronize();
+ * const ms = start.elapsedTime(end);
+ * @throws TorchError on builds or machines without CUDA.
+ */
+export class CudaEvent {
+  /** @internal */ readonly [kHandle]: NativeCudaEvent;
+
+  constructor(o: { enableTiming?: boolean } = {}) {
+    this[kHandle] = native.cudaNewEvent(o.enableTiming ?? false);
+  }
+  /** Records the event on `stream` (the current stream when absent). Returns this. */
+  record(stream?: CudaStream): this {
+    native.cudaEventRecord(this[kHandle], stream ? streamHandle(stream, 'cuda.Event.record') : null);
+    return this;
+  }
+  /** Blocks until the work captured by the last record() has completed. */
+  synchronize(): void {
+    native.cudaEventSynchronize(this[kHandle]);
+  }
+  /** True when the work captured by the last record() has completed. */
+  query(): boolean {
+    return native.cudaEventQuery(this[kHandle]);
+  }
+  /** Makes work queued on `stream` (the current stream when absent) from now on wait for this event. */
+  wait(stream?: CudaStream): void {
+    native.cudaEventWait(this[kHandle], stream ? streamHandle(stream, 'cuda.Event.wait') : null);
+  }
+  /** Milliseconds from this event to `end` (both recorded, created with enableTiming, and completed). */
+  elapsedTime(end: CudaEvent): number {
+    return native.cudaEventElapsedTime(this[kHandle], eventHandle(end, 'cuda.Event.elapsedTime'));
+  }
+}
+
+function streamHandle(s: unknown, op: string): NativeCudaStream {
+  if (s instanceof CudaStream) return s[kHandle];
+  throw new TorchTypeError(`${op}: expected "stream" to be a cuda.Stream, received ${describe(s)}`, 'ERR_INVALID_ARG');
+}
+function eventHandle(e: unknown, op: string): NativeCudaEvent {
+  if (e instanceof CudaEvent) return e[kHandle];
+  throw new TorchTypeError(`${op}: expected "event" to be a cuda.Event, received ${describe(e)}`, 'ERR_INVALID_ARG');
+}
 
 export const cuda = {
   isAvailable: (): boolean => native.cudaIsAvailable(),
   deviceCount: (): number => native.cudaDeviceCount(),
-  /** Waits for all work on the current CUDA device. */
-  synchronize: (): void => native.synchronize(),
+  /** Waits for all work on the device (the current one when absent), on every stream. */
+  synchronize: (device?: number): void => native.synchronize(device ?? null),
+  Stream: CudaStream,
+  Event: CudaEvent,
+  /** The current stream of the device (the current device when absent). */
+  currentStream: (device?: number): CudaStream => CudaStream.fromHandle(native.cudaCurrentStream(device ?? null)),
+  /** The default (legacy null) stream of the device. */
+  defaultStream: (device?: number): CudaStream => CudaStream.fromHandle(native.cudaDefaultStream(device ?? null)),
+  /** Makes `stream` current on its device. Prefer `stream.run(fn)`, which restores the previous stream. */
+  setCurrentStream: (stream: CudaStream): void => native.cudaSetCurrentStream(streamHandle(stream, 'cuda.setCurrentStream')),
 };
 
 /** Sets the number of intra-op threads (default: the machine's cores). */

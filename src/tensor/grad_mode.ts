@@ -24,3 +24,19 @@ export const isGradEnabled = (): boolean => native.isGradEnabled();
 export function zeroGrad(tensors: Tensor[]): void {
   native.zeroGrad(tensors.map((t, i) => handleOf(t, 'zeroGrad', `tensors[${i}]`)));
 }
+
+/**
+ * Runs `fn` with autocast: on `device`, matmul-like ops (linear, matmul, conv, sdpa) compute in `dtype` (bf16 by
+ * default) while parameters, their gradients and reductions stay float32 (RECIPE §9 mixed precision).
+ * @example const logits = autocast(() => model.forward(x), { device: 'cuda' });
+ */
+export function autocast<R>(fn: () => R, o: { device?: 'cpu' | 'cuda'; dtype?: 'bfloat16' | 'float16' } = {}): R {
+  const prev = native.autocastEnter(o.device ?? 'cpu', o.dtype ?? 'bfloat16');
+  try {
+    const r = fn();
+    if (r instanceof Promise) throw new TypeError('autocast: the function returned a Promise; autocast regions are synchronous');
+    return r;
+  } finally {
+    native.autocastExit(prev);
+  }
+}

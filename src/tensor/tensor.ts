@@ -1,7 +1,7 @@
 // The Tensor class: one owner of one native tensor handle. Ops are functions in src/ops/* that are also installed as
 // methods (declaration merging), so `x.add(y)` and `add(x, y)` are the same call.
 import { native, type NativeTensor } from '../native/binding.js';
-import { DisposedError, TorchTypeError } from '../native/errors.js';
+import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { track, untrack } from './scope.js';
 
 /** Element types, named as in torch. */
@@ -50,9 +50,13 @@ const kHandle = Symbol('dinov3.handle');
 export function describe(v: unknown): string {
   if (v instanceof Tensor) return v.isDisposed ? 'a disposed Tensor' : `${v.dtype} Tensor [${v.shape.join(', ')}]`;
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return `array of length ${v.length}`;
   if (typeof v === 'string') return `string "${v}"`;
-  if (typeof v === 'object') return v.constructor?.name ? `${v.constructor.name} object` : 'object';
+  if (typeof v === 'object') {
+    const proto = Object.getPrototypeOf(v);
+    return proto === Object.prototype || proto === null ? 'object' : `${v.constructor?.name ?? 'unknown'} object`;
+  }
   return `${typeof v} ${String(v)}`;
 }
 
@@ -105,7 +109,8 @@ export class Tensor {
   size(dim: number): number {
     const s = this.shape;
     const d = dim < 0 ? dim + s.length : dim;
-    if (d < 0 || d >= s.length) throw new RangeError(`size: dim ${dim} is out of range for a ${s.length}-D tensor`);
+    if (!Number.isInteger(dim) || d < 0 || d >= s.length)
+      throw new TorchRangeError(`size: dim ${dim} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`, 'ERR_INVALID_ARG');
     return s[d]!;
   }
   get strides(): number[] {
@@ -176,7 +181,11 @@ export class Tensor {
   to(opts: DType | Device | { dtype?: DType; device?: Device; nonBlocking?: boolean; copy?: boolean }): Tensor {
     if (typeof opts === 'string') {
       if ((DTYPES as readonly string[]).includes(opts)) return new Tensor(native.to(this[kHandle], opts, null));
-      return new Tensor(native.to(this[kHandle], null, opts));
+      if (opts === 'cpu' || opts === 'meta' || /^cuda(:\d+)?$/.test(opts)) return new Tensor(native.to(this[kHandle], null, opts));
+      throw new TorchTypeError(
+        `to: expected a dtype (${DTYPES.join('|')}) or a device ("cpu", "cuda", "cuda:N"), received ${describe(opts)}`,
+        'ERR_INVALID_ARG',
+      );
     }
     return new Tensor(native.to(this[kHandle], opts.dtype ?? null, opts.device ?? null, opts.nonBlocking ?? false, opts.copy ?? false));
   }

@@ -31,10 +31,15 @@ void InitAutograd(Napi::Env env, Napi::Object e) {
   // setGrad(t, g | null)
   Def(env, e, "setGrad", [](Args& a) -> Napi::Value {
     at::Tensor t = a.t(0, "tensor");
-    if (a.has(1))
-      t.mutable_grad() = a.t(1, "grad");
-    else
+    if (a.has(1)) {
+      const at::Tensor& g = a.t(1, "grad");
+      if (!g.sizes().equals(t.sizes()) || g.scalar_type() != t.scalar_type() || g.device() != t.device())
+        a.valueError("the gradient " + Describe(g) + " does not match the tensor " + Describe(t) +
+                     " (same shape, dtype and device required)");
+      t.mutable_grad() = g;
+    } else {
       t.mutable_grad().reset();
+    }
     return a.undef();
   });
   // zeroGrad(tensors): drop the gradients (set to none, as PyTorch's default zero_grad).

@@ -1,65 +1,120 @@
 // One native call per optimizer step over all parameters (RECIPE §6.1): AdamW with per-group lr / weight decay
-// (decoupled decay, then the bias-corrected Adam step, in PyTorch's foreach order), per-module gradient clipping,
-// and the foreach updates used by the EMA teacher (§4 step 10).
+// (decoupled decay, then the bias-corrected Adam step, in PyTorch's foreach order), per-module gradient clipping
+// (§4 step 7), and the foreach updates used by the EMA teacher (§4 step 10).
+#include <cmath>
+
 #include "common.h"
 
 namespace dinov3 {
 
 namespace {
 
-// Keeps only the parameters that have a gradient, with their state, as PyTorch does.
+// The parameters of one group that have a gradient, with their state (PyTorch skips the others entirely: no moment
+// update, no step increment). `steps` points into the caller's Float64Array of per-parameter step counts.
 struct Group {
   std::vector<at::Tensor> params, grads, expAvg, expAvgSq;
+  std::vector<double*> steps;
 };
 
-Group ReadGroup(const Args& a, size_t pi, size_t mi, size_t vi) {
-  auto ps = a.tensors(pi, "params");
-  auto ms = a.tensors(mi, "expAvg");
-  auto vs = a.tensors(vi, "expAvgSq");
+Group ReadGroup(const Args& a, Napi::Float64Array& stepsArr) {
+  auto ps = a.tensors(0, "params");
+  auto ms = a.tensors(1, "expAvg");
+  auto vs = a.tensors(2, "expAvgSq");
   if (ms.size() != ps.size() || vs.size() != ps.size())
     a.valueError("optimizer state does not match the parameters: " + std::to_string(ps.size()) + " params, " +
                  std::to_string(ms.size()) + " expAvg, " + std::to_string(vs.size()) + " expAvgSq");
+  if (!a.has(8) || !a.raw(8).IsTypedArray() ||
+      a.raw(8).As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    a.typeError(8, "steps", "a Float64Array");
+  stepsArr = a.raw(8).As<Napi::Float64Array>();
+  if (stepsArr.ElementLength() != ps.size())
+    a.valueError("\"steps\" has " + std::to_string(stepsArr.ElementLength()) + " entries for " +
+                 std::to_string(ps.size()) + " params");
   Group g;
   for (size_t i = 0; i < ps.size(); ++i) {
     const at::Tensor& grad = ps[i].grad();
     if (!grad.defined()) continue;
     if (!ms[i].sizes().equals(ps[i].sizes()) || !vs[i].sizes().equals(ps[i].sizes()))
-      a.valueError("optimizer state of parameter " + std::to_string(i) + " (" + Describe(ms[i]) +
+      a.valueError("optimizer state of parameter " + std::to_string(i) + " (" + Describe(ms[i]) + ", " +
+                   Describe(vs[i]) + ") does not match the parameter " + Describe(ps[i]));
+    if (!grad.sizes().equals(ps[i].sizes()))
+      a.valueError("the gradient of parameter " + std::to_string(i) + " (" + Describe(grad) +
                    ") does not match the parameter " + Describe(ps[i]));
     g.params.push_back(ps[i]);
     g.grads.push_back(grad);
     g.expAvg.push_back(ms[i]);
     g.expAvgSq.push_back(vs[i]);
+    g.steps.push_back(stepsArr.Data() + i);
   }
   return g;
 }
 
+#if DINOV3_TORCH_AT_LEAST(2, 1) && defined(DINOV3_WITH_CUDA)
+// The fused CUDA kernel needs every tensor on one CUDA device and one floating dtype (fp32 state ⇒ fp32 params).
+bool CanFuse(const Group& g) {
+  const at::Device dev = g.params[0].device();
+  if (!dev.is_cuda()) return false;
+  for (size_t i = 0; i < g.params.size(); ++i)
+    for (const at::Tensor* t : {&g.params[i], &g.grads[i], &g.expAvg[i], &g.expAvgSq[i]})
+      if (t->device() != dev || t->scalar_type() != at::kFloat || t->layout() != at::kStrided) return false;
+  return true;
+}
+#endif
+
 }  // namespace
 
 void InitOptim(Napi::Env env, Napi::Object e) {
-  // adamwStep(params, expAvg, expAvgSq, lr, weightDecay, beta1, beta2, eps, step): one group.
+  // adamwStep(params, expAvg, expAvgSq, lr, weightDecay, beta1, beta2, eps, steps, fused?): one parameter group.
+  // `steps` (Float64Array, one entry per parameter) is incremented in place for the parameters that have a
+  // gradient; the bias corrections use each parameter's own count, as PyTorch's per-parameter state["step"].
   Def(env, e, "adamwStep", [](Args& a) -> Napi::Value {
     at::NoGradGuard ng;
-    Group g = ReadGroup(a, 0, 1, 2);
+    Napi::Float64Array stepsArr;
+    Group g = ReadGroup(a, stepsArr);
     double lr = a.f64(3, "lr"), wd = a.f64(4, "weightDecay"), b1 = a.f64(5, "beta1"), b2 = a.f64(6, "beta2"),
            eps = a.f64(7, "eps");
-    int64_t step = a.i64(8, "step");
-    if (step < 1) a.valueError("step must be >= 1, received " + std::to_string(step));
+    bool fused = a.optB(9, "fused", false);
     if (g.params.empty()) return a.undef();
+    for (double* s : g.steps) *s += 1;
+#if DINOV3_TORCH_AT_LEAST(2, 1) && defined(DINOV3_WITH_CUDA)
+    if (fused && CanFuse(g)) {
+      // torch.optim.AdamW(fused=True): state_steps are float32 device tensors holding the incremented counts.
+      std::vector<double> counts;
+      for (double* s : g.steps) counts.push_back(*s);
+      at::Tensor stepT = at::tensor(counts, at::kDouble).to(at::kFloat).to(g.params[0].device());
+      std::vector<at::Tensor> stateSteps = stepT.unbind(0);
+      at::_fused_adamw_(g.params, g.grads, g.expAvg, g.expAvgSq, {}, stateSteps, lr, b1, b2, wd, eps,
+                        /*amsgrad=*/false, /*maximize=*/false, c10::nullopt, c10::nullopt);
+      return a.undef();
+    }
+#else
+    (void)fused;
+#endif
+    // torch.optim.AdamW(foreach=True), _multi_tensor_adamw with capturable=False.
     if (wd != 0) at::_foreach_mul_(g.params, 1.0 - lr * wd);
+#if DINOV3_TORCH_AT_LEAST(2, 0)
+    at::_foreach_lerp_(g.expAvg, g.grads, 1.0 - b1);
+#else
     at::_foreach_mul_(g.expAvg, b1);
     at::_foreach_add_(g.expAvg, g.grads, 1.0 - b1);
+#endif
     at::_foreach_mul_(g.expAvgSq, b2);
     at::_foreach_addcmul_(g.expAvgSq, g.grads, g.grads, 1.0 - b2);
-    double bc1 = 1.0 - std::pow(b1, double(step));
-    double bc2 = 1.0 - std::pow(b2, double(step));
+    std::vector<at::Scalar> stepSize, bc2Sqrt;
+    for (double* s : g.steps) {
+      double bc1 = 1.0 - std::pow(b1, *s);
+      double bc2 = 1.0 - std::pow(b2, *s);
+      stepSize.emplace_back((lr / bc1) * -1);
+      bc2Sqrt.emplace_back(std::sqrt(bc2));
+    }
     std::vector<at::Tensor> denom = at::_foreach_sqrt(g.expAvgSq);
-    at::_foreach_div_(denom, std::sqrt(bc2));
+    at::_foreach_div_(denom, bc2Sqrt);
     at::_foreach_add_(denom, eps);
-    at::_foreach_addcdiv_(g.params, g.expAvg, denom, -lr / bc1);
+    at::_foreach_addcdiv_(g.params, g.expAvg, denom, stepSize);
     return a.undef();
   });
-  // clipGradNorm(params, maxNorm) → total L2 norm (0-d float32 tensor); grads scaled by min(1, max/(norm+1e-6)).
+  // clipGradNorm(params, maxNorm) → total L2 norm (0-d float32 tensor); every gradient is multiplied by
+  // min(1, maxNorm / (norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ (no host sync: the coefficient stays a tensor).
   Def(env, e, "clipGradNorm", [](Args& a) -> Napi::Value {
     at::NoGradGuard ng;
     std::vector<at::Tensor> grads;
@@ -69,11 +124,16 @@ void InitOptim(Napi::Env env, Napi::Object e) {
     if (grads.empty()) return a.ret(at::zeros({}, at::kFloat));
     std::vector<at::Tensor> norms = at::_foreach_norm(grads, 2);
     at::Tensor total = at::norm(at::stack(norms), 2);
-    at::Tensor coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
-    at::_foreach_mul_(grads, coef.item());
+    // Python's `max_norm / t` is t.reciprocal() * max_norm (Tensor.__rdiv__).
+    at::Tensor coef = ((total + 1e-6).reciprocal() * maxNorm).clamp_max(1.0);
+#if DINOV3_TORCH_AT_LEAST(2, 1)
+    at::_foreach_mul_(grads, coef);
+#else
+    for (at::Tensor& g : grads) g.mul_(coef);
+#endif
     return a.ret(total);
   });
-  // foreachMul_(tensors, scalar); foreachAdd_(tensors, others, alpha); foreachLerp_(tensors, ends, weight)
+  // foreachMul_(tensors, scalar); foreachAdd_(tensors, others, alpha); foreachCopy_(tensors, sources)
   Def(env, e, "foreachMul_", [](Args& a) -> Napi::Value {
     at::NoGradGuard ng;
     auto ts = a.tensors(0, "tensors");
@@ -96,13 +156,20 @@ void InitOptim(Napi::Env env, Napi::Object e) {
     for (size_t i = 0; i < ts.size(); ++i) ts[i].copy_(os[i]);
     return a.undef();
   });
-  // emaUpdate(teacher, student, momentum): teacher ← m·teacher + (1 − m)·student (mul then add, as the official code).
+  // emaUpdate(teacher, student, momentum): teacher ← m·teacher + (1 − m)·student (foreach mul then add, as the
+  // official SSLMetaArch.update_ema).
   Def(env, e, "emaUpdate", [](Args& a) -> Napi::Value {
     at::NoGradGuard ng;
     auto ts = a.tensors(0, "teacher");
     auto ss = a.tensors(1, "student");
-    if (ts.size() != ss.size()) a.valueError("teacher has " + std::to_string(ts.size()) + " tensors but student has " + std::to_string(ss.size()));
+    if (ts.size() != ss.size())
+      a.valueError("teacher has " + std::to_string(ts.size()) + " tensors but student has " + std::to_string(ss.size()));
+    for (size_t i = 0; i < ts.size(); ++i)
+      if (!ts[i].sizes().equals(ss[i].sizes()))
+        a.valueError("teacher[" + std::to_string(i) + "] (" + Describe(ts[i]) + ") and student[" + std::to_string(i) +
+                     "] (" + Describe(ss[i]) + ") differ in shape");
     double m = a.f64(2, "momentum");
+    if (ts.empty()) return a.undef();
     at::_foreach_mul_(ts, m);
     at::_foreach_add_(ts, ss, 1.0 - m);
     return a.undef();
