@@ -159,6 +159,9 @@ async function main(): Promise<void> {
       opt.step();
       opt.zeroGrad();
       emaUpdate(ema, model.backbone, 0.99);
+      // Yield to the event loop once per step (as a data-loading loop does), so the GC backstop can reclaim the
+      // small JS handles of disposed tensors.
+      await new Promise((r) => setImmediate(r));
       lossSum += loss;
       seen++;
       if (it % 50 === 0 || s + opts.batch >= nTrain) {

@@ -1,0 +1,244 @@
+// The `dinov3` command line (commander): `features` writes DINOv3 features of many images to a file, `pca` renders
+// the PCA of one image's patch features. Errors are one line on stderr: `error: <what went wrong>` (exit code 1).
+import { readFileSync } from 'node:fs';
+
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+
+// Types only: the library (libtorch, sharp) is imported when a command runs, so that --help and option errors are
+// instant.
+import type { Device, DType } from '../tensor/tensor.js';
+import type { ImageError } from '../native/errors.js';
+import type { Interpolation, Normalization, ResizePolicy } from '../data/transforms.js';
+import type { FeatureDType, FeatureFileFormat } from '../features/save.js';
+import type { LayerSelection } from '../features/backbone.js';
+import type { CliIO } from './progress.js';
+
+const positiveInt = (v: string): number => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
+  return n;
+};
+
+const layersArg = (v: string): LayerSelection => {
+  if (/^\d+$/.test(v.trim())) return positiveInt(v);
+  const list = v.split(',').map((s) => s.trim());
+  if (list.length === 0 || list.some((s) => !/^\d+$/.test(s)))
+    throw new InvalidArgumentError('expected a count of last blocks (4) or comma-separated 0-based block indices (2,5,8,11).');
+  return list.map(Number);
+};
+
+const deviceArg = (v: string): Device => {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(v)) throw new InvalidArgumentError('expected cpu, cuda or cuda:<index>.');
+  return v as Device;
+};
+
+interface CommonOptions {
+  weights: string;
+  model?: string;
+  device: Device;
+  dtype: DType;
+  normalization?: Normalization;
+  layers?: LayerSelection;
+  threads?: number;
+  json?: boolean;
+}
+
+interface FeaturesOptions extends CommonOptions {
+  images: string[];
+  out: string;
+  resolution: number;
+  resize: ResizePolicy;
+  resizeShortSide?: number;
+  interpolation: Interpolation;
+  round?: boolean;
+  format?: FeatureFileFormat;
+  featureDtype: FeatureDType;
+  batchSize: number;
+  onError: 'skip' | 'fail';
+  progress: boolean;
+}
+
+interface PcaOptions extends CommonOptions {
+  image: string;
+  out: string;
+  resolution: number;
+  interpolation: Interpolation;
+  upsample: 'nearest' | 'bilinear';
+  composite: boolean;
+}
+
+/** The package version (package.json above this file, in src/ or dist/src/). */
+function version(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'dinov3-ts' && pkg.version) return pkg.version;
+    } catch {
+      // not here; go up
+    }
+  }
+  return '0.0.0';
+}
+
+/** The backbone options shared by both commands. */
+function addModelOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--weights <path>', 'backbone checkpoint: .pth, .safetensors or a Hugging Face folder')
+    .option('--model <preset>', 'released architecture (vits16, vitb16, vitl16, vitl16_sat493m, …); default: from the checkpoint')
+    .addOption(new Option('--device <device>', 'cpu, cuda or cuda:<index>').default('cpu').argParser(deviceArg))
+    .addOption(new Option('--dtype <dtype>', 'parameter and compute dtype').choices(['float32', 'bfloat16', 'float16']).default('float32'))
+    .addOption(
+      new Option('--normalization <stats>', 'input mean/std; default: sat493m for SAT-493M presets, else lvd1689m').choices(['lvd1689m', 'imagenet', 'sat493m', 'none']),
+    )
+    .option('--layers <n|list>', 'features of the last n blocks, or of comma-separated 0-based block indices (default: final output)', layersArg)
+    .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+    .option('--json', 'print the result as JSON on stdout');
+}
+
+/** Loads the backbone named by the common options (after checking the device). */
+async function loadModel(o: CommonOptions) {
+  const [{ addonInfo }, { cuda, setNumThreads }, { getPreset, presetForFileName }, { loadBackbone }] = await Promise.all([
+    import('../native/binding.js'),
+    import('../tensor/device.js'),
+    import('../config/presets.js'),
+    import('../checkpoint/backbone.js'),
+  ]);
+  if (o.threads) setNumThreads(o.threads);
+  if (o.device.startsWith('cuda') && !cuda.isAvailable())
+    throw new Error(`--device ${o.device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`);
+  const preset = o.model ? getPreset(o.model) : presetForFileName(o.weights);
+  const normalization: Normalization = o.normalization ?? (preset?.weights === 'SAT493M' ? 'sat493m' : 'lvd1689m');
+  const { model } = await loadBackbone(o.weights, { preset: o.model, device: o.device, dtype: o.dtype });
+  return { model, normalization };
+}
+
+async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
+  const started = Date.now();
+  const { model, normalization } = await loadModel(o);
+  const [{ saveFeatures }, { progressBar }] = await Promise.all([import('../features/save.js'), import('./progress.js')]);
+  const bar = progressBar(io, 'features', o.progress);
+  const skipped: ImageError[] = [];
+  try {
+    const r = await saveFeatures(model, o.images.length === 1 ? o.images[0]! : o.images, o.out, {
+      resolution: o.resolution,
+      resize: o.resize,
+      resizeShortSide: o.resizeShortSide,
+      interpolation: o.interpolation,
+      sizeMultiple: o.round ? 'round' : 'reject',
+      normalization,
+      layers: o.layers,
+      batchSize: o.batchSize,
+      device: o.device,
+      dtype: o.dtype,
+      format: o.format,
+      featureDtype: o.featureDtype,
+      onError: o.onError,
+      onSkip: (e) => skipped.push(e),
+      onProgress: (p) => bar.update(p.done + p.skipped, p.total, p.skipped),
+    });
+    bar.stop();
+    for (const e of skipped) io.stderr.write(`warning: skipped ${e.message}\n`);
+    const shapes = Object.entries(r.tensors).map(([k, s]) => `${k} [${s.join(', ')}]`);
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    io.stderr.write(
+      `features: ${r.paths.length} image${r.paths.length === 1 ? '' : 's'}${skipped.length ? ` (${skipped.length} skipped)` : ''} → ${o.out}: ` +
+        `${shapes.length > 4 ? `${shapes.slice(0, 3).join(', ')}, … (${shapes.length} tensors)` : shapes.join(', ')} in ${secs} s\n`,
+    );
+    if (o.json) io.stdout.write(`${JSON.stringify({ out: o.out, files: r.files, images: r.paths, tensors: r.tensors, skipped: skipped.map((e) => ({ path: e.path, message: e.message })) })}\n`);
+  } finally {
+    bar.stop();
+    model.dispose();
+  }
+}
+
+async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
+  const { model, normalization } = await loadModel(o);
+  const { pcaImage } = await import('../features/pca.js');
+  try {
+    const r = await pcaImage(model, o.image, o.out, {
+      resolution: o.resolution,
+      interpolation: o.interpolation,
+      normalization,
+      layers: o.layers,
+      upsample: o.upsample,
+      composite: o.composite,
+    });
+    io.stderr.write(`pca: ${o.image} → ${o.out} (${r.width}×${r.height}, ${r.grid[0]}×${r.grid[1]} patches)\n`);
+    if (o.json) io.stdout.write(`${JSON.stringify({ out: o.out, width: r.width, height: r.height, grid: r.grid })}\n`);
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * Builds the `dinov3` program. `io` receives all output; commander errors throw CommanderError (exitOverride).
+ */
+export function buildProgram(io: CliIO): Command {
+  const program = new Command('dinov3')
+    .description('DINOv3 feature extraction and visualisation on libtorch')
+    .version(version())
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: (s, write) => write(s) });
+
+  const fail = (cmd: Command) => (e: unknown) => {
+    if (e instanceof CommanderError) throw e;
+    const msg = (e instanceof Error ? e.message : String(e)).replace("sizeMultiple: 'round' to round it", '--round to round it');
+    cmd.error(`error: ${msg.split('\n').join('\n  ')}`, { exitCode: 1, code: 'dinov3.error' });
+  };
+
+  const features = addModelOptions(
+    program
+      .command('features')
+      .description('extract CLS, storage and patch features of images into a .safetensors file (or a folder of .npy files)')
+      .exitOverride()
+      .requiredOption('--images <paths...>', 'image files, folders (searched recursively) or quoted globs ("photos/**/*.jpg")')
+      .requiredOption('--out <path>', 'output .safetensors file (or folder for --format npy)')
+      .option('--resolution <pixels>', 'model input side (square/shortSide crop) or short side (keepAspect)', positiveInt, 256)
+      .addOption(new Option('--resize <policy>', 'resize policy').choices(['square', 'shortSide', 'keepAspect', 'none']).default('square'))
+      .option('--resize-short-side <pixels>', 'shortSide: short side before the centre crop (default: --resolution)', positiveInt)
+      .addOption(new Option('--interpolation <kernel>', 'resampling kernel').choices(['bicubic', 'bilinear', 'nearest', 'lanczos3']).default('bicubic'))
+      .option('--round', 'round sizes that are not multiples of the patch size instead of rejecting them')
+      .addOption(new Option('--format <format>', 'output format (default: from --out)').choices(['safetensors', 'npy']))
+      .addOption(new Option('--feature-dtype <dtype>', 'stored dtype').choices(['float32', 'float16', 'bfloat16']).default('float32'))
+      .option('--batch-size <n>', 'images per forward pass', positiveInt, 8)
+      .addOption(new Option('--on-error <mode>', 'unreadable or corrupt images: skip them (with a warning) or stop').choices(['skip', 'fail']).default('fail'))
+      .option('--no-progress', 'no progress bar'),
+  );
+  features.action((o: FeaturesOptions, cmd: Command) => runFeatures(o, io).catch(fail(cmd)));
+
+  const pca = addModelOptions(
+    program
+      .command('pca')
+      .description('render the first three principal components of the patch features of an image as RGB, beside the image (PNG)')
+      .exitOverride()
+      .requiredOption('--image <path>', 'input image')
+      .requiredOption('--out <file.png>', 'output PNG')
+      .option('--resolution <pixels>', 'short side of the model input (aspect ratio kept, sides rounded to the patch size)', positiveInt, 768)
+      .addOption(new Option('--interpolation <kernel>', 'resampling kernel').choices(['bicubic', 'bilinear', 'nearest', 'lanczos3']).default('bicubic'))
+      .addOption(new Option('--upsample <mode>', 'upsampling of the patch map').choices(['nearest', 'bilinear']).default('nearest'))
+      .option('--no-composite', 'write the PCA map alone, without the input image'),
+  );
+  pca.action((o: PcaOptions, cmd: Command) => runPca(o, io).catch(fail(cmd)));
+  return program;
+}
+
+/** Runs the CLI on `argv` (without `node main.js`). Resolves to the exit code. */
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    if (argv.length === 0) {
+      program.outputHelp({ error: true });
+      return 1;
+    }
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    throw e;
+  }
+}

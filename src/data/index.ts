@@ -1,0 +1,4 @@
+// Image loading and preprocessing for inference (RECIPE §10).
+export * from './transforms.js';
+export * from './image.js';
+export * from './image_list.js';
