@@ -60,11 +60,11 @@ std::string DescribeValue(const Napi::Value& v) {
   }
   if (v.IsString()) return "string \"" + v.As<Napi::String>().Utf8Value() + "\"";
   if (v.IsArray()) return "array of length " + std::to_string(v.As<Napi::Array>().Length());
-  if (v.IsExternal()) {
+  if (v.IsObject()) {
     TensorRef* r = UnwrapRef(v.Env(), v);
     if (r) return r->disposed ? "disposed Tensor (" + r->described + ")" : "Tensor " + Describe(r->t);
-    return "external";
   }
+  if (v.IsExternal()) return "external";
   if (v.IsFunction()) return "function";
   if (v.IsTypedArray()) return "typed array";
   return "object";
@@ -97,37 +97,70 @@ static void Account(AddonData& d, TensorRef* r, int sign) {
     d.cpuBytes += sign * r->bytes;
 }
 
+// A handle is a plain JS object wrapping one TensorRef (napi_wrap) and carrying our type tag. dispose() frees the
+// tensor AND the native record at once (napi_remove_wrap), leaving only a small JS object that remembers what it
+// was: so a synchronous loop that disposes its tensors does not accumulate native records waiting for finalizers.
+static void FinalizeRef(napi_env env, void* data, void* /*hint*/) {
+  auto* r = static_cast<TensorRef*>(data);
+  if (!r->disposed) {
+    Napi::Env e(env);
+    AddonData& d = Data(e);
+    Account(d, r, -1);
+    if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(e, -r->bytes);
+  }
+  delete r;
+}
+
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin) {
   auto* r = new TensorRef{std::move(t), origin};
   r->cuda = r->t.defined() && r->t.is_cuda();
   r->bytes = r->t.defined() && !r->t.is_meta() ? static_cast<int64_t>(r->t.numel()) * static_cast<int64_t>(r->t.element_size()) : 0;
+  Napi::Object obj = Napi::Object::New(env);
+  if (napi_wrap(env, obj, r, FinalizeRef, nullptr, nullptr) != napi_ok) {
+    delete r;
+    throw MakeError(env, ErrKind::Torch, std::string(origin) + ": could not create a tensor handle", "ERR_NATIVE");
+  }
+  napi_type_tag_object(env, obj, &kTensorTag);
   AddonData& d = Data(env);
   Account(d, r, +1);
   d.created += 1;
   if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, r->bytes);
-  auto ext = Napi::External<TensorRef>::New(env, r, [](Napi::Env env, TensorRef* r) {
-    if (!r->disposed) DisposeRef(env, r);
-    delete r;
-  });
-  napi_type_tag_object(env, ext, &kTensorTag);
-  return ext;
+  return obj;
 }
+
+namespace {
+// What a disposed handle reports (one per thread; only read right after UnwrapRef).
+thread_local TensorRef tDisposed{at::Tensor(), ""};
+thread_local std::string tDisposedOrigin;
+}  // namespace
 
 TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsExternal()) return nullptr;
+  if (!v.IsObject()) return nullptr;
   bool ok = false;
   if (napi_check_object_type_tag(env, v, &kTensorTag, &ok) != napi_ok || !ok) return nullptr;
-  return v.As<Napi::External<TensorRef>>().Data();
+  void* data = nullptr;
+  if (napi_unwrap(env, v, &data) == napi_ok && data) return static_cast<TensorRef*>(data);
+  Napi::Object o = v.As<Napi::Object>();
+  tDisposed.disposed = true;
+  tDisposed.described = o.Get("described").ToString().Utf8Value();
+  tDisposedOrigin = o.Get("origin").ToString().Utf8Value();
+  tDisposed.origin = tDisposedOrigin.c_str();
+  return &tDisposed;
 }
 
-void DisposeRef(Napi::Env env, TensorRef* r) {
+void DisposeRef(Napi::Env env, const Napi::Value& handle, TensorRef* r) {
   if (r->disposed) return;
-  r->described = Describe(r->t);
+  std::string described = Describe(r->t);
   AddonData& d = Data(env);
   Account(d, r, -1);
   if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -r->bytes);
-  r->t.reset();
   r->disposed = true;
+  Napi::Object o = handle.As<Napi::Object>();
+  o.Set("described", Napi::String::New(env, described));
+  o.Set("origin", Napi::String::New(env, r->origin));
+  void* data = nullptr;
+  napi_remove_wrap(env, o, &data);
+  delete r;
 }
 
 // ---- Args -----------------------------------------------------------------------------------------------------

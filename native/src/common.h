@@ -16,8 +16,9 @@
 
 namespace dinov3 {
 
-// One native tensor handle. The JS value is a type-tagged napi External that owns one TensorRef.
-// Invariant: `t` is defined until dispose() or the finalizer; after dispose `described` tells what it was.
+// One native tensor handle. The JS value is a type-tagged object wrapping one TensorRef (napi_wrap) until dispose()
+// or the finalizer frees it; a disposed handle unwraps to a per-thread record with disposed = true and `described`
+// telling what the tensor was.
 struct TensorRef {
   at::Tensor t;
   const char* origin;     // op that created it (static string)
@@ -41,7 +42,7 @@ std::string DescribeValue(const Napi::Value& v);  // what a JS value is, for "re
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin);
 // The TensorRef behind a handle, or nullptr if `v` is not a tensor handle.
 TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v);
-void DisposeRef(Napi::Env env, TensorRef* ref);
+void DisposeRef(Napi::Env env, const Napi::Value& handle, TensorRef* ref);
 
 // Positional argument reader for one call. `name` arguments are the user-facing parameter names.
 class Args {

@@ -111,7 +111,7 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
   Def(env, e, "dispose", [](Args& a) -> Napi::Value {
     TensorRef* r = a.size() > 0 ? UnwrapRef(a.env(), a.raw(0)) : nullptr;
     if (!r) a.typeError(0, "tensor", "a Tensor");
-    DisposeRef(a.env(), r);
+    DisposeRef(a.env(), a.raw(0), r);
     return a.undef();
   });
   Def(env, e, "describeDisposed", [](Args& a) -> Napi::Value {
