@@ -6,6 +6,9 @@ import { installMethods } from './install.js';
 export const matmul = (a: Tensor, b: Tensor) => wrap(native.matmul(h(a, 'matmul', 'input'), h(b, 'matmul', 'other')));
 export const mm = (a: Tensor, b: Tensor) => wrap(native.mm(h(a, 'mm', 'input'), h(b, 'mm', 'mat2')));
 export const bmm = (a: Tensor, b: Tensor) => wrap(native.bmm(h(a, 'bmm', 'input'), h(b, 'bmm', 'mat2')));
+/** beta·input + alpha·(batch1 @ batch2) with batch1 [B, n, m], batch2 [B, m, p]. */
+export const baddbmm = (input: Tensor, batch1: Tensor, batch2: Tensor, o: { beta?: number; alpha?: number } = {}) =>
+  wrap(native.baddbmm(h(input, 'baddbmm', 'input'), h(batch1, 'baddbmm', 'batch1'), h(batch2, 'baddbmm', 'batch2'), o.beta ?? 1, o.alpha ?? 1));
 /** `x @ weightᵀ + bias` with weight [out, in]. */
 export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) =>
   wrap(native.linear(h(x, 'linear', 'input'), h(weight, 'linear', 'weight'), bias ? h(bias, 'linear', 'bias') : null));
@@ -14,7 +17,7 @@ export const einsum = (equation: string, ...operands: Tensor[]) =>
 export const outer = (a: Tensor, b: Tensor) => wrap(native.outer(h(a, 'outer', 'input'), h(b, 'outer', 'vec2')));
 export const cdist = (a: Tensor, b: Tensor, p = 2) => wrap(native.cdist(h(a, 'cdist', 'x1'), h(b, 'cdist', 'x2'), p));
 
-const methods = { matmul, mm, bmm, outer };
+const methods = { matmul, mm, bmm, baddbmm, outer };
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

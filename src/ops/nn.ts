@@ -45,6 +45,29 @@ export const interpolate = (x: Tensor, o: InterpolateOptions) =>
   wrap(native.interpolate(h(x, 'interpolate', 'input'), o.size, o.mode, o.alignCorners ?? false, o.antialias ?? false));
 export const pad = (x: Tensor, pads: number[], mode: 'constant' | 'reflect' | 'replicate' | 'circular' = 'constant', value = 0) =>
   wrap(native.pad(h(x, 'pad', 'input'), pads, mode, mode === 'constant' ? value : null));
+export interface AvgPool2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  ceilMode?: boolean;
+  countIncludePad?: boolean;
+  divisorOverride?: number;
+}
+/** Average pooling over [N, C, H, W] (or [C, H, W]) windows of `kernelSize` (stride defaults to the kernel size). */
+export const avgPool2d = (x: Tensor, kernelSize: number | [number, number], o: AvgPool2dOptions = {}) =>
+  wrap(
+    native.avgPool2d(
+      h(x, 'avgPool2d', 'input'),
+      pair(kernelSize),
+      o.stride === undefined ? null : pair(o.stride),
+      pair(o.padding ?? 0),
+      o.ceilMode ?? false,
+      o.countIncludePad ?? true,
+      o.divisorOverride ?? null,
+    ),
+  );
+/** Average pooling to a fixed output size [h, w]. */
+export const adaptiveAvgPool2d = (x: Tensor, outputSize: number | [number, number]) =>
+  wrap(native.adaptiveAvgPool2d(h(x, 'adaptiveAvgPool2d', 'input'), pair(outputSize)));
 /** x / max(‖x‖_p, eps) along `dim` (torch.nn.functional.normalize). */
 export const normalize = (x: Tensor, p = 2, dim = -1, eps = 1e-12) => wrap(native.normalize(h(x, 'normalize', 'input'), p, dim, eps));
 export const crossEntropy = (logits: Tensor, target: Tensor, o: { reduction?: 'mean' | 'sum' | 'none'; labelSmoothing?: number; ignoreIndex?: number } = {}) =>

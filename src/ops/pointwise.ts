@@ -1,7 +1,7 @@
 // Elementwise ops (mirrors native/src/ops/pointwise.cc). In-place variants end in `_` and return the input.
-import { native } from '../native/binding.js';
-import { TorchRangeError } from '../native/errors.js';
-import { handleOf as h, operandOf as o, Tensor, wrap } from '../tensor/tensor.js';
+import { native, type NativeTensor } from '../native/binding.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { describe, handleOf as h, operandOf as o, Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 type Operand = Tensor | number;
@@ -66,8 +66,10 @@ export const square = (a: Tensor) => wrap(native.square(h(a, 'square', 'input'))
 export const logicalNot = (a: Tensor) => wrap(native.logicalNot(h(a, 'logicalNot', 'input')));
 export const isnan = (a: Tensor) => wrap(native.isnan(h(a, 'isnan', 'input')));
 export const isfinite = (a: Tensor) => wrap(native.isfinite(h(a, 'isfinite', 'input')));
+export const isinf = (a: Tensor) => wrap(native.isinf(h(a, 'isinf', 'input')));
 export const logicalAnd = (a: Tensor, b: Tensor) => wrap(native.logicalAnd(h(a, 'logicalAnd', 'input'), h(b, 'logicalAnd', 'other')));
 export const logicalOr = (a: Tensor, b: Tensor) => wrap(native.logicalOr(h(a, 'logicalOr', 'input'), h(b, 'logicalOr', 'other')));
+export const logicalXor = (a: Tensor, b: Tensor) => wrap(native.logicalXor(h(a, 'logicalXor', 'input'), h(b, 'logicalXor', 'other')));
 export function neg_(a: Tensor): Tensor {
   native.neg_(h(a, 'neg_', 'input'));
   return a;
@@ -88,11 +90,25 @@ export function relu_(a: Tensor): Tensor {
 /** GELU; `approximate: 'none'` is the exact erf form (RECIPE §1.4). */
 export const gelu = (a: Tensor, approximate: 'none' | 'tanh' = 'none') => wrap(native.gelu(h(a, 'gelu', 'input'), approximate));
 export const silu = (a: Tensor) => wrap(native.silu(h(a, 'silu', 'input')));
-export const clamp = (a: Tensor, min?: number | null, max?: number | null) => wrap(native.clamp(h(a, 'clamp', 'input'), min, max));
-export function clamp_(a: Tensor, min?: number | null, max?: number | null): Tensor {
-  native.clamp_(h(a, 'clamp_', 'input'), min, max);
+/** A clamp bound: a number, a Tensor (broadcast against the input), or absent. */
+export type Bound = Tensor | number | null | undefined;
+function bound(v: Bound, op: string, name: string): NativeTensor | number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'number') return v;
+  if (v instanceof Tensor) return h(v, op, name);
+  throw new TorchTypeError(`${op}: expected "${name}" to be a Tensor or a number, received ${describe(v)}`, 'ERR_INVALID_ARG');
+}
+/** Elementwise min(max(a, min), max); integer tensors clamped by integers stay integer. */
+export const clamp = (a: Tensor, min?: Bound, max?: Bound) => wrap(native.clamp(h(a, 'clamp', 'input'), bound(min, 'clamp', 'min'), bound(max, 'clamp', 'max')));
+export function clamp_(a: Tensor, min?: Bound, max?: Bound): Tensor {
+  native.clamp_(h(a, 'clamp_', 'input'), bound(min, 'clamp_', 'min'), bound(max, 'clamp_', 'max'));
   return a;
 }
+export const clampMin = (a: Tensor, min: Tensor | number) => wrap(native.clampMin(h(a, 'clampMin', 'input'), bound(min, 'clampMin', 'min') as NativeTensor | number));
+export const clampMax = (a: Tensor, max: Tensor | number) => wrap(native.clampMax(h(a, 'clampMax', 'input'), bound(max, 'clampMax', 'max') as NativeTensor | number));
+/** Replaces NaN by `nan` (0) and ±∞ by `posinf`/`neginf` (the dtype's largest/lowest finite values by default). */
+export const nanToNum = (a: Tensor, o: { nan?: number; posinf?: number; neginf?: number } = {}) =>
+  wrap(native.nanToNum(h(a, 'nanToNum', 'input'), o.nan ?? null, o.posinf ?? null, o.neginf ?? null));
 /** Elementwise choice: `cond ? a : b`. */
 export const where = (cond: Tensor, a: Operand, b: Operand) =>
   wrap(native.where(h(cond, 'where', 'condition'), o(a, 'where', 'input'), o(b, 'where', 'other')));
@@ -118,8 +134,9 @@ export function dropout(a: Tensor, p: number, train: boolean): Tensor {
 const methods = {
   add, sub, mul, div, pow, remainder, floorDivide, maximum, minimum, eq, ne, lt, le, gt, ge,
   add_, sub_, mul_, div_, pow_, neg, abs, exp, log, log1p, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, erf, erfinv,
-  reciprocal, sign, floor, ceil, round, square, logicalNot, isnan, isfinite, logicalAnd, logicalOr, neg_, exp_, sqrt_,
-  relu_, gelu, silu, clamp, clamp_, lerp, lerp_, addcmul, maskedFill, maskedFill_, dropout,
+  reciprocal, sign, floor, ceil, round, square, logicalNot, isnan, isfinite, isinf, logicalAnd, logicalOr, logicalXor,
+  neg_, exp_, sqrt_, relu_, gelu, silu, clamp, clamp_, clampMin, clampMax, nanToNum, lerp, lerp_, addcmul, maskedFill,
+  maskedFill_, dropout,
 };
 installMethods(methods);
 

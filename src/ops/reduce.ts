@@ -4,13 +4,12 @@ import { type DType, handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 type Dims = number | number[];
-const dims = (d: Dims | undefined | null) => (d === undefined || d === null ? null : typeof d === 'number' ? [d] : d);
 
 /** Sum over all elements, or over `dim` (keepdim false by default). */
 export const sum = (a: Tensor, dim?: Dims | null, keepdim = false, dtype?: DType) =>
-  wrap(native.sum(h(a, 'sum', 'input'), dims(dim), keepdim, dtype));
+  wrap(native.sum(h(a, 'sum', 'input'), dim ?? null, keepdim, dtype));
 export const mean = (a: Tensor, dim?: Dims | null, keepdim = false, dtype?: DType) =>
-  wrap(native.mean(h(a, 'mean', 'input'), dims(dim), keepdim, dtype));
+  wrap(native.mean(h(a, 'mean', 'input'), dim ?? null, keepdim, dtype));
 export const prod = (a: Tensor, dim?: number, keepdim = false) => wrap(native.prod(h(a, 'prod', 'input'), dim, keepdim));
 /** Maximum of all elements (0-d tensor). */
 export const max = (a: Tensor) => wrap(native.max(h(a, 'max', 'input')));
@@ -24,8 +23,8 @@ export function minDim(a: Tensor, dim: number, keepdim = false): { values: Tenso
   const [v, i] = native.minDim(h(a, 'minDim', 'input'), dim, keepdim);
   return { values: wrap(v), indices: wrap(i) };
 }
-export const amax = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.amax(h(a, 'amax', 'input'), dims(dim)!, keepdim));
-export const amin = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.amin(h(a, 'amin', 'input'), dims(dim)!, keepdim));
+export const amax = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.amax(h(a, 'amax', 'input'), dim, keepdim));
+export const amin = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.amin(h(a, 'amin', 'input'), dim, keepdim));
 export const argmax = (a: Tensor, dim?: number, keepdim = false) => wrap(native.argmax(h(a, 'argmax', 'input'), dim, keepdim));
 export const argmin = (a: Tensor, dim?: number, keepdim = false) => wrap(native.argmin(h(a, 'argmin', 'input'), dim, keepdim));
 /** The k largest (or smallest) elements along `dim`. */
@@ -37,18 +36,20 @@ export function sort(a: Tensor, dim = -1, descending = false): { values: Tensor;
   const [v, i] = native.sort(h(a, 'sort', 'input'), dim, descending);
   return { values: wrap(v), indices: wrap(i) };
 }
-export const logsumexp = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.logsumexp(h(a, 'logsumexp', 'input'), dims(dim)!, keepdim));
+/** Indices that sort `a` along `dim`. */
+export const argsort = (a: Tensor, dim = -1, descending = false) => wrap(native.argsort(h(a, 'argsort', 'input'), dim, descending));
+export const logsumexp = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.logsumexp(h(a, 'logsumexp', 'input'), dim, keepdim));
 /** p-norm over all elements or over `dim`. */
-export const norm = (a: Tensor, p = 2, dim?: Dims | null, keepdim = false) => wrap(native.norm(h(a, 'norm', 'input'), p, dims(dim), keepdim));
+export const norm = (a: Tensor, p = 2, dim?: Dims | null, keepdim = false) => wrap(native.norm(h(a, 'norm', 'input'), p, dim ?? null, keepdim));
 export const variance = (a: Tensor, dim?: Dims | null, correction = 1, keepdim = false) =>
-  wrap(native.var(h(a, 'var', 'input'), dims(dim), correction, keepdim));
+  wrap(native.var(h(a, 'var', 'input'), dim ?? null, correction, keepdim));
 export const std = (a: Tensor, dim?: Dims | null, correction = 1, keepdim = false) =>
-  wrap(native.std(h(a, 'std', 'input'), dims(dim), correction, keepdim));
+  wrap(native.std(h(a, 'std', 'input'), dim ?? null, correction, keepdim));
 export const cumsum = (a: Tensor, dim: number, dtype?: DType) => wrap(native.cumsum(h(a, 'cumsum', 'input'), dim, dtype));
 export const all = (a: Tensor) => wrap(native.all(h(a, 'all', 'input')));
 export const any = (a: Tensor) => wrap(native.any(h(a, 'any', 'input')));
 
-const methods = { sum, mean, prod, max, min, maxDim, minDim, amax, amin, argmax, argmin, topk, sort, logsumexp, norm, var: variance, std, cumsum, all, any };
+const methods = { sum, mean, prod, max, min, maxDim, minDim, amax, amin, argmax, argmin, topk, sort, argsort, logsumexp, norm, var: variance, std, cumsum, all, any };
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

@@ -34,10 +34,20 @@ export const stack = (ts: Tensor[], dim = 0) => wrap(native.stack(hs(ts, 'stack'
 export const split = (a: Tensor, sizeOrSizes: number | number[], dim = 0) => native.split(h(a, 'split', 'input'), sizeOrSizes, dim).map(wrap);
 export const chunk = (a: Tensor, chunks: number, dim = 0) => native.chunk(h(a, 'chunk', 'input'), chunks, dim).map(wrap);
 export const unbind = (a: Tensor, dim = 0) => native.unbind(h(a, 'unbind', 'input'), dim).map(wrap);
-/** 2-D transpose. */
-export const t = (a: Tensor) => transpose(a, 0, 1);
+/** Reverses the order of elements along `dims` (a copy). */
+export const flip = (a: Tensor, dims: number | number[]) => wrap(native.flip(h(a, 'flip', 'input'), typeof dims === 'number' ? [dims] : dims));
+/** Transpose of a matrix; 0-D and 1-D tensors are returned as they are (torch.t). */
+export const t = (a: Tensor) => wrap(native.t(h(a, 't', 'input')));
+/** Lower triangle of the last two dims (elements above the `diagonal`-th diagonal set to 0). */
+export const tril = (a: Tensor, diagonal = 0) => wrap(native.tril(h(a, 'tril', 'input'), diagonal));
+/** Upper triangle of the last two dims (elements below the `diagonal`-th diagonal set to 0). */
+export const triu = (a: Tensor, diagonal = 0) => wrap(native.triu(h(a, 'triu', 'input'), diagonal));
+/** 1-D → square matrix with `a` on the `diagonal`-th diagonal; 2-D → that diagonal as a 1-D copy. */
+export const diag = (a: Tensor, diagonal = 0) => wrap(native.diag(h(a, 'diag', 'input'), diagonal));
+/** A view of the diagonal of the (dim1, dim2) planes, appended as the last dim. */
+export const diagonal = (a: Tensor, offset = 0, dim1 = 0, dim2 = 1) => wrap(native.diagonal(h(a, 'diagonal', 'input'), offset, dim1, dim2));
 
-const methods = { reshape, view, permute, transpose, flatten, unflatten, squeeze, unsqueeze, narrow, slice, select, expand, repeat, roll, movedim, split, chunk, unbind, t };
+const methods = { reshape, view, permute, transpose, flatten, unflatten, squeeze, unsqueeze, narrow, slice, select, expand, repeat, roll, movedim, split, chunk, unbind, flip, t, tril, triu, diag, diagonal };
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

@@ -1,23 +1,13 @@
 // Indexing ops: index_select, gather, scatter (tensor or value) and scatter_add, boolean/advanced indexing,
 // index_put_, masked_select, nonzero, one_hot.
 #include "common.h"
+#include "ops/op_helpers.h"
 
 namespace dinov3 {
 
 namespace {
 
-int64_t Dim(const Args& a, size_t i, const at::Tensor& t) {
-  int64_t d = a.i64(i, "dim");
-  int64_t n = std::max<int64_t>(t.dim(), 1);
-  if (d < -n || d >= n)
-    a.valueError("dim " + std::to_string(d) + " is out of range for " + Describe(t));
-  return d;
-}
-
-void CheckIndexDtype(const Args& a, const at::Tensor& idx, const char* name) {
-  if (idx.scalar_type() != at::kLong && idx.scalar_type() != at::kInt)
-    a.typeError(1, name, "an int64 or int32 Tensor");
-}
+int64_t Dim(const Args& a, size_t i, const at::Tensor& t) { return DimArg(a, i, t); }
 
 // Optional tensor list for advanced indexing: entries may be null (= take the whole dim).
 c10::List<c10::optional<at::Tensor>> IndexList(const Args& a, size_t i) {
@@ -30,9 +20,26 @@ c10::List<c10::optional<at::Tensor>> IndexList(const Args& a, size_t i) {
       out.push_back(c10::nullopt);
       continue;
     }
+    std::string item = "indices[" + std::to_string(k) + "]";
     TensorRef* r = UnwrapRef(a.env(), v);
-    if (!r || r->disposed) a.typeError(i, "indices", "an array of Tensors or nulls");
-    out.push_back(r->t);
+    if (!r)
+      throw MakeError(a.env(), ErrKind::Type,
+                      std::string(a.op()) + ": expected \"" + item + "\" to be a Tensor or null, received " +
+                          DescribeValue(v),
+                      "ERR_INVALID_ARG");
+    if (r->disposed)
+      throw MakeError(a.env(), ErrKind::Disposed,
+                      std::string(a.op()) + ": \"" + item + "\" is a disposed Tensor (" + r->described +
+                          ", created by " + r->origin + ")",
+                      "ERR_DISPOSED");
+    at::ScalarType s = r->t.scalar_type();
+    if (s != at::kLong && s != at::kInt && s != at::kBool && s != at::kByte)
+      throw MakeError(a.env(), ErrKind::Type,
+                      std::string(a.op()) + ": expected \"" + item +
+                          "\" to be an int64, int32 or bool Tensor, received Tensor " + Describe(r->t),
+                      "ERR_INVALID_ARG");
+    // int32 indices are accepted and widened (libtorch 1.13 only takes int64, bool and uint8).
+    out.push_back(s == at::kInt ? r->t.to(at::kLong) : r->t);
   }
   return out;
 }
@@ -43,20 +50,20 @@ void InitIndex(Napi::Env env, Napi::Object e) {
   Def(env, e, "indexSelect", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     const at::Tensor& idx = a.t(2, "index");
-    CheckIndexDtype(a, idx, "index");
+    CheckIndexTensor(a, 2, "index", true);
     return a.ret(at::index_select(x, Dim(a, 1, x), idx));
   });
   Def(env, e, "gather", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     const at::Tensor& idx = a.t(2, "index");
-    if (idx.scalar_type() != at::kLong) a.typeError(2, "index", "an int64 Tensor");
+    CheckIndexTensor(a, 2, "index", false);
     return a.ret(at::gather(x, Dim(a, 1, x), idx));
   });
   // scatter(x, dim, index, src: Tensor|number)
   Def(env, e, "scatter", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     const at::Tensor& idx = a.t(2, "index");
-    if (idx.scalar_type() != at::kLong) a.typeError(2, "index", "an int64 Tensor");
+    CheckIndexTensor(a, 2, "index", false);
     int64_t d = Dim(a, 1, x);
     if (a.has(3) && UnwrapRef(a.env(), a.raw(3))) return a.ret(at::scatter(x, d, idx, a.t(3, "src")));
     return a.ret(at::scatter(x, d, idx, a.scalar(3, "value")));
@@ -64,7 +71,7 @@ void InitIndex(Napi::Env env, Napi::Object e) {
   Def(env, e, "scatterAdd", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     const at::Tensor& idx = a.t(2, "index");
-    if (idx.scalar_type() != at::kLong) a.typeError(2, "index", "an int64 Tensor");
+    CheckIndexTensor(a, 2, "index", false);
     return a.ret(at::scatter_add(x, Dim(a, 1, x), idx, a.t(3, "src")));
   });
   // index(x, [t0|null, t1|null, ...]): advanced indexing, including boolean masks.

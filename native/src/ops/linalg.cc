@@ -1,5 +1,6 @@
-// Matrix products: matmul, mm, bmm, linear, einsum, outer, cdist.
+// Matrix products: matmul, mm, bmm, baddbmm, linear, einsum, outer, cdist.
 #include "common.h"
+#include "ops/op_helpers.h"
 
 namespace dinov3 {
 
@@ -19,7 +20,28 @@ void InitLinalg(Napi::Env env, Napi::Object e) {
   });
   Def(env, e, "einsum", [](Args& a) { return a.ret(at::einsum(a.str(0, "equation"), a.tensors(1, "operands"))); });
   Def(env, e, "outer", [](Args& a) { return a.ret(at::outer(a.t(0, "input"), a.t(1, "vec2"))); });
-  Def(env, e, "cdist", [](Args& a) { return a.ret(at::cdist(a.t(0, "x1"), a.t(1, "x2"), a.has(2) ? a.f64(2, "p") : 2.0)); });
+  // baddbmm(input, batch1, batch2, beta, alpha) = beta·input + alpha·(batch1 @ batch2)
+  Def(env, e, "baddbmm", [](Args& a) {
+    const at::Tensor& b1 = a.t(1, "batch1");
+    const at::Tensor& b2 = a.t(2, "batch2");
+    if (b1.dim() != 3 || b2.dim() != 3 || b1.size(0) != b2.size(0) || b1.size(2) != b2.size(1))
+      a.valueError("expected batch1 [B, n, m] and batch2 [B, m, p], received " + Describe(b1) + " and " + Describe(b2));
+    return a.ret(at::baddbmm(a.t(0, "input"), b1, b2, a.has(3) ? a.scalar(3, "beta") : at::Scalar(1),
+                             a.has(4) ? a.scalar(4, "alpha") : at::Scalar(1)));
+  });
+  // cdist(x1 [.., P, M], x2 [.., R, M], p); 16-bit floats on CPU run in float32 (IsCpu16).
+  Def(env, e, "cdist", [](Args& a) {
+    const at::Tensor& x1 = a.t(0, "x1");
+    const at::Tensor& x2 = a.t(1, "x2");
+    double p = a.has(2) ? a.f64(2, "p") : 2.0;
+    if (p < 0) a.valueError("p must be >= 0, received " + FormatNumber(p));
+    if (x1.dim() < 2 || x2.dim() < 2 || x1.size(-1) != x2.size(-1))
+      a.valueError("expected x1 [..., P, M] and x2 [..., R, M] with the same M, received " + Describe(x1) + " and " +
+                   Describe(x2));
+    if (IsCpu16(x1) && x2.scalar_type() == x1.scalar_type())
+      return a.ret(at::cdist(x1.to(at::kFloat), x2.to(at::kFloat), p).to(x1.scalar_type()));
+    return a.ret(at::cdist(x1, x2, p));
+  });
 }
 
 }  // namespace dinov3

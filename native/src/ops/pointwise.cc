@@ -1,6 +1,8 @@
 // Elementwise ops: arithmetic with tensors or scalars, unary math, activations, comparisons, logical ops,
-// where/clamp/lerp, and their in-place variants (names ending in `_`, returning nothing: the TS side returns `this`).
+// where/clamp/clampMin/clampMax/lerp/nanToNum, and their in-place variants (names ending in `_`, returning nothing:
+// the TS side returns `this`).
 #include "common.h"
+#include "ops/op_helpers.h"
 
 namespace dinov3 {
 
@@ -57,6 +59,32 @@ Napi::Value AddSubInplace(Args& a) {
     return a.undef();                              \
   })
 
+// A clamp bound given as a number.
+at::Scalar BoundScalar(const Args& a, size_t i, const char* name) {
+  if (!a.raw(i).IsNumber()) a.typeError(i, name, "a Tensor or a number");
+  return a.scalar(i, name);
+}
+
+// clamp/clamp_(x, min?, max?): numbers keep the scalar overload (no promotion of integer tensors by integer bounds);
+// a tensor bound selects the tensor overload, with a number on the other side turned into a 0-d tensor of x's dtype.
+at::Tensor Clamp(const Args& a, at::Tensor x, bool inplace) {
+  bool hasLo = a.has(1), hasHi = a.has(2);
+  if (!hasLo && !hasHi) a.valueError("at least one of min and max must be given");
+  if (IsTensorArg(a, 1) || IsTensorArg(a, 2)) {
+    auto bound = [&](size_t i, bool has, const char* name) -> c10::optional<at::Tensor> {
+      if (!has) return c10::nullopt;
+      if (IsTensorArg(a, i)) return a.t(i, name);
+      return at::scalar_tensor(BoundScalar(a, i, name), x.options());
+    };
+    c10::optional<at::Tensor> lo = bound(1, hasLo, "min"), hi = bound(2, hasHi, "max");
+    return inplace ? x.clamp_(lo, hi) : at::clamp(x, lo, hi);
+  }
+  c10::optional<at::Scalar> lo, hi;
+  if (hasLo) lo = BoundScalar(a, 1, "min");
+  if (hasHi) hi = BoundScalar(a, 2, "max");
+  return inplace ? x.clamp_(lo, hi) : at::clamp(x, lo, hi);
+}
+
 }  // namespace
 
 void InitPointwise(Napi::Env env, Napi::Object e) {
@@ -104,6 +132,7 @@ void InitPointwise(Napi::Env env, Napi::Object e) {
   DINOV3_UNARY("logicalNot", logical_not);
   DINOV3_UNARY("isnan", isnan);
   DINOV3_UNARY("isfinite", isfinite);
+  DINOV3_UNARY("isinf", isinf);
   DINOV3_UNARY_INPLACE("neg_", neg_);
   DINOV3_UNARY_INPLACE("exp_", exp_);
   DINOV3_UNARY_INPLACE("sqrt_", sqrt_);
@@ -119,21 +148,27 @@ void InitPointwise(Napi::Env env, Napi::Object e) {
     return a.ret(at::gelu(a.t(0, "input"), approx));
   });
   Def(env, e, "silu", [](Args& a) { return a.ret(at::silu(a.t(0, "input"))); });
-  // clamp(x, min?, max?)
-  Def(env, e, "clamp", [](Args& a) {
-    auto lo = a.optF64(1, "min");
-    auto hi = a.optF64(2, "max");
-    if (!lo && !hi) a.valueError("at least one of min and max must be given");
-    return a.ret(at::clamp(a.t(0, "input"), lo ? c10::optional<at::Scalar>(*lo) : c10::nullopt,
-                           hi ? c10::optional<at::Scalar>(*hi) : c10::nullopt));
-  });
+  // clamp(x, min?, max?) with numbers or tensors (broadcast); integer tensors clamped by integers stay integers.
+  Def(env, e, "clamp", [](Args& a) { return a.ret(Clamp(a, a.t(0, "input"), false)); });
   Def(env, e, "clamp_", [](Args& a) -> Napi::Value {
-    auto lo = a.optF64(1, "min");
-    auto hi = a.optF64(2, "max");
-    if (!lo && !hi) a.valueError("at least one of min and max must be given");
-    at::Tensor x = a.t(0, "input");
-    x.clamp_(lo ? c10::optional<at::Scalar>(*lo) : c10::nullopt, hi ? c10::optional<at::Scalar>(*hi) : c10::nullopt);
+    Clamp(a, a.t(0, "input"), true);
     return a.undef();
+  });
+  // clampMin/clampMax(x, bound: number|Tensor)
+  Def(env, e, "clampMin", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    if (IsTensorArg(a, 1)) return a.ret(at::clamp_min(x, a.t(1, "min")));
+    return a.ret(at::clamp_min(x, BoundScalar(a, 1, "min")));
+  });
+  Def(env, e, "clampMax", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    if (IsTensorArg(a, 1)) return a.ret(at::clamp_max(x, a.t(1, "max")));
+    return a.ret(at::clamp_max(x, BoundScalar(a, 1, "max")));
+  });
+  Def(env, e, "logicalXor", [](Args& a) { return a.ret(at::logical_xor(a.t(0, "input"), a.t(1, "other"))); });
+  // nanToNum(x, nan?, posinf?, neginf?): NaN → nan (0), ±inf → posinf/neginf (the dtype's extremes by default).
+  Def(env, e, "nanToNum", [](Args& a) {
+    return a.ret(at::nan_to_num(a.t(0, "input"), a.optF64(1, "nan"), a.optF64(2, "posinf"), a.optF64(3, "neginf")));
   });
   // where(cond, a: Tensor|number, b: Tensor|number)
   Def(env, e, "where", [](Args& a) {
@@ -167,7 +202,7 @@ void InitPointwise(Napi::Env env, Napi::Object e) {
   });
   Def(env, e, "dropout", [](Args& a) {
     double p = a.f64(1, "p");
-    if (p < 0 || p > 1) a.valueError("p must be in [0, 1], received " + std::to_string(p));
+    if (p < 0 || p > 1) a.valueError("p must be in [0, 1], received " + FormatNumber(p));
     return a.ret(at::dropout(a.t(0, "input"), p, a.b(2, "train")));
   });
 }

@@ -1,18 +1,32 @@
 // Reductions: sum/mean/prod over all or some dims, max/min (values + indices), amax/amin, argmax/argmin, topk, sort,
-// logsumexp, norm, var/std, cumsum, all/any.
+// argsort, logsumexp, norm, var/std, cumsum, all/any.
 #include "common.h"
+#include "ops/op_helpers.h"
 
 namespace dinov3 {
 
 namespace {
 
-int64_t Dim(const Args& a, size_t i, const at::Tensor& t) {
-  int64_t d = a.i64(i, "dim");
-  int64_t n = std::max<int64_t>(t.dim(), 1);
-  if (d < -n || d >= n)
-    a.valueError("dim " + std::to_string(d) + " is out of range for a tensor of " + std::to_string(t.dim()) +
-                 " dimensions (" + Describe(t) + ")");
-  return d;
+int64_t Dim(const Args& a, size_t i, const at::Tensor& t) { return DimArg(a, i, t); }
+
+Napi::Value VarStd(Args& a, bool isStd) {
+  const at::Tensor& x = a.t(0, "input");
+  c10::optional<at::IntArrayRef> dims;
+  std::vector<int64_t> d;
+  if (a.has(1)) {
+    d = DimsArg(a, 1, x);
+    dims = d;
+  }
+  int64_t c = a.has(2) ? a.i64(2, "correction") : 1;
+  if (c < 0) a.valueError("correction must be >= 0, received " + std::to_string(c));
+  // The correction became an optional Scalar in libtorch 2.0.
+#if DINOV3_TORCH_AT_LEAST(2, 0)
+  c10::optional<at::Scalar> corr = at::Scalar(c);
+#else
+  c10::optional<int64_t> corr = c;
+#endif
+  bool keep = a.optB(3, "keepdim", false);
+  return a.ret(isStd ? at::std(x, dims, corr, keep) : at::var(x, dims, corr, keep));
 }
 
 }  // namespace
@@ -23,18 +37,19 @@ void InitReduce(Napi::Env env, Napi::Object e) {
     const at::Tensor& x = a.t(0, "input");
     auto dt = a.optDtype(3, "dtype");
     if (!a.has(1)) return a.ret(at::sum(x, dt));
-    return a.ret(at::sum(x, a.ints(1, "dim"), a.optB(2, "keepdim", false), dt));
+    return a.ret(at::sum(x, DimsArg(a, 1, x), a.optB(2, "keepdim", false), dt));
   });
   Def(env, e, "mean", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     auto dt = a.optDtype(3, "dtype");
     if (!a.has(1)) return a.ret(at::mean(x, dt));
-    return a.ret(at::mean(x, a.ints(1, "dim"), a.optB(2, "keepdim", false), dt));
+    return a.ret(at::mean(x, DimsArg(a, 1, x), a.optB(2, "keepdim", false), dt));
   });
   Def(env, e, "prod", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
-    if (!a.has(1)) return a.ret(at::prod(x));
-    return a.ret(at::prod(x, Dim(a, 1, x), a.optB(2, "keepdim", false)));
+    at::Tensor xin = IsCpu16(x) ? x.to(at::kFloat) : x;  // no 16-bit CPU kernel in libtorch 1.13
+    at::Tensor y = a.has(1) ? at::prod(xin, Dim(a, 1, x), a.optB(2, "keepdim", false)) : at::prod(xin);
+    return a.ret(IsCpu16(x) ? y.to(x.scalar_type()) : y);
   });
   // max(x) → scalar tensor; maxDim(x, dim, keepdim) → [values, indices]
   Def(env, e, "max", [](Args& a) { return a.ret(at::max(a.t(0, "input"))); });
@@ -48,10 +63,12 @@ void InitReduce(Napi::Env env, Napi::Object e) {
     return a.ret(at::min(x, Dim(a, 1, x), a.optB(2, "keepdim", false)));
   });
   Def(env, e, "amax", [](Args& a) {
-    return a.ret(at::amax(a.t(0, "input"), a.ints(1, "dim"), a.optB(2, "keepdim", false)));
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(at::amax(x, DimsArg(a, 1, x), a.optB(2, "keepdim", false)));
   });
   Def(env, e, "amin", [](Args& a) {
-    return a.ret(at::amin(a.t(0, "input"), a.ints(1, "dim"), a.optB(2, "keepdim", false)));
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(at::amin(x, DimsArg(a, 1, x), a.optB(2, "keepdim", false)));
   });
   Def(env, e, "argmax", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
@@ -78,39 +95,25 @@ void InitReduce(Napi::Env env, Napi::Object e) {
     const at::Tensor& x = a.t(0, "input");
     return a.ret(at::sort(x, Dim(a, 1, x), a.optB(2, "descending", false)));
   });
+  // argsort(x, dim, descending) → int64 indices
+  Def(env, e, "argsort", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(at::argsort(x, Dim(a, 1, x), a.optB(2, "descending", false)));
+  });
   Def(env, e, "logsumexp", [](Args& a) {
-    return a.ret(at::logsumexp(a.t(0, "input"), a.ints(1, "dim"), a.optB(2, "keepdim", false)));
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(at::logsumexp(x, DimsArg(a, 1, x), a.optB(2, "keepdim", false)));
   });
   // norm(x, p, dims?, keepdim)
   Def(env, e, "norm", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     at::Scalar p = a.scalar(1, "p");
     if (!a.has(2)) return a.ret(at::norm(x, p));
-    return a.ret(at::norm(x, p, a.ints(2, "dim"), a.optB(3, "keepdim", false)));
+    return a.ret(at::norm(x, p, DimsArg(a, 2, x), a.optB(3, "keepdim", false)));
   });
   // var/std(x, dims?, correction, keepdim)
-  Def(env, e, "var", [](Args& a) {
-    const at::Tensor& x = a.t(0, "input");
-    c10::optional<at::IntArrayRef> dims;
-    std::vector<int64_t> d;
-    if (a.has(1)) {
-      d = a.ints(1, "dim");
-      dims = d;
-    }
-    return a.ret(at::var(x, dims, c10::optional<int64_t>(a.has(2) ? a.i64(2, "correction") : 1),
-                         a.optB(3, "keepdim", false)));
-  });
-  Def(env, e, "std", [](Args& a) {
-    const at::Tensor& x = a.t(0, "input");
-    c10::optional<at::IntArrayRef> dims;
-    std::vector<int64_t> d;
-    if (a.has(1)) {
-      d = a.ints(1, "dim");
-      dims = d;
-    }
-    return a.ret(at::std(x, dims, c10::optional<int64_t>(a.has(2) ? a.i64(2, "correction") : 1),
-                         a.optB(3, "keepdim", false)));
-  });
+  Def(env, e, "var", [](Args& a) { return VarStd(a, false); });
+  Def(env, e, "std", [](Args& a) { return VarStd(a, true); });
   Def(env, e, "cumsum", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     return a.ret(at::cumsum(x, Dim(a, 1, x), a.optDtype(2, "dtype")));

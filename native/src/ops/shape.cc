@@ -1,18 +1,24 @@
 // View and layout ops: reshape/view/permute/transpose/flatten/unflatten/squeeze/unsqueeze/narrow/slice/select,
-// expand/repeat/roll, and the list ops cat/stack/split/chunk/unbind.
+// expand/repeat/roll/flip, t/tril/triu/diag/diagonal, and the list ops cat/stack/split/chunk/unbind.
 #include "common.h"
+#include "ops/op_helpers.h"
 
 namespace dinov3 {
 
 namespace {
 
 int64_t Dim(const Args& a, size_t i, const at::Tensor& t, const char* name = "dim", int64_t extra = 0) {
-  int64_t d = a.i64(i, name);
-  int64_t n = std::max<int64_t>(t.dim() + extra, 1);
-  if (d < -n || d >= n)
-    a.valueError(std::string(name) + " " + std::to_string(d) + " is out of range for " + Describe(t) +
-                 " (expected " + std::to_string(-n) + ".." + std::to_string(n - 1) + ")");
-  return d;
+  return DimArg(a, i, t, name, extra);
+}
+
+// The list ops check their dim against the first tensor (cat) or one more dim (stack).
+int64_t ListDim(const Args& a, const std::vector<at::Tensor>& ts, int64_t extra) {
+  return a.has(1) ? CheckDim(a, a.i64(1, "dim"), ts[0], "dim", extra) : 0;
+}
+
+// tril/triu/diag/diagonal need matrices (the last two dims).
+void CheckMatrix(const Args& a, const at::Tensor& x) {
+  if (x.dim() < 2) a.valueError("expected a tensor with at least 2 dimensions, received " + Describe(x));
 }
 
 }  // namespace
@@ -80,17 +86,60 @@ void InitShape(Napi::Env env, Napi::Object e) {
   });
   Def(env, e, "expand", [](Args& a) { return a.ret(a.t(0, "input").expand(a.ints(1, "shape"))); });
   Def(env, e, "repeat", [](Args& a) { return a.ret(a.t(0, "input").repeat(a.ints(1, "repeats"))); });
-  Def(env, e, "roll", [](Args& a) { return a.ret(at::roll(a.t(0, "input"), a.ints(1, "shifts"), a.ints(2, "dims"))); });
+  Def(env, e, "flip", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(at::flip(x, DimsArg(a, 1, x, "dims")));
+  });
+  // t(x): transpose of a matrix; 0-D and 1-D tensors are returned as they are (as torch.t).
+  Def(env, e, "t", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    if (x.dim() > 2) a.valueError("expected a tensor with at most 2 dimensions, received " + Describe(x));
+    return a.ret(x.t());
+  });
+  // tril/triu(x, diagonal): the lower/upper triangle of the last two dims.
+  Def(env, e, "tril", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    CheckMatrix(a, x);
+    return a.ret(at::tril(x, a.has(1) ? a.i64(1, "diagonal") : 0));
+  });
+  Def(env, e, "triu", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    CheckMatrix(a, x);
+    return a.ret(at::triu(x, a.has(1) ? a.i64(1, "diagonal") : 0));
+  });
+  // diag(x, diagonal): a 1-D vector → a square matrix with it on the diagonal; a 2-D matrix → its diagonal (a copy).
+  Def(env, e, "diag", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    if (x.dim() != 1 && x.dim() != 2) a.valueError("expected a 1-D or 2-D tensor, received " + Describe(x));
+    return a.ret(at::diag(x, a.has(1) ? a.i64(1, "diagonal") : 0));
+  });
+  // diagonal(x, offset, dim1, dim2): a view of the diagonal of the (dim1, dim2) planes, appended as the last dim.
+  Def(env, e, "diagonal", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    CheckMatrix(a, x);
+    int64_t d1 = a.has(2) ? Dim(a, 2, x, "dim1") : 0, d2 = a.has(3) ? Dim(a, 3, x, "dim2") : 1;
+    if ((d1 + x.dim()) % x.dim() == (d2 + x.dim()) % x.dim())
+      a.valueError("dim1 and dim2 must differ, received " + std::to_string(d1) + " and " + std::to_string(d2));
+    return a.ret(at::diagonal(x, a.has(1) ? a.i64(1, "offset") : 0, d1, d2));
+  });
+  Def(env, e, "roll", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    std::vector<int64_t> shifts = a.ints(1, "shifts"), dims = DimsArg(a, 2, x, "dims");
+    if (shifts.size() != dims.size())
+      a.valueError("shifts and dims must have the same length, received " + std::to_string(shifts.size()) + " and " +
+                   std::to_string(dims.size()));
+    return a.ret(at::roll(x, shifts, dims));
+  });
   Def(env, e, "movedim", [](Args& a) { return a.ret(at::movedim(a.t(0, "input"), a.ints(1, "source"), a.ints(2, "destination"))); });
   Def(env, e, "cat", [](Args& a) {
     auto ts = a.tensors(0, "tensors");
     if (ts.empty()) a.valueError("expected a non-empty list of tensors");
-    return a.ret(at::cat(ts, a.has(1) ? a.i64(1, "dim") : 0));
+    return a.ret(at::cat(ts, ListDim(a, ts, 0)));
   });
   Def(env, e, "stack", [](Args& a) {
     auto ts = a.tensors(0, "tensors");
     if (ts.empty()) a.valueError("expected a non-empty list of tensors");
-    return a.ret(at::stack(ts, a.has(1) ? a.i64(1, "dim") : 0));
+    return a.ret(at::stack(ts, ListDim(a, ts, 1)));
   });
   // split(x, sizeOrSizes, dim)
   Def(env, e, "split", [](Args& a) {

@@ -1,0 +1,73 @@
+// CUDA streams, events and synchronisation. This machine's libtorch is a CPU build, so the calls must fail with one
+// clear error naming the call and the build; the CUDA paths themselves run only where a CUDA libtorch is linked.
+import { describe, expect, test } from 'vitest';
+
+import { addonInfo, cuda, CudaEvent, CudaStream, TorchError, TorchTypeError } from '../../../src/index.js';
+import { errorOf } from './util.js';
+
+const cpuBuild = !addonInfo.cudaCompiled;
+
+describe.runIf(cpuBuild)('CUDA calls on a CPU build', () => {
+  const why = `CUDA is not available in this build (libtorch ${addonInfo.torchVersion} CPU)`;
+
+  test('availability is reported, not thrown', () => {
+    expect(cuda.isAvailable()).toBe(false);
+    expect(cuda.deviceCount()).toBe(0);
+  });
+
+  test('synchronize', () => {
+    const e = errorOf(() => cuda.synchronize());
+    expect(e).toBeInstanceOf(TorchError);
+    expect(e.code).toBe('ERR_TORCH_NOT_IMPLEMENTED');
+    expect(e.message).toBe(`cuda.synchronize: ${why}`);
+    expect(() => cuda.synchronize(0)).toThrow(`cuda.synchronize: ${why}`);
+  });
+
+  test('streams', () => {
+    const e = errorOf(() => new cuda.Stream());
+    expect(e).toBeInstanceOf(TorchError);
+    expect(e.code).toBe('ERR_TORCH_NOT_IMPLEMENTED');
+    expect(e.message).toBe(`cuda.Stream: ${why}`);
+    expect(() => new CudaStream({ priority: 'high' })).toThrow(`cuda.Stream: ${why}`);
+    expect(() => cuda.currentStream()).toThrow(`cuda.currentStream: ${why}`);
+    expect(() => cuda.defaultStream(0)).toThrow(`cuda.defaultStream: ${why}`);
+  });
+
+  test('events', () => {
+    const e = errorOf(() => new cuda.Event({ enableTiming: true }));
+    expect(e).toBeInstanceOf(TorchError);
+    expect(e.message).toBe(`cuda.Event: ${why}`);
+    expect(() => new CudaEvent()).toThrow(`cuda.Event: ${why}`);
+  });
+
+  test('arguments are checked before the native call', () => {
+    const e = errorOf(() => cuda.setCurrentStream(42 as unknown as CudaStream));
+    expect(e).toBeInstanceOf(TorchTypeError);
+    expect(e.message).toBe('cuda.setCurrentStream: expected "stream" to be a cuda.Stream, received number 42');
+  });
+});
+
+// Exercised only by CUDA builds on a machine with a GPU.
+describe.runIf(!cpuBuild && cuda.isAvailable())('CUDA streams and events', () => {
+  test('a timed region on a side stream', async () => {
+    const { randn, matmul, scope } = await import('../../../src/index.js');
+    const s = new cuda.Stream();
+    const start = new cuda.Event({ enableTiming: true });
+    const end = new cuda.Event({ enableTiming: true });
+    scope(() =>
+      s.run(() => {
+        start.record();
+        const x = randn([256, 256], { device: 'cuda' });
+        matmul(x, x);
+        end.record();
+      }),
+    );
+    end.synchronize();
+    expect(end.query()).toBe(true);
+    expect(start.elapsedTime(end)).toBeGreaterThanOrEqual(0);
+    expect(cuda.currentStream().info.id).toBe(cuda.defaultStream().info.id);
+    s.synchronize();
+    expect(s.query()).toBe(true);
+    cuda.synchronize();
+  });
+});
