@@ -41,12 +41,16 @@ c10::optional<at::ScalarType> ParseDtype(const std::string& s) {
 
 std::string Describe(const at::Tensor& t) {
   if (!t.defined()) return "undefined tensor";
-  std::ostringstream os;
-  os << DtypeName(t.scalar_type()) << " [";
-  for (int64_t i = 0; i < t.dim(); ++i) os << (i ? ", " : "") << t.size(i);
-  os << "]";
-  if (!t.device().is_cpu()) os << " on " << t.device().str();
-  return os.str();
+  // Plain appends (no ostringstream): this runs on every dispose.
+  std::string s = DtypeName(t.scalar_type());
+  s += " [";
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(t.size(i));
+  }
+  s += "]";
+  if (!t.device().is_cpu()) s += " on " + t.device().str();
+  return s;
 }
 
 std::string DescribeValue(const Napi::Value& v) {
@@ -142,8 +146,10 @@ TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v) {
   if (napi_unwrap(env, v, &data) == napi_ok && data) return static_cast<TensorRef*>(data);
   Napi::Object o = v.As<Napi::Object>();
   tDisposed.disposed = true;
-  tDisposed.described = o.Get("described").ToString().Utf8Value();
-  tDisposedOrigin = o.Get("origin").ToString().Utf8Value();
+  std::string both = o.Get("disposed").ToString().Utf8Value();
+  size_t nl = both.rfind('\n');
+  tDisposed.described = nl == std::string::npos ? both : both.substr(0, nl);
+  tDisposedOrigin = nl == std::string::npos ? "" : both.substr(nl + 1);
   tDisposed.origin = tDisposedOrigin.c_str();
   return &tDisposed;
 }
@@ -155,9 +161,11 @@ void DisposeRef(Napi::Env env, const Napi::Value& handle, TensorRef* r) {
   Account(d, r, -1);
   if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -r->bytes);
   r->disposed = true;
+  // One property keeps what the tensor was, for use-after-dispose messages: "<description>\n<origin op>".
+  described += '\n';
+  described += r->origin;
   Napi::Object o = handle.As<Napi::Object>();
-  o.Set("described", Napi::String::New(env, described));
-  o.Set("origin", Napi::String::New(env, r->origin));
+  o.Set("disposed", Napi::String::New(env, described));
   void* data = nullptr;
   napi_remove_wrap(env, o, &data);
   delete r;
