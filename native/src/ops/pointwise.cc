@@ -192,12 +192,17 @@ void InitPointwise(Napi::Env env, Napi::Object e) {
   Def(env, e, "addcmul", [](Args& a) {
     return a.ret(at::addcmul(a.t(0, "input"), a.t(1, "tensor1"), a.t(2, "tensor2"), a.scalar(3, "value")));
   });
+  // maskedFill(x, mask, value): mask must be bool (torch rejects others; 1.13 silently ignored float masks).
   Def(env, e, "maskedFill", [](Args& a) {
-    return a.ret(at::masked_fill(a.t(0, "input"), a.t(1, "mask"), a.scalar(2, "value")));
+    const at::Tensor& mask = a.t(1, "mask");
+    if (mask.scalar_type() != at::kBool) a.typeError(1, "mask", "a bool Tensor");
+    return a.ret(at::masked_fill(a.t(0, "input"), mask, a.scalar(2, "value")));
   });
   Def(env, e, "maskedFill_", [](Args& a) -> Napi::Value {
     at::Tensor x = a.t(0, "input");
-    x.masked_fill_(a.t(1, "mask"), a.scalar(2, "value"));
+    const at::Tensor& mask = a.t(1, "mask");
+    if (mask.scalar_type() != at::kBool) a.typeError(1, "mask", "a bool Tensor");
+    x.masked_fill_(mask, a.scalar(2, "value"));
     return a.undef();
   });
   Def(env, e, "dropout", [](Args& a) {
