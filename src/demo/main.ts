@@ -4,7 +4,7 @@
 // on Fashion-MNIST (Debian's dataset-fashion-mnist) with AdamW, weight decay exemptions and an EMA copy of the
 // model; the EMA model is evaluated on the 10,000 test images and saved as .safetensors.
 //
-//   node dist/src/demo/main.js [--epochs 1] [--batch 128] [--limit 60000] [--threads N] [--out out/demo]
+//   node dist/src/demo/main.js [--epochs 1] [--batch 128] [--limit 15000] [--ema 0.98] [--threads N] [--out out/demo]
 import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -100,18 +100,21 @@ async function main(): Promise<void> {
     .description('Train a small DINOv3 ViT on Fashion-MNIST and evaluate it')
     .option('--epochs <n>', 'epochs', (v) => parseInt(v, 10), 1)
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 128)
-    .option('--limit <n>', 'training images used', (v) => parseInt(v, 10), 60000)
+    .option('--limit <n>', 'training images used per epoch (all 60000: --limit 60000)', (v) => parseInt(v, 10), 15000)
     .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), cpus().length)
     .option('--lr <x>', 'peak learning rate', parseFloat, 2e-3)
+    .option('--ema <m>', 'EMA momentum of the teacher copy', parseFloat, 0.98)
+    .option('--eval-limit <n>', 'test images evaluated', (v) => parseInt(v, 10), 10000)
     .option('--out <dir>', 'output folder', 'out/demo')
     .parse()
-    .opts<{ epochs: number; batch: number; limit: number; threads: number; lr: number; out: string }>();
+    .opts<{ epochs: number; batch: number; limit: number; threads: number; lr: number; ema: number; evalLimit: number; out: string }>();
   setNumThreads(opts.threads);
   manualSeed(0);
   const g = new Generator(0);
 
   const train = loadFashionMnist('train');
-  const test = loadFashionMnist('t10k');
+  const fullTest = loadFashionMnist('t10k');
+  const test = { ...fullTest, n: Math.min(opts.evalLimit, fullTest.n) };
   const nTrain = Math.min(opts.limit, train.n);
   const model = new Classifier(g);
   const ema = new DinoVisionTransformer(CONFIG, { init: false });
@@ -158,7 +161,7 @@ async function main(): Promise<void> {
       for (const m of model.modules()) clipGradNorm(m.parameters(), 3.0);
       opt.step();
       opt.zeroGrad();
-      emaUpdate(ema, model.backbone, 0.99);
+      emaUpdate(ema, model.backbone, opts.ema);
       // Yield to the event loop once per step (as a data-loading loop does), so the GC backstop can reclaim the
       // small JS handles of disposed tensors.
       await new Promise((r) => setImmediate(r));
