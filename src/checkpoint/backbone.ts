@@ -11,6 +11,7 @@ import type { RawTensor } from '../io/raw_tensor.js';
 import { atomicWriteFile, readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors.js';
 import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { CheckpointError, StateDictError, type StateDictReport } from '../native/errors.js';
+import { formatStateDictReport } from '../nn/module.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType } from '../tensor/tensor.js';
@@ -125,22 +126,9 @@ export function stripTrainingPrefixes(sd: SourceDict): SourceDict {
 }
 
 function formatReport(source: string, r: StateDictReport, known: string[]): string {
-  const lines = [`loadBackbone: ${source} does not match the backbone (strict loading)`];
-  if (r.missing.length) lines.push(`missing keys (${r.missing.length}): ${r.missing.join(', ')}`);
-  if (r.unexpected.length) {
-    // Hint only at prefix slips (`encoder.blocks.0…` for `blocks.0…`): between real keys, edit distance misleads.
-    const hints = r.unexpected.map((k) => {
-      const c = known.find((n) => k.endsWith(`.${n}`) || n.endsWith(`.${k}`));
-      return c ? `${k} (did you mean ${c}?)` : k;
-    });
-    lines.push(`unexpected keys (${r.unexpected.length}): ${hints.join(', ')}`);
-  }
-  if (r.mismatched.length)
-    lines.push(
-      `shape mismatches (${r.mismatched.length}): ` +
-        r.mismatched.map((m) => `${m.key}: expected [${m.expected.join(', ')}], received [${m.received.join(', ')}]`).join('; '),
-    );
-  return lines.join('\n');
+  // Hint only at prefix slips (`encoder.blocks.0…` for `blocks.0…`): between real keys, edit distance misleads.
+  const prefixSlip = (k: string) => known.find((n) => k.endsWith(`.${n}`) || n.endsWith(`.${k}`));
+  return formatStateDictReport(`loadBackbone: ${source} does not match the backbone (strict loading)`, r, prefixSlip);
 }
 
 /**

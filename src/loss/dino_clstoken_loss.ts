@@ -3,13 +3,13 @@
 import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../dist/process_group.js';
 import { Module } from '../nn/module.js';
 import { arange, zeros } from '../tensor/creation.js';
-import { noGrad } from '../tensor/grad_mode.js';
-import { keep, scope } from '../tensor/scope.js';
+import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { mm } from '../ops/linalg.js';
 import { logSoftmax } from '../ops/nn.js';
 import { ne, where } from '../ops/pointwise.js';
 import { sum } from '../ops/reduce.js';
+import { PendingCenterUpdate } from './centering.js';
 import { expectFloat, expectPositive, expectPositiveInt } from './checks.js';
 import { sinkhornKnopp, softmaxCenterTeacher } from './sinkhorn.js';
 
@@ -76,8 +76,7 @@ export class DINOLoss extends Module {
   readonly studentTemp: number;
   readonly centerMomentum: number;
   readonly group: ProcessGroup;
-  #pendingSum: Tensor | null = null; // Σ over the pending batch (all ranks), [1, K]
-  #pendingCount = 0;
+  readonly #pending = new PendingCenterUpdate(); // Σ over the pending batch (all ranks), [1, K]
 
   constructor(readonly outDim: number, o: DINOLossOptions = {}) {
     super();
@@ -108,23 +107,16 @@ export class DINOLoss extends Module {
   /** Records Σ_rows of `teacherOutput` [n, K] over all ranks for the next centre update. */
   updateCenter(teacherOutput: Tensor): void {
     expectFloat('DINOLoss.updateCenter', 'teacherOutput', teacherOutput, ['samples', this.outDim]);
-    this.#pendingSum?.dispose();
-    this.#pendingSum = keep(noGrad(() => scope(() => this.group.allReduceSum_(sum(teacherOutput.float(), 0, true)))));
-    this.#pendingCount = teacherOutput.shape[0]! * this.group.worldSize;
+    this.#pending.record(teacherOutput.shape[0]! * this.group.worldSize, () => this.group.allReduceSum_(sum(teacherOutput.float(), 0, true)));
   }
 
   /** center ← m·center + (1 − m)·mean_batch, if a batch was recorded since the last update. */
   applyCenterUpdate(): void {
-    const s = this.#pendingSum;
-    if (!s) return;
-    this.#pendingSum = null;
-    noGrad(() => scope(() => this.center.mul_(this.centerMomentum).add_(s.div(this.#pendingCount), 1 - this.centerMomentum)));
-    s.dispose();
+    this.#pending.applyTo(this.center, this.centerMomentum);
   }
 
   override dispose(): void {
-    this.#pendingSum?.dispose();
-    this.#pendingSum = null;
+    this.#pending.dispose();
     super.dispose();
   }
 }

@@ -5,12 +5,13 @@ import { TorchRangeError } from '../native/errors.js';
 import { Module } from '../nn/module.js';
 import { zeros } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
-import { keep, scope } from '../tensor/scope.js';
+import { scope } from '../tensor/scope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { maskedSelect } from '../ops/index.js';
 import { logSoftmax } from '../ops/nn.js';
 import { mul } from '../ops/pointwise.js';
 import { mean, sum } from '../ops/reduce.js';
+import { PendingCenterUpdate } from './centering.js';
 import { expectBoolMask, expectFloat, expectPositive, expectPositiveInt, fmtShape } from './checks.js';
 import { sinkhornKnopp, softmaxCenterTeacher, totalMaskedPatches } from './sinkhorn.js';
 
@@ -118,8 +119,7 @@ export class IBOTPatchLoss extends Module {
   readonly studentTemp: number;
   readonly centerMomentum: number;
   readonly group: ProcessGroup;
-  #pendingSum: Tensor | null = null; // Σ_images mean_patches over all ranks, [K]
-  #pendingCount = 0;
+  readonly #pending = new PendingCenterUpdate(); // Σ_images mean_patches over all ranks, [K]
 
   constructor(readonly patchOutDim: number, o: IBOTPatchLossOptions = {}) {
     super();
@@ -168,30 +168,19 @@ export class IBOTPatchLoss extends Module {
     const t3 = teacherPatchTokens.ndim === 2 ? ['patches', this.patchOutDim] : ['images', 'patches', this.patchOutDim];
     expectFloat(op, 'teacherPatchTokens', teacherPatchTokens, t3);
     const images = teacherPatchTokens.ndim === 2 ? 1 : teacherPatchTokens.shape[0]!;
-    this.#pendingSum?.dispose();
-    this.#pendingSum = keep(
-      noGrad(() =>
-        scope(() => {
-          const perImage = mean(teacherPatchTokens.float().reshape([images, -1, this.patchOutDim]), 1); // [images, K]
-          return this.group.allReduceSum_(sum(perImage, 0));
-        }),
-      ),
-    );
-    this.#pendingCount = images * this.group.worldSize;
+    this.#pending.record(images * this.group.worldSize, () => {
+      const perImage = mean(teacherPatchTokens.float().reshape([images, -1, this.patchOutDim]), 1); // [images, K]
+      return this.group.allReduceSum_(sum(perImage, 0));
+    });
   }
 
   /** center ← m·center + (1 − m)·batch mean, if a batch was recorded since the last update. */
   applyCenterUpdate(): void {
-    const s = this.#pendingSum;
-    if (!s) return;
-    this.#pendingSum = null;
-    noGrad(() => scope(() => this.center.mul_(this.centerMomentum).add_(s.div(this.#pendingCount), 1 - this.centerMomentum)));
-    s.dispose();
+    this.#pending.applyTo(this.center, this.centerMomentum);
   }
 
   override dispose(): void {
-    this.#pendingSum?.dispose();
-    this.#pendingSum = null;
+    this.#pending.dispose();
     super.dispose();
   }
 }

@@ -197,11 +197,19 @@ export class Module {
 
 function formatReport(r: StateDictReport, known: Iterable<string>): string {
   const knownList = [...known];
-  const lines = ['loadStateDict: the state dict does not match the module (strict loading)'];
+  return formatStateDictReport('loadStateDict: the state dict does not match the module (strict loading)', r, (k) => closest(k, knownList));
+}
+
+/**
+ * The message of a strict-loading StateDictError: `header`, then the missing keys, the unexpected keys (each with
+ * `suggest(key)` as a "did you mean" hint when it gives one) and the shape mismatches, one line each.
+ */
+export function formatStateDictReport(header: string, r: StateDictReport, suggest: (key: string) => string | undefined): string {
+  const lines = [header];
   if (r.missing.length) lines.push(`missing keys (${r.missing.length}): ${r.missing.join(', ')}`);
   if (r.unexpected.length) {
     const hints = r.unexpected.map((k) => {
-      const c = closest(k, knownList);
+      const c = suggest(k);
       return c ? `${k} (did you mean ${c}?)` : k;
     });
     lines.push(`unexpected keys (${r.unexpected.length}): ${hints.join(', ')}`);

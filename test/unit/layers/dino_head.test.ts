@@ -1,23 +1,12 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
-import { DINOHead, Generator, memory, randn, scope, type Tensor, TorchRangeError } from '../../../src/index.js';
-import { disposeAll, expectClose, expectError, loadFixture } from '../loss/fixtures.js';
+import { DINOHead, Generator, randn, scope, type Tensor, TorchRangeError } from '../../../src/index.js';
+import { expectClose, expectError, expectNoLeakedTensors, useFixture } from '../loss/fixtures.js';
 
-let f: Map<string, Tensor>;
-const g = (k: string) => f.get(k)!;
-beforeAll(async () => {
-  f = await loadFixture('official_dinohead_io');
-});
-afterAll(() => disposeAll(f));
-let baseline = 0;
-beforeEach(() => {
-  baseline = memory().liveTensors;
-});
-afterEach(() => {
-  expect(memory().liveTensors).toBe(baseline);
-});
+const { g, all } = useFixture('official_dinohead_io');
+expectNoLeakedTensors();
 
-const officialStateDict = () => new Map([...f].filter(([k]) => k.startsWith('sd.')).map(([k, t]) => [k.slice(3), t]));
+const officialStateDict = () => new Map([...all()].filter(([k]) => k.startsWith('sd.')).map(([k, t]) => [k.slice(3), t]));
 
 describe('DINOHead (RECIPE §2)', () => {
   test('state-dict keys and shapes are the official ones', () => {

@@ -20,15 +20,7 @@ import {
   zeros,
 } from '../../../src/index.js';
 import { compileLibrary } from './compiled_library.js';
-
-function caught(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected the call to throw');
-}
+import { errorOf } from '../ops/util.js';
 
 describe('dispose', () => {
   test('double dispose is a no-op', () => {
@@ -50,16 +42,16 @@ describe('dispose', () => {
     const c = a.matmul(b);
     a.dispose();
     c.dispose();
-    let e = caught(() => b.add(a));
+    let e = errorOf(() => b.add(a));
     expect(e).toBeInstanceOf(DisposedError);
     expect(e.code).toBe('ERR_DISPOSED');
     expect(e.message).toBe('add: "other" is a disposed Tensor (float32 [2, 3], created by randn)');
-    e = caught(() => c.sum());
+    e = errorOf(() => c.sum());
     expect(e).toBeInstanceOf(DisposedError);
     expect(e.message).toBe('sum: "input" is a disposed Tensor (float32 [2, 2], created by matmul)');
-    e = caught(() => c.shape);
+    e = errorOf(() => c.shape);
     expect(e.message).toBe('shape: "tensor" is a disposed Tensor (float32 [2, 2], created by matmul)');
-    e = caught(() => c.item());
+    e = errorOf(() => c.item());
     expect(e.message).toBe('item: "tensor" is a disposed Tensor (float32 [2, 2], created by matmul)');
     expect(String(c)).toBe('Tensor(disposed: float32 [2, 2], created by matmul)');
     b.dispose();
@@ -124,7 +116,7 @@ describe('scope', () => {
   test('a scope whose function returns a Promise throws and frees what it created', async () => {
     const before = memory().liveTensors;
     let inner: Tensor | undefined;
-    const e = caught(() =>
+    const e = errorOf(() =>
       scope('load', async () => {
         inner = zeros([2]);
         return inner;

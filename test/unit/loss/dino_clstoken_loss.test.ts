@@ -1,10 +1,9 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import {
   DINOLoss,
   dinoClsTokenLoss,
   Generator,
-  memory,
   randn,
   scope,
   sinkhornKnopp,
@@ -13,24 +12,14 @@ import {
   TorchRangeError,
   TorchTypeError,
 } from '../../../src/index.js';
-import { disposeAll, expectClose, expectError, loadFixture } from './fixtures.js';
+import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 import { dinoLossRef, sinkhornRef } from './reference.js';
 
-let f: Map<string, Tensor>;
-const g = (k: string) => f.get(k)!;
 let targets: Float64Array; // float64 official Sinkhorn-Knopp of dino.teacher_logits, [2, 6, 32]
-beforeAll(async () => {
-  f = await loadFixture('losses_io');
-  targets = sinkhornRef(g('dino.teacher_logits').toFloat32Array(), 12, 32, 0.07);
+const { g } = useFixture('losses_io', (fixture) => {
+  targets = sinkhornRef(fixture('dino.teacher_logits').toFloat32Array(), 12, 32, 0.07);
 });
-afterAll(() => disposeAll(f));
-let baseline = 0;
-beforeEach(() => {
-  baseline = memory().liveTensors;
-});
-afterEach(() => {
-  expect(memory().liveTensors).toBe(baseline);
-});
+expectNoLeakedTensors();
 
 /** Loss and gradient of the student logits, as fixtures would hold them. */
 function lossAndGrad(student: Tensor, teacher: Tensor, ignoreDiagonal: boolean): { loss: Tensor; grad: Tensor } {

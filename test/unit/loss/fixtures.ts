@@ -1,22 +1,35 @@
-// Loads the reference fixtures (test/fixtures/reference, copied from shared/fixtures/reference) and compares tensors
-// with a per-tensor relative tolerance, reporting the max difference and the first mismatches on failure.
-import { expect } from 'vitest';
+// Loads the reference fixtures (test/fixtures/reference, copied from shared/fixtures/reference) for a test file, checks
+// that its tests leak no tensor, and compares tensors with a per-tensor relative tolerance, reporting the max difference
+// and the first mismatches on failure.
+import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 
-import { fromBuffer, type Tensor } from '../../../src/index.js';
-import { readSafetensorsFile } from '../../../src/io/safetensors.js';
+import { memory, type Tensor } from '../../../src/index.js';
+import { disposeAll, loadFixture } from '../models/helpers.js';
 
-export const FIXTURES = new URL('../../fixtures/reference/', import.meta.url).pathname;
-
-/** Every tensor of `<name>.safetensors`, as caller-owned Tensors. */
-export async function loadFixture(name: string): Promise<Map<string, Tensor>> {
-  const { tensors } = await readSafetensorsFile(`${FIXTURES}${name}.safetensors`);
-  const out = new Map<string, Tensor>();
-  for (const [k, raw] of tensors) out.set(k, fromBuffer(raw.data, raw.dtype, raw.shape).keep());
-  return out;
+/**
+ * Loads every tensor of `<name>.safetensors` before the tests of the file (then calls `onLoad`) and disposes them after
+ * the last one. `g(key)` is one tensor of the fixture, `all()` the whole map (both valid inside the tests).
+ */
+export function useFixture(name: string, onLoad?: (g: (key: string) => Tensor) => void): { g: (key: string) => Tensor; all: () => Map<string, Tensor> } {
+  let f: Map<string, Tensor>;
+  const g = (k: string) => f.get(k)!;
+  beforeAll(async () => {
+    f = await loadFixture(`${name}.safetensors`);
+    onLoad?.(g);
+  });
+  afterAll(() => disposeAll(f));
+  return { g, all: () => f };
 }
 
-export function disposeAll(m: Map<string, Tensor>): void {
-  for (const t of m.values()) t.dispose();
+/** Checks that every test of the file leaves `memory().liveTensors` where it found it. */
+export function expectNoLeakedTensors(): void {
+  let baseline = 0;
+  beforeEach(() => {
+    baseline = memory().liveTensors;
+  });
+  afterEach(() => {
+    expect(memory().liveTensors).toBe(baseline);
+  });
 }
 
 /** max |a − e| / max |e| (the error measure reported for each fixture key). */

@@ -1,21 +1,10 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
-import { gramLoss, type GramLossOptions, memory, randn, scope, type Tensor, TorchRangeError } from '../../../src/index.js';
-import { disposeAll, expectClose, expectError, loadFixture } from './fixtures.js';
+import { gramLoss, type GramLossOptions, randn, scope, type Tensor, TorchRangeError } from '../../../src/index.js';
+import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 
-let f: Map<string, Tensor>;
-const g = (k: string) => f.get(k)!;
-beforeAll(async () => {
-  f = await loadFixture('losses_io');
-});
-afterAll(() => disposeAll(f));
-let baseline = 0;
-beforeEach(() => {
-  baseline = memory().liveTensors;
-});
-afterEach(() => {
-  expect(memory().liveTensors).toBe(baseline);
-});
+const { g } = useFixture('losses_io');
+expectNoLeakedTensors();
 
 const VARIANTS: [string, GramLossOptions][] = [
   ['batch_level', { imgLevel: false }],

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import {
   Generator,
@@ -6,7 +6,6 @@ import {
   ibotPatchLoss,
   ibotPatchLossMasked,
   masksWeight,
-  memory,
   randn,
   scope,
   tensor,
@@ -15,22 +14,11 @@ import {
   TorchTypeError,
   zeros,
 } from '../../../src/index.js';
-import { disposeAll, expectClose, expectError, loadFixture } from './fixtures.js';
+import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 import { ibotLossRef, sinkhornRef } from './reference.js';
 
-let f: Map<string, Tensor>;
-const g = (k: string) => f.get(k)!;
-beforeAll(async () => {
-  f = await loadFixture('losses_io');
-});
-afterAll(() => disposeAll(f));
-let baseline = 0;
-beforeEach(() => {
-  baseline = memory().liveTensors;
-});
-afterEach(() => {
-  expect(memory().liveTensors).toBe(baseline);
-});
+const { g } = useFixture('losses_io');
+expectNoLeakedTensors();
 
 describe('iBOT masked patch loss (RECIPE §5.3)', () => {
   test('masks [4, 12] with 20 masked patches: weights are 1/(masked patches of the image)', () => {

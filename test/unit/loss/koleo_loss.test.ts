@@ -1,10 +1,9 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import {
   Generator,
   koleoLoss,
   koleoLossDistributed,
-  memory,
   normalize,
   randn,
   scope,
@@ -13,21 +12,10 @@ import {
   TorchRangeError,
 } from '../../../src/index.js';
 import { PeersGroup } from './fake_group.js';
-import { disposeAll, expectClose, expectError, loadFixture } from './fixtures.js';
+import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 
-let f: Map<string, Tensor>;
-const g = (k: string) => f.get(k)!;
-beforeAll(async () => {
-  f = await loadFixture('losses_io');
-});
-afterAll(() => disposeAll(f));
-let baseline = 0;
-beforeEach(() => {
-  baseline = memory().liveTensors;
-});
-afterEach(() => {
-  expect(memory().liveTensors).toBe(baseline);
-});
+const { g } = useFixture('losses_io');
+expectNoLeakedTensors();
 
 /** float64 KoLeo of local rows `x` [b, D] searching `pool` rows [G, D] (x sits at rows offset…offset+b), topk 1. */
 function koleoRef(x: number[][], pool: number[][], offset: number): number {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 
 import {
   cat,
@@ -6,7 +6,6 @@ import {
   Generator,
   IBOTPatchLoss,
   LocalProcessGroup,
-  memory,
   randn,
   scope,
   sinkhornKnopp,
@@ -18,22 +17,11 @@ import {
   TorchTypeError,
 } from '../../../src/index.js';
 import { MirrorGroup } from './fake_group.js';
-import { disposeAll, expectClose, expectError, loadFixture } from './fixtures.js';
+import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 import { sinkhornRef } from './reference.js';
 
-let f: Map<string, Tensor>;
-const g = (k: string) => f.get(k)!;
-beforeAll(async () => {
-  f = await loadFixture('losses_io');
-});
-afterAll(() => disposeAll(f));
-let baseline = 0;
-beforeEach(() => {
-  baseline = memory().liveTensors;
-});
-afterEach(() => {
-  expect(memory().liveTensors).toBe(baseline);
-});
+const { g } = useFixture('losses_io');
+expectNoLeakedTensors();
 
 const ref = (z: Tensor, temp: number, B?: number) => {
   const [n, K] = z.shape as [number, number];

@@ -18,6 +18,7 @@ import {
   zeros,
 } from '../../../src/index.js';
 import { writeSafetensorsFile } from '../../../src/io/safetensors.js';
+import { errorOf } from '../ops/util.js';
 
 // ---- a float64 reference of torch.optim.AdamW (per-parameter step counts, decoupled decay) ----------------------
 
@@ -64,20 +65,19 @@ function setGrad(p: Tensor, vals: number[]): void {
 }
 const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** Gives `a` and `b` the same gradient `grad`, then steps `oa` (the optimizer of `a`) and `ob` (that of `b`). */
+function stepBoth(oa: AdamW, a: Tensor, ob: AdamW, b: Tensor, grad: number[]): void {
+  setGrad(a, grad);
+  setGrad(b, grad);
+  oa.step();
+  ob.step();
+}
+
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number): void {
   expect(actual.length).toBe(expected.length);
   let worst = 0;
   for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
   expect(worst).toBeLessThanOrEqual(atol);
-}
-
-function caught(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected the call to throw');
 }
 
 let dir = '';
@@ -173,17 +173,9 @@ describe('AdamW', () => {
     const b = param([3], [0.1, 0.2, 0.3]);
     const oa = new AdamW([a], { lr: 0.01 });
     const ob = new AdamW([b], { lr: 0.01, fused: true });
-    for (let it = 0; it < 3; it++) {
-      setGrad(a, values(3, it));
-      setGrad(b, values(3, it));
-      oa.step();
-      ob.step();
-    }
+    for (let it = 0; it < 3; it++) stepBoth(oa, a, ob, b, values(3, it));
     expect(b.toArray()).toEqual(a.toArray());
-    oa.dispose();
-    ob.dispose();
-    a.dispose();
-    b.dispose();
+    for (const t of [oa, ob, a, b]) t.dispose();
   });
 
   test('zeroGrad drops every gradient', () => {
@@ -215,17 +207,9 @@ describe('AdamW', () => {
     expect(ob.stepCount).toBe(3);
     expect(ob.paramGroups[0]).toMatchObject({ lr: 0.02, weightDecay: 0.1, name: 'w' });
     expect(ob.paramGroups[0]!.params[0]).toBe(b);
-    for (let it = 3; it < 5; it++) {
-      setGrad(a, values(6, 50 + it));
-      setGrad(b, values(6, 50 + it));
-      oa.step();
-      ob.step();
-    }
+    for (let it = 3; it < 5; it++) stepBoth(oa, a, ob, b, values(6, 50 + it));
     expect(b.toArray()).toEqual(a.toArray());
-    oa.dispose();
-    ob.dispose();
-    a.dispose();
-    b.dispose();
+    for (const t of [oa, ob, a, b]) t.dispose();
   });
 
   test('save / load through a .safetensors file round-trips and continues identically', async () => {
@@ -281,7 +265,7 @@ describe('AdamW', () => {
     const oa = new AdamW([{ params: [a] }]);
     const ob = new AdamW([{ params: [b, c] }]);
     const oc = new AdamW([{ params: [a] }, { params: [c] }]);
-    let e = caught(() => ob.loadStateDict(oa.stateDict()));
+    let e = errorOf(() => ob.loadStateDict(oa.stateDict()));
     expect(e).toBeInstanceOf(StateDictError);
     expect(e.code).toBe('ERR_STATE_DICT');
     expect(e.message).toBe(
@@ -290,10 +274,10 @@ describe('AdamW', () => {
         'shape mismatches (3): state.0.0.exp_avg: expected [3, 2], received [2, 3]; ' +
         'state.0.0.exp_avg_sq: expected [3, 2], received [2, 3]; param_groups.0.steps: expected [2], received [1]',
     );
-    e = caught(() => oc.loadStateDict(oa.stateDict()));
+    e = errorOf(() => oc.loadStateDict(oa.stateDict()));
     expect(e).toBeInstanceOf(StateDictError);
     expect(e.message).toBe('AdamW.loadStateDict: the state dict has 1 parameter groups, the optimizer has 2');
-    e = caught(() => oa.loadStateDict(ob.stateDict()));
+    e = errorOf(() => oa.loadStateDict(ob.stateDict()));
     expect(e.message).toMatch(/^AdamW\.loadStateDict: the optimizer state does not match the parameters\nunexpected \(2\): state\.0\.1\.exp_avg, state\.0\.1\.exp_avg_sq\n/);
     // Nothing was changed by the failed loads.
     expect(ob.stepCount).toBe(0);
@@ -319,7 +303,7 @@ describe('AdamW', () => {
     opt.dispose();
     opt.dispose();
     expect(memory().liveTensors).toBe(before + 1);
-    const e = caught(() => opt.step());
+    const e = errorOf(() => opt.step());
     expect(e).toBeInstanceOf(DisposedError);
     expect(e.message).toBe('AdamW.step: the optimizer was disposed');
     p.dispose();
@@ -348,14 +332,14 @@ describe('AdamW', () => {
       [() => new AdamW([{ params: [p] }, { params: [p] }]), TorchRangeError, 'AdamW: "paramGroups[1].params[0]" is the same Tensor as "paramGroups[0].params[0]"; a parameter may appear only once'],
     ];
     for (const [fn, cls, msg] of cases) {
-      const e = caught(fn);
+      const e = errorOf(fn);
       expect(e).toBeInstanceOf(cls as new () => Error);
       expect(e.code).toBe('ERR_INVALID_ARG');
       expect(e.message).toBe(msg);
     }
     const opt = new AdamW([p]);
     opt.paramGroups[0]!.lr = Number.NaN;
-    const e = caught(() => opt.step());
+    const e = errorOf(() => opt.step());
     expect(e).toBeInstanceOf(TorchRangeError);
     expect(e.message).toBe('AdamW.step: "paramGroups[0].lr" must be a finite number >= 0, received NaN');
     opt.dispose();
