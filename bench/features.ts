@@ -1,6 +1,9 @@
 // Feature-extraction throughput: dinov3-ts vs onnxruntime-node (the CPU peer, ../shared/peers) in the same run.
 // ViT-S/16 (4 registers) at 224×224, batch 8, float32, N intra-op threads for both. Weights are random (speed does
-// not depend on their values). Writes JSON to stdout and to bench/results/features-<label>.json.
+// not depend on their values). Writes JSON to stdout and to bench/results/features-<label>.json: per implementation the
+// median/min wall time, img/s and the median process CPU time per batch (all threads; on a busy machine it shows
+// the work done, where wall time also shows waiting), our threading setup (OpenMP/OpenBLAS threads, wait policy), and
+// the load average before and after. Our inference runs under noGrad, so the layers use the fused kernels.
 //
 //   npm run build:ts && node dist/bench/features.js [--threads 2] [--batch 8] [--res 224] [--iters 10] [--label cpu-2core]
 import { execFileSync } from 'node:child_process';
@@ -12,7 +15,7 @@ import { parseArgs } from 'node:util';
 
 import { getPreset } from '../src/config/presets.js';
 import { DinoVisionTransformer } from '../src/models/vision_transformer.js';
-import { addonInfo } from '../src/native/binding.js';
+import { addonInfo, native } from '../src/native/binding.js';
 import { Generator, randn } from '../src/tensor/creation.js';
 import { setNumThreads } from '../src/tensor/device.js';
 import { noGrad } from '../src/tensor/grad_mode.js';
@@ -37,30 +40,48 @@ const res = Number(values.res);
 const iters = Number(values.iters);
 const warmup = Number(values.warmup);
 
-function stats(ms: number[]): { medianMs: number; minMs: number; imgPerSec: number } {
-  const s = [...ms].sort((a, b) => a - b);
-  const median = s[Math.floor(s.length / 2)]!;
-  return { medianMs: +median.toFixed(2), minMs: +s[0]!.toFixed(2), imgPerSec: +((batch * 1000) / median).toFixed(2) };
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
+/** Wall-clock median/min and throughput, plus the median process CPU time per iteration (all threads). */
+function stats(ms: number[], cpuMs: number[]): { medianMs: number; minMs: number; imgPerSec: number; medianCpuMs: number } {
+  const m = median(ms);
+  return {
+    medianMs: +m.toFixed(2),
+    minMs: +Math.min(...ms).toFixed(2),
+    imgPerSec: +((batch * 1000) / m).toFixed(2),
+    medianCpuMs: +median(cpuMs).toFixed(2),
+  };
 }
+
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 async function benchOurs() {
   setNumThreads(threads);
   const model = new DinoVisionTransformer(getPreset('vits16').config, { generator: new Generator(0) }).eval();
   const x = randn([batch, 3, res, res], { generator: new Generator(1) });
   const times: number[] = [];
+  const cpu: number[] = [];
   noGrad(() => {
     for (let i = 0; i < warmup + iters; i++) {
+      const c0 = cpuNow();
       const t0 = performance.now();
       scope(() => {
         const f = model.forwardFeatures(x);
         f.patchTokens.data(); // materialise on the host, as a user would
       });
-      if (i >= warmup) times.push(performance.now() - t0);
+      if (i >= warmup) {
+        times.push(performance.now() - t0);
+        cpu.push(cpuNow() - c0);
+      }
     }
   });
   x.dispose();
   model.dispose();
-  return { name: 'dinov3-ts', libtorch: addonInfo.torchVersion, ...stats(times) };
+  const { parallelInfo: _, ...threading } = native.threadingInfo();
+  return { name: 'dinov3-ts', libtorch: addonInfo.torchVersion, threading, ...stats(times, cpu) };
 }
 
 async function benchPeer() {
@@ -79,15 +100,21 @@ async function benchPeer() {
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i);
   const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, [batch, 3, res, res]) };
   const times: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < warmup + iters; i++) {
+    const c0 = cpuNow();
     const t0 = performance.now();
     await session.run(feeds);
-    if (i >= warmup) times.push(performance.now() - t0);
+    if (i >= warmup) {
+      times.push(performance.now() - t0);
+      cpu.push(cpuNow() - c0);
+    }
   }
   await session.release();
-  return { name: 'onnxruntime-node', version: (await import('onnxruntime-node/package.json', { with: { type: 'json' } })).default.version, ...stats(times) };
+  return { name: 'onnxruntime-node', version: (await import('onnxruntime-node/package.json', { with: { type: 'json' } })).default.version, ...stats(times, cpu) };
 }
 
+const loadavgBefore = loadavg();
 const results = [];
 if (values.only !== 'peer') results.push(await benchOurs());
 if (values.only !== 'ours') results.push(await benchPeer());
@@ -95,7 +122,7 @@ const ours = results.find((r) => r.name === 'dinov3-ts');
 const peer = results.find((r) => r.name === 'onnxruntime-node');
 const out = {
   benchmark: 'features: ViT-S/16 forward_features',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgBefore: loadavg() },
+  machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgBefore, loadavgAfter: loadavg() },
   config: { model: 'vits16', resolution: res, batch, dtype: 'float32', threads, iters, warmup },
   results,
   speedupVsPeer: ours && peer ? +(ours.imgPerSec / peer.imgPerSec).toFixed(3) : null,

@@ -12,6 +12,7 @@ import { type CreateOptions, type Generator, randperm } from '../tensor/creation
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SelfAttention } from './attention.js';
+import { fusable, residualScale } from './fused.js';
 import { type FfnBase, Mlp, SwiGLUFFN } from './ffn_layers.js';
 import { LayerScale } from './layer_scale.js';
 import { buildNorm, type Norm } from './norms.js';
@@ -84,6 +85,11 @@ export class SelfAttentionBlock extends Module {
     return scope(() => {
       if (!(this.training && this.sampleDropRatio > 0)) {
         return xs.map((x, i) => {
+          if (fusable(x)) {
+            // Without autograd: LayerScale and residual in one pass (x + γ ⊙ y).
+            const xAttn = residualScale(x, this.attn.forward(this.norm1.forward(x), ropes[i]!), this.ls1?.gamma ?? null);
+            return residualScale(xAttn, this.mlp.forward(this.norm2.forward(xAttn)), this.ls2?.gamma ?? null);
+          }
           const xAttn = x.add(ls1(this.attn.forward(this.norm1.forward(x), ropes[i]!)));
           return xAttn.add(ls2(this.mlp.forward(this.norm2.forward(xAttn))));
         });

@@ -6,6 +6,7 @@ import { gelu, silu } from '../ops/pointwise.js';
 import type { CreateOptions } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { fusable, linearForward, linearGelu } from './fused.js';
 import { catKeepShapes, uncatWithShapes } from './utils.js';
 
 export interface FfnOptions extends CreateOptions {
@@ -32,6 +33,8 @@ export class Mlp extends FfnBase {
     this.fc2 = this.registerModule('fc2', new Linear(hiddenFeatures, inFeatures, o));
   }
   forward(x: Tensor): Tensor {
+    // Without autograd, fc1 and the GELU run as one native call with the activation applied in place.
+    if (fusable(x)) return scope(() => linearForward(this.fc2, linearGelu(x, this.fc1.weight, this.fc1.bias)));
     return scope(() => this.fc2.forward(gelu(this.fc1.forward(x), 'none')));
   }
 }
@@ -55,6 +58,7 @@ export class SwiGLUFFN extends FfnBase {
     this.w3 = this.registerModule('w3', new Linear(this.hiddenFeatures, inFeatures, o));
   }
   forward(x: Tensor): Tensor {
-    return scope(() => this.w3.forward(silu(this.w1.forward(x)).mul(this.w2.forward(x))));
+    // linearForward: one SGEMM into a bias-filled output without autograd (fused.ts), else Linear.forward.
+    return scope(() => linearForward(this.w3, silu(linearForward(this.w1, x)).mul(linearForward(this.w2, x))));
   }
 }

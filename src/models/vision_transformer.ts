@@ -256,8 +256,10 @@ export class DinoVisionTransformer extends Module {
       const r1 = this.nStorageTokens + 1;
       const outputs: Tensor[] = [];
       let h = tokens;
+      // In eval mode the tables are deterministic: computed once instead of once per block.
+      const evalRope = this.ropeEmbed.training ? null : this.ropeEmbed.forward({ H, W });
       this.blocks.forEach((blk, i) => {
-        h = blk.forward(h, this.ropeEmbed.forward({ H, W }));
+        h = blk.forward(h, evalRope ?? this.ropeEmbed.forward({ H, W }));
         if (take.includes(i)) outputs.push(h);
       });
       return outputs.map((out) => {

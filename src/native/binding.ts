@@ -277,8 +277,20 @@ export interface NativeBinding {
   attentionQkv(qkv: T, numHeads: Num, sin: MaybeT, cos: MaybeT, scale: Num): T;
   /** gelu(linear(x)) (exact GELU, applied in place on the linear's output). */
   linearGelu(x: T, weight: T, bias?: MaybeT): T;
+  /** x·weightᵀ + bias for inference (SGEMM straight into a bias-filled output on float32 CPU tensors). */
+  fusedLinear(x: T, weight: T, bias?: MaybeT): T;
   /** x + gamma ⊙ y (x + y without gamma). */
   residualScale(x: T, y: T, gamma?: MaybeT): T;
+  // ---- threads (tensor/threads.cc) ----
+  threadingInfo(): {
+    intraOp: number;
+    interOp: number;
+    blas: string;
+    blasThreads: number | null;
+    ompWaitPolicy: string | null;
+    gompSpincount: string | null;
+    parallelInfo: string;
+  };
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -316,6 +328,13 @@ function loadFailure(tried: string[], cause: unknown): LoadError {
   ];
   return new LoadError(lines.join('\n'));
 }
+
+// libgomp (the OpenMP runtime of ATen's intra-op threads, OpenBLAS and oneDNN in Debian's libtorch) reads its wait
+// policy once, when the addon's libraries load. Its default keeps idle threads spinning for 300000 iterations
+// (~8 ms on a VM) after every parallel region, so on a busy machine the spinning threads take the cores the working
+// ones need (2 threads ran 5-10× slower than 1). Unless the user chose a policy, spin briefly, then sleep.
+export const DEFAULT_GOMP_SPINCOUNT = '1000';
+if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = DEFAULT_GOMP_SPINCOUNT;
 
 function load(): { binding: NativeBinding; path: string; torchVersion: string; cudaCompiled: boolean } {
   const require = createRequire(import.meta.url);

@@ -1,36 +1,106 @@
-// Fused inference kernels for the ViT blocks (src/layers). They record no autograd history: the layers call them only
-// with grad mode off, and fall back to the op-by-op composition otherwise.
+// Fused inference kernels for the ViT layers (src/layers/fused.ts). They record no autograd history: the layers call
+// them only with grad mode off, on float32 CPU tensors, and run the op-by-op composition otherwise.
 //
 //   attentionQkv(qkv [B, N, 3D], numHeads, sin?, cos? [P, d], scale) → [B, N, D]
-//     Multi-head self-attention straight from the fused qkv projection: per (image, head) the q/k/v rows are read
-//     in place from `qkv`, RoPE is applied to the last P tokens of q and k (x·cos + rot(x)·sin, rot = [−x₂, x₁]),
-//     S = scale·q·kᵀ, softmax over rows, and S·v is written into the head's columns of the [B, N, D] output. No
-//     [B, h, N, d] copies, no [B, h, N, N] temporaries (S stays in cache), one parallel loop over B·h.
-//   linearGelu(x, weight, bias?) → gelu(linear(x)) with the exact (erf) GELU applied in place.
+//     Multi-head self-attention straight from the fused qkv projection: per (image, head) the q/k rows are read from
+//     `qkv` (prefetched: they are 3D floats apart) into small buffers with RoPE applied to the last P tokens
+//     (x·cos + rot(x)·sin, rot = [−x₂, x₁], rounded as the composition) and q scaled, S = q·kᵀ, softmax over rows,
+//     and S·v (v read in place) is written into the head's columns of the [B, N, D] output. No [B, h, N, d] copies,
+//     no [B, h, N, N] temporaries (S stays in cache), one parallel loop over B·h (ParallelFor).
+//   fusedLinear(x, weight, bias?) → x·weightᵀ + bias: one SGEMM into a bias-filled output.
+//   linearGelu(x, weight, bias?) → gelu(fusedLinear(x, weight, bias)), the exact (erf) GELU applied in place.
 //   residualScale(x, y, gamma?) → x + gamma ⊙ y (LayerScale + residual in one pass).
+//
+// SGEMM: oneDNN's dnnl_sgemm when the process has it (Debian's libtorch links libdnnl; ~5% faster than OpenBLAS on
+// these shapes), else the Fortran BLAS sgemm_ (OpenBLAS), else at::mm. DINOV3_GEMM=blas|aten forces the latter two
+// (A/B comparisons). OpenMP: see ParallelFor.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <limits>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "common.h"
 
 // The Fortran BLAS of the process (OpenBLAS with Debian's libtorch). Weak: absent when libtorch bundles its BLAS
-// with hidden symbols; the kernels then use at::mm_out on views.
+// with hidden symbols; GemmRowMajor then uses at::mm.
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
                        const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
                        const float* beta, float* c, const int* ldc) __attribute__((weak));
+
+// oneDNN's row-major SGEMM (libdnnl.so.2, a dependency of Debian's libtorch). Weak: PyTorch's libtorch links oneDNN
+// statically with hidden symbols; the BLAS above or ATen is used then.
+extern "C" int dnnl_sgemm(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc)
+    __attribute__((weak));
+
+// libgomp's entry points (the OpenMP runtime of Debian's and PyTorch's libtorch; Intel's libiomp5 exports them
+// too). Weak: without them ParallelFor runs serially.
+extern "C" void GOMP_parallel(void (*fn)(void*), void* data, unsigned numThreads, unsigned flags) __attribute__((weak));
+extern "C" int omp_get_thread_num(void) __attribute__((weak));
+extern "C" int omp_get_num_threads(void) __attribute__((weak));
+extern "C" int omp_in_parallel(void) __attribute__((weak));
 
 namespace dinov3 {
 
 namespace {
 
-// Row-major C[m, n] = alpha · A[m, k] · op(B) + beta · C, with op(B) = B [k, n] or Bᵀ (B stored [n, k]).
+// at::parallel_for is a header template whose `#pragma omp parallel` is compiled into the caller, and the addon is
+// built without -fopenmp, so in this file it would run serially. ParallelFor splits [0, n) into one contiguous chunk
+// per thread of the OpenMP team that ATen uses (at::get_num_threads() threads), through GOMP_parallel, the call
+// `#pragma omp parallel` compiles to. Inside the region OpenBLAS and ATen ops run single-threaded. `fn(begin, end)`
+// must not throw across the runtime: the first exception is caught and rethrown on the calling thread.
+template <typename F>
+void ParallelFor(int64_t n, const F& fn) {
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), n);
+  if (threads <= 1 || !GOMP_parallel || !omp_get_thread_num || !omp_get_num_threads ||
+      (omp_in_parallel && omp_in_parallel())) {
+    if (n > 0) fn(int64_t{0}, n);
+    return;
+  }
+  struct Job {
+    const F* fn;
+    int64_t n;
+    std::atomic_flag failed = ATOMIC_FLAG_INIT;
+    std::exception_ptr error;
+  } job{&fn, n};
+  GOMP_parallel(
+      [](void* p) {
+        Job& j = *static_cast<Job*>(p);
+        const int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
+        const int64_t chunk = (j.n + nt - 1) / nt, begin = tid * chunk, end = std::min(j.n, begin + chunk);
+        if (begin >= end) return;
+        try {
+          (*j.fn)(begin, end);
+        } catch (...) {
+          if (!j.failed.test_and_set()) j.error = std::current_exception();
+        }
+      },
+      &job, static_cast<unsigned>(threads), 0);
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+// 0: oneDNN, 1: BLAS, 2: ATen (DINOV3_GEMM, read once).
+const int kGemmBackend = [] {
+  const char* v = std::getenv("DINOV3_GEMM");
+  return v && std::string(v) == "blas" ? 1 : v && std::string(v) == "aten" ? 2 : 0;
+}();
+
+// Row-major C[m, n] = alpha · A[m, k] · op(B) + beta · C, with op(B) = B [k, n] or Bᵀ (B stored [n, k]). Inside a
+// parallel region (omp_in_parallel) oneDNN and OpenBLAS run single-threaded.
 void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (sgemm_) {
+  if (dnnl_sgemm && kGemmBackend == 0 &&
+      dnnl_sgemm('N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+    return;
+  if (sgemm_ && kGemmBackend <= 1) {
     // Row-major C = A·op(B)  ⇔  column-major Cᵀ = op(B)ᵀ·Aᵀ.
     const char tb = transB ? 'T' : 'N', ta = 'N';
     const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
@@ -141,21 +211,82 @@ SoftmaxRowFn PickSoftmaxRow() {
 const SoftmaxRowFn kSoftmaxRow = PickSoftmaxRow();
 
 // q/k rows of one head → contiguous [N, d] buffers, RoPE on the last P rows (tables [P, d]), q scaled by `scale`.
-void GatherRope(const float* src, int64_t rowStride, int64_t n, int64_t d, int64_t prefix, const float* sin,
-                const float* cos, float scale, float* dst) {
+// Same operations and rounding as the composition (no FMA): (x·cos + (−x₂)·sin)·scale, scale = 1 for k.
+__attribute__((always_inline)) inline void GatherRopeImpl(const float* __restrict src, int64_t rowStride, int64_t n,
+                                                          int64_t d, int64_t prefix, const float* __restrict sin,
+                                                          const float* __restrict cos, float scale,
+                                                          float* __restrict dst) {
   const int64_t half = d / 2;
+  constexpr int64_t kAhead = 6;  // rows are rowStride apart (other pages): prefetch a few rows ahead
   for (int64_t i = 0; i < n; ++i) {
-    const float* x = src + i * rowStride;
-    float* y = dst + i * d;
+    const float* __restrict x = src + i * rowStride;
+    float* __restrict y = dst + i * d;
+    if (i + kAhead < n)
+      for (int64_t j = 0; j < d; j += 16) __builtin_prefetch(x + kAhead * rowStride + j);
     if (!sin || i < prefix) {
       for (int64_t j = 0; j < d; ++j) y[j] = x[j] * scale;
       continue;
     }
-    const float* s = sin + (i - prefix) * d;
-    const float* c = cos + (i - prefix) * d;
+    const float* __restrict s = sin + (i - prefix) * d;
+    const float* __restrict c = cos + (i - prefix) * d;
     for (int64_t j = 0; j < half; ++j) y[j] = (x[j] * c[j] + -x[j + half] * s[j]) * scale;
-    for (int64_t j = half; j < d; ++j) y[j] = (x[j] * c[j] + x[j - half] * s[j]) * scale;
+    for (int64_t j = 0; j < half; ++j) y[half + j] = (x[half + j] * c[half + j] + x[j] * s[half + j]) * scale;
   }
+}
+
+void GatherRopeDefault(const float* src, int64_t rowStride, int64_t n, int64_t d, int64_t prefix, const float* sin,
+                       const float* cos, float scale, float* dst) {
+  GatherRopeImpl(src, rowStride, n, d, prefix, sin, cos, scale, dst);
+}
+
+using GatherRopeFn = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, const float*, const float*, float,
+                              float*);
+#ifdef DINOV3_FUSED_AVX2
+// 8-wide; "avx2" without "fma", so products and sums are rounded as in the composition.
+__attribute__((target("avx2"))) void GatherRopeAvx2(const float* src, int64_t rowStride, int64_t n, int64_t d,
+                                                    int64_t prefix, const float* sin, const float* cos, float scale,
+                                                    float* dst) {
+  GatherRopeImpl(src, rowStride, n, d, prefix, sin, cos, scale, dst);
+}
+#endif
+
+GatherRopeFn PickGatherRope() {
+#ifdef DINOV3_FUSED_AVX2
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) return GatherRopeAvx2;
+#endif
+  return GatherRopeDefault;
+}
+const GatherRopeFn GatherRope = PickGatherRope();
+
+// Scratch of one thread for AttendHead: q, k [N, d] and the scores [N, N].
+struct HeadScratch {
+  std::vector<float> q, k, s;
+  HeadScratch(int64_t n, int64_t d) : q(n * d), k(n * d), s(n * n) {}
+};
+
+// One head of one image: `rows` points at the head's q columns in a [N, 3D] qkv block (k at +D, v at +2D, rows
+// rowStride apart); out[i, 0:d] (rows ldo apart) = softmax(scale·q·kᵀ)·v with RoPE on the last N − prefix rows.
+void AttendHead(const float* rows, int64_t rowStride, int64_t D, int64_t n, int64_t d, int64_t prefix,
+                const float* sin, const float* cos, float scale, HeadScratch& w, float* out, int64_t ldo) {
+  GatherRope(rows, rowStride, n, d, prefix, sin, cos, scale, w.q.data());
+  GatherRope(rows + D, rowStride, n, d, prefix, sin, cos, 1.f, w.k.data());
+  GemmRowMajor(true, n, n, d, 1.f, w.q.data(), d, w.k.data(), d, 0.f, w.s.data(), n);  // S = q·kᵀ
+  for (int64_t i = 0; i < n; ++i) kSoftmaxRow(w.s.data() + i * n, n);
+  GemmRowMajor(false, n, d, n, 1.f, w.s.data(), n, rows + 2 * D, rowStride, 0.f, out, ldo);
+}
+
+// Optional float32 RoPE tables [P, d] (P <= n): contiguous copies, or undefined tensors without tables.
+std::pair<at::Tensor, at::Tensor> RopeTablesArg(const Args& a, const c10::optional<at::Tensor>& sinIn,
+                                                const c10::optional<at::Tensor>& cosIn, int64_t n, int64_t d) {
+  if (sinIn.has_value() != cosIn.has_value()) a.valueError("sin and cos must be given together");
+  if (!sinIn) return {};
+  at::Tensor sinT = sinIn->contiguous(), cosT = cosIn->contiguous();
+  if (sinT.dim() != 2 || sinT.sizes() != cosT.sizes() || sinT.size(1) != d || sinT.size(0) > n || !sinT.is_cpu() ||
+      !cosT.is_cpu() || sinT.scalar_type() != at::kFloat || cosT.scalar_type() != at::kFloat || d % 2 != 0)
+    a.valueError("expected float32 RoPE tables [P, " + std::to_string(d) + "] with P <= " + std::to_string(n) +
+                 ", received sin " + Describe(sinT) + " and cos " + Describe(cosT));
+  return {sinT, cosT};
 }
 
 at::Tensor AttentionQkv(const Args& a, const at::Tensor& qkvIn, int64_t heads, const c10::optional<at::Tensor>& sinIn,
@@ -166,18 +297,8 @@ at::Tensor AttentionQkv(const Args& a, const at::Tensor& qkvIn, int64_t heads, c
   if (!qkvIn.is_cpu() || qkvIn.scalar_type() != at::kFloat)
     a.valueError("expected a float32 CPU \"qkv\", received " + Describe(qkvIn));
   const int64_t B = qkvIn.size(0), N = qkvIn.size(1), D = qkvIn.size(2) / 3, d = D / heads;
-  if (sinIn.has_value() != cosIn.has_value()) a.valueError("sin and cos must be given together");
-  at::Tensor sinT, cosT;
-  int64_t P = 0;
-  if (sinIn) {
-    sinT = sinIn->contiguous();
-    cosT = cosIn->contiguous();
-    if (sinT.dim() != 2 || sinT.sizes() != cosT.sizes() || sinT.size(1) != d || sinT.size(0) > N ||
-        sinT.scalar_type() != at::kFloat || cosT.scalar_type() != at::kFloat || d % 2 != 0)
-      a.valueError("expected float32 RoPE tables [P, " + std::to_string(d) + "] with P <= " + std::to_string(N) +
-                   ", received sin " + Describe(sinT) + " and cos " + Describe(cosT));
-    P = sinT.size(0);
-  }
+  auto [sinT, cosT] = RopeTablesArg(a, sinIn, cosIn, N, d);
+  const int64_t P = sinT.defined() ? sinT.size(0) : 0;
   const at::Tensor qkv = qkvIn.contiguous();
   at::Tensor out = at::empty({B, N, D}, qkv.options());
   const float* base = qkv.data_ptr<float>();
@@ -186,19 +307,30 @@ at::Tensor AttentionQkv(const Args& a, const at::Tensor& qkvIn, int64_t heads, c
   const float* cos = P ? cosT.data_ptr<float>() : nullptr;
   const int64_t prefix = N - P, rowStride = 3 * D;
   const float scale = static_cast<float>(scaleD);
-  at::parallel_for(0, B * heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(N * d), k(N * d), s(N * N);
+  ParallelFor(B * heads, [&](int64_t begin, int64_t end) {
+    HeadScratch w(N, d);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t b = t / heads, h = t % heads;
-      const float* rows = base + b * N * rowStride + h * d;
-      GatherRope(rows, rowStride, N, d, prefix, sin, cos, scale, q.data());
-      GatherRope(rows + D, rowStride, N, d, prefix, sin, cos, 1.f, k.data());
-      GemmRowMajor(true, N, N, d, 1.f, q.data(), d, k.data(), d, 0.f, s.data(), N);  // S = q·kᵀ
-      for (int64_t i = 0; i < N; ++i) kSoftmaxRow(s.data() + i * N, N);
-      GemmRowMajor(false, N, d, N, 1.f, s.data(), N, rows + 2 * D, rowStride, 0.f, obase + b * N * D + h * d, D);
+      AttendHead(base + b * N * rowStride + h * d, rowStride, D, N, d, prefix, sin, cos, scale, w,
+                 obase + b * N * D + h * d, D);
     }
   });
   return out;
+}
+
+// y = x·wᵀ + b for float32 CPU tensors through GemmRowMajor (bias pre-filled, beta = 1); at::linear otherwise.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b) {
+  const bool f32 = x.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+                   (!b || (b->scalar_type() == at::kFloat && b->dim() == 1 && b->is_cpu()));
+  if (!f32 || kGemmBackend == 2 || x.numel() == 0) return at::linear(x, w, b);
+  const at::Tensor xc = x.contiguous(), wc = w.contiguous();
+  const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes.back() = N;
+  at::Tensor y = b ? b->expand({M, N}).contiguous() : at::empty({M, N}, x.options());
+  GemmRowMajor(true, M, N, K, 1.f, xc.data_ptr<float>(), K, wc.data_ptr<float>(), K, b ? 1.f : 0.f,
+               y.data_ptr<float>(), N);
+  return y.view(sizes);
 }
 
 }  // namespace
@@ -216,8 +348,16 @@ void InitFused(Napi::Env env, Napi::Object e) {
     const at::Tensor& w = a.t(1, "weight");
     if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
       a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
-    at::Tensor y = at::linear(x, w, a.optT(2, "bias"));
+    at::Tensor y = Linear(x, w, a.optT(2, "bias"));
     return a.ret(at::gelu_(y));
+  });
+  // linear(x, weight [out, in], bias?) for inference (oneDNN/BLAS SGEMM on float32 CPU tensors, else at::linear).
+  Def(env, e, "fusedLinear", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    const at::Tensor& w = a.t(1, "weight");
+    if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
+      a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
+    return a.ret(Linear(x, w, a.optT(2, "bias")));
   });
   // residualScale(x, y, gamma?) = x + gamma ⊙ y (gamma broadcast over the last dim), or x + y without gamma.
   Def(env, e, "residualScale", [](Args& a) {
