@@ -1,13 +1,14 @@
-// Per-op call overhead of the addon: the same small ops timed from TypeScript (through the Tensor API, inside a scope,
-// results disposed when the scope ends) and from plain C++ against the same libtorch (bench/native/op_overhead.cc,
-// built here with CMake). The overhead per op is TS µs − C++ µs; the target is < 5 µs on CPU.
-//   ts:       add(a, b) → wrap → scope tracking → dispose at scope end (what user code pays)
-//   tsNative: native.add(ha, hb) → native.dispose(h) on raw handles (the N-API boundary alone, no Tensor objects)
-// Each figure is the median over RUNS runs of ITERS calls, after a warm-up, in process CPU time (the overhead is
-// computed from it: on a busy machine wall time mostly measures waiting for a core) and in wall time. Between runs the
-// event loop turns once, as it would in an application, so that Node runs the deferred N-API finalizers of the
-// disposed handles. Writes JSON to stdout and to bench/results/op_overhead-<machine>.json (machine: argv[2], or
-// cpu-<cores>core).
+// Per-op call overhead of the addon: the same small ops timed from TypeScript (through the Tensor API) and from plain
+// C++ against the same libtorch (bench/native/op_overhead.cc, built here with CMake). Both sides run the ops in batches
+// of BATCH calls whose results stay alive until the batch ends: a `scope` of BATCH ops in TypeScript, a vector of
+// BATCH tensors cleared at the end in C++. The overhead per op is TS µs − C++ µs; the target is < 5 µs on CPU.
+//   ts:       add(a, b) → Tensor → owned by the scope → disposed at scope end (what user code pays)
+//   tsNative: native.add(ha, hb) on raw handles, disposed at batch end (the N-API boundary alone, no Tensor objects)
+// The machine is measured in ROUNDS rounds, each timing C++ then TypeScript (RUNS runs of ITERS calls per op, after a
+// warm-up; between runs the event loop turns once, as in an application); the overhead is the median over rounds of
+// the paired differences, so that slow phases of a shared machine hit both sides. Figures are process CPU time (on a
+// busy machine wall time mostly measures waiting for a core), wall time alongside. Writes JSON to stdout and to
+// bench/results/op_overhead-<machine>.json (machine: argv[2], or cpu-<cores>core).
 // Run from the repository root: npx tsc -p tsconfig.json; node dist/bench/op_overhead.js [machine]
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,9 @@ import { add, addonInfo, getNumThreads, matmul, memory, mul, rand, reshape, scop
 import { handleOf } from '../src/tensor/tensor.js';
 
 const ITERS = Number(process.env.BENCH_ITERS ?? 20_000);
-const RUNS = Number(process.env.BENCH_RUNS ?? 15);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const BATCH = Number(process.env.BENCH_BATCH ?? 100);
 const TARGET_US = 5;
 const OPS = ['add', 'mulScalar', 'matmul8x8', 'reshapeView', 'sum'] as const;
 type OpName = (typeof OPS)[number];
@@ -63,12 +66,14 @@ async function timeAll(ops: Record<OpName, () => void>): Promise<Both> {
   return out;
 }
 
-// Through the Tensor API: each call wraps its result, the scope tracks it and disposes it at the end of the run.
+// Through the Tensor API: each call wraps its result, the scope tracks it and disposes it when the batch ends.
 function timeTs(a: Tensor, b: Tensor, m: Tensor): Promise<Both> {
-  const inScope = (fn: () => Tensor) => () =>
-    scope(() => {
-      for (let i = 0; i < ITERS; i++) fn();
-    });
+  const inScope = (fn: () => Tensor) => () => {
+    for (let i = 0; i < ITERS; i += BATCH)
+      scope(() => {
+        for (let k = 0; k < BATCH; k++) fn();
+      });
+  };
   return timeAll({
     add: inScope(() => add(a, b)),
     mulScalar: inScope(() => mul(a, 2.5)),
@@ -78,11 +83,15 @@ function timeTs(a: Tensor, b: Tensor, m: Tensor): Promise<Both> {
   });
 }
 
-// The N-API boundary alone: raw handles, each result disposed right away.
+// The N-API boundary alone: raw handles, disposed when the batch ends.
 function timeNative(ha: NativeTensor, hb: NativeTensor, hm: NativeTensor): Promise<Both> {
   const shape = [2, 2];
+  const live: NativeTensor[] = new Array<NativeTensor>(BATCH);
   const loop = (fn: () => NativeTensor) => () => {
-    for (let i = 0; i < ITERS; i++) native.dispose(fn());
+    for (let i = 0; i < ITERS; i += BATCH) {
+      for (let k = 0; k < BATCH; k++) live[k] = fn();
+      for (let k = 0; k < BATCH; k++) native.dispose(live[k]!);
+    }
   };
   return timeAll({
     add: loop(() => native.add(ha, hb)),
@@ -111,13 +120,22 @@ function buildCpp(): string {
 }
 
 function timeCpp(exe: string, threads: number): Both {
-  const r = spawnSync(exe, ['--iters', String(ITERS), '--runs', String(RUNS), '--threads', String(threads)], { encoding: 'utf8' });
+  const r = spawnSync(exe, ['--iters', String(ITERS), '--runs', String(RUNS), '--threads', String(threads), '--batch', String(BATCH)], {
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`${exe} failed (${r.status}):\n${r.stderr}`);
   const j = JSON.parse(r.stdout) as { wallUsPerOp: Timings; cpuUsPerOp: Timings; cpuMinUsPerOp: Timings };
   return { wall: j.wallUsPerOp, cpu: j.cpuUsPerOp, cpuMin: j.cpuMinUsPerOp };
 }
 
 const minus = (x: Timings, y: Timings) => Object.fromEntries(OPS.map((k) => [k, round(x[k] - y[k])])) as Timings;
+const medianOver = (xs: Timings[]) => Object.fromEntries(OPS.map((k) => [k, median(xs.map((x) => x[k]))])) as Timings;
+const minOver = (xs: Timings[]) => Object.fromEntries(OPS.map((k) => [k, round(Math.min(...xs.map((x) => x[k])))])) as Timings;
+const summarize = (xs: Both[]): Both => ({
+  wall: medianOver(xs.map((x) => x.wall)),
+  cpu: medianOver(xs.map((x) => x.cpu)),
+  cpuMin: minOver(xs.map((x) => x.cpuMin)),
+});
 
 async function main(): Promise<void> {
   const machine = process.argv[2] ?? `cpu-${availableParallelism()}core`;
@@ -127,43 +145,54 @@ async function main(): Promise<void> {
   const a = rand([4]);
   const b = rand([4]);
   const m = rand([8, 8]);
-  const ts = await timeTs(a, b, m);
-  const tsNative = await timeNative(handleOf(a, 'bench', 'a'), handleOf(b, 'bench', 'b'), handleOf(m, 'bench', 'm'));
+  const load0 = loadavg();
+  const rounds: { cpp: Both; ts: Both; tsNative: Both }[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const cpp = timeCpp(exe, threads);
+    const ts = await timeTs(a, b, m);
+    const tsNative = await timeNative(handleOf(a, 'bench', 'a'), handleOf(b, 'bench', 'b'), handleOf(m, 'bench', 'm'));
+    rounds.push({ cpp, ts, tsNative });
+  }
   for (const t of [a, b, m]) t.dispose();
   if (memory().liveTensors !== before) throw new Error(`op_overhead: ${memory().liveTensors - before} tensors leaked`);
-  const cpp = timeCpp(exe, threads);
+  const load1 = loadavg();
 
-  const overhead = minus(ts.cpu, cpp.cpu);
+  const paired = (side: 'ts' | 'tsNative', kind: 'cpu' | 'wall' | 'cpuMin') =>
+    medianOver(rounds.map((r) => minus(r[side][kind], r.cpp[kind])));
+  const overhead = paired('ts', 'cpu');
+  const busy = Math.max(load0[0]!, load1[0]!) > availableParallelism() * 0.75;
   const result = {
     bench: 'op_overhead',
     machine,
     date: new Date().toISOString(),
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: availableParallelism(),
-    loadavg1m: round(loadavg()[0]!),
+    loadavg1mBefore: round(load0[0]!),
+    loadavg1mAfter: round(load1[0]!),
     node: process.version,
     torchVersion: addonInfo.torchVersion,
     threads,
     iters: ITERS,
     runs: RUNS,
-    unit: 'µs per op, median of runs; cpu = process CPU time, wall = elapsed time',
-    cpp,
-    ts,
-    tsNative,
-    /** TS − C++ in CPU time: what the addon adds to each op. */
+    rounds: ROUNDS,
+    batch: BATCH,
+    unit: 'µs per op; per side the median over rounds of each round\'s median run; cpu = process CPU time, wall = elapsed time',
+    cpp: summarize(rounds.map((r) => r.cpp)),
+    ts: summarize(rounds.map((r) => r.ts)),
+    tsNative: summarize(rounds.map((r) => r.tsNative)),
+    /** TS − C++ in CPU time, paired per round, median over rounds: what the addon adds to each op. */
     overhead,
     /** The N-API boundary alone (raw handles, no Tensor objects or scopes) − C++, in CPU time. */
-    overheadOfBoundary: minus(tsNative.cpu, cpp.cpu),
-    /** TS − C++ between the fastest runs (CPU time). */
-    overheadFastestRuns: minus(ts.cpuMin, cpp.cpuMin),
-    overheadWall: minus(ts.wall, cpp.wall),
+    overheadOfBoundary: paired('tsNative', 'cpu'),
+    /** TS − C++ between each round's fastest runs (CPU time): the least disturbed estimate. */
+    overheadFastestRuns: paired('ts', 'cpuMin'),
+    overheadWall: paired('ts', 'wall'),
     targetUs: TARGET_US,
     withinTarget: Math.max(...Object.values(overhead)) < TARGET_US,
-    note:
-      loadavg()[0]! > availableParallelism()
-        ? `busy machine (load ${round(loadavg()[0]!)} on ${availableParallelism()} cores): the medians include contention ` +
-          '(caches, GC helper threads); overheadFastestRuns is the less disturbed estimate'
-        : undefined,
+    note: busy
+      ? `busy machine (load ${round(Math.max(load0[0]!, load1[0]!))} on ${availableParallelism()} cores): the medians include ` +
+        'contention (caches, GC helper threads); overheadFastestRuns is the less disturbed estimate'
+      : undefined,
   };
   const json = JSON.stringify(result, null, 2);
   const outDir = resolve(process.cwd(), 'bench', 'results');

@@ -1,9 +1,10 @@
 // Per-op cost of small libtorch calls from plain C++: the baseline that bench/op_overhead.ts compares the addon with.
-// Each op runs `iters` times per run, after a warm-up; the median over `runs` runs is reported in µs per op, as JSON,
+// Each op runs `iters` times per run, after a warm-up, in batches of `batch` calls whose results stay alive until the
+// batch ends (as in a TypeScript scope of `batch` ops); the median over `runs` runs is reported in µs per op, as JSON,
 // as wall-clock time and as process CPU time (CPU time is what to compare on a loaded machine: waiting for a core is
 // not counted), plus the fastest run's CPU time.
 //
-//   op_overhead [--iters N] [--runs R] [--threads T]
+//   op_overhead [--iters N] [--runs R] [--threads T] [--batch B]
 //
 // Built by the CMake target `op_overhead` (configure with -DDINOV3_BUILD_BENCH=ON; see bench/op_overhead.ts).
 #include <ATen/ATen.h>
@@ -43,13 +44,16 @@ struct Stats {
   double wall, cpu, cpuMin;  // medians over the runs, and the fastest run's CPU time
 };
 
-Stats MedianUsPerOp(const Op& op, int iters, int runs) {
+Stats MedianUsPerOp(const Op& op, int iters, int runs, int batch) {
   std::vector<double> wall, cpu;
+  std::vector<at::Tensor> live;
+  live.reserve(batch);
   for (int r = 0; r < runs; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     double c0 = CpuSeconds();
-    for (int i = 0; i < iters; ++i) {
-      at::Tensor y = op.fn();  // destroyed here, as a disposed handle would be
+    for (int i = 0; i < iters; i += batch) {
+      for (int k = 0; k < batch; ++k) live.push_back(op.fn());
+      live.clear();  // the results are freed here, as a scope frees its tensors
     }
     double c1 = CpuSeconds();
     auto t1 = std::chrono::steady_clock::now();
@@ -62,11 +66,16 @@ Stats MedianUsPerOp(const Op& op, int iters, int runs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int iters = 20000, runs = 7, threads = 0;
+  int iters = 20000, runs = 7, threads = 0, batch = 100;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--runs")) runs = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+  }
+  if (batch < 1 || iters % batch != 0) {
+    std::fprintf(stderr, "op_overhead: --iters (%d) must be a multiple of --batch (%d)\n", iters, batch);
+    return 2;
   }
   if (threads > 0) at::set_num_threads(threads);
   // Grad mode stays enabled (the default on both sides); the inputs do not require grad.
@@ -84,11 +93,11 @@ int main(int argc, char** argv) {
 
   std::vector<Stats> us;
   for (const Op& op : ops) {
-    MedianUsPerOp(op, iters / 4 + 1, 1);  // warm-up
-    us.push_back(MedianUsPerOp(op, iters, runs));
+    MedianUsPerOp(op, iters, 1, batch);  // warm-up
+    us.push_back(MedianUsPerOp(op, iters, runs, batch));
   }
-  std::printf("{\n  \"torchVersion\": \"%s\",\n  \"threads\": %d,\n  \"iters\": %d,\n  \"runs\": %d,\n",
-              TORCH_VERSION, at::get_num_threads(), iters, runs);
+  std::printf("{\n  \"torchVersion\": \"%s\",\n  \"threads\": %d,\n  \"iters\": %d,\n  \"runs\": %d,\n  \"batch\": %d,\n",
+              TORCH_VERSION, at::get_num_threads(), iters, runs, batch);
   const char* kinds[] = {"wallUsPerOp", "cpuUsPerOp", "cpuMinUsPerOp"};
   for (int kind = 0; kind < 3; ++kind) {
     std::printf("  \"%s\": {", kinds[kind]);

@@ -3,6 +3,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cmath>
 #include <sstream>
 
@@ -11,9 +12,6 @@
 namespace dinov3 {
 
 namespace {
-
-// Type tag of our tensor handles (random 128-bit value; distinguishes our Externals from anyone else's).
-const napi_type_tag kTensorTag = {0x6d1b0e3c9a5f4e21ULL, 0x8c2d7a4b1e9f3c05ULL};
 
 struct DtypeEntry {
   const char* name;
@@ -64,11 +62,11 @@ std::string DescribeValue(const Napi::Value& v) {
   }
   if (v.IsString()) return "string \"" + v.As<Napi::String>().Utf8Value() + "\"";
   if (v.IsArray()) return "array of length " + std::to_string(v.As<Napi::Array>().Length());
-  if (v.IsObject()) {
+  if (v.IsBigInt()) {
     TensorRef* r = UnwrapRef(v.Env(), v);
-    if (r) return r->disposed ? "disposed Tensor (" + r->described + ")" : "Tensor " + Describe(r->t);
+    if (r) return r->disposed ? "disposed Tensor (" + r->Described() + ")" : "Tensor " + Describe(r->t);
+    return "bigint";
   }
-  if (v.IsExternal()) return "external";
   if (v.IsFunction()) return "function";
   if (v.IsTypedArray()) return "typed array";
   return "object";
@@ -95,80 +93,132 @@ Napi::Error MakeError(Napi::Env env, ErrKind kind, const std::string& message, c
 
 static void Account(AddonData& d, TensorRef* r, int sign) {
   d.liveTensors += sign;
-  if (r->cuda)
+  if (r->cuda) {
     d.cudaBytes += sign * r->bytes;
-  else
-    d.cpuBytes += sign * r->bytes;
+    return;
+  }
+  d.cpuBytes += sign * r->bytes;
+  d.pendingExternal += sign * r->bytes;
 }
 
-// A handle is a plain JS object wrapping one TensorRef (napi_wrap) and carrying our type tag. dispose() frees the
-// tensor AND the native record at once (napi_remove_wrap), leaving only a small JS object that remembers what it
-// was: so a synchronous loop that disposes its tensors does not accumulate native records waiting for finalizers.
-static void FinalizeRef(napi_env env, void* data, void* /*hint*/) {
-  auto* r = static_cast<TensorRef*>(data);
-  if (!r->disposed) {
-    Napi::Env e(env);
-    AddonData& d = Data(e);
-    Account(d, r, -1);
-    if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(e, -r->bytes);
+// V8 learns about native CPU memory (so that GC runs sooner when tensors are left to the GC backstop) in 1 MiB steps
+// rather than on every op.
+static void ReportExternal(Napi::Env env, AddonData& d) {
+  if (d.pendingExternal >= (1 << 20) || d.pendingExternal <= -(1 << 20)) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, d.pendingExternal);
+    d.pendingExternal = 0;
   }
-  delete r;
+}
+
+HandleTable::HandleTable() {
+  static std::atomic<uint32_t> environments{0};
+  tag_ = 0xD00 | (environments.fetch_add(1) & 0xFF);
+}
+
+TensorRef* HandleTable::Acquire(uint32_t* slot) {
+  if (free_.size() > kReuseDelay || (size_ == (1u << kSlotBits) && !free_.empty())) {
+    *slot = free_.front();
+    free_.pop_front();
+    TensorRef& r = At(*slot);
+    r.gen = (r.gen + 1) & ((1u << kGenBits) - 1);
+    r.slot = *slot;
+    return &r;
+  }
+  if (size_ == (1u << kSlotBits)) return nullptr;
+  if ((size_ >> kChunkBits) == chunks_.size()) chunks_.emplace_back(new TensorRef[1u << kChunkBits]);
+  *slot = size_++;
+  TensorRef& r = At(*slot);
+  r.slot = *slot;
+  return &r;
+}
+
+TensorRef* HandleTable::Find(uint64_t id, bool* stale) {
+  if ((id >> (kSlotBits + kGenBits)) != tag_) return nullptr;
+  uint32_t slot = static_cast<uint32_t>(id & ((1u << kSlotBits) - 1));
+  if (slot >= size_) return nullptr;
+  TensorRef& r = At(slot);
+  *stale = r.gen != static_cast<uint32_t>((id >> kSlotBits) & ((1u << kGenBits) - 1));
+  return &r;
+}
+
+std::string TensorRef::Described() const {
+  if (reused) return "disposed earlier; its record has since been reused";
+  std::string s = Shape();
+  s += ", created by ";
+  s += origin;
+  return s;
+}
+
+std::string TensorRef::Shape() const {
+  if (!wasDefined) return "undefined tensor";
+  std::string s = DtypeName(dtype);
+  s += " [";
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(sizes[i]);
+  }
+  s += "]";
+  if (!device.is_cpu()) s += " on " + device.str();
+  return s;
 }
 
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin) {
-  auto* r = new TensorRef{std::move(t), origin};
-  r->cuda = r->t.defined() && r->t.is_cuda();
-  r->bytes = r->t.defined() && !r->t.is_meta() ? static_cast<int64_t>(r->t.numel()) * static_cast<int64_t>(r->t.element_size()) : 0;
-  Napi::Object obj = Napi::Object::New(env);
-  if (napi_wrap(env, obj, r, FinalizeRef, nullptr, nullptr) != napi_ok) {
-    delete r;
+  AddonData& d = Data(env);
+  uint32_t slot = 0;
+  TensorRef* r = d.handles.Acquire(&slot);
+  if (!r)
+    throw MakeError(env, ErrKind::Torch,
+                    std::string(origin) + ": too many live tensors (16,777,216); dispose tensors you no longer need",
+                    "ERR_NATIVE");
+  napi_value v = nullptr;
+  if (napi_create_bigint_uint64(env, d.handles.Id(slot, r->gen), &v) != napi_ok) {
+    d.handles.Release(slot);
     throw MakeError(env, ErrKind::Torch, std::string(origin) + ": could not create a tensor handle", "ERR_NATIVE");
   }
-  napi_type_tag_object(env, obj, &kTensorTag);
-  AddonData& d = Data(env);
+  r->t = std::move(t);
+  r->origin = origin;
+  r->disposed = false;
+  r->cuda = r->t.defined() && r->t.is_cuda();
+  r->bytes = r->t.defined() && !r->t.is_meta() ? static_cast<int64_t>(r->t.numel()) * static_cast<int64_t>(r->t.element_size()) : 0;
   Account(d, r, +1);
   d.created += 1;
-  if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, r->bytes);
-  return obj;
+  ReportExternal(env, d);
+  return Napi::Value(env, v);
 }
 
 namespace {
-// What a disposed handle reports (one per thread; only read right after UnwrapRef).
-thread_local TensorRef tDisposed{at::Tensor(), ""};
-thread_local std::string tDisposedOrigin;
+// What a stale handle (its slot reused since) reports (one per thread; only read right after UnwrapRef).
+thread_local TensorRef tReused = [] {
+  TensorRef r;
+  r.reused = true;
+  return r;
+}();
 }  // namespace
 
 TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsObject()) return nullptr;
-  bool ok = false;
-  if (napi_check_object_type_tag(env, v, &kTensorTag, &ok) != napi_ok || !ok) return nullptr;
-  void* data = nullptr;
-  if (napi_unwrap(env, v, &data) == napi_ok && data) return static_cast<TensorRef*>(data);
-  Napi::Object o = v.As<Napi::Object>();
-  tDisposed.disposed = true;
-  std::string both = o.Get("disposed").ToString().Utf8Value();
-  size_t nl = both.rfind('\n');
-  tDisposed.described = nl == std::string::npos ? both : both.substr(0, nl);
-  tDisposedOrigin = nl == std::string::npos ? "" : both.substr(nl + 1);
-  tDisposed.origin = tDisposedOrigin.c_str();
-  return &tDisposed;
+  uint64_t id = 0;
+  bool lossless = false;
+  if (napi_get_value_bigint_uint64(env, v, &id, &lossless) != napi_ok || !lossless) return nullptr;
+  bool stale = false;
+  TensorRef* r = Data(env).handles.Find(id, &stale);
+  if (!r) return nullptr;
+  return stale ? &tReused : r;
 }
 
-void DisposeRef(Napi::Env env, const Napi::Value& handle, TensorRef* r) {
+void DisposeRef(Napi::Env env, TensorRef* r) {
   if (r->disposed) return;
-  std::string described = Describe(r->t);
   AddonData& d = Data(env);
   Account(d, r, -1);
-  if (!r->cuda && r->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -r->bytes);
   r->disposed = true;
-  // One property keeps what the tensor was, for use-after-dispose messages: "<description>\n<origin op>".
-  described += '\n';
-  described += r->origin;
-  Napi::Object o = handle.As<Napi::Object>();
-  o.Set("disposed", Napi::String::New(env, described));
-  void* data = nullptr;
-  napi_remove_wrap(env, o, &data);
-  delete r;
+  r->wasDefined = r->t.defined();
+  if (r->wasDefined) {
+    r->dtype = r->t.scalar_type();
+    r->device = r->t.device();
+    r->sizes.assign(r->t.sizes().begin(), r->t.sizes().end());
+  }
+  r->t.reset();
+  d.handles.Release(r->slot);
+  ReportExternal(env, d);
 }
 
 // ---- Args -----------------------------------------------------------------------------------------------------
@@ -189,8 +239,7 @@ TensorRef* Args::ref(size_t i, const char* name) const {
   if (!r) typeError(i, name, "a Tensor");
   if (r->disposed)
     throw MakeError(env_, ErrKind::Disposed,
-                    std::string(op_) + ": \"" + name + "\" is a disposed Tensor (" + r->described +
-                        ", created by " + r->origin + ")",
+                    std::string(op_) + ": \"" + name + "\" is a disposed Tensor (" + r->Described() + ")",
                     "ERR_DISPOSED");
   return r;
 }
@@ -217,8 +266,7 @@ std::vector<at::Tensor> Args::tensors(size_t i, const char* name) const {
                       "ERR_INVALID_ARG");
     if (r->disposed)
       throw MakeError(env_, ErrKind::Disposed,
-                      std::string(op_) + ": \"" + item + "\" is a disposed Tensor (" + r->described +
-                          ", created by " + r->origin + ")",
+                      std::string(op_) + ": \"" + item + "\" is a disposed Tensor (" + r->Described() + ")",
                       "ERR_DISPOSED");
     out.push_back(r->t);
   }

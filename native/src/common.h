@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include <c10/util/Optional.h>
+#include <c10/util/SmallVector.h>
 #include <string>
 #include <vector>
 
@@ -16,16 +17,27 @@
 
 namespace dinov3 {
 
-// One native tensor handle. The JS value is a type-tagged object wrapping one TensorRef (napi_wrap) until dispose()
-// or the finalizer frees it; a disposed handle unwraps to a per-thread record with disposed = true and `described`
-// telling what the tensor was.
+// One native tensor handle: a slot of the per-environment handle table (instance_data.h). The JS value is a BigInt
+// carrying the slot's id (a tagged integer, never a pointer), so creating, reading and disposing a handle touches no
+// JS object, weak reference or finalizer. dispose() frees the tensor at once and keeps what it was (dtype, sizes, device,
+// origin) in the slot for use-after-dispose messages until the slot is reused.
 struct TensorRef {
   at::Tensor t;
-  const char* origin;     // op that created it (static string)
-  int64_t bytes = 0;      // bytes accounted in the live counters
+  const char* origin = "";  // op that created it (static string)
+  int64_t bytes = 0;        // bytes accounted in the live counters
+  uint32_t slot = 0;        // index in the handle table
+  uint32_t gen = 0;         // bumped at each reuse of the slot; part of the handle id
   bool cuda = false;
-  bool disposed = false;
-  std::string described;  // "float32 [2, 3] on cpu", filled at dispose
+  bool disposed = true;
+  bool reused = false;      // a stale handle whose slot now holds another tensor (the description is gone)
+  // What the tensor was, recorded at dispose; formatted only when an error message needs it.
+  at::ScalarType dtype = at::kFloat;
+  c10::Device device = c10::Device(c10::kCPU);
+  bool wasDefined = false;
+  c10::SmallVector<int64_t, 5> sizes;
+
+  std::string Shape() const;      // "float32 [2, 3]" (+ " on cuda:0"), recorded at dispose
+  std::string Described() const;  // "float32 [2, 3], created by add": what a disposed handle was
 };
 
 enum class ErrKind { Torch, Range, Type, Disposed };
@@ -40,9 +52,11 @@ std::string DescribeValue(const Napi::Value& v);  // what a JS value is, for "re
 
 // Wrap a tensor into a new JS handle; `origin` must be a static string (the op name).
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin);
-// The TensorRef behind a handle, or nullptr if `v` is not a tensor handle.
+// The TensorRef behind a handle, or nullptr if `v` is not a tensor handle. A disposed handle gives a record with
+// disposed = true (its own slot, or a per-thread record when the slot has been reused).
 TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v);
-void DisposeRef(Napi::Env env, const Napi::Value& handle, TensorRef* ref);
+// Frees the tensor now (idempotent); the slot keeps its description until reused.
+void DisposeRef(Napi::Env env, TensorRef* ref);
 
 // Positional argument reader for one call. `name` arguments are the user-facing parameter names.
 class Args {

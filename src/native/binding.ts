@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 import { LoadError, NATIVE_ERROR_CLASSES } from './errors.js';
 
-/** Opaque native tensor handle (a type-tagged napi External). */
+/** Opaque native tensor handle (a BigInt id into the addon's handle table; see docs/DEVELOPING.md). */
 export type NativeTensor = { readonly __nativeTensor: unique symbol };
 /** Opaque native generator handle. */
 export type NativeGenerator = { readonly __nativeGenerator: unique symbol };

@@ -3,7 +3,7 @@
 import { native } from '../native/binding.js';
 import { StateDictError, type StateDictReport, TorchTypeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
-import { untrack } from '../tensor/scope.js';
+import { adopt } from '../tensor/scope.js';
 import { describe, type Device, type DType, handleOf, Tensor } from '../tensor/tensor.js';
 
 export type StateDict = Map<string, Tensor>;
@@ -42,14 +42,14 @@ export class Module {
 
   /** Registers a trainable parameter (requiresGrad on). The module owns it from now on. */
   protected registerParameter(name: string, t: Tensor): Tensor {
-    untrack(t);
+    adopt(t);
     if (!t.requiresGrad) t.requiresGrad_(true);
     this.#params.set(name, t);
     return t;
   }
   /** Registers a buffer (saved in the state dict when persistent, never trained). */
   protected registerBuffer(name: string, t: Tensor, persistent = true): Tensor {
-    untrack(t);
+    adopt(t);
     this.#buffers.set(name, { t, persistent });
     return t;
   }

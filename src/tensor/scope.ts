@@ -6,6 +6,12 @@ import { native } from '../native/binding.js';
 export interface Disposable {
   dispose(): void;
   readonly isDisposed: boolean;
+  /**
+   * Called when no scope owns the object any more (created outside every scope, kept, or returned from the outermost
+   * scope): a Tensor then registers with the GC backstop. While a scope holds it, the scope's reference keeps it
+   * alive, so tensors that live and die inside scopes never pay for the backstop.
+   */
+  orphaned?(): void;
 }
 
 type Frame = { name: string; items: Set<Disposable> };
@@ -15,11 +21,18 @@ const stack: Frame[] = [];
 export function track(t: Disposable): void {
   const top = stack[stack.length - 1];
   if (top) top.items.add(t);
+  else t.orphaned?.();
+}
+
+/** Removes `t` from every active scope (when it is disposed). */
+export function untrack(t: Disposable): void {
+  for (let i = stack.length - 1; i >= 0; i--) if (stack[i]!.items.delete(t)) return;
 }
 
 /** Removes `t` from every active scope: the caller (or a Module/Optimizer) owns it from now on. */
-export function untrack(t: Disposable): void {
-  for (let i = stack.length - 1; i >= 0; i--) if (stack[i]!.items.delete(t)) return;
+export function adopt(t: Disposable): void {
+  untrack(t);
+  t.orphaned?.();
 }
 
 /** Collects tensors reachable in a scope's return value (arrays, plain objects, Maps; one level of nesting deep). */
@@ -69,8 +82,9 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
     }
     const parent = stack[stack.length - 1];
     for (const t of frame.items) {
-      if (keepSet.has(t)) parent?.items.add(t);
-      else t.dispose();
+      if (!keepSet.has(t)) t.dispose();
+      else if (parent) parent.items.add(t);
+      else t.orphaned?.();
     }
   }
   return result!;
@@ -78,7 +92,7 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
 
 /** Keeps `t` alive past the enclosing scopes: the caller becomes its owner and must dispose it. Returns `t`. */
 export function keep<T extends Disposable>(t: T): T {
-  untrack(t);
+  adopt(t);
   return t;
 }
 

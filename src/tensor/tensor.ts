@@ -2,7 +2,7 @@
 // methods (declaration merging), so `x.add(y)` and `add(x, y)` are the same call.
 import { native, type NativeTensor } from '../native/binding.js';
 import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
-import { track, untrack } from './scope.js';
+import { adopt, track, untrack } from './scope.js';
 
 /** Element types, named as in torch. */
 export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
@@ -46,6 +46,17 @@ export type TypedArrayFor<D extends DType> = D extends 'float32'
 
 const kHandle = Symbol('dinov3.handle');
 
+// The GC backstop: a tensor that no scope owns and that is garbage-collected without dispose() is freed here (some
+// time after the collection; GPU memory is invisible to the GC, so dispose deterministically). Tensors owned by a
+// scope are not registered: the scope keeps them alive until it disposes them.
+const backstop = new FinalizationRegistry<NativeTensor>((h) => {
+  try {
+    native.dispose(h);
+  } catch {
+    // not a tensor handle (a Tensor built by hand around something else): nothing to free
+  }
+});
+
 /** A short description of any value, for error messages. */
 export function describe(v: unknown): string {
   if (v instanceof Tensor) return v.isDisposed ? 'a disposed Tensor' : `${v.dtype} Tensor [${v.shape.join(', ')}]`;
@@ -82,6 +93,7 @@ export class Tensor {
   [kHandle]: NativeTensor;
   #shape: number[] | undefined;
   #dtype: DType | undefined;
+  #backstop = false;
 
   /** @internal Use the creation functions (zeros, fromArray, …) instead. */
   constructor(h: NativeTensor) {
@@ -130,6 +142,10 @@ export class Tensor {
    */
   dispose(): void {
     untrack(this);
+    if (this.#backstop) {
+      backstop.unregister(this);
+      this.#backstop = false;
+    }
     native.dispose(this[kHandle]);
   }
   [Symbol.dispose](): void {
@@ -137,8 +153,14 @@ export class Tensor {
   }
   /** Detaches this tensor from the enclosing scopes; the caller owns it. */
   keep(): this {
-    untrack(this);
+    adopt(this);
     return this;
+  }
+  /** @internal No scope owns this tensor any more: register it with the GC backstop. */
+  orphaned(): void {
+    if (this.#backstop) return;
+    backstop.register(this, this[kHandle], this);
+    this.#backstop = true;
   }
 
   // ---- autograd ----

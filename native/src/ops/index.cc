@@ -29,8 +29,7 @@ c10::List<c10::optional<at::Tensor>> IndexList(const Args& a, size_t i) {
                       "ERR_INVALID_ARG");
     if (r->disposed)
       throw MakeError(a.env(), ErrKind::Disposed,
-                      std::string(a.op()) + ": \"" + item + "\" is a disposed Tensor (" + r->described +
-                          ", created by " + r->origin + ")",
+                      std::string(a.op()) + ": \"" + item + "\" is a disposed Tensor (" + r->Described() + ")",
                       "ERR_DISPOSED");
     at::ScalarType s = r->t.scalar_type();
     if (s != at::kLong && s != at::kInt && s != at::kBool && s != at::kByte)

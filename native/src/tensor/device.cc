@@ -33,7 +33,7 @@ void RequireCuda(const Args& a, const char* what) {
 }
 
 #ifdef DINOV3_WITH_CUDA
-// Type tags of stream and event handles (type-tagged napi Externals, like tensors).
+// Type tags of stream and event handles (type-tagged napi Externals, like generators).
 const napi_type_tag kStreamTag = {0x3b7e19d2c4a85f60ULL, 0x9d1c6e2f40a7b835ULL};
 const napi_type_tag kEventTag = {0x74c2a9e1f03d5b86ULL, 0x1e8b5d3c6a9f2074ULL};
 

@@ -111,13 +111,13 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
   Def(env, e, "dispose", [](Args& a) -> Napi::Value {
     TensorRef* r = a.size() > 0 ? UnwrapRef(a.env(), a.raw(0)) : nullptr;
     if (!r) a.typeError(0, "tensor", "a Tensor");
-    DisposeRef(a.env(), a.raw(0), r);
+    DisposeRef(a.env(), r);
     return a.undef();
   });
   Def(env, e, "describeDisposed", [](Args& a) -> Napi::Value {
     TensorRef* r = a.size() > 0 ? UnwrapRef(a.env(), a.raw(0)) : nullptr;
     if (!r) a.typeError(0, "tensor", "a Tensor");
-    return Napi::String::New(a.env(), r->described + ", created by " + r->origin);
+    return Napi::String::New(a.env(), r->Described());
   });
   Def(env, e, "memory", [](Args& a) -> Napi::Value {
     AddonData& d = Data(a.env());

@@ -1,5 +1,6 @@
-// A synchronous loop that never yields to the event loop must not accumulate native memory: dispose() frees both
-// the tensor and its native handle record at once (finalizers, which need the event loop, are only a backstop).
+// A synchronous loop that never yields to the event loop must not accumulate native memory: dispose() frees the
+// tensor at once and its handle slot is reused (the GC backstop, which needs the event loop, is never involved for
+// tensors owned by a scope).
 import { expect, test } from 'vitest';
 
 import { memory, ones, scope } from '../../../src/index.js';

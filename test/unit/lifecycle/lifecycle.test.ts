@@ -1,6 +1,8 @@
 // Lifecycle (STYLE §5, §7): double dispose, use-after-dispose with context, Module/Optimizer disposal, `using`,
 // scopes (Promise rejection, nesting), the addon in worker threads and at process exit.
 import { spawnSync } from 'node:child_process';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -19,8 +21,12 @@ import {
   type Tensor,
   zeros,
 } from '../../../src/index.js';
+import { full } from '../../../src/index.js';
+import { native } from '../../../src/native/binding.js';
 import { compileLibrary } from './compiled_library.js';
 import { errorOf } from '../ops/util.js';
+
+const full1 = (v: number) => full([1], v);
 
 describe('dispose', () => {
   test('double dispose is a no-op', () => {
@@ -55,6 +61,22 @@ describe('dispose', () => {
     expect(e.message).toBe('item: "tensor" is a disposed Tensor (float32 [2, 2], created by matmul)');
     expect(String(c)).toBe('Tensor(disposed: float32 [2, 2], created by matmul)');
     b.dispose();
+  });
+
+  test('a handle kept long after dispose, its slot since reused by other tensors, still throws (and never aliases)', () => {
+    const stale = randn([5]);
+    stale.dispose();
+    const live: Tensor[] = [];
+    // Disposed slots wait for 1024 others before reuse: create and free enough tensors to recycle the stale one's slot.
+    for (let i = 0; i < 3000; i++) zeros([1]).dispose();
+    for (let i = 0; i < 3000; i++) live.push(full1(i));
+    const e = errorOf(() => stale.add(1));
+    expect(e).toBeInstanceOf(DisposedError);
+    expect(e.message).toBe('add: "input" is a disposed Tensor (disposed earlier; its record has since been reused)');
+    expect(stale.isDisposed).toBe(true);
+    stale.dispose(); // still a no-op: it must not free the tensor now in that slot
+    expect(live.every((t, i) => t.item() === i)).toBe(true);
+    for (const t of live) t.dispose();
   });
 
   test('a view stays valid after its base handle is disposed (shared storage, torch refcounting)', () => {
@@ -166,6 +188,53 @@ describe('scope', () => {
   });
 });
 
+describe('GC backstop', () => {
+  // Tensors that nobody disposes are freed after the GC collects their Tensor objects (FinalizationRegistry); tensors
+  // owned by a running scope are held by it and are never collected from under it.
+  const gc = (): (() => void) => {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  };
+  const settle = async (collect: () => void) => {
+    for (let i = 0; i < 20; i++) {
+      collect();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+
+  test('unowned tensors dropped without dispose are freed after garbage collection', async () => {
+    const collect = gc();
+    await settle(collect);
+    const before = memory().liveTensors;
+    (() => {
+      for (let i = 0; i < 20; i++) zeros([1024]); // outside any scope
+      keep(scope(() => ones([8]).add(1))); // kept out of a scope, then dropped
+      scope(() => ones([8]).mul(2)); // returned from the outermost scope, then dropped
+    })();
+    expect(memory().liveTensors).toBe(before + 22);
+    await settle(collect);
+    expect(memory().liveTensors).toBe(before);
+  });
+
+  test('a scope holds its tensors: a collection inside it frees nothing it owns', async () => {
+    const collect = gc();
+    await settle(collect);
+    const before = memory().liveTensors;
+    const sum = scope(() => {
+      const xs = Array.from({ length: 10 }, (_, i) => full([4], i));
+      const weak = new WeakRef(xs[3]!);
+      xs.length = 0;
+      collect();
+      const t = weak.deref();
+      expect(t?.isDisposed).toBe(false);
+      return t!.sum().item();
+    });
+    expect(sum).toBe(12);
+    await settle(collect);
+    expect(memory().liveTensors).toBe(before);
+  });
+});
+
 describe('environments', () => {
   let lib: ReturnType<typeof compileLibrary>;
   beforeAll(() => {
@@ -198,11 +267,18 @@ describe('environments', () => {
       const leftAlive = [lib.zeros([1000]), lib.randn([4, 4])];
       let errorOk = false;
       try { a.matmul(a); } catch (e) { errorOk = e instanceof lib.TorchError && e.code === 'ERR_TORCH'; }
-      parentPort.postMessage({ sum: s.item(), live: lib.memory().liveTensors, errorOk, kept: leftAlive.length });`;
+      const handle = a[Object.getOwnPropertySymbols(a)[0]];
+      parentPort.postMessage({ sum: s.item(), live: lib.memory().liveTensors, errorOk, kept: leftAlive.length, handle });`;
     const results = await Promise.all([inWorker(body), inWorker(body)]);
     for (const { messages, exitCode } of results) {
       expect(exitCode).toBe(0);
-      expect(messages).toEqual([{ sum: 12, live: 5, errorOk: true, kept: 2 }]);
+      const { handle, ...rest } = messages[0] as { handle: unknown };
+      expect(messages).toHaveLength(1);
+      expect(rest).toEqual({ sum: 12, live: 5, errorOk: true, kept: 2 });
+      // A raw handle of another environment's table is not a tensor here (the handle ids carry their environment).
+      expect(typeof handle).toBe('bigint');
+      expect(native.isTensor(handle as never)).toBe(false);
+      expect(errorOf(() => native.sum(handle as never)).message).toMatch(/^sum: expected "input" to be a Tensor, received bigint$/);
     }
     // The main thread's counters and tensors are unaffected.
     expect(memory().liveTensors).toBe(before + 1);
