@@ -106,6 +106,12 @@ void InitNN(Napi::Env env, Napi::Object e) {
     bool causal = a.optB(5, "isCausal", false);
     auto scale = a.optF64(6, "scale");
 #if DINOV3_TORCH_AT_LEAST(2, 1)
+    // Shapes only on meta (2.x's CPU kernel choice has no meta implementation): [..., Tq, dv].
+    if (q.is_meta()) {
+      std::vector<int64_t> shape(q.sizes().begin(), q.sizes().end());
+      shape.back() = v.size(-1);
+      return a.ret(at::empty(shape, q.options()));
+    }
     return a.ret(at::scaled_dot_product_attention(q, k, v, mask, dropout, causal, scale));
 #else
     return a.ret(SdpaMath(q, k, v, mask, dropout, causal, scale ? *scale : 1.0 / std::sqrt(double(q.size(-1)))));

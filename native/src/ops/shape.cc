@@ -21,11 +21,48 @@ void CheckMatrix(const Args& a, const at::Tensor& x) {
   if (x.dim() < 2) a.valueError("expected a tensor with at least 2 dimensions, received " + Describe(x));
 }
 
+// The target shape of reshape/view, checked here so that every libtorch version reports a bad one the same way (1.13
+// throws a plain std::runtime_error, 2.x a c10::Error): TorchError ERR_TORCH with libtorch's wording.
+std::vector<int64_t> TargetShape(const Args& a, const at::Tensor& x) {
+  std::vector<int64_t> shape = a.ints(1, "shape");
+  auto fail = [&](const std::string& what) { throw MakeError(a.env(), ErrKind::Torch, std::string(a.op()) + ": " + what, "ERR_TORCH"); };
+  int64_t known = 1;
+  int inferred = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (inferred >= 0) fail("only one dimension can be inferred");
+      inferred = static_cast<int>(i);
+    } else if (shape[i] < 0) {
+      fail("invalid shape dimension " + std::to_string(shape[i]));
+    } else {
+      known *= shape[i];
+    }
+  }
+  int64_t numel = x.numel();
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  s += "]";
+  if (numel == known || (inferred >= 0 && known > 0 && numel % known == 0)) {
+    if (inferred >= 0 && known == 0)
+      fail("cannot reshape tensor of 0 elements into shape " + s +
+           " because the unspecified dimension size -1 can be any value and is ambiguous");
+    return shape;
+  }
+  fail("shape '" + s + "' is invalid for input of size " + std::to_string(numel));
+  return shape;
+}
+
 }  // namespace
 
 void InitShape(Napi::Env env, Napi::Object e) {
-  Def(env, e, "reshape", [](Args& a) { return a.ret(a.t(0, "input").reshape(a.ints(1, "shape"))); });
-  Def(env, e, "view", [](Args& a) { return a.ret(a.t(0, "input").view(a.ints(1, "shape"))); });
+  Def(env, e, "reshape", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(x.reshape(TargetShape(a, x)));
+  });
+  Def(env, e, "view", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    return a.ret(x.view(TargetShape(a, x)));
+  });
   Def(env, e, "permute", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     std::vector<int64_t> p = a.ints(1, "dims");
