@@ -26,8 +26,17 @@ void InitLinalg(Napi::Env env, Napi::Object e) {
     const at::Tensor& b2 = a.t(2, "batch2");
     if (b1.dim() != 3 || b2.dim() != 3 || b1.size(0) != b2.size(0) || b1.size(2) != b2.size(1))
       a.valueError("expected batch1 [B, n, m] and batch2 [B, m, p], received " + Describe(b1) + " and " + Describe(b2));
-    return a.ret(at::baddbmm(a.t(0, "input"), b1, b2, a.has(3) ? a.scalar(3, "beta") : at::Scalar(1),
-                             a.has(4) ? a.scalar(4, "alpha") : at::Scalar(1)));
+    const at::Tensor& input = a.t(0, "input");
+    at::Scalar beta = a.has(3) ? a.scalar(3, "beta") : at::Scalar(1);
+    at::Scalar alpha = a.has(4) ? a.scalar(4, "alpha") : at::Scalar(1);
+    // beta = 0 ignores the input (NaN/Inf in it do not propagate). libtorch 1.13's CPU kernel then reads its
+    // uninitialised result buffer times 0, which gives NaN now and then: compute alpha·(batch1 @ batch2) directly.
+    if (beta.toDouble() == 0.0) {
+      at::Tensor p = at::bmm(b1, b2);
+      (void)input.expand(p.sizes());  // same shape rule (and error) as baddbmm
+      return a.ret(alpha.toDouble() == 1.0 ? p : p.mul(alpha));
+    }
+    return a.ret(at::baddbmm(input, b1, b2, beta, alpha));
   });
   // cdist(x1 [.., P, M], x2 [.., R, M], p); 16-bit floats on CPU run in float32 (IsCpu16).
   Def(env, e, "cdist", [](Args& a) {

@@ -32,6 +32,21 @@ describe('products', () => {
       expect(values(c.baddbmm(b1, b2, { beta: 0 }))).toEqual([3, 6]);
     }));
 
+  test('baddbmm with beta 0 ignores the input and never reads uninitialised memory', () =>
+    noLeak(() => {
+      const b1 = f([[[1, 2]], [[3, 4]]]);
+      const b2 = f([[[1], [1]], [[2], [0]]]);
+      const c = f([[[NaN]], [[Infinity]]]);
+      // Free NaN-filled buffers of the result's size first, so that the allocator hands them out again (libtorch
+      // 1.13's kernel multiplied its fresh result buffer by 0: NaN in about 1 call in 200).
+      const results = Array.from({ length: 400 }, () => {
+        T.full([2, 1, 1], NaN).dispose();
+        return values(c.baddbmm(b1, b2, { beta: 0, alpha: 2 }));
+      });
+      expect(results.filter((r) => r[0] !== 6 || r[1] !== 12)).toEqual([]);
+      expect(() => T.baddbmm(f([1, 2, 3]), b1, b2, { beta: 0 })).toThrow(/^baddbmm: The expanded size of the tensor \(1\) must match/);
+    }));
+
   test('linear with and without bias', () =>
     noLeak(() => {
       const x = f([[1, 2]]);
