@@ -1,5 +1,7 @@
 // The Tensor class: one owner of one native tensor handle. Ops are functions in src/ops/* that are also installed as
 // methods (declaration merging), so `x.add(y)` and `add(x, y)` are the same call.
+import { inspect } from 'node:util';
+
 import { native, type NativeTensor } from '../native/binding.js';
 import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { adopt, track, untrack } from './scope.js';
@@ -272,6 +274,22 @@ export class Tensor {
     if (this.isDisposed) return `Tensor(disposed: ${native.describeDisposed(this[kHandle])})`;
     return native.toString(this[kHandle]);
   }
+  /** What console.log and util.inspect show: dtype, shape, device, and the values of small tensors (≤ 64 elements). */
+  [inspect.custom](): string {
+    if (this.isDisposed) return this.toString();
+    const head = `Tensor(${this.dtype} [${this.shape.join(', ')}] on ${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
+    if (this.numel > 64 || this.device === 'meta') return head;
+    const flat = this.dtype === 'bfloat16' || this.dtype === 'float16' ? Array.from(this.toFloat32Array()) : this.toArray();
+    return `${head} ${nested(flat, this.shape, this.dtype === 'bool')}`;
+  }
+}
+
+/** Flat row-major values as nested brackets of the given shape: "[[1, 2], [3, 4]]". */
+function nested(flat: number[], shape: number[], bool: boolean): string {
+  if (shape.length === 0) return bool ? String(flat[0] !== 0) : String(flat[0]);
+  const step = flat.length / shape[0]!;
+  const parts = Array.from({ length: shape[0]! }, (_, i) => nested(flat.slice(i * step, (i + 1) * step), shape.slice(1), bool));
+  return `[${parts.join(', ')}]`;
 }
 
 function typedView(dtype: DType, buf: ArrayBuffer | ArrayBufferLike, offset: number, byteLength: number | undefined) {

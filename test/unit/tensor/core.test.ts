@@ -1,3 +1,5 @@
+import { inspect } from 'node:util';
+
 import { describe, expect, test } from 'vitest';
 
 import { arange, DisposedError, memory, ones, scope, tensor, TorchTypeError, zeros } from '../../../src/index.js';
@@ -54,5 +56,19 @@ describe('tensor core', () => {
     expect(() => a.matmul(b)).toThrow(/^matmul: mat1 and mat2 shapes cannot be multiplied \(2x3 and 4x5\)$/);
     a.dispose();
     b.dispose();
+  });
+});
+
+test('console.log / util.inspect show dtype, shape, device and the values of small tensors', () => {
+  scope(() => {
+    expect(inspect(ones([2, 2]))).toBe('Tensor(float32 [2, 2] on cpu) [[1, 1], [1, 1]]');
+    expect(inspect({ a: arange(3) })).toBe('{ a: Tensor(int64 [3] on cpu) [0, 1, 2] }');
+    expect(inspect(ones([2], { dtype: 'bfloat16' }).mul(1.5).requiresGrad_())).toBe('Tensor(bfloat16 [2] on cpu, requiresGrad) [1.5, 1.5]');
+    expect(inspect(ones([2]).gt(0))).toBe('Tensor(bool [2] on cpu) [true, true]');
+    expect(inspect(zeros([65]))).toBe('Tensor(float32 [65] on cpu)');
+    expect(inspect(zeros([3, 4], { device: 'meta' }))).toBe('Tensor(float32 [3, 4] on meta)');
+    const t = ones([2, 3]);
+    t.dispose();
+    expect(inspect(t)).toBe('Tensor(disposed: float32 [2, 3], created by ones)');
   });
 });
