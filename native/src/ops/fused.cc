@@ -200,6 +200,52 @@ __attribute__((target("avx2,fma"))) void SoftmaxRowAvx2(float* x, int64_t n) {
 }
 #endif
 
+#ifdef DINOV3_FUSED_AVX2
+// Exact (erf) GELU in place, 8 lanes: gelu(x) = x/2 · (1 + erf(x/√2)), with 1 + erf(z) = 2 − q for z ≥ 0 and q for
+// z < 0, where q = erfc(|z|) = t·P(t)·e^(−z²), t = 1/(1 + p|z|) (Abramowitz–Stegun 7.1.26, |error| ≤ 1.5e-7: the
+// formula of ATen's own AVX2 erf; taking erfc directly keeps the negative tail accurate). e^(−z²): the softmax exp.
+__attribute__((target("avx2,fma"))) void GeluAvx2(float* x, int64_t n) {
+  const int64_t nv = n / 8 * 8;
+  for (int64_t i = 0; i < nv; i += 8) {
+    V8f v;
+    std::memcpy(&v, x + i, 32);
+    V8f z = v * 0.70710678118654752f;
+    V8f az = z < 0.f ? -z : z;
+    V8f t = 1.f / (1.f + 0.3275911f * az);
+    V8f poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    V8f e = -az * az;
+    V8f tt = e * kLog2e + kRound;
+    V8f nf = tt - kRound;
+    V8f r = e - nf * kLn2Hi - nf * kLn2Lo;
+    V8f p = ((((kP0 * r + kP1) * r + kP2) * r + kP3) * r + kP4) * r + kP5;
+    p = p * r * r + r + 1.f;
+    V8i bits = (__builtin_convertvector(nf, V8i) + 127) << 23;
+    V8f pow2;
+    std::memcpy(&pow2, &bits, 32);
+    V8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    V8f q = e < -87.f ? zero : poly * (p * pow2);
+    V8f onePlusErf = z < 0.f ? q : 2.f - q;
+    V8f out = 0.5f * v * onePlusErf;
+    std::memcpy(x + i, &out, 32);
+  }
+  for (int64_t i = nv; i < n; ++i) x[i] = 0.5f * x[i] * std::erfc(-x[i] * 0.70710678118654752f);
+}
+#endif
+
+// GELU in place on a contiguous float32 CPU tensor, split over the OpenMP team; other tensors: at::gelu_.
+void GeluInplace(at::Tensor& y) {
+#ifdef DINOV3_FUSED_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2 && y.is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous()) {
+    float* d = y.data_ptr<float>();
+    const int64_t n = y.numel(), chunk = 4096;
+    ParallelFor((n + chunk - 1) / chunk, [&](int64_t b, int64_t e) { GeluAvx2(d + b * chunk, std::min(n, e * chunk) - b * chunk); });
+    return;
+  }
+#endif
+  at::gelu_(y);
+}
+
 using SoftmaxRowFn = void (*)(float*, int64_t);
 SoftmaxRowFn PickSoftmaxRow() {
 #ifdef DINOV3_FUSED_AVX2
@@ -349,7 +395,8 @@ void InitFused(Napi::Env env, Napi::Object e) {
     if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
       a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
     at::Tensor y = Linear(x, w, a.optT(2, "bias"));
-    return a.ret(at::gelu_(y));
+    GeluInplace(y);
+    return a.ret(y);
   });
   // linear(x, weight [out, in], bias?) for inference (oneDNN/BLAS SGEMM on float32 CPU tensors, else at::linear).
   Def(env, e, "fusedLinear", [](Args& a) {

@@ -10,7 +10,10 @@ import { cat, loadBackbone, memory, scope, type Tensor } from '../../../src/inde
 import { disposeAll, expectClose, loadFixture } from './helpers.js';
 
 const DIR = new URL('../../fixtures/hf_variants/', import.meta.url).pathname;
-const variants = readdirSync(DIR).sort();
+const variants = readdirSync(DIR, { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => e.name)
+  .sort();
 
 test('the variants are all there', () => {
   expect(variants).toEqual(['deep_wide', 'gated_silu', 'no_registers_eps6', 'patch8_no_bias']);
