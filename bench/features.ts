@@ -3,7 +3,8 @@
 // not depend on their values). Writes JSON to stdout and to bench/results/features-<label>.json: per implementation the
 // median/min wall time, img/s and the median process CPU time per batch (all threads; on a busy machine it shows
 // the work done, where wall time also shows waiting), our threading setup (OpenMP/OpenBLAS threads, wait policy), and
-// the load average before and after. Our inference runs under noGrad, so the layers use the fused kernels.
+// the load average before and after. Our inference runs under noGrad, so the layers use the fused kernels. Both
+// implementations live in this process and take turns in rounds (see ROUND), so machine noise hits them alike.
 //
 //   npm run build:ts && node dist/bench/features.js [--threads 2] [--batch 8] [--res 224] [--iters 10] [--label cpu-2core]
 import { execFileSync } from 'node:child_process';
@@ -58,33 +59,36 @@ const cpuNow = () => {
   return (u.user + u.system) / 1000;
 };
 
-async function benchOurs() {
+interface Contender {
+  name: string;
+  /** Runs one batch to completion (features on the host). */
+  run(): Promise<void>;
+  info: Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+async function ours(): Promise<Contender> {
   setNumThreads(threads);
   const model = new DinoVisionTransformer(getPreset('vits16').config, { generator: new Generator(0) }).eval();
   const x = randn([batch, 3, res, res], { generator: new Generator(1) });
-  const times: number[] = [];
-  const cpu: number[] = [];
-  noGrad(() => {
-    for (let i = 0; i < warmup + iters; i++) {
-      const c0 = cpuNow();
-      const t0 = performance.now();
-      scope(() => {
-        const f = model.forwardFeatures(x);
-        f.patchTokens.data(); // materialise on the host, as a user would
-      });
-      if (i >= warmup) {
-        times.push(performance.now() - t0);
-        cpu.push(cpuNow() - c0);
-      }
-    }
-  });
-  x.dispose();
-  model.dispose();
   const { parallelInfo: _, ...threading } = native.threadingInfo();
-  return { name: 'dinov3-ts', libtorch: addonInfo.torchVersion, threading, ...stats(times, cpu) };
+  return {
+    name: 'dinov3-ts',
+    info: { libtorch: addonInfo.torchVersion, threading },
+    run: async () =>
+      noGrad(() =>
+        scope(() => {
+          model.forwardFeatures(x).patchTokens.data(); // materialise on the host, as a user would
+        }),
+      ),
+    close: async () => {
+      x.dispose();
+      model.dispose();
+    },
+  };
 }
 
-async function benchPeer() {
+async function peer(): Promise<Contender> {
   const dir = join(root, 'bench', 'out', 'peer');
   if (!existsSync(join(dir, 'dinov3_vits16.onnx.data'))) {
     mkdirSync(dir, { recursive: true });
@@ -99,33 +103,47 @@ async function benchPeer() {
   const data = new Float32Array(batch * 3 * res * res);
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i);
   const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', data, [batch, 3, res, res]) };
-  const times: number[] = [];
-  const cpu: number[] = [];
-  for (let i = 0; i < warmup + iters; i++) {
-    const c0 = cpuNow();
-    const t0 = performance.now();
-    await session.run(feeds);
-    if (i >= warmup) {
-      times.push(performance.now() - t0);
-      cpu.push(cpuNow() - c0);
-    }
-  }
-  await session.release();
-  return { name: 'onnxruntime-node', version: (await import('onnxruntime-node/package.json', { with: { type: 'json' } })).default.version, ...stats(times, cpu) };
+  const version = (await import('onnxruntime-node/package.json', { with: { type: 'json' } })).default.version;
+  return {
+    name: 'onnxruntime-node',
+    info: { version },
+    run: async () => void (await session.run(feeds)),
+    close: () => session.release(),
+  };
 }
 
+// The contenders take turns in rounds of ROUND batches (after `warmup` batches each), so that the slow and fast phases
+// of a shared machine hit both; each round's first batch is not timed (the other's worker threads may still spin).
+const ROUND = 4;
 const loadavgBefore = loadavg();
-const results = [];
-if (values.only !== 'peer') results.push(await benchOurs());
-if (values.only !== 'ours') results.push(await benchPeer());
-const ours = results.find((r) => r.name === 'dinov3-ts');
-const peer = results.find((r) => r.name === 'onnxruntime-node');
+const contenders: Contender[] = [];
+if (values.only !== 'peer') contenders.push(await ours());
+if (values.only !== 'ours') contenders.push(await peer());
+const times = contenders.map(() => [] as number[]);
+const cpuTimes = contenders.map(() => [] as number[]);
+for (const c of contenders) for (let i = 0; i < warmup; i++) await c.run();
+for (let done = 0; done < iters; done += ROUND - 1) {
+  for (const [k, c] of contenders.entries()) {
+    await c.run();
+    for (let i = 1; i < ROUND; i++) {
+      const c0 = cpuNow();
+      const t0 = performance.now();
+      await c.run();
+      times[k]!.push(performance.now() - t0);
+      cpuTimes[k]!.push(cpuNow() - c0);
+    }
+  }
+}
+const results = contenders.map((c, k) => ({ name: c.name, ...c.info, ...stats(times[k]!, cpuTimes[k]!) }));
+for (const c of contenders) await c.close();
+const oursResult = results.find((r) => r.name === 'dinov3-ts');
+const peerResult = results.find((r) => r.name === 'onnxruntime-node');
 const out = {
   benchmark: 'features: ViT-S/16 forward_features',
   machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgBefore, loadavgAfter: loadavg() },
-  config: { model: 'vits16', resolution: res, batch, dtype: 'float32', threads, iters, warmup },
+  config: { model: 'vits16', resolution: res, batch, dtype: 'float32', threads, iters, warmup, interleavedRoundsOf: ROUND },
   results,
-  speedupVsPeer: ours && peer ? +(ours.imgPerSec / peer.imgPerSec).toFixed(3) : null,
+  speedupVsPeer: oursResult && peerResult ? +(oursResult.imgPerSec / peerResult.imgPerSec).toFixed(3) : null,
   date: new Date().toISOString(),
 };
 const json = JSON.stringify(out, null, 2);
