@@ -2,7 +2,9 @@
 // max abs diff and the first mismatches (STYLE §7).
 import { expect } from 'vitest';
 import { readSafetensorsFile } from '../../../src/io/safetensors.js';
-import { fromBuffer, type Tensor } from '../../../src/index.js';
+import { cat, type DinoVisionTransformer, fromBuffer, type Tensor } from '../../../src/index.js';
+
+type ForwardFeatures = ReturnType<DinoVisionTransformer['forwardFeatures']>;
 
 export const FIXTURES = new URL('../../fixtures/reference/', import.meta.url).pathname;
 
@@ -50,4 +52,24 @@ export function expectClose(actual: Tensor, expected: Tensor, name: string, rtol
   }
   expect(bad, `${name}: max abs diff ${maxAbs.toExponential(3)}; first mismatches: ${bad.join(', ')}`).toEqual([]);
   return maxAbs;
+}
+
+/**
+ * Checks a backbone against a transformers fixture (`input`, `last_hidden_state` = [CLS, registers, patches] after
+ * the final norm, `pooler_output`, `hidden_state_{i}` = the tokens before block i) within 1e-4; returns the features.
+ */
+export function expectHfOutputs(model: DinoVisionTransformer, io: Map<string, Tensor>): ForwardFeatures {
+  const x = io.get('input')!;
+  const f = model.forwardFeatures(x);
+  const last = cat([f.clsToken.unsqueeze(1), f.storageTokens, f.patchTokens], 1);
+  expectClose(last, io.get('last_hidden_state')!, 'last_hidden_state');
+  expectClose(model.forward(x), io.get('pooler_output')!, 'pooler_output');
+  const { tokens, H, W } = model.prepareTokensWithMasks(x);
+  let h: Tensor = tokens;
+  expectClose(h, io.get('hidden_state_0')!, 'hidden_state_0');
+  model.blocks.forEach((blk, i) => {
+    h = blk.forward(h, model.ropeEmbed.forward({ H, W }));
+    expectClose(h, io.get(`hidden_state_${i + 1}`)!, `hidden_state_${i + 1}`);
+  });
+  return f;
 }

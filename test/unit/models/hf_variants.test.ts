@@ -6,8 +6,8 @@ import { readdirSync } from 'node:fs';
 
 import { describe, expect, test } from 'vitest';
 
-import { cat, loadBackbone, memory, scope, type Tensor } from '../../../src/index.js';
-import { disposeAll, expectClose, loadFixture } from './helpers.js';
+import { loadBackbone, memory, scope } from '../../../src/index.js';
+import { disposeAll, expectHfOutputs, loadFixture } from './helpers.js';
 
 const DIR = new URL('../../fixtures/hf_variants/', import.meta.url).pathname;
 const variants = readdirSync(DIR, { withFileTypes: true })
@@ -26,20 +26,7 @@ describe.each(variants)('transformers variant %s', (name) => {
     const { model, report, format } = await loadBackbone(`${DIR}${name}`);
     expect(format).toBe('huggingface');
     expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
-    const x = io.get('input')!;
-    scope(() => {
-      const f = model.forwardFeatures(x);
-      const last = cat([f.clsToken.unsqueeze(1), f.storageTokens, f.patchTokens], 1);
-      expectClose(last, io.get('last_hidden_state')!, 'last_hidden_state');
-      expectClose(model.forward(x), io.get('pooler_output')!, 'pooler_output');
-      const { tokens, H, W } = model.prepareTokensWithMasks(x);
-      let h: Tensor = tokens;
-      expectClose(h, io.get('hidden_state_0')!, 'hidden_state_0');
-      model.blocks.forEach((blk, i) => {
-        h = blk.forward(h, model.ropeEmbed.forward({ H, W }));
-        expectClose(h, io.get(`hidden_state_${i + 1}`)!, `hidden_state_${i + 1}`);
-      });
-    });
+    scope(() => void expectHfOutputs(model, io));
     model.dispose();
     disposeAll(io);
     expect(memory().liveTensors).toBe(before);

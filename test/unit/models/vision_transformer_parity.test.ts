@@ -1,8 +1,8 @@
 // Parity of the backbone with the official DINOv3 code and with Hugging Face transformers, on the reference
 // fixtures (RECIPE §1.2–§1.6): float32, within 1e-4 relative.
 import { describe, expect, test } from 'vitest';
-import { cat, loadBackbone, memory, scope, type Tensor } from '../../../src/index.js';
-import { disposeAll, expectClose, FIXTURES, loadFixture } from './helpers.js';
+import { loadBackbone, memory, scope } from '../../../src/index.js';
+import { disposeAll, expectClose, expectHfOutputs, FIXTURES, loadFixture } from './helpers.js';
 
 const OFFICIAL_CONFIG = {
   embed_dim: 64,
@@ -89,19 +89,8 @@ describe('Hugging Face ViT folder', () => {
     const before = memory().liveTensors;
     const io = await loadFixture('hf_vits_like_io.safetensors');
     const { model } = await loadBackbone(`${FIXTURES}hf_vits_like`);
-    const x = io.get('input')!;
     scope(() => {
-      const f = model.forwardFeatures(x);
-      const last = cat([f.clsToken.unsqueeze(1), f.storageTokens, f.patchTokens], 1);
-      expectClose(last, io.get('last_hidden_state')!, 'last_hidden_state');
-      expectClose(model.forward(x), io.get('pooler_output')!, 'pooler_output');
-      const { tokens, H, W } = model.prepareTokensWithMasks(x);
-      let h: Tensor = tokens;
-      expectClose(h, io.get('hidden_state_0')!, 'hidden_state_0');
-      model.blocks.forEach((blk, i) => {
-        h = blk.forward(h, model.ropeEmbed.forward({ H, W }));
-        expectClose(h, io.get(`hidden_state_${i + 1}`)!, `hidden_state_${i + 1}`);
-      });
+      const f = expectHfOutputs(model, io);
       expectClose(f.prenorm, io.get('hidden_state_2')!, 'prenorm = hidden_state_2');
     });
     model.dispose();
