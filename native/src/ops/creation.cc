@@ -1,5 +1,8 @@
 // Creation ops: zeros/ones/full/empty/arange/linspace/eye, random draws (optionally with a seeded Generator), and
 // the in-place initialisers used by module init (normal_, uniform_, trunc_normal_, fill_, zero_).
+#include <cmath>
+#include <cstdio>
+
 #include "common.h"
 
 namespace dinov3 {
@@ -35,6 +38,18 @@ void InitCreation(Napi::Env env, Napi::Object e) {
   Def(env, e, "arange", [](Args& a) {
     double step = a.f64(2, "step");
     if (step == 0) a.valueError("step must be non-zero");
+    // Too many elements to count: checked here so that every libtorch version reports it alike (1.13 threw a plain
+    // std::runtime_error, 2.x a c10::Error).
+    double start = a.f64(0, "start"), end = a.f64(1, "end");
+    auto num = [](double v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.6g", v);
+      return std::string(buf);
+    };
+    if (!std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
+      a.valueError("start, end and step must be finite, received " + num(start) + ", " + num(end) + ", " + num(step));
+    double count = std::ceil((end - start) / step);
+    if (count >= 9.2e18) a.valueError("[start, end) with this step holds about " + num(count) + " elements, more than an int64 can count");
     return a.ret(at::arange(a.scalar(0, "start"), a.scalar(1, "end"), a.scalar(2, "step"),
                             at::TensorOptions()
                                 .dtype(a.optDtype(3, "dtype").value_or(at::kFloat))
