@@ -48,6 +48,23 @@ describe.runIf(cpuBuild)('CUDA calls on a CPU build', () => {
 });
 
 // Exercised only by CUDA builds on a machine with a GPU.
+// A CUDA build on a machine without a GPU (checked with PyTorch 2.14's CUDA libtorch, see docs/DEVELOPING.md).
+describe.runIf(!cpuBuild && !cuda.isAvailable())('CUDA calls on a CUDA build without a device', () => {
+  test('each names the call and says that no device was found; the process goes on', async () => {
+    const { ones, zeros, memory } = await import('../../../src/index.js');
+    const why = `CUDA is not available: no CUDA device was found (libtorch ${addonInfo.torchVersion} with CUDA)`;
+    expect(cuda.deviceCount()).toBe(0);
+    expect(() => new cuda.Stream()).toThrow(`cuda.Stream: ${why}`);
+    expect(() => new cuda.Event()).toThrow(`cuda.Event: ${why}`);
+    expect(() => cuda.synchronize()).toThrow(`cuda.synchronize: ${why}`);
+    expect(() => cuda.currentStream()).toThrow(`cuda.currentStream: ${why}`);
+    const e = errorOf(() => zeros([2], { device: 'cuda' }));
+    expect(e.message).toBe(`zeros: "device" is cuda but CUDA is not available (this addon uses libtorch ${addonInfo.torchVersion} with CUDA, and no CUDA device was found)`);
+    expect(memory().cudaAllocated).toBe(0);
+    expect(ones([2]).sum().item()).toBe(2);
+  });
+});
+
 describe.runIf(!cpuBuild && cuda.isAvailable())('CUDA streams and events', () => {
   test('a timed region on a side stream', async () => {
     const { randn, matmul, scope } = await import('../../../src/index.js');
