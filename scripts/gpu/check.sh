@@ -29,9 +29,20 @@ export LIBTORCH=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__fi
 TORCH_LIB=$LIBTORCH/lib
 log "torch $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)') at $PREFIX"
 export LD_LIBRARY_PATH=$TORCH_LIB:${LD_LIBRARY_PATH:-}
-for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do [ -x "$d/nvcc" ] && export PATH=$PATH:$d && break; done
+# PyTorch's CMake config finds the CUDA toolkit through nvcc: on PATH, in /usr/local/cuda*, or a pip nvidia-cuda-nvcc.
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc \
+  "$(python3 -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)"/*/bin/nvcc 2>/dev/null | head -1)
+CUDA_ARGS=()
+if [ -n "$NVCC" ]; then
+  NVCC=$(readlink -f "$NVCC")  # a /usr/local/bin/nvcc link must not make /usr/local the toolkit root
+  export PATH=$PATH:$(dirname "$NVCC")
+  CUDA_ARGS=(-DCUDAToolkit_ROOT="$(dirname "$(dirname "$NVCC")")" -DCMAKE_CUDA_COMPILER="$NVCC")
+  log "nvcc: $NVCC ($("$NVCC" --version | tail -1))"
+else
+  log "no nvcc found (PATH, /usr/local/cuda*, pip nvidia packages): PyTorch's CMake config will not find CUDA"
+fi
 GEN="Unix Makefiles"; command -v ninja > /dev/null && GEN=Ninja
-step configure cmake -S . -B build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" \
+step configure cmake -S . -B build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIX" "${CUDA_ARGS[@]}" \
   -DNODE_API_INC="$PWD/node_modules/node-api-headers/include" -DNODE_ADDON_API_DIR="$PWD/node_modules/node-addon-api" || exit 1
 step build cmake --build build-cuda -j "$(nproc)" || exit 1
 export DINOV3_ADDON=$PWD/build-cuda/dinov3.node
