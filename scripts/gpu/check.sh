@@ -29,9 +29,10 @@ export LIBTORCH=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__fi
 TORCH_LIB=$LIBTORCH/lib
 log "torch $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda)') at $PREFIX"
 export LD_LIBRARY_PATH=$TORCH_LIB:${LD_LIBRARY_PATH:-}
-# PyTorch's CMake config finds the CUDA toolkit through nvcc: on PATH, in /usr/local/cuda*, or a pip nvidia-cuda-nvcc.
-NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc \
-  "$(python3 -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)"/*/bin/nvcc 2>/dev/null | head -1)
+# PyTorch's CMake config finds the CUDA toolkit through nvcc: in /usr/local/cuda*, on PATH (often a wrapper script,
+# hence last but one), or a pip nvidia-cuda-nvcc.
+NVCC=$(ls /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc 2>/dev/null | head -1)
+[ -n "$NVCC" ] || NVCC=$(command -v nvcc || ls "$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)"/*/bin/nvcc 2>/dev/null | head -1)
 CUDA_ARGS=()
 if [ -n "$NVCC" ]; then
   NVCC=$(readlink -f "$NVCC")  # a /usr/local/bin/nvcc link must not make /usr/local the toolkit root
