@@ -158,7 +158,7 @@ export class Module {
       for (const t of [...this.parameters(), ...this.namedBuffers().map(([, b]) => b)]) {
         const floating = t.dtype === 'float32' || t.dtype === 'float64' || t.dtype === 'bfloat16' || t.dtype === 'float16';
         const c = t.to({ dtype: floating ? opts.dtype : undefined, device: opts.device });
-        native.setData(handleOf(t, 'to_', 'parameter'), handleOf(c, 'to_', 'converted'));
+        t.replaceData(c); // also forgets the dtype/shape the Tensor had cached
         c.dispose();
       }
     });

@@ -158,6 +158,15 @@ export class Tensor {
     adopt(this);
     return this;
   }
+  /**
+   * @internal Makes this tensor (same handle, same autograd leaf) hold `src`'s data, dtype, shape and device (torch's
+   * `t.data = src`). Used by `Module.to_`.
+   */
+  replaceData(src: Tensor): void {
+    native.setData(this[kHandle], handleOf(src, 'replaceData', 'src'));
+    this.#shape = undefined;
+    this.#dtype = undefined;
+  }
   /** @internal No scope owns this tensor any more: register it with the GC backstop. */
   orphaned(): void {
     if (this.#backstop) return;
