@@ -4,6 +4,7 @@
 // does not depend on their values. Timed with CUDA events around `iters` calls after `warmup` calls. Writes JSON to
 // stdout and to bench/results/gpu-<label>.json.
 //   node dist/bench/gpu.js --label h100 [--batch 64] [--res 224] [--iters 20] [--models vits16,vitl16] [--out path]
+// `--device cpu` (with small sizes) runs the same code on the CPU: a dry run of this script where there is no GPU.
 // Run on a GPU machine by scripts/gpu/check.sh.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -30,18 +31,25 @@ const { values } = parseArgs({
     models: { type: 'string', default: 'vits16,vitl16' },
     matmul: { type: 'string', default: '8192' },
     out: { type: 'string' },
+    device: { type: 'string', default: 'cuda' },
   },
 });
+const device = values.device as 'cuda' | 'cpu';
 const batch = Number(values.batch);
 const res = Number(values.res);
 const iters = Number(values.iters);
 const warmup = Number(values.warmup);
-if (!addonInfo.cudaCompiled || !cuda.isAvailable())
+if (device === 'cuda' && (!addonInfo.cudaCompiled || !cuda.isAvailable()))
   throw new Error(`bench/gpu: needs a CUDA build with a visible GPU (this addon: libtorch ${addonInfo.torchVersion}, cudaCompiled ${addonInfo.cudaCompiled})`);
 
 /** Milliseconds per call of `fn` (CUDA events; each call's tensors are freed by a scope). */
 function timeMs(fn: () => unknown, n = iters, w = warmup): number {
   for (let i = 0; i < w; i++) scope(() => void fn());
+  if (device === 'cpu') {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) scope(() => void fn());
+    return (performance.now() - t0) / n;
+  }
   cuda.synchronize();
   const start = new cuda.Event({ enableTiming: true });
   const end = new cuda.Event({ enableTiming: true });
@@ -53,9 +61,9 @@ function timeMs(fn: () => unknown, n = iters, w = warmup): number {
 }
 
 function benchMatmul(n: number) {
-  const a = randn([n, n], { device: 'cuda', dtype: 'bfloat16' });
-  const b = randn([n, n], { device: 'cuda', dtype: 'bfloat16' });
-  const ms = timeMs(() => matmul(a, b), 50, 5);
+  const a = randn([n, n], { device, dtype: 'bfloat16' });
+  const b = randn([n, n], { device, dtype: 'bfloat16' });
+  const ms = device === 'cpu' ? timeMs(() => matmul(a, b), 2, 1) : timeMs(() => matmul(a, b), 50, 5);
   a.dispose();
   b.dispose();
   return { n, dtype: 'bfloat16', msPerCall: +ms.toFixed(4), tflops: +((2 * n ** 3) / (ms * 1e-3) / 1e12).toFixed(1) };
@@ -63,11 +71,11 @@ function benchMatmul(n: number) {
 
 function benchFeatures(name: string) {
   const out: Record<string, unknown> = { model: name };
-  const x = randn([batch, 3, res, res], { device: 'cuda', generator: new Generator(1) });
+  const x = randn([batch, 3, res, res], { device, generator: new Generator(1) });
   // bf16 weights and input.
   {
     const model = new DinoVisionTransformer(getPreset(name).config, { generator: new Generator(0) }).eval();
-    model.to_({ device: 'cuda', dtype: 'bfloat16' });
+    model.to_({ device, dtype: 'bfloat16' });
     const xb = x.to('bfloat16');
     const ms = noGrad(() => timeMs(() => model.forwardFeatures(xb).patchTokens));
     out.bf16Weights = { msPerBatch: +ms.toFixed(3), imgPerSec: +((batch * 1000) / ms).toFixed(1) };
@@ -77,8 +85,8 @@ function benchFeatures(name: string) {
   // fp32 master weights, bf16 autocast (how the official training forward runs).
   {
     const model = new DinoVisionTransformer(getPreset(name).config, { generator: new Generator(0) }).eval();
-    model.to_({ device: 'cuda' });
-    const ms = noGrad(() => timeMs(() => autocast(() => model.forwardFeatures(x).patchTokens, { device: 'cuda' })));
+    model.to_({ device });
+    const ms = noGrad(() => timeMs(() => autocast(() => model.forwardFeatures(x).patchTokens, { device })));
     out.autocastBf16 = { msPerBatch: +ms.toFixed(3), imgPerSec: +((batch * 1000) / ms).toFixed(1) };
     model.dispose();
   }

@@ -5,6 +5,7 @@
 # GELU MLP, final LayerNorm), ViT-S/16 and ViT-L/16 at 224×224, batch 64, with bf16 weights and with fp32 weights
 # under bf16 autocast, optionally torch.compile'd. Random weights. Prints JSON and writes it to --out.
 #   python3 bench/peer/torch_gpu.py --out bench/results/gpu-h100-torch.json [--compile]
+# `--device cpu` (with small sizes) is a dry run of this script where there is no GPU.
 import argparse
 import json
 import math
@@ -82,9 +83,14 @@ class ViT(nn.Module):
         return self.norm(t)[:, prefix:]
 
 
-def time_ms(fn, iters, warmup):
+def time_ms(fn, iters, warmup, device="cuda"):
     for _ in range(warmup):
         fn()
+    if device == "cpu":
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return (time.perf_counter() - t0) * 1000 / iters
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -104,26 +110,29 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--models", default="vits16,vitl16")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--matmul", type=int, default=8192)
     a = p.parse_args()
+    dev = a.device
     torch.manual_seed(0)
-    n = 8192
-    ma = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    mb = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    mm_ms = time_ms(lambda: ma @ mb, 50, 5)
+    n = a.matmul
+    ma = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    mb = torch.randn(n, n, device=dev, dtype=torch.bfloat16)
+    mm_ms = time_ms(lambda: ma @ mb, 50 if dev == "cuda" else 2, 5 if dev == "cuda" else 1, dev)
     out = {
         "benchmark": "gpu peer: PyTorch eager (same card, same call)",
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu",
         "config": {"resolution": a.res, "batch": a.batch, "iters": a.iters, "warmup": a.warmup},
         "matmul": {"n": n, "dtype": "bfloat16", "msPerCall": round(mm_ms, 4), "tflops": round(2 * n**3 / (mm_ms * 1e-3) / 1e12, 1)},
         "features": [],
     }
     del ma, mb
-    x = torch.randn(a.batch, 3, a.res, a.res, device="cuda")
+    x = torch.randn(a.batch, 3, a.res, a.res, device=dev)
     for name in a.models.split(","):
         r = {"model": name}
         for variant in ["bf16Weights", "autocastBf16"] + (["compiledAutocastBf16"] if a.compile else []):
-            m = ViT(*PRESETS[name]).cuda().eval()
+            m = ViT(*PRESETS[name]).to(dev).eval()
             xin = x
             if variant == "bf16Weights":
                 m = m.to(torch.bfloat16)
@@ -131,13 +140,14 @@ def main():
             fwd = torch.compile(m) if variant.startswith("compiled") else m
 
             def run():
-                with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=variant != "bf16Weights"):
+                with torch.inference_mode(), torch.autocast(dev, torch.bfloat16, enabled=variant != "bf16Weights"):
                     return fwd(xin)
 
-            ms = time_ms(run, a.iters, a.warmup + (5 if variant.startswith("compiled") else 0))
+            ms = time_ms(run, a.iters, a.warmup + (5 if variant.startswith("compiled") else 0), dev)
             r[variant] = {"msPerBatch": round(ms, 3), "imgPerSec": round(a.batch * 1000 / ms, 1)}
             del m, fwd
-            torch.cuda.empty_cache()
+            if dev == "cuda":
+                torch.cuda.empty_cache()
         out["features"].append(r)
     out["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     s = json.dumps(out, indent=2)

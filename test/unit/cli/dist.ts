@@ -15,13 +15,13 @@ const newest = (d) => fs.readdirSync(d, { withFileTypes: true }).reduce((t, e) =
 }, 0);
 let built = 0;
 try { built = fs.statSync(process.argv[1]).mtimeMs; } catch {}
-if (built < newest('src')) {
+if (built < Math.max(newest('src'), newest('bench'))) {
   const r = cp.spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { encoding: 'utf8' });
   process.stdout.write(r.stdout || '');
 }
 `;
 
-/** Compiles src/ to dist/ when dist is missing or older than a source file; returns the CLI path. */
+/** Compiles src/ and bench/ to dist/ when dist is missing or older than a source file; returns the CLI path. */
 export function ensureDist(): string {
   const r = spawnSync('flock', ['/tmp/dinov3-tsc.lock', process.execPath, '-e', CHECK_AND_BUILD, CLI], { cwd: ROOT, encoding: 'utf8' });
   // tsc still emits when other files have type errors; only a missing output is fatal here.
