@@ -1,11 +1,13 @@
 // Architecture of an official backbone state dict, read off its keys and shapes (RECIPE §1.8 key table; §1.1 FFN
-// widths; §1.3 the periods buffer has d/4 entries, giving the head dim). What the tensors cannot tell (norm eps, RoPE
-// base, normalisation and augmentation) takes the released-model (hub) values: LayerNorm eps 1e-5, RoPE base 100,
-// "separate" coordinates, rescale 2; the periods themselves are loaded from the checkpoint.
+// widths; §1.3 the periods buffer has d/4 entries, giving the head dim, and periods[k] = base^(4k/d), giving the RoPE
+// base). What the tensors cannot tell (norm eps, coordinate normalisation and augmentation) takes the released-model
+// (hub) values: LayerNorm eps 1e-5, "separate" coordinates, rescale 2. A checkpoint trained with LayerNorm eps 1e-6
+// needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint.
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
+import { scope } from '../tensor/scope.js';
 import { CheckpointError } from '../native/errors.js';
 import { solveFfn } from './hf.js';
-import type { SourceDict } from './sources.js';
+import type { SourceDict, TensorSource } from './sources.js';
 
 /**
  * Infers the architecture of an official (flat, unprefixed) backbone state dict.
@@ -31,7 +33,7 @@ export function inferVitConfig(sd: SourceDict, source = '<state dict>'): VitConf
   const cfg: VitConfigInput = {
     patch_size: patch.shape[2]!,
     in_chans: patch.shape[1]!,
-    pos_embed_rope_base: 100,
+    pos_embed_rope_base: ropeBase(periods),
     pos_embed_rope_normalize_coords: 'separate',
     pos_embed_rope_rescale_coords: 2,
     pos_embed_rope_dtype: periods.dtype === 'bfloat16' ? 'bf16' : periods.dtype === 'float16' ? 'fp16' : 'fp32',
@@ -50,4 +52,25 @@ export function inferVitConfig(sd: SourceDict, source = '<state dict>'): VitConf
     untie_global_and_local_cls_norm: sd.has('local_cls_norm.weight'),
   };
   return parseVitConfig(cfg);
+}
+
+/**
+ * The RoPE base behind a periods buffer (periods[k] = base^(4k/d), k < d/4), by least squares on the logarithms.
+ * Within 2% of 100 it is 100, the released models' base (training checkpoints store bf16-rounded periods, which give
+ * about 99.2); otherwise rounded to 4 significant digits.
+ */
+function ropeBase(periods: TensorSource): number {
+  const n = periods.shape[0]!;
+  if (n < 2) return 100;
+  const p = scope(() => periods.load().toFloat32Array());
+  let num = 0;
+  let den = 0;
+  for (let k = 1; k < n; k++) {
+    const e = k / n; // 4k/d with d = 4n
+    num += e * Math.log(p[k]!);
+    den += e * e;
+  }
+  const base = Math.exp(num / den);
+  if (!Number.isFinite(base) || base <= 0) return 100;
+  return Math.abs(base / 100 - 1) < 0.02 ? 100 : Number(base.toPrecision(4));
 }

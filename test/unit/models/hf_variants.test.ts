@@ -7,7 +7,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 
 import { loadBackbone, memory, scope } from '../../../src/index.js';
-import { disposeAll, expectHfOutputs, loadFixture } from './helpers.js';
+import { disposeAll, expectClose, expectHfOutputs, loadFixture } from './helpers.js';
 
 const DIR = new URL('../../fixtures/hf_variants/', import.meta.url).pathname;
 const variants = readdirSync(DIR, { withFileTypes: true })
@@ -27,6 +27,34 @@ describe.each(variants)('transformers variant %s', (name) => {
     expect(format).toBe('huggingface');
     expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
     scope(() => void expectHfOutputs(model, io));
+    model.dispose();
+    disposeAll(io);
+    expect(memory().liveTensors).toBe(before);
+  });
+});
+
+// The same weights in the official layout (converted by the generator with transformers' key mapping run backwards):
+// the official loader must read the architecture off the file (the RoPE base from the periods) and give transformers'
+// outputs. LayerNorm eps is not in an official file: eps 1e-6 is passed as norm_layer 'layernorm'.
+describe.each([
+  ['gated_silu', 'official.pth', {}, { ffn_layer: 'swiglu', n_storage_tokens: 4, patch_size: 16, pos_embed_rope_base: 100 }],
+  ['no_registers_eps6', 'official.safetensors', { norm_layer: 'layernorm' }, { n_storage_tokens: 0, pos_embed_rope_base: 1000 }],
+  ['patch8_no_bias', 'official.safetensors', {}, { patch_size: 8, qkv_bias: false, proj_bias: false, ffn_bias: false }],
+] as const)('official layout of %s (%s)', (name, file, config0, expected) => {
+  test('the architecture is inferred from the file; CLS and patch tokens match transformers', async () => {
+    const before = memory().liveTensors;
+    const io = await loadFixture(`../hf_variants/${name}/io.safetensors`);
+    const { model, config, report, format } = await loadBackbone(`${DIR}${name}/${file}`, { config: config0 });
+    expect(format).toBe('official');
+    expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
+    expect(config).toMatchObject(expected);
+    scope(() => {
+      const f = model.forwardFeatures(io.get('input')!);
+      const last = io.get('last_hidden_state')!;
+      const prefix = 1 + f.storageTokens.shape[1]!;
+      expectClose(f.clsToken, last.select(1, 0), 'cls');
+      expectClose(f.patchTokens, last.narrow(1, prefix, last.shape[1]! - prefix), 'patch');
+    });
     model.dispose();
     disposeAll(io);
     expect(memory().liveTensors).toBe(before);
