@@ -2,7 +2,7 @@
 // (test/fixtures/hf_variants, made by scripts/fixtures/make_hf_variants.py with transformers 5.18): a gated SiLU
 // (SwiGLU) MLP, no registers with LayerNorm eps 1e-6 and RoPE base 1000, patch 8 without biases, 3 wider blocks;
 // all on non-square inputs. Float32, within 1e-4 relative (RECIPE §1.2–§1.6).
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 
 import { describe, expect, test } from 'vitest';
 
@@ -11,7 +11,7 @@ import { disposeAll, expectClose, expectHfOutputs, loadFixture } from './helpers
 
 const DIR = new URL('../../fixtures/hf_variants/', import.meta.url).pathname;
 const variants = readdirSync(DIR, { withFileTypes: true })
-  .filter((e) => e.isDirectory())
+  .filter((e) => e.isDirectory() && existsSync(`${DIR}${e.name}/io.safetensors`))
   .map((e) => e.name)
   .sort();
 
@@ -59,4 +59,16 @@ describe.each([
     disposeAll(io);
     expect(memory().liveTensors).toBe(before);
   });
+});
+
+test('a sharded folder (model.safetensors.index.json + 3 shards, as transformers saves big models) loads the same model', async () => {
+  const before = memory().liveTensors;
+  const io = await loadFixture('../hf_variants/patch8_no_bias/io.safetensors');
+  const { model, report, format } = await loadBackbone(`${DIR}patch8_no_bias_sharded`);
+  expect(format).toBe('huggingface');
+  expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
+  scope(() => void expectHfOutputs(model, io));
+  model.dispose();
+  disposeAll(io);
+  expect(memory().liveTensors).toBe(before);
 });
