@@ -19,11 +19,15 @@ test('the variants are all there', () => {
   expect(variants).toEqual(['deep_wide', 'gated_silu', 'no_registers_eps6', 'patch8_no_bias']);
 });
 
-describe.each(variants)('transformers variant %s', (name) => {
+// Every variant folder, plus patch8_no_bias saved in shards (model.safetensors.index.json + 3 shards, as transformers
+// saves big models), checked against that variant's outputs.
+const hfFolders: [string, string][] = [...variants.map((v): [string, string] => [v, v]), ['patch8_no_bias_sharded', 'patch8_no_bias']];
+
+describe.each(hfFolders)('transformers folder %s (outputs of %s)', (folder, name) => {
   test('loads strictly; last_hidden_state, pooler_output and every hidden state match', async () => {
     const before = memory().liveTensors;
     const io = await loadFixture(`../hf_variants/${name}/io.safetensors`);
-    const { model, report, format } = await loadBackbone(`${DIR}${name}`);
+    const { model, report, format } = await loadBackbone(`${DIR}${folder}`);
     expect(format).toBe('huggingface');
     expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
     scope(() => void expectHfOutputs(model, io));
@@ -59,16 +63,4 @@ describe.each([
     disposeAll(io);
     expect(memory().liveTensors).toBe(before);
   });
-});
-
-test('a sharded folder (model.safetensors.index.json + 3 shards, as transformers saves big models) loads the same model', async () => {
-  const before = memory().liveTensors;
-  const io = await loadFixture('../hf_variants/patch8_no_bias/io.safetensors');
-  const { model, report, format } = await loadBackbone(`${DIR}patch8_no_bias_sharded`);
-  expect(format).toBe('huggingface');
-  expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
-  scope(() => void expectHfOutputs(model, io));
-  model.dispose();
-  disposeAll(io);
-  expect(memory().liveTensors).toBe(before);
 });
