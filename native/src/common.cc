@@ -37,18 +37,24 @@ c10::optional<at::ScalarType> ParseDtype(const std::string& s) {
   return c10::nullopt;
 }
 
+std::string FormatInts(c10::IntArrayRef v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(v[i]);
+  }
+  return s + "]";
+}
+
+std::string Describe(at::ScalarType dtype, c10::IntArrayRef sizes, c10::Device device) {
+  std::string s = DtypeName(dtype) + " " + FormatInts(sizes);
+  if (!device.is_cpu()) s += " on " + device.str();
+  return s;
+}
+
 std::string Describe(const at::Tensor& t) {
   if (!t.defined()) return "undefined tensor";
-  // Plain appends (no ostringstream): this runs on every dispose.
-  std::string s = DtypeName(t.scalar_type());
-  s += " [";
-  for (int64_t i = 0; i < t.dim(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(t.size(i));
-  }
-  s += "]";
-  if (!t.device().is_cpu()) s += " on " + t.device().str();
-  return s;
+  return Describe(t.scalar_type(), t.sizes(), t.device());
 }
 
 std::string DescribeValue(const Napi::Value& v) {
@@ -115,20 +121,17 @@ HandleTable::HandleTable() {
   tag_ = 0xD00 | (environments.fetch_add(1) & 0xFF);
 }
 
-TensorRef* HandleTable::Acquire(uint32_t* slot) {
+TensorRef* HandleTable::Acquire() {
   if (free_.size() > kReuseDelay || (size_ == (1u << kSlotBits) && !free_.empty())) {
-    *slot = free_.front();
+    TensorRef& r = At(free_.front());
     free_.pop_front();
-    TensorRef& r = At(*slot);
     r.gen = (r.gen + 1) & ((1u << kGenBits) - 1);
-    r.slot = *slot;
     return &r;
   }
   if (size_ == (1u << kSlotBits)) return nullptr;
   if ((size_ >> kChunkBits) == chunks_.size()) chunks_.emplace_back(new TensorRef[1u << kChunkBits]);
-  *slot = size_++;
-  TensorRef& r = At(*slot);
-  r.slot = *slot;
+  TensorRef& r = At(size_);
+  r.slot = size_++;
   return &r;
 }
 
@@ -143,36 +146,24 @@ TensorRef* HandleTable::Find(uint64_t id, bool* stale) {
 
 std::string TensorRef::Described() const {
   if (reused) return "disposed earlier; its record has since been reused";
-  std::string s = Shape();
-  s += ", created by ";
-  s += origin;
-  return s;
+  return (wasDefined ? Describe(dtype, sizes, device) : std::string("undefined tensor")) + ", created by " + origin;
 }
 
-std::string TensorRef::Shape() const {
-  if (!wasDefined) return "undefined tensor";
-  std::string s = DtypeName(dtype);
-  s += " [";
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(sizes[i]);
-  }
-  s += "]";
-  if (!device.is_cpu()) s += " on " + device.str();
-  return s;
+Napi::Error DisposedError(Napi::Env env, const char* op, const std::string& arg, const TensorRef* r) {
+  return MakeError(env, ErrKind::Disposed, std::string(op) + ": \"" + arg + "\" is a disposed Tensor (" + r->Described() + ")",
+                   "ERR_DISPOSED");
 }
 
 Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin) {
   AddonData& d = Data(env);
-  uint32_t slot = 0;
-  TensorRef* r = d.handles.Acquire(&slot);
+  TensorRef* r = d.handles.Acquire();
   if (!r)
     throw MakeError(env, ErrKind::Torch,
                     std::string(origin) + ": too many live tensors (16,777,216); dispose tensors you no longer need",
                     "ERR_NATIVE");
   napi_value v = nullptr;
-  if (napi_create_bigint_uint64(env, d.handles.Id(slot, r->gen), &v) != napi_ok) {
-    d.handles.Release(slot);
+  if (napi_create_bigint_uint64(env, d.handles.Id(*r), &v) != napi_ok) {
+    d.handles.Release(r->slot);
     throw MakeError(env, ErrKind::Torch, std::string(origin) + ": could not create a tensor handle", "ERR_NATIVE");
   }
   r->t = std::move(t);
@@ -237,10 +228,7 @@ void Args::valueError(const std::string& message) const {
 TensorRef* Args::ref(size_t i, const char* name) const {
   TensorRef* r = i < info_.Length() ? UnwrapRef(env_, info_[i]) : nullptr;
   if (!r) typeError(i, name, "a Tensor");
-  if (r->disposed)
-    throw MakeError(env_, ErrKind::Disposed,
-                    std::string(op_) + ": \"" + name + "\" is a disposed Tensor (" + r->Described() + ")",
-                    "ERR_DISPOSED");
+  if (r->disposed) throw DisposedError(env_, op_, name, r);
   return r;
 }
 
@@ -264,10 +252,7 @@ std::vector<at::Tensor> Args::tensors(size_t i, const char* name) const {
       throw MakeError(env_, ErrKind::Type,
                       std::string(op_) + ": expected \"" + item + "\" to be a Tensor, received " + DescribeValue(v),
                       "ERR_INVALID_ARG");
-    if (r->disposed)
-      throw MakeError(env_, ErrKind::Disposed,
-                      std::string(op_) + ": \"" + item + "\" is a disposed Tensor (" + r->Described() + ")",
-                      "ERR_DISPOSED");
+    if (r->disposed) throw DisposedError(env_, op_, item, r);
     out.push_back(r->t);
   }
   return out;

@@ -36,7 +36,6 @@ struct TensorRef {
   bool wasDefined = false;
   c10::SmallVector<int64_t, 5> sizes;
 
-  std::string Shape() const;      // "float32 [2, 3]" (+ " on cuda:0"), recorded at dispose
   std::string Described() const;  // "float32 [2, 3], created by add": what a disposed handle was
 };
 
@@ -47,7 +46,9 @@ Napi::Error MakeError(Napi::Env env, ErrKind kind, const std::string& message, c
 
 std::string DtypeName(at::ScalarType t);
 c10::optional<at::ScalarType> ParseDtype(const std::string& s);
+std::string FormatInts(c10::IntArrayRef v);  // "[2, 3]"
 std::string Describe(const at::Tensor& t);  // "float32 [2, 3]" (+ " on cuda:0" off cpu)
+std::string Describe(at::ScalarType dtype, c10::IntArrayRef sizes, c10::Device device);
 std::string DescribeValue(const Napi::Value& v);  // what a JS value is, for "received ..." messages
 
 // Wrap a tensor into a new JS handle; `origin` must be a static string (the op name).
@@ -57,6 +58,8 @@ Napi::Value WrapTensor(Napi::Env env, at::Tensor t, const char* origin);
 TensorRef* UnwrapRef(Napi::Env env, const Napi::Value& v);
 // Frees the tensor now (idempotent); the slot keeps its description until reused.
 void DisposeRef(Napi::Env env, TensorRef* ref);
+// DisposedError "<op>: "<arg>" is a disposed Tensor (<what it was>)" (code ERR_DISPOSED).
+Napi::Error DisposedError(Napi::Env env, const char* op, const std::string& arg, const TensorRef* r);
 
 // Positional argument reader for one call. `name` arguments are the user-facing parameter names.
 class Args {

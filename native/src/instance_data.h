@@ -31,16 +31,16 @@ class HandleTable {
   static constexpr size_t kReuseDelay = 1024;
 
   HandleTable();
-  // A slot for a new tensor (its previous contents cleared), or nullptr when every slot is taken.
-  TensorRef* Acquire(uint32_t* slot);
+  // A slot for a new tensor (a fresh one, or a freed one with its generation bumped), or nullptr when every slot is
+  // taken.
+  TensorRef* Acquire();
   void Release(uint32_t slot) { free_.push_back(slot); }
   // The slot an id names, or nullptr if `id` is not one of ours; *stale is set when the slot has been reused.
   TensorRef* Find(uint64_t id, bool* stale);
   TensorRef& At(uint32_t slot) { return chunks_[slot >> kChunkBits][slot & ((1u << kChunkBits) - 1)]; }
-  uint64_t Id(uint32_t slot, uint32_t gen) const {
-    return (tag_ << (kSlotBits + kGenBits)) | (static_cast<uint64_t>(gen) << kSlotBits) | slot;
+  uint64_t Id(const TensorRef& r) const {
+    return (tag_ << (kSlotBits + kGenBits)) | (static_cast<uint64_t>(r.gen) << kSlotBits) | r.slot;
   }
-  uint32_t size() const { return size_; }
 
  private:
   std::vector<std::unique_ptr<TensorRef[]>> chunks_;

@@ -4,8 +4,8 @@
 // (hub) values: LayerNorm eps 1e-5, "separate" coordinates, rescale 2. A checkpoint trained with LayerNorm eps 1e-6
 // needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint.
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
-import { scope } from '../tensor/scope.js';
 import { CheckpointError } from '../native/errors.js';
+import { scope } from '../tensor/scope.js';
 import { solveFfn } from './hf.js';
 import type { SourceDict, TensorSource } from './sources.js';
 

@@ -8,7 +8,7 @@ import { native } from '../native/binding.js';
 import { CheckpointError, DisposedError, StateDictError, type StateDictReport, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { fromBuffer, zeros } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
-import { describe as describeValue, handleOf, Tensor } from '../tensor/tensor.js';
+import { assertLive, describe as describeValue, handleOf, Tensor } from '../tensor/tensor.js';
 
 /** One parameter group: params, lr, weightDecay and any metadata (lrMult, wdMult, isLastLayer, name, …). `lr` and
  * `weightDecay` may be reassigned before any step. */
@@ -132,7 +132,7 @@ export class AdamW {
       init.params.forEach((t, i) => {
         const where = `paramGroups[${g}].params[${i}]`;
         if (!(t instanceof Tensor)) throw typeError(`${op}: expected "${where}" to be a Tensor, received ${describe(t)}`);
-        if (t.isDisposed) throw new DisposedError(`${op}: "${where}" is a disposed Tensor (${native.describeDisposed(handleOf(t, op, where))})`);
+        assertLive(t, op, where);
         if (!FLOATING.has(t.dtype)) throw typeError(`${op}: expected "${where}" to be a floating-point Tensor, received ${describe(t)}`);
         if (!t.isLeaf) throw rangeError(`${op}: "${where}" is not a leaf Tensor (optimize parameters, not results of ops)`);
         const prev = seen.get(t);

@@ -153,6 +153,10 @@ void SoftmaxRowScalar(float* x, int64_t n) {
 typedef float V8f __attribute__((vector_size(32)));
 typedef int32_t V8i __attribute__((vector_size(32)));
 
+// What this CPU runs, read once: the AVX2 kernels below are picked from it.
+const bool kAvx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+const bool kAvx2Fma = kAvx2 && __builtin_cpu_supports("fma");
+
 // e^v in 8 lanes, the same polynomial as ExpScalar; 0 below −87 (where 2ⁿ leaves float range).
 __attribute__((target("avx2,fma"), always_inline)) inline V8f ExpAvx2(V8f v) {
   V8f t = v * kLog2e + kRound;
@@ -228,8 +232,7 @@ __attribute__((target("avx2,fma"))) void GeluAvx2(float* x, int64_t n) {
 // GELU in place on a contiguous float32 CPU tensor, split over the OpenMP team; other tensors: at::gelu_.
 void GeluInplace(at::Tensor& y) {
 #ifdef DINOV3_FUSED_AVX2
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2 && y.is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous()) {
+  if (kAvx2Fma && y.is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous()) {
     float* d = y.data_ptr<float>();
     const int64_t n = y.numel(), chunk = 4096;
     ParallelFor((n + chunk - 1) / chunk, [&](int64_t b, int64_t e) { GeluAvx2(d + b * chunk, std::min(n, e * chunk) - b * chunk); });
@@ -242,8 +245,7 @@ void GeluInplace(at::Tensor& y) {
 using SoftmaxRowFn = void (*)(float*, int64_t);
 SoftmaxRowFn PickSoftmaxRow() {
 #ifdef DINOV3_FUSED_AVX2
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SoftmaxRowAvx2;
+  if (kAvx2Fma) return SoftmaxRowAvx2;
 #endif
   return SoftmaxRowScalar;
 }
@@ -291,8 +293,7 @@ __attribute__((target("avx2"))) void GatherRopeAvx2(const float* src, int64_t ro
 
 GatherRopeFn PickGatherRope() {
 #ifdef DINOV3_FUSED_AVX2
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2")) return GatherRopeAvx2;
+  if (kAvx2) return GatherRopeAvx2;
 #endif
   return GatherRopeDefault;
 }
@@ -357,6 +358,12 @@ at::Tensor AttentionQkv(const Args& a, const at::Tensor& qkvIn, int64_t heads, c
   return out;
 }
 
+// The weight [out, in] of linearGelu/fusedLinear must match the input's last dim.
+void CheckLinearArgs(const Args& a, const at::Tensor& x, const at::Tensor& w) {
+  if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
+    a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
+}
+
 // y = x·wᵀ + b for float32 CPU tensors through GemmRowMajor (bias pre-filled, beta = 1); at::linear otherwise.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b) {
   const bool f32 = x.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
@@ -385,8 +392,7 @@ void InitFused(Napi::Env env, Napi::Object e) {
   Def(env, e, "linearGelu", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     const at::Tensor& w = a.t(1, "weight");
-    if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
-      a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
+    CheckLinearArgs(a, x, w);
     at::Tensor y = Linear(x, w, a.optT(2, "bias"));
     GeluInplace(y);
     return a.ret(y);
@@ -395,8 +401,7 @@ void InitFused(Napi::Env env, Napi::Object e) {
   Def(env, e, "fusedLinear", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     const at::Tensor& w = a.t(1, "weight");
-    if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
-      a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
+    CheckLinearArgs(a, x, w);
     return a.ret(Linear(x, w, a.optT(2, "bias")));
   });
   // residualScale(x, y, gamma?) = x + gamma ⊙ y (gamma broadcast over the last dim), or x + y without gamma.

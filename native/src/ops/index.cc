@@ -27,10 +27,7 @@ c10::List<c10::optional<at::Tensor>> IndexList(const Args& a, size_t i) {
                       std::string(a.op()) + ": expected \"" + item + "\" to be a Tensor or null, received " +
                           DescribeValue(v),
                       "ERR_INVALID_ARG");
-    if (r->disposed)
-      throw MakeError(a.env(), ErrKind::Disposed,
-                      std::string(a.op()) + ": \"" + item + "\" is a disposed Tensor (" + r->Described() + ")",
-                      "ERR_DISPOSED");
+    if (r->disposed) throw DisposedError(a.env(), a.op(), item, r);
     at::ScalarType s = r->t.scalar_type();
     if (s != at::kLong && s != at::kInt && s != at::kBool && s != at::kByte)
       throw MakeError(a.env(), ErrKind::Type,

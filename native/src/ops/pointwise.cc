@@ -59,6 +59,13 @@ Napi::Value AddSubInplace(Args& a) {
     return a.undef();                              \
   })
 
+// A bool mask argument (TorchTypeError otherwise).
+const at::Tensor& BoolMask(const Args& a, size_t i) {
+  const at::Tensor& mask = a.t(i, "mask");
+  if (mask.scalar_type() != at::kBool) a.typeError(i, "mask", "a bool Tensor");
+  return mask;
+}
+
 // A clamp bound given as a number.
 at::Scalar BoundScalar(const Args& a, size_t i, const char* name) {
   if (!a.raw(i).IsNumber()) a.typeError(i, name, "a Tensor or a number");
@@ -194,15 +201,11 @@ void InitPointwise(Napi::Env env, Napi::Object e) {
   });
   // maskedFill(x, mask, value): mask must be bool (torch rejects others; 1.13 silently ignored float masks).
   Def(env, e, "maskedFill", [](Args& a) {
-    const at::Tensor& mask = a.t(1, "mask");
-    if (mask.scalar_type() != at::kBool) a.typeError(1, "mask", "a bool Tensor");
-    return a.ret(at::masked_fill(a.t(0, "input"), mask, a.scalar(2, "value")));
+    return a.ret(at::masked_fill(a.t(0, "input"), BoolMask(a, 1), a.scalar(2, "value")));
   });
   Def(env, e, "maskedFill_", [](Args& a) -> Napi::Value {
     at::Tensor x = a.t(0, "input");
-    const at::Tensor& mask = a.t(1, "mask");
-    if (mask.scalar_type() != at::kBool) a.typeError(1, "mask", "a bool Tensor");
-    x.masked_fill_(mask, a.scalar(2, "value"));
+    x.masked_fill_(BoolMask(a, 1), a.scalar(2, "value"));
     return a.undef();
   });
   Def(env, e, "dropout", [](Args& a) {

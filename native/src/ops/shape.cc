@@ -39,9 +39,7 @@ std::vector<int64_t> TargetShape(const Args& a, const at::Tensor& x) {
     }
   }
   int64_t numel = x.numel();
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  s += "]";
+  const std::string s = FormatInts(shape);
   if (numel == known || (inferred >= 0 && known > 0 && numel % known == 0)) {
     if (inferred >= 0 && known == 0)
       fail("cannot reshape tensor of 0 elements into shape " + s +

@@ -73,3 +73,11 @@ export function expectHfOutputs(model: DinoVisionTransformer, io: Map<string, Te
   });
   return f;
 }
+
+/** Checks forward_features against the official fixture's `cls`, `storage`, `patch` and `prenorm` (1e-4). */
+export function expectOfficialFeatures(f: ForwardFeatures, io: Map<string, Tensor>): void {
+  expectClose(f.clsToken, io.get('cls')!, 'cls');
+  expectClose(f.storageTokens, io.get('storage')!, 'storage');
+  expectClose(f.patchTokens, io.get('patch')!, 'patch');
+  expectClose(f.prenorm, io.get('prenorm')!, 'prenorm');
+}

@@ -2,7 +2,7 @@
 // LayerScale+residual) against the official fixtures, within the same 1e-4 as the op-by-op path.
 import { expect, test } from 'vitest';
 import { loadBackbone, memory, noGrad, scope } from '../../../src/index.js';
-import { disposeAll, expectClose, FIXTURES, loadFixture } from './helpers.js';
+import { disposeAll, expectClose, expectOfficialFeatures, FIXTURES, loadFixture } from './helpers.js';
 
 test('forward_features and get_intermediate_layers under noGrad match the official outputs', async () => {
   const before = memory().liveTensors;
@@ -12,10 +12,7 @@ test('forward_features and get_intermediate_layers under noGrad match the offici
   noGrad(() =>
     scope(() => {
       const f = model.forwardFeatures(x);
-      expectClose(f.clsToken, io.get('cls')!, 'cls');
-      expectClose(f.storageTokens, io.get('storage')!, 'storage');
-      expectClose(f.patchTokens, io.get('patch')!, 'patch');
-      expectClose(f.prenorm, io.get('prenorm')!, 'prenorm');
+      expectOfficialFeatures(f, io);
       const m = model.forwardFeatures(x, io.get('masks')!);
       expectClose(m.clsToken, io.get('masked_cls')!, 'masked_cls');
       expectClose(m.patchTokens, io.get('masked_patch')!, 'masked_patch');

@@ -2,7 +2,7 @@
 // fixtures (RECIPE §1.2–§1.6): float32, within 1e-4 relative.
 import { describe, expect, test } from 'vitest';
 import { loadBackbone, memory, scope } from '../../../src/index.js';
-import { disposeAll, expectClose, expectHfOutputs, FIXTURES, loadFixture } from './helpers.js';
+import { disposeAll, expectClose, expectOfficialFeatures, expectHfOutputs, FIXTURES, loadFixture } from './helpers.js';
 
 const OFFICIAL_CONFIG = {
   embed_dim: 64,
@@ -40,10 +40,7 @@ describe.each(['official_vits_like.pth', 'official_vits_like.safetensors'])('off
     const x = io.get('input')!;
     scope(() => {
       const f = model.forwardFeatures(x);
-      expectClose(f.clsToken, io.get('cls')!, 'cls');
-      expectClose(f.storageTokens, io.get('storage')!, 'storage');
-      expectClose(f.patchTokens, io.get('patch')!, 'patch');
-      expectClose(f.prenorm, io.get('prenorm')!, 'prenorm');
+      expectOfficialFeatures(f, io);
       expect(f.masks).toBeNull();
       expectClose(model.forward(x), io.get('cls')!, 'forward');
 
