@@ -125,7 +125,7 @@ export function readSafetensors(buf: Uint8Array, source = '<buffer>'): Safetenso
           'expected an array of non-negative integers',
       );
     }
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || offsets[0] > offsets[1]) {
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || (offsets as number[])[0]! > (offsets as number[])[1]!) {
       fail(`tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}: expected [begin, end], begin <= end`);
     }
     const shp = shape as number[];

@@ -105,7 +105,7 @@ export function gradcheck(op: string, fn: Fn, inputs: Tensor[], o: GradcheckOpti
         const at = (j: number, delta: number) =>
           scope(() => {
             const v = base.slice();
-            v[j] += delta;
+            v[j]! += delta;
             const xs = leaves.slice();
             xs[i] = tensor(v, { shape: x.shape });
             return projected(fn, xs).item();

@@ -100,7 +100,7 @@ describe('tables', () => {
         for (let k = 0; k < 16; k++) {
           const x = k % 8 < 4 ? coord(i, 4) : coord(j, 3);
           const angle = bf16(Math.fround(bf16(Math.fround(twoPi * x)) / periods[k % 4]!));
-          for (const [got, want] of [[s[t * 16 + k]!, bf16(Math.fround(Math.sin(angle)))], [c[t * 16 + k]!, bf16(Math.fround(Math.cos(angle)))]]) {
+          for (const [got, want] of [[s[t * 16 + k]!, bf16(Math.fround(Math.sin(angle)))], [c[t * 16 + k]!, bf16(Math.fround(Math.cos(angle)))]] as [number, number][]) {
             const ulp = Math.max(2 ** (Math.floor(Math.log2(Math.abs(want) || 1e-30)) - 7), 2 ** -133);
             maxUlps = Math.max(maxUlps, Math.abs(got - want) / ulp);
           }

@@ -121,7 +121,7 @@ describe('output norms (RECIPE §1.5)', () => {
       const f = m.forwardFeatures(x);
       expectClose(f.storageTokens, m.clsNorm!.forward(narrow(f.prenorm, 1, 0, 5)).narrow(1, 1, 4), 'storage', 1e-6);
       expectClose(f.patchTokens, m.norm.forward(narrow(f.prenorm, 1, 5, 4)), 'patches', 1e-6);
-      const [[p, c, s]] = m.getIntermediateLayers(x, { returnClassToken: true, returnExtraTokens: true });
+      const [p, c, s] = m.getIntermediateLayers(x, { returnClassToken: true, returnExtraTokens: true })[0]!;
       expectClose(c, f.clsToken, 'inter cls', 1e-6);
       expectClose(s, f.storageTokens, 'inter storage', 1e-6);
       expectClose(p, f.patchTokens, 'inter patches', 1e-6);
