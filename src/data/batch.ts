@@ -1,0 +1,46 @@
+// The collated multi-crop batch: what the data pipeline hands the trainer, with the key names of the official
+// `dinov3/data/collate.py::collate_data_and_cast` output so a batch saved by either side reads the same.
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface CollatedBatch {
+  /** Global crops, crop-major: [n_global_crops · B, 3, H, W] (all first crops, then all second crops). */
+  collated_global_crops: Tensor;
+  /** Local crops, crop-major: [n_local_crops · B, 3, h, w]. */
+  collated_local_crops: Tensor;
+  /** Gram-teacher crops (only when `crops.gram_teacher_crops_size` is set), crop-major like the global crops. */
+  collated_gram_teacher_crops?: Tensor;
+  /** iBOT masks per global crop: bool [n_global_crops · B, n_patches]. */
+  collated_masks: Tensor;
+  /** Flat indices of the masked patches in `collated_masks.flatten()`: int64 [M]. */
+  mask_indices_list: Tensor;
+  /** 1 / (masked patches of the crop) for each masked patch: float32 [M]. */
+  masks_weight: Tensor;
+  /** int64 [1]: M. */
+  n_masked_patches: Tensor;
+  /** Upper bound on M used to size buffers (`collate_data_and_cast`'s `upperbound`). */
+  upperbound: number;
+  /** Global batch size (B × world size); B is `collated_global_crops.shape[0] / n_global_crops`. */
+  global_batch_size?: number;
+  /** Labels, when the dataset has them (unused by SSL, kept for evaluation/debugging): int64 [B]. */
+  labels?: Tensor;
+}
+
+/** Every tensor of a batch, for disposal. */
+export function batchTensors(batch: CollatedBatch): Tensor[] {
+  const out: Tensor[] = [
+    batch.collated_global_crops,
+    batch.collated_local_crops,
+    batch.collated_masks,
+    batch.mask_indices_list,
+    batch.masks_weight,
+    batch.n_masked_patches,
+  ];
+  if (batch.collated_gram_teacher_crops) out.push(batch.collated_gram_teacher_crops);
+  if (batch.labels) out.push(batch.labels);
+  return out;
+}
+
+/** Frees a batch's tensors. */
+export function disposeBatch(batch: CollatedBatch): void {
+  for (const t of batchTensors(batch)) t.dispose();
+}
