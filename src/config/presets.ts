@@ -129,6 +129,8 @@ export const TRAINING_ARCHS = {
   vit_huge2: { embed_dim: 1280, depth: 32, num_heads: 20, ffn_ratio: 4 },
   vit_giant2: { embed_dim: 1536, depth: 40, num_heads: 24, ffn_ratio: 4 },
   vit_7b: { embed_dim: 4096, depth: 40, num_heads: 32, ffn_ratio: 3 },
+  /** Not official: the tiny architecture of the reference training-step fixtures (and quick CPU tests). */
+  vit_test: { embed_dim: 64, depth: 2, num_heads: 4, ffn_ratio: 4 },
 } as const;
 export type TrainingArch = keyof typeof TRAINING_ARCHS;
 

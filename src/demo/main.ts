@@ -158,7 +158,7 @@ async function main(): Promise<void> {
         l.backward();
         return l.item();
       });
-      for (const m of model.modules()) clipGradNorm(m.parameters(), 3.0);
+      for (const m of model.modules()) clipGradNorm(m.parameters(), 3.0).dispose();
       opt.step();
       opt.zeroGrad();
       emaUpdate(ema, model.backbone, opts.ema);

@@ -17,7 +17,7 @@ import { where } from '../ops/pointwise.js';
 import { cat, narrow, select } from '../ops/shape.js';
 import { type CreateOptions, empty, type Generator } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 
 /** Outputs of `forwardFeatures` for one crop group (official keys in comments). */
 export interface BackboneFeatures {
@@ -49,6 +49,13 @@ export interface BackboneOptions extends CreateOptions {
   init?: boolean;
   /** Generator for init and for the train-mode draws (drop path, RoPE augmentation). Default: the global one. */
   generator?: Generator;
+  /**
+   * Casts the RoPE sin/cos tables to this dtype before they enter the blocks. The official trainer wraps every block
+   * in FSDP2 (`dinov3/fsdp/ac_compile_parallelize.py::fsdp_transformer`), whose mixed-precision policy casts each
+   * floating block input to the parameter dtype: the bf16 tables of a training-built backbone are therefore
+   * rounded to bf16 and then rotate q/k in the parameter dtype (fp32 or bf16). Default: no cast (the hub models).
+   */
+  ropeTablesDtype?: DType;
 }
 
 class ModuleList<M extends Module> extends Module {
@@ -75,6 +82,7 @@ export class DinoVisionTransformer extends Module {
   readonly clsNorm: Norm | null;
   readonly localClsNorm: Norm | null;
   #generator: Generator | undefined;
+  readonly #ropeTablesDtype: DType | undefined;
 
   /**
    * Builds the backbone from an architecture config (official constructor keyword names, validated; missing keys
@@ -92,6 +100,7 @@ export class DinoVisionTransformer extends Module {
     this.patchSize = c.patch_size;
     this.nStorageTokens = c.n_storage_tokens;
     this.#generator = o.generator;
+    this.#ropeTablesDtype = o.ropeTablesDtype;
 
     // Root parameters first (torch's state-dict order: own parameters, then children).
     this.clsToken = this.registerParameter('cls_token', empty([1, 1, c.embed_dim], co));
@@ -208,9 +217,9 @@ export class DinoVisionTransformer extends Module {
       const prepared = xs.map((x, i) => this.prepareTokensWithMasks(x, masksList[i] ?? null));
       let tokens = prepared.map((p) => p.tokens);
       // In eval mode the tables are deterministic: compute them once per group instead of once per block.
-      const evalRopes = this.ropeEmbed.training ? null : prepared.map((p) => this.ropeEmbed.forward(p));
+      const evalRopes = this.ropeEmbed.training ? null : prepared.map((p) => this.#rope(p));
       for (const blk of this.blocks) {
-        const ropes: RopeTables[] = evalRopes ?? prepared.map((p) => this.ropeEmbed.forward(p));
+        const ropes: RopeTables[] = evalRopes ?? prepared.map((p) => this.#rope(p));
         tokens = blk.forwardList(tokens, ropes);
       }
       return tokens.map((x, i) => {
@@ -224,6 +233,13 @@ export class DinoVisionTransformer extends Module {
         };
       });
     });
+  }
+
+  /** The RoPE tables of an H×W grid, cast to `ropeTablesDtype` when set. */
+  #rope(grid: { H: number; W: number }): RopeTables {
+    const t = this.ropeEmbed.forward(grid);
+    const d = this.#ropeTablesDtype;
+    return d === undefined || t.sin.dtype === d ? t : { sin: t.sin.to(d), cos: t.cos.to(d) };
   }
 
   /** Official `forward_features` on one batch: normed CLS, storage and patch tokens, pre-norm tokens. */
@@ -257,9 +273,9 @@ export class DinoVisionTransformer extends Module {
       const outputs: Tensor[] = [];
       let h = tokens;
       // In eval mode the tables are deterministic: computed once instead of once per block.
-      const evalRope = this.ropeEmbed.training ? null : this.ropeEmbed.forward({ H, W });
+      const evalRope = this.ropeEmbed.training ? null : this.#rope({ H, W });
       this.blocks.forEach((blk, i) => {
-        h = blk.forward(h, evalRope ?? this.ropeEmbed.forward({ H, W }));
+        h = blk.forward(h, evalRope ?? this.#rope({ H, W }));
         if (take.includes(i)) outputs.push(h);
       });
       return outputs.map((out) => {

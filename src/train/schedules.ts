@@ -1,0 +1,212 @@
+// Per-iteration schedules of lr, weight decay, teacher momentum, teacher temperature and the last-layer lr
+// (official `dinov3/train/cosine_lr_scheduler.py` and `train.py::build_schedulers` / `build_schedulers_v2`). Values
+// are precomputed in float64 like the official numpy arrays.
+import { ConfigError } from '../native/errors.js';
+
+/** A precomputed schedule: `at(it)` is the value at iteration `it` (the last value past the end). */
+export class Schedule {
+  constructor(readonly values: Float64Array, readonly finalValue: number = values.length ? values[values.length - 1]! : 0) {}
+  get length(): number {
+    return this.values.length;
+  }
+  at(it: number): number {
+    if (!Number.isInteger(it) || it < 0) throw new ConfigError(`schedule index must be a non-negative integer, got ${it}`);
+    return it < this.values.length ? this.values[it]! : this.finalValue;
+  }
+  /** A constant schedule. */
+  static constant(value: number, length = 1): Schedule {
+    return new Schedule(new Float64Array(length).fill(value), value);
+  }
+}
+
+/** numpy.linspace(start, stop, num, endpoint). */
+function linspace(start: number, stop: number, num: number, endpoint = true): Float64Array {
+  const out = new Float64Array(Math.max(num, 0));
+  if (num <= 0) return out;
+  const div = endpoint ? num - 1 : num;
+  const step = div > 0 ? (stop - start) / div : 0;
+  for (let i = 0; i < num; i++) out[i] = start + i * step;
+  if (endpoint && num > 1) out[num - 1] = stop;
+  return out;
+}
+
+function checkIters(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${name} must be a non-negative integer, got ${v}`);
+}
+
+export interface CosineSchedulerOptions {
+  baseValue: number;
+  finalValue: number;
+  totalIters: number;
+  warmupIters?: number;
+  startWarmupValue?: number;
+  freezeIters?: number;
+  truncExtra?: number;
+}
+
+/**
+ * Schedules v1 (official `cosine_lr_scheduler.py::CosineScheduler`): `freezeIters` zeros, a linear warmup from
+ * `startWarmupValue` to `baseValue` (endpoint included), then a half cosine to `finalValue`; with `truncExtra` > 0
+ * the cosine is computed over (1 + truncExtra)× the steps, truncated and rescaled to end at `finalValue`.
+ */
+export function cosineScheduler(o: CosineSchedulerOptions): Schedule {
+  const warmup = o.warmupIters ?? 0;
+  const freeze = o.freezeIters ?? 0;
+  const trunc = o.truncExtra ?? 0;
+  checkIters('totalIters', o.totalIters);
+  checkIters('warmupIters', warmup);
+  checkIters('freezeIters', freeze);
+  const cosineSteps = o.totalIters - warmup - freeze;
+  if (cosineSteps < 0) throw new ConfigError(`warmup (${warmup}) + freeze (${freeze}) iterations exceed the total (${o.totalIters})`);
+  const out = new Float64Array(o.totalIters);
+  const warm = linspace(o.startWarmupValue ?? 0, o.baseValue, warmup);
+  out.set(warm, freeze);
+  const b = o.baseValue;
+  const f = o.finalValue;
+  if (trunc === 0) {
+    for (let i = 0; i < cosineSteps; i++) out[freeze + warmup + i] = f + 0.5 * (b - f) * (1 + Math.cos((Math.PI * i) / cosineSteps));
+  } else {
+    const xs = linspace(0, Math.PI, Math.trunc((1 + trunc) * cosineSteps)).subarray(0, cosineSteps);
+    const c = Array.from(xs, (x) => (Math.cos(x) + 1) / 2);
+    const last = c[c.length - 1] ?? 0;
+    c.forEach((v, i) => (out[freeze + warmup + i] = ((v - last) / (1 - last)) * (b - f) + f));
+  }
+  return new Schedule(out, f);
+}
+
+export interface WarmupCosineOptions {
+  start: number;
+  peak: number;
+  end: number;
+  warmupIterations: number;
+  totalIterations: number;
+  /** Iterations of the cosine part (default: all after the warmup); the rest stays at `end`. */
+  cosineIterations?: number | null;
+}
+
+/**
+ * Schedules v2 (official `cosine_lr_scheduler.py::linear_warmup_cosine_decay`): a linear warmup from `start` towards
+ * `peak` (endpoint excluded), a cosine from `peak` to `end` over `cosineIterations` (endpoints included), then
+ * constant `end`.
+ */
+export function linearWarmupCosineDecay(o: WarmupCosineOptions): Schedule {
+  checkIters('warmupIterations', o.warmupIterations);
+  checkIters('totalIterations', o.totalIterations);
+  const cosineIters = o.cosineIterations ?? o.totalIterations - o.warmupIterations;
+  checkIters('cosineIterations', cosineIters);
+  const remaining = o.totalIterations - cosineIters - o.warmupIterations;
+  if (remaining < 0) {
+    throw new ConfigError(`warmup (${o.warmupIterations}) + cosine (${cosineIters}) iterations exceed the total (${o.totalIterations})`);
+  }
+  const out = new Float64Array(o.totalIterations);
+  out.set(linspace(o.start, o.peak, o.warmupIterations, false), 0);
+  const cos = linspace(0, Math.PI, cosineIters);
+  for (let i = 0; i < cosineIters; i++) out[o.warmupIterations + i] = (o.peak - o.end) * ((Math.cos(cos[i]!) + 1) / 2) + o.end;
+  out.fill(o.end, o.warmupIterations + cosineIters);
+  return new Schedule(out, o.end);
+}
+
+/** The schedules one iteration reads. */
+export interface TrainSchedules {
+  lr: Schedule;
+  wd: Schedule;
+  momentum: Schedule;
+  teacherTemp: Schedule;
+  lastLayerLr: Schedule;
+}
+
+/** The config keys the schedules read (official names; a subset of the training config). */
+export interface ScheduleConfig {
+  train: { OFFICIAL_EPOCH_LENGTH: number; batch_size_per_gpu: number };
+  optim: {
+    epochs: number;
+    lr: number;
+    min_lr: number;
+    warmup_epochs: number;
+    weight_decay: number;
+    weight_decay_end: number;
+    schedule_trunc_extra: number;
+    freeze_last_layer_epochs: number;
+    scaling_rule?: string | null;
+  };
+  teacher: {
+    momentum_teacher: number;
+    final_momentum_teacher: number;
+    teacher_temp: number;
+    warmup_teacher_temp: number;
+    warmup_teacher_temp_epochs: number;
+  };
+  schedules?: SchedulesV2Config | null;
+}
+
+export interface V2Entry {
+  start: number;
+  peak: number;
+  end: number;
+  warmup_epochs: number;
+  cosine_epochs?: number | null;
+  freeze_last_layer_epochs?: number;
+}
+export interface SchedulesV2Config {
+  lr: V2Entry;
+  weight_decay: V2Entry;
+  momentum: V2Entry;
+  teacher_temp: V2Entry;
+}
+
+/**
+ * The lr scaling of schedules v2 (official `train.py::build_schedulers_v2`): `linear_wrt_256` multiplies by
+ * B_global / 256, `sqrt_wrt_1024` by 4·sqrt(B_global / 1024); anything else leaves the lr unchanged.
+ */
+export function lrScale(rule: string | null | undefined, globalBatchSize: number): number {
+  if (rule === 'linear_wrt_256') return globalBatchSize / 256;
+  if (rule === 'sqrt_wrt_1024') return 4 * Math.sqrt(globalBatchSize / 1024);
+  return 1;
+}
+
+/**
+ * Every schedule of a run (official `train.py::build_schedulers`: v2 when the config has `schedules`, else v1). The
+ * v1 path applies no lr scaling (the official code scales v1 lrs in the config before, see `applyScalingRules`).
+ */
+export function buildSchedulers(cfg: ScheduleConfig, worldSize = 1): TrainSchedules {
+  const epochLen = cfg.train.OFFICIAL_EPOCH_LENGTH;
+  const total = cfg.optim.epochs * epochLen;
+  if (cfg.schedules) {
+    const s = cfg.schedules;
+    const v2 = (e: V2Entry, scale = 1) =>
+      linearWarmupCosineDecay({
+        start: e.start,
+        peak: e.peak * scale,
+        end: e.end * scale,
+        warmupIterations: Math.round(epochLen * e.warmup_epochs),
+        totalIterations: total,
+        cosineIterations: e.cosine_epochs == null ? null : Math.round(epochLen * e.cosine_epochs),
+      });
+    const scale = lrScale(cfg.optim.scaling_rule, cfg.train.batch_size_per_gpu * worldSize);
+    const lr = v2(s.lr, scale);
+    const last = new Float64Array(lr.values);
+    last.fill(0, 0, Math.min(last.length, Math.round(epochLen * (s.lr.freeze_last_layer_epochs ?? 0))));
+    return { lr, wd: v2(s.weight_decay), momentum: v2(s.momentum), teacherTemp: v2(s.teacher_temp), lastLayerLr: new Schedule(last, lr.finalValue) };
+  }
+  const o = cfg.optim;
+  const t = cfg.teacher;
+  const trunc = o.schedule_trunc_extra;
+  const lrOpts = { baseValue: o.lr, finalValue: o.min_lr, totalIters: total, warmupIters: Math.round(o.warmup_epochs * epochLen), truncExtra: trunc };
+  const lr = cosineScheduler(lrOpts);
+  const last = new Float64Array(lr.values);
+  last.fill(0, 0, Math.min(last.length, Math.round(o.freeze_last_layer_epochs * epochLen)));
+  const tempIters = Math.round(t.warmup_teacher_temp_epochs * epochLen);
+  return {
+    lr,
+    wd: cosineScheduler({ baseValue: o.weight_decay, finalValue: o.weight_decay_end, totalIters: total, truncExtra: trunc }),
+    momentum: cosineScheduler({ baseValue: t.momentum_teacher, finalValue: t.final_momentum_teacher, totalIters: total, truncExtra: trunc }),
+    teacherTemp: cosineScheduler({
+      baseValue: t.teacher_temp,
+      finalValue: t.teacher_temp,
+      totalIters: tempIters,
+      warmupIters: tempIters,
+      startWarmupValue: t.warmup_teacher_temp,
+    }),
+    lastLayerLr: new Schedule(last, lr.finalValue),
+  };
+}

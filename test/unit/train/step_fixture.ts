@@ -1,0 +1,83 @@
+// Runs an official whole-training-step fixture (test/fixtures/reference/train_step_*.{json,safetensors}: see the
+// README there) through the public single-step API: the config is the default training config with the fixture's
+// dotlist overrides, the student starts from `init.student.*`, and each step of the JSON is one `trainIteration` with
+// the JSON's schedule values on the fixture's collated batch.
+import { readFile } from 'node:fs/promises';
+
+import type { CollatedBatch } from '../../../src/data/batch.js';
+import { keep, type Tensor } from '../../../src/index.js';
+import { SSLMetaArch } from '../../../src/train/ssl_meta_arch.js';
+import { buildOptimizer, trainIteration, type IterationMetrics } from '../../../src/train/train.js';
+import { loadSSLConfig, type SSLConfig } from './tmp_config.js';
+import { FIXTURES, loadFixture } from '../models/helpers.js';
+
+export interface StepFixtureJson {
+  name: string;
+  overrides: string[];
+  upperbound: number;
+  teacher_temp: number;
+  lr: number;
+  wd: number;
+  last_layer_lr: number;
+  momentum: number;
+  clip_grad: number;
+  steps: Record<string, unknown>[];
+  param_groups: { lr_multiplier: number; wd_multiplier: number; is_last_layer: boolean; n_params: number }[];
+}
+
+export interface StepFixtureRun {
+  json: StepFixtureJson;
+  cfg: SSLConfig;
+  tensors: Map<string, Tensor>;
+  model: SSLMetaArch;
+  optimizer: ReturnType<typeof buildOptimizer>;
+  batch: CollatedBatch;
+}
+
+/** Loads a fixture and builds the model, optimizer and batch it describes (the caller disposes with `disposeRun`). */
+export async function loadStepFixture(name: string): Promise<StepFixtureRun> {
+  const json = JSON.parse(await readFile(`${FIXTURES}${name}.json`, 'utf8')) as StepFixtureJson;
+  const tensors = await loadFixture(`${name}.safetensors`);
+  const cfg = await loadSSLConfig('ssl_default', json.overrides);
+  const model = new SSLMetaArch(cfg);
+  const init = new Map<string, Tensor>();
+  for (const [k, t] of tensors) if (k.startsWith('init.student.')) init.set(k.slice('init.student.'.length), t);
+  model.loadStudentStateDict(init);
+  const optimizer = buildOptimizer(model, cfg.optim);
+  const b = (k: string) => tensors.get(`batch.${k}`)!;
+  const batch: CollatedBatch = {
+    collated_global_crops: b('collated_global_crops'),
+    collated_local_crops: b('collated_local_crops'),
+    collated_masks: b('collated_masks'),
+    mask_indices_list: b('mask_indices_list'),
+    masks_weight: b('masks_weight'),
+    n_masked_patches: b('n_masked_patches'),
+    upperbound: json.upperbound,
+  };
+  if (tensors.has('batch.collated_gram_teacher_crops')) batch.collated_gram_teacher_crops = b('collated_gram_teacher_crops');
+  return { json, cfg, tensors, model, optimizer, batch };
+}
+
+/**
+ * One step of the fixture (iteration `it`) with the JSON's schedule values; `grads` (if given) receives copies of the
+ * student's gradients before clipping, keyed `student.<name>`.
+ */
+export function runFixtureStep(run: StepFixtureRun, it: number, grads?: Map<string, Tensor>): IterationMetrics {
+  const j = run.json;
+  return trainIteration(run.model, run.optimizer, run.batch, {
+    iteration: it,
+    values: { lr: j.lr, wd: j.wd, momentum: j.momentum, teacherTemp: j.teacher_temp, lastLayerLr: j.last_layer_lr },
+    clipGrad: run.cfg.optim.clip_grad,
+    afterBackward: grads
+      ? () => {
+          for (const [k, p] of run.model.student.namedParameters('student')) if (p.grad) grads.set(k, keep(p.grad.clone()));
+        }
+      : undefined,
+  });
+}
+
+export function disposeRun(run: StepFixtureRun): void {
+  run.optimizer.dispose();
+  run.model.dispose();
+  for (const t of run.tensors.values()) t.dispose();
+}
