@@ -33,6 +33,7 @@ import {
   saveCheckpoint,
   verifyCheckpoint,
 } from '../../../src/train/checkpointer.js';
+import { Rng, type RngState } from '../../../src/data/rng.js';
 import { ensureDist, ROOT } from '../cli/dist.js';
 
 let root: string;
@@ -124,7 +125,10 @@ describe('save and load', () => {
     })());
     const rng = generatorStates({ crops: gen });
     const o = optimizerToCheckpoint(opt.stateDict());
-    await saveCheckpoint(dir, 2, { tensors: { optimizer: o.tensors, rng }, json: { optimizer: o.json } });
+    const jsRng = Rng.derive(0, 5, 7);
+    jsRng.nextU32();
+    await saveCheckpoint(dir, 2, { tensors: { optimizer: o.tensors, rng }, json: { optimizer: o.json, dataRng: jsRng.state() } });
+    const jsExpected = [jsRng.nextU32(), jsRng.nextU32()];
     disposeAll(rng);
 
     const expectedDraw = rand([4], { generator: gen }).toArray();
@@ -133,6 +137,9 @@ describe('save and load', () => {
     restoreGeneratorStates(c.tensors.rng!, { crops: gen });
     expect(rand([4], { generator: gen }).toArray()).toEqual(expectedDraw);
     expect(rand([2]).toArray()).toEqual(expectedGlobal);
+    // Rng.state() can hold negative (signed 32-bit) words that Rng.fromState refuses: store them unsigned.
+    const jsRestored = Rng.fromState((c.json as { dataRng: RngState }).dataRng.map((w) => w >>> 0) as unknown as RngState);
+    expect([jsRestored.nextU32(), jsRestored.nextU32()]).toEqual(jsExpected);
 
     const fresh = new AdamW([{ params: [p1], lrMult: 0.5, isLastLayer: false }, { params: [p2], weightDecay: 0 }], { lr: 0.01 });
     const sd = optimizerFromCheckpoint(c.tensors.optimizer!, (c.json as { optimizer: Parameters<typeof optimizerFromCheckpoint>[1] }).optimizer);

@@ -40,6 +40,13 @@ describe('defaults', () => {
     expect(sslPresetNames()).toEqual(['ssl_default', 'vitl_im1k_lin834', 'cpu_tiny_fmnist', 'cpu_vits_tiny']);
   });
 
+  test('the 7B pretraining file (schedules v2, nulls for v1 keys, keys the default lacks) loads as OmegaConf merges it', async () => {
+    const c = await loadSSLConfig(join(FIX, 'dinov3_vit7b16_pretrain.json'));
+    expect(c).toEqual(await readJson('dinov3_vit7b16_pretrain.merged.json'));
+    expect(c.schedules?.lr).toEqual({ start: 0, peak: 5e-5, end: 5e-5, warmup_epochs: 100, freeze_last_layer_epochs: 5 });
+    expect(applyScalingRules(c, 1)).toEqual(c);
+  });
+
   test('CPU presets', async () => {
     const t = await loadSSLConfig('cpu_tiny_fmnist');
     expect(t.student).toMatchObject({ arch: 'vit_custom', embed_dim: 192, depth: 6, num_heads: 3, patch_size: 4, n_storage_tokens: 4 });
