@@ -157,6 +157,11 @@ export interface StudentArchConfig {
   untie_cls_and_patch_norms: boolean;
   untie_global_and_local_cls_norm: boolean;
   drop_path_rate: number;
+  /** `vit_custom` only (the CPU peer harnesses' convention): width, depth, heads and FFN ratio. */
+  embed_dim?: number;
+  depth?: number;
+  num_heads?: number;
+  ffn_ratio?: number;
 }
 
 /**
@@ -166,7 +171,11 @@ export interface StudentArchConfig {
  * @throws ConfigError for an unknown arch
  */
 export function trainingBackboneConfig(student: StudentArchConfig, o: { imgSize: number; teacher?: boolean }): VitConfig {
-  const arch = (TRAINING_ARCHS as Record<string, (typeof TRAINING_ARCHS)[TrainingArch]>)[student.arch];
+  const custom =
+    student.arch === 'vit_custom' && student.embed_dim && student.depth && student.num_heads
+      ? { embed_dim: student.embed_dim, depth: student.depth, num_heads: student.num_heads, ffn_ratio: student.ffn_ratio ?? 4 }
+      : undefined;
+  const arch = custom ?? (TRAINING_ARCHS as Record<string, (typeof TRAINING_ARCHS)[TrainingArch]>)[student.arch];
   if (!arch) {
     const hint = closest(student.arch, Object.keys(TRAINING_ARCHS));
     throw new ConfigError(`unknown student.arch "${student.arch}"${hint ? ` (did you mean "${hint}"?)` : ''}`);

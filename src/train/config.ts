@@ -126,7 +126,7 @@ const train = z.strictObject({
 
 /** `student.arch`: the training constructors of dinov3/models/vision_transformer.py, or `vit_custom` (width, depth and
  * heads from student.embed_dim/depth/num_heads, ffn_ratio from student.ffn_ratio, as the CPU peer harnesses do). */
-export const STUDENT_ARCHS = ['vit_small', 'vit_base', 'vit_large', 'vit_so400m', 'vit_huge2', 'vit_giant2', 'vit_7b', 'vit_custom'] as const;
+export const STUDENT_ARCHS = ['vit_small', 'vit_base', 'vit_large', 'vit_so400m', 'vit_huge2', 'vit_giant2', 'vit_7b', 'vit_test', 'vit_custom'] as const;
 
 const student = z.strictObject({
   arch: z.enum(STUDENT_ARCHS).default('vit_large'),

@@ -8,7 +8,7 @@ import type { CollatedBatch } from '../../../src/data/batch.js';
 import { keep, type Tensor } from '../../../src/index.js';
 import { SSLMetaArch } from '../../../src/train/ssl_meta_arch.js';
 import { buildOptimizer, trainIteration, type IterationMetrics } from '../../../src/train/train.js';
-import { loadSSLConfig, type SSLConfig } from './tmp_config.js';
+import { loadSSLConfig, type SSLConfig } from '../../../src/train/config.js';
 import { FIXTURES, loadFixture } from '../models/helpers.js';
 
 export interface StepFixtureJson {
