@@ -120,21 +120,21 @@ export interface ScheduleConfig {
   train: { OFFICIAL_EPOCH_LENGTH: number; batch_size_per_gpu: number };
   optim: {
     epochs: number;
-    lr: number;
-    min_lr: number;
-    warmup_epochs: number;
-    weight_decay: number;
-    weight_decay_end: number;
-    schedule_trunc_extra: number;
-    freeze_last_layer_epochs: number;
+    lr: number | null;
+    min_lr: number | null;
+    warmup_epochs: number | null;
+    weight_decay: number | null;
+    weight_decay_end: number | null;
+    schedule_trunc_extra: number | null;
+    freeze_last_layer_epochs: number | null;
     scaling_rule?: string | null;
   };
   teacher: {
-    momentum_teacher: number;
-    final_momentum_teacher: number;
-    teacher_temp: number;
-    warmup_teacher_temp: number;
-    warmup_teacher_temp_epochs: number;
+    momentum_teacher: number | null;
+    final_momentum_teacher: number | null;
+    teacher_temp: number | null;
+    warmup_teacher_temp: number | null;
+    warmup_teacher_temp_epochs: number | null;
   };
   schedules?: SchedulesV2Config | null;
 }
@@ -188,9 +188,27 @@ export function buildSchedulers(cfg: ScheduleConfig, worldSize = 1): TrainSchedu
     last.fill(0, 0, Math.min(last.length, Math.round(epochLen * (s.lr.freeze_last_layer_epochs ?? 0))));
     return { lr, wd: v2(s.weight_decay), momentum: v2(s.momentum), teacherTemp: v2(s.teacher_temp), lastLayerLr: new Schedule(last, lr.finalValue) };
   }
-  const o = cfg.optim;
-  const t = cfg.teacher;
-  const trunc = o.schedule_trunc_extra;
+  const v1 = (section: 'optim' | 'teacher', key: string): number => {
+    const v = (cfg[section] as Record<string, number | null | undefined>)[key];
+    if (typeof v !== 'number') throw new ConfigError(`${section}.${key} must be a number when the config has no "schedules" (schedules v1)`);
+    return v;
+  };
+  const o = {
+    lr: v1('optim', 'lr'),
+    min_lr: v1('optim', 'min_lr'),
+    warmup_epochs: v1('optim', 'warmup_epochs'),
+    weight_decay: v1('optim', 'weight_decay'),
+    weight_decay_end: v1('optim', 'weight_decay_end'),
+    freeze_last_layer_epochs: v1('optim', 'freeze_last_layer_epochs'),
+  };
+  const t = {
+    momentum_teacher: v1('teacher', 'momentum_teacher'),
+    final_momentum_teacher: v1('teacher', 'final_momentum_teacher'),
+    teacher_temp: v1('teacher', 'teacher_temp'),
+    warmup_teacher_temp: v1('teacher', 'warmup_teacher_temp'),
+    warmup_teacher_temp_epochs: v1('teacher', 'warmup_teacher_temp_epochs'),
+  };
+  const trunc = cfg.optim.schedule_trunc_extra ?? 0;
   const lrOpts = { baseValue: o.lr, finalValue: o.min_lr, totalIters: total, warmupIters: Math.round(o.warmup_epochs * epochLen), truncExtra: trunc };
   const lr = cosineScheduler(lrOpts);
   const last = new Float64Array(lr.values);

@@ -78,7 +78,7 @@ export interface SSLMetaArchConfig {
     global_teacher_resize_antialias: boolean;
     loss_weight_schedule?: WeightScheduleConfig | null;
   };
-  crops: { global_crops_size: number; local_crops_number: number; gram_teacher_crops_size: number | null };
+  crops: { global_crops_size: number | readonly number[]; local_crops_number: number; gram_teacher_crops_size: number | readonly number[] | null };
   train: { OFFICIAL_EPOCH_LENGTH: number; centering: string };
   optim: { epochs: number };
   compute_precision: { param_dtype: string };
@@ -200,7 +200,9 @@ export class SSLMetaArch extends Module {
     // wrapping, the bf16 RoPE tables enter the blocks cast to the parameter dtype (see `ropeTablesDtype`).
     const create = { device: o.device };
     const vitOpts = { ...create, generator: o.generator, ropeTablesDtype: 'float32' as const };
-    const imgSize = cfg.crops.global_crops_size;
+    // The patch-embed nominal size (RoPE makes the backbone resolution-free); the first size of a multi-resolution mix.
+    const gs = cfg.crops.global_crops_size;
+    const imgSize = typeof gs === 'number' ? gs : (gs[0] ?? 224);
     const build = (teacher: boolean) => {
       const backbone = new DinoVisionTransformer(trainingBackboneConfig(cfg.student, { imgSize, teacher }), vitOpts);
       const D = backbone.embedDim;

@@ -1,0 +1,342 @@
+// The training loop around one iteration (official `dinov3/train/train.py::do_train`): schedules by iteration, the
+// gram-teacher load and refreshes, JSONL metrics and progress, periodic atomic checkpoints with everything needed for
+// an exact continuation (student, teacher, gram teacher, optimizer, generator states, data position, counters,
+// config), teacher exports, and a clean stop on an AbortSignal. A script can drive `step()` itself or call `fit()`.
+import { join } from 'node:path';
+
+import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
+import { batchTensors, type CollatedBatch } from '../data/batch.js';
+import type { ProcessGroup } from '../dist/process_group.js';
+import { ConfigError, NanLossError } from '../native/errors.js';
+import type { StateDict } from '../nn/module.js';
+import { Generator } from '../tensor/creation.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
+import {
+  exportTeacherBackbone,
+  generatorStates,
+  loadLatestCheckpoint,
+  optimizerFromCheckpoint,
+  optimizerToCheckpoint,
+  prepareRunDir,
+  restoreGeneratorStates,
+  saveCheckpoint,
+  type OptimizerJson,
+} from './checkpointer.js';
+import { applyScalingRules, loadSSLConfig, writeResolvedConfig, type SSLConfig } from './config.js';
+import { MetricsLog, METRICS_FILE, type MetricsRecord, memoryMetrics, ProgressReporter, renderLossCurve } from './logging.js';
+import { buildSchedulers, type TrainSchedules } from './schedules.js';
+import { SSLMetaArch } from './ssl_meta_arch.js';
+import { buildOptimizer, scheduleValues, trainIteration, type IterationMetrics } from './train.js';
+
+/** A data source whose position can be saved and restored (the loader of `src/data/loader.ts` is one). */
+export interface ResumableData {
+  state(): unknown;
+  setState(state: unknown): void;
+}
+
+export type BatchSource = AsyncIterable<CollatedBatch> | Iterable<CollatedBatch>;
+
+export interface TrainerOptions {
+  /** Batches for `fit()` (the trainer disposes each batch after its step). */
+  data?: BatchSource & Partial<ResumableData>;
+  /** Run folder (config, metrics, checkpoints, exports). Without it nothing is written. */
+  outDir?: string;
+  /** Called after every iteration with its metrics. */
+  onMetrics?: (m: IterationMetrics) => void;
+  /** Receives progress lines (it/s, img/s, ETA, losses). */
+  onProgress?: (line: string) => void;
+  /** Stops `fit()` cleanly: a checkpoint is written, then it returns. */
+  signal?: AbortSignal;
+  /** Ranks sharing the losses' statistics (default: this process). */
+  group?: ProcessGroup;
+  device?: Device;
+  /** Continue from the latest complete checkpoint of `outDir` (a folder holding another run is refused otherwise). */
+  resume?: boolean;
+  /** Start from released backbone weights (`.pth`, `.safetensors` or a Hugging Face folder): student and teacher. */
+  initBackbone?: string;
+  /** Seed of the model's generator (init, drop path, RoPE augmentation). Default `train.seed`. */
+  seed?: number;
+  /** Stop after this iteration count instead of `optim.epochs × OFFICIAL_EPOCH_LENGTH`. */
+  maxIterations?: number;
+  /** Stop after this many consecutive non-finite losses (default 3, as the official loop). */
+  maxNonFinite?: number;
+  /** Progress line every N iterations (default 10). */
+  progressEvery?: number;
+}
+
+export interface FitResult {
+  iterations: number;
+  stoppedBy: 'end' | 'abort' | 'data';
+  lastMetrics: IterationMetrics | undefined;
+  checkpoint: string | undefined;
+}
+
+interface TrainState {
+  iteration: number;
+  nonFiniteStreak: number;
+  numGramUpdates: number;
+  gramTeacherInitialized: boolean;
+  data: unknown;
+}
+
+/**
+ * The SSL trainer: `await Trainer.create(config, options)` builds the model, optimizer and schedules (and resumes or
+ * loads initial weights); `step(batch)` runs the next iteration; `fit()` runs them all over `options.data`.
+ * @example
+ * const trainer = await Trainer.create(await loadSSLConfig('cpu_tiny_fmnist'), { data: loader, outDir: 'runs/a' });
+ * await trainer.fit();
+ * trainer.dispose();
+ */
+export class Trainer {
+  readonly cfg: SSLConfig;
+  readonly model: SSLMetaArch;
+  readonly optimizer: ReturnType<typeof buildOptimizer>;
+  readonly schedules: TrainSchedules;
+  readonly generator: Generator;
+  readonly maxIterations: number;
+  /** The next iteration to run. */
+  iteration = 0;
+  #nonFiniteStreak = 0;
+  #numGramUpdates = 0;
+  readonly #o: TrainerOptions;
+  #metricsLog: MetricsLog | undefined;
+  #progress: ProgressReporter | undefined;
+  #lastCheckpoint: string | undefined;
+
+  private constructor(cfg: SSLConfig, o: TrainerOptions) {
+    this.cfg = cfg;
+    this.#o = o;
+    this.generator = new Generator(o.seed ?? cfg.train.seed);
+    this.model = new SSLMetaArch(cfg, { generator: this.generator, group: o.group, device: o.device });
+    this.optimizer = buildOptimizer(this.model, cfg.optim);
+    const world = o.group?.worldSize ?? 1;
+    this.schedules = buildSchedulers(applyScalingRules(cfg, world), world);
+    this.maxIterations = o.maxIterations ?? cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH;
+    if (!Number.isSafeInteger(this.maxIterations) || this.maxIterations < 1) throw new ConfigError(`the run needs at least one iteration, got ${this.maxIterations}`);
+  }
+
+  /** Builds a trainer; with `outDir`, prepares the run folder (refusing another run unless `resume`). */
+  static async create(config: SSLConfig | string, o: TrainerOptions = {}): Promise<Trainer> {
+    const cfg = typeof config === 'string' ? await loadSSLConfig(config) : config;
+    if (o.outDir) await prepareRunDir(o.outDir, { resume: o.resume });
+    const t = new Trainer(cfg, o);
+    try {
+      if (o.initBackbone) await t.#initBackbone(o.initBackbone);
+      if (o.resume && o.outDir) await t.#resume(o.outDir);
+      if (o.outDir) {
+        await writeResolvedConfig(o.outDir, cfg);
+        t.#metricsLog = await MetricsLog.open(join(o.outDir, METRICS_FILE), { resumeFrom: t.iteration - 1 });
+      }
+      if (o.onProgress) {
+        const images = cfg.train.batch_size_per_gpu * (o.group?.worldSize ?? 1);
+        t.#progress = new ProgressReporter({ total: t.maxIterations, imagesPerIteration: images, write: o.onProgress, every: o.progressEvery ?? 10 });
+      }
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
+  }
+
+  async #initBackbone(source: string): Promise<void> {
+    const { sd } = await readCheckpoint(source);
+    const backboneSd = stripTrainingPrefixes(sd);
+    loadBackboneStateDict(this.model.student.backbone, backboneSd, { strict: true, source });
+    this.model.teacher.backbone.loadStateDict(this.model.student.backbone.stateDict(), { strict: true });
+  }
+
+  /** Runs iteration `this.iteration` on `batch` (schedules at that iteration) and advances. */
+  step(batch: CollatedBatch): IterationMetrics {
+    const it = this.iteration;
+    const g = this.cfg.gram;
+    if (g.use_loss && g.it_load_ema_teacher === it) this.model.gramLoadEmaTeacher();
+    if (g.use_loss && g.ckpt == null && g.ema_teacher === false && !this.model.gramTeacherInitialized && it > g.it_load_ema_teacher && g.it_load_ema_teacher >= 0) {
+      // resumed past the load iteration without a saved gram teacher: reload it from the EMA teacher
+      this.model.gramLoadEmaTeacher();
+    }
+    const m = trainIteration(this.model, this.optimizer, batch, {
+      iteration: it,
+      values: scheduleValues(this.schedules, it),
+      clipGrad: this.cfg.optim.clip_grad,
+      nonFiniteStreak: this.#nonFiniteStreak,
+      maxNonFinite: this.#o.maxNonFinite,
+    });
+    this.#nonFiniteStreak = m.stepped ? 0 : this.#nonFiniteStreak + 1;
+    // Gram refresh after the iteration (official do_train: (it + 1) >= it_first_update and (it + 1) % frequency == 0).
+    if (
+      g.use_loss &&
+      g.rep_update &&
+      this.model.gramTeacher &&
+      it + 1 >= g.it_first_update &&
+      (it + 1) % g.update_frequency === 0 &&
+      (g.max_updates == null || this.#numGramUpdates < g.max_updates)
+    ) {
+      this.model.updateGram();
+      this.#numGramUpdates++;
+      m.gram_teacher_updates = this.#numGramUpdates;
+    }
+    this.iteration = it + 1;
+    const record = metricsRecord(m);
+    this.#metricsLog?.append(record);
+    this.#progress?.update(it, record);
+    this.#o.onMetrics?.(m);
+    return m;
+  }
+
+  /** Runs until `maxIterations`, the end of the data or an abort; checkpoints every `checkpointing.period`. */
+  async fit(): Promise<FitResult> {
+    const data = this.#o.data;
+    if (!data) throw new ConfigError('Trainer.fit: no data (pass options.data, or call step() with your own batches)');
+    const iterator = Symbol.asyncIterator in data ? data[Symbol.asyncIterator]() : (data as Iterable<CollatedBatch>)[Symbol.iterator]();
+    const period = this.cfg.checkpointing.period;
+    let last: IterationMetrics | undefined;
+    let stoppedBy: FitResult['stoppedBy'] = 'end';
+    try {
+      while (this.iteration < this.maxIterations) {
+        if (this.#o.signal?.aborted) {
+          stoppedBy = 'abort';
+          break;
+        }
+        const next = await iterator.next();
+        if (next.done) {
+          stoppedBy = 'data';
+          break;
+        }
+        const batch = next.value;
+        try {
+          last = this.step(batch);
+        } finally {
+          for (const t of batchTensors(batch)) t.dispose();
+        }
+        if (this.#o.outDir && this.iteration % period === 0 && this.iteration < this.maxIterations) await this.saveCheckpoint();
+        const evalPeriod = this.cfg.evaluation.eval_period_iterations;
+        if (this.#o.outDir && evalPeriod > 0 && this.iteration % evalPeriod === 0) await this.exportTeacher(this.iteration - 1);
+      }
+    } finally {
+      await iterator.return?.();
+    }
+    if (this.#o.outDir) {
+      await this.saveCheckpoint();
+      if (stoppedBy !== 'abort') {
+        await this.exportTeacher();
+        this.#metricsLog?.sync();
+        await renderLossCurve(join(this.#o.outDir, METRICS_FILE), join(this.#o.outDir, 'loss_curve.png')).catch((e: unknown) => {
+          if (!(e instanceof ConfigError)) throw e; // no metrics yet: no curve
+        });
+      }
+    }
+    return { iterations: this.iteration, stoppedBy, lastMetrics: last, checkpoint: this.#lastCheckpoint };
+  }
+
+  #state(): TrainState {
+    const data = this.#o.data;
+    return {
+      iteration: this.iteration,
+      nonFiniteStreak: this.#nonFiniteStreak,
+      numGramUpdates: this.#numGramUpdates,
+      gramTeacherInitialized: this.model.gramTeacherInitialized,
+      data: data && typeof data.state === 'function' ? data.state() : null,
+    };
+  }
+
+  /** Writes a checkpoint of the completed iterations (atomic; keeps `checkpointing.max_to_keep`). Returns its path. */
+  async saveCheckpoint(): Promise<string> {
+    const outDir = this.#o.outDir;
+    if (!outDir) throw new ConfigError('Trainer.saveCheckpoint: no outDir');
+    if (this.iteration === 0) throw new ConfigError('Trainer.saveCheckpoint: no iteration has run yet');
+    const opt = optimizerToCheckpoint(this.optimizer.stateDict());
+    const gens = generatorStates({ model: this.generator });
+    try {
+      const tensors: Record<string, StateDict> = {
+        student: this.model.student.stateDict(),
+        teacher: this.model.teacher.stateDict(),
+        losses: new Map([...this.model.dinoLoss.stateDict('dino_loss'), ...this.model.ibotPatchLoss.stateDict('ibot_patch_loss')]),
+        optimizer: opt.tensors,
+        rng: gens,
+      };
+      if (this.model.gramTeacher) tensors.gram_teacher = this.model.gramTeacher.stateDict();
+      const json = { trainer: this.#state(), optimizer: opt.json, config: this.cfg as unknown };
+      this.#lastCheckpoint = await saveCheckpoint(outDir, this.iteration - 1, { tensors, json: JSON.parse(JSON.stringify(json)) as unknown }, {
+        keepLast: this.cfg.checkpointing.max_to_keep,
+      });
+      return this.#lastCheckpoint;
+    } finally {
+      for (const t of gens.values()) t.dispose();
+    }
+  }
+
+  async #resume(outDir: string): Promise<void> {
+    const ck = await loadLatestCheckpoint(outDir);
+    if (!ck) return; // nothing saved yet: a fresh start in this folder
+    try {
+      const t = ck.tensors;
+      const need = (k: string): Map<string, Tensor> => {
+        const m = t[k];
+        if (!m) throw new ConfigError(`${ck.path}: no "${k}" tensors in the checkpoint`);
+        return m;
+      };
+      this.model.student.loadStateDict(need('student'), { strict: true });
+      this.model.teacher.loadStateDict(need('teacher'), { strict: true });
+      if (this.model.gramTeacher && t.gram_teacher) this.model.gramTeacher.loadStateDict(t.gram_teacher, { strict: true });
+      const losses = t.losses;
+      if (losses) {
+        const pick = (p: string) => new Map([...losses].filter(([k]) => k.startsWith(`${p}.`)).map(([k, v]) => [k.slice(p.length + 1), v]));
+        this.model.dinoLoss.loadStateDict(pick('dino_loss'));
+        this.model.ibotPatchLoss.loadStateDict(pick('ibot_patch_loss'));
+      }
+      const json = ck.json as { trainer: TrainState; optimizer: OptimizerJson };
+      this.optimizer.loadStateDict(optimizerFromCheckpoint(need('optimizer'), json.optimizer));
+      restoreGeneratorStates(need('rng'), { model: this.generator });
+      const s = json.trainer;
+      this.iteration = s.iteration;
+      this.#nonFiniteStreak = s.nonFiniteStreak;
+      this.#numGramUpdates = s.numGramUpdates;
+      this.model.gramTeacherInitialized = s.gramTeacherInitialized;
+      const data = this.#o.data;
+      if (s.data != null && data && typeof data.setState === 'function') data.setState(s.data);
+      this.#lastCheckpoint = ck.path;
+    } finally {
+      ck.dispose();
+    }
+  }
+
+  /** Exports the teacher backbone as `.safetensors` (readable by `loadBackbone`). */
+  async exportTeacher(iteration?: number): Promise<string> {
+    const outDir = this.#o.outDir;
+    if (!outDir) throw new ConfigError('Trainer.exportTeacher: no outDir');
+    return exportTeacherBackbone(outDir, this.model.teacher.backbone.stateDict(), iteration === undefined ? {} : { iteration });
+  }
+
+  dispose(): void {
+    this.#metricsLog?.close();
+    this.optimizer.dispose();
+    this.model.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** One JSONL line: scalar metrics, `<submodule>_grad_norm`, `stepped` as 0/1, and memory. */
+function metricsRecord(m: IterationMetrics): MetricsRecord {
+  const out: MetricsRecord = { iteration: m.iteration };
+  for (const [k, v] of Object.entries(m)) {
+    if (typeof v === 'number') out[k] = v;
+    else if (typeof v === 'boolean') out[k] = v ? 1 : 0;
+  }
+  for (const [k, v] of Object.entries(m.grad_norms)) out[`${k}_grad_norm`] = v;
+  return { ...out, ...memoryMetrics() };
+}
+
+/** `Trainer.create` + `fit()` + `dispose()`. */
+export async function train(config: SSLConfig | string, o: TrainerOptions = {}): Promise<FitResult> {
+  const t = await Trainer.create(config, o);
+  try {
+    return await t.fit();
+  } finally {
+    t.dispose();
+  }
+}
+
+export { NanLossError };
