@@ -15,6 +15,7 @@ import type { Interpolation, Normalization, ResizePolicy } from '../data/transfo
 import type { FeatureDType, FeatureFileFormat } from '../features/save.js';
 import type { LayerSelection } from '../features/backbone.js';
 import type { CliIO } from './progress.js';
+import { addTrainCommand } from './train.js';
 
 const positiveInt = (v: string): number => {
   const n = Number(v);
@@ -179,7 +180,7 @@ async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
  */
 export function buildProgram(io: CliIO): Command {
   const program = new Command('dinov3')
-    .description('DINOv3 feature extraction and visualisation on libtorch')
+    .description('DINOv3 self-supervised training, feature extraction and visualisation on libtorch')
     .version(version())
     .exitOverride()
     .showSuggestionAfterError(true)
@@ -224,6 +225,7 @@ export function buildProgram(io: CliIO): Command {
       .option('--no-composite', 'write the PCA map alone, without the input image'),
   );
   pca.action((o: PcaOptions, cmd: Command) => runPca(o, io).catch(fail(cmd)));
+  addTrainCommand(program, io, fail);
   return program;
 }
 

@@ -1,0 +1,86 @@
+// `dinov3 train`: self-supervised pretraining from a config (YAML/JSON file or preset) and dotlist overrides, on a
+// data source, into a run folder; resumable, stops cleanly on SIGINT/SIGTERM (checkpoint first).
+import { type Command, InvalidArgumentError } from 'commander';
+
+import type { CliIO } from './progress.js';
+
+const positiveInt = (v: string): number => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
+  return n;
+};
+
+export interface TrainCliOptions {
+  config: string;
+  data: string;
+  out: string;
+  resume?: boolean;
+  initBackbone?: string;
+  maxIterations?: number;
+  threads?: number;
+  workers?: number;
+  seed?: number;
+  progressEvery: number;
+}
+
+async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Promise<void> {
+  const { loadSSLConfig } = await import('../train/config.js');
+  const { Trainer } = await import('../train/trainer.js');
+  const { openTrainingData } = await import('../train/data.js');
+  const { setNumThreads } = await import('../tensor/device.js');
+  if (o.threads) setNumThreads(o.threads);
+  const cfg = await loadSSLConfig(o.config, [...overrides, `train.output_dir=${o.out}`]);
+  const data = await openTrainingData(o.data, cfg, { workers: o.workers, seed: o.seed, onWarning: (m) => io.stderr.write(`warning: ${m}\n`) });
+  const ac = new AbortController();
+  const stop = () => {
+    if (!ac.signal.aborted) io.stderr.write('stopping after this iteration (checkpoint first)…\n');
+    ac.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const trainer = await Trainer.create(cfg, {
+      data,
+      outDir: o.out,
+      resume: o.resume,
+      initBackbone: o.initBackbone,
+      maxIterations: o.maxIterations,
+      seed: o.seed,
+      signal: ac.signal,
+      progressEvery: o.progressEvery,
+      onProgress: (line) => io.stderr.write(`${line}\n`),
+    });
+    try {
+      if (o.resume && trainer.iteration > 0) io.stderr.write(`resuming at iteration ${trainer.iteration}\n`);
+      const r = await trainer.fit();
+      io.stdout.write(`${JSON.stringify({ iterations: r.iterations, stoppedBy: r.stoppedBy, checkpoint: r.checkpoint, out: o.out, last: r.lastMetrics })}\n`);
+    } finally {
+      trainer.dispose();
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await data.close?.();
+  }
+}
+
+/** Registers `dinov3 train` on `program`. */
+export function addTrainCommand(program: Command, io: CliIO, fail: (cmd: Command) => (e: unknown) => void): Command {
+  const cmd = program
+    .command('train')
+    .description('self-supervised DINOv3 pretraining (DINO + iBOT + KoLeo, optional Gram) into a run folder')
+    .exitOverride()
+    .argument('[overrides...]', 'config overrides as dotted key=value (optim.lr=1e-4 crops.local_crops_number=4)')
+    .requiredOption('--config <yaml|json|preset>', 'config file, or a preset: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny')
+    .requiredOption('--data <source>', 'image folder, IDX images file (MNIST/Fashion-MNIST), list file (path[,label] per line), or "synthetic"')
+    .requiredOption('--out <runDir>', 'run folder (config, metrics, checkpoints, teacher exports, loss curve)')
+    .option('--resume', 'continue from the latest complete checkpoint in --out')
+    .option('--init-backbone <weights>', 'start student and teacher backbones from released weights (.pth, .safetensors, HF folder)')
+    .option('--max-iterations <n>', 'stop after n iterations (schedules still span optim.epochs × OFFICIAL_EPOCH_LENGTH)', positiveInt)
+    .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+    .option('--workers <n>', 'data-loading worker threads', positiveInt)
+    .option('--seed <n>', 'seed of the model and data randomness (default train.seed)', (v) => Number(v))
+    .option('--progress-every <n>', 'progress line every n iterations', positiveInt, 10);
+  cmd.action((overrides: string[], o: TrainCliOptions, c: Command) => runTrain(overrides, o, io).catch(fail(c)));
+  return cmd;
+}
