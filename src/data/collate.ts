@@ -153,12 +153,21 @@ export function collateDataAndCast(samples: readonly MultiCropSample[], o: Colla
       }
   }
   const made: { dispose(): void }[] = [];
+  const crops = (c: { data: Float32Array; shape: number[] }) => {
+    const t = tensor(c.data, { shape: c.shape });
+    if (dtype === 'float32') return t;
+    try {
+      return t.to(dtype);
+    } finally {
+      t.dispose();
+    }
+  };
   const mk = <T extends { dispose(): void }>(t: T) => (made.push(t), t);
   try {
     const u8 = mk(tensor(flat, { shape: [nCrops, N] }));
     const batch: CollatedBatch = {
-      collated_global_crops: mk(tensor(g.data, { shape: g.shape, dtype })),
-      collated_local_crops: mk(tensor(l.data, { shape: l.shape, dtype })),
+      collated_global_crops: mk(crops(g)),
+      collated_local_crops: mk(crops(l)),
       collated_masks: mk(u8.to('bool')),
       mask_indices_list: mk(tensor(BigInt64Array.from(indices), { shape: [indices.length] })),
       masks_weight: mk(tensor(Float32Array.from(weights), { shape: [weights.length] })),
@@ -166,7 +175,7 @@ export function collateDataAndCast(samples: readonly MultiCropSample[], o: Colla
       upperbound,
     };
     u8.dispose();
-    if (gram) batch.collated_gram_teacher_crops = mk(tensor(gram.data, { shape: gram.shape, dtype }));
+    if (gram) batch.collated_gram_teacher_crops = mk(crops(gram));
     if (o.globalBatchSize !== undefined) batch.global_batch_size = o.globalBatchSize;
     if (samples.every((s) => s.label !== undefined)) batch.labels = mk(tensor(BigInt64Array.from(samples, (s) => BigInt(s.label!)), { shape: [B] }));
     return batch;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, test } from 'vitest';
 
-import { ConfigError, memory } from '../../../src/index.js';
+import { ConfigError, memory, scope } from '../../../src/index.js';
 import { batchTensors, collateDataAndCast, collateMasks, disposeBatch, linspaceF32, maskTargets, MaskingGenerator, officialMaxNumPatches, Rng } from '../../../src/data/index.js';
 
 const FIX = JSON.parse(readFileSync(new URL('../../fixtures/masking_stats.json', import.meta.url), 'utf8')) as {
@@ -117,12 +117,12 @@ describe('collate_data_and_cast (dinov3/data/collate.py)', () => {
       expect(batch.collated_global_crops.shape).toEqual([8, 3, 32, 32]);
       expect(batch.collated_local_crops.shape).toEqual([12, 3, 16, 16]);
       // crop-major: row c·B + b is crop c of image b
-      const gfirst = batch.collated_global_crops.reshape([8, -1]).select(1, 0).toArray();
+      const gfirst = scope(() => batch.collated_global_crops.reshape([8, -1]).select(1, 0).toArray());
       expect(gfirst).toEqual([0, 10, 20, 30, 1, 11, 21, 31]);
-      expect(batch.collated_local_crops.reshape([12, -1]).select(1, 0).toArray()).toEqual([100, 101, 102, 103, 200, 201, 202, 203, 300, 301, 302, 303]);
+      expect(scope(() => batch.collated_local_crops.reshape([12, -1]).select(1, 0).toArray())).toEqual([100, 101, 102, 103, 200, 201, 202, 203, 300, 301, 302, 303]);
       expect(batch.collated_masks.dtype).toBe('bool');
       expect(batch.collated_masks.shape).toEqual([8, 4]);
-      const flat = batch.collated_masks.to('int32').toArray();
+      const flat = scope(() => batch.collated_masks.to('int32').toArray());
       const m = Array.from({ length: 8 }, (_, i) => flat.slice(4 * i, 4 * i + 4));
       const idx = flat.flatMap((v, i) => (v ? [i] : []));
       expect(batch.mask_indices_list.toArray()).toEqual(idx);
