@@ -8,3 +8,5 @@ export * from './batch.js';
 export * from './datasets/index.js';
 export * from './masking.js';
 export * from './collate.js';
+export * from './loader.js';
+export { loadTransform, type SampleTask, type SampleResult } from './loader_task.js';
