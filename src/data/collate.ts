@@ -10,7 +10,7 @@ import type { MaskingGenerator } from './masking.js';
 import type { Rng } from './rng.js';
 
 /** What the augmentation produces per image: normalised float32 CHW crops (square unless sizes are given). */
-export interface MultiCropSample {
+export interface CollateSample {
   global: Float32Array[];
   local: Float32Array[];
   gramTeacher?: Float32Array[];
@@ -58,7 +58,7 @@ const side = (len: number, what: string): number => {
 };
 
 /** Stacks crop `c` of every sample, crop-major, into one buffer. */
-function stackCrops(samples: readonly MultiCropSample[], key: 'global' | 'local' | 'gramTeacher', n: number): { data: Float32Array; shape: number[] } {
+function stackCrops(samples: readonly CollateSample[], key: 'global' | 'local' | 'gramTeacher', n: number): { data: Float32Array; shape: number[] } {
   const first = samples[0]![key]![0];
   if (n === 0 || !first) return { data: new Float32Array(0), shape: [0, 3, 0, 0] };
   const len = first.length;
@@ -124,7 +124,7 @@ export function collateMasks(
  * @example const batch = collateDataAndCast(samples, { maskGenerator: new MaskingGenerator({ inputSize: 14, maxNumPatches: 98 }) }, rng);
  * @throws ConfigError for an empty list, samples with different crop counts or sizes, or bad mask options.
  */
-export function collateDataAndCast(samples: readonly MultiCropSample[], o: CollateOptions, rng: Rng): CollatedBatch {
+export function collateDataAndCast(samples: readonly CollateSample[], o: CollateOptions, rng: Rng): CollatedBatch {
   if (samples.length === 0) throw new ConfigError('collate: no samples');
   const s0 = samples[0]!;
   const nG = s0.global.length;

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 
 import { ConfigError, DatasetError, ImageError, WorkerError } from '../native/errors.js';
 import { type CollatedBatch, disposeBatch } from './batch.js';
-import { type CollateOptions, collateDataAndCast, type MultiCropSample } from './collate.js';
+import { type CollateOptions, collateDataAndCast, type CollateSample } from './collate.js';
 import type { Dataset, DatasetSpec, SkippedSample } from './datasets/types.js';
 import { loadTransform, runTask, type SampleResult, type SampleTask, type SampleTransform, type TransformModule } from './loader_task.js';
 import { Rng } from './rng.js';
@@ -110,7 +110,7 @@ const MAX_ATTEMPTS = 16;
 
 interface Slot {
   iteration: number;
-  results: (MultiCropSample | undefined)[];
+  results: (CollateSample | undefined)[];
   pending: number;
   resolve: (b: CollatedBatch) => void;
   reject: (e: unknown) => void;
@@ -392,7 +392,7 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
     slot.results[info.j] = { global: r.global, local: r.local, gramTeacher: r.gramTeacher, label: r.label };
     if (--slot.pending > 0) return;
     try {
-      const batch = collateDataAndCast(slot.results as MultiCropSample[], this.o.collate, Rng.derive(this.o.seed, 1, slot.iteration, this.o.rank));
+      const batch = collateDataAndCast(slot.results as CollateSample[], this.o.collate, Rng.derive(this.o.seed, 1, slot.iteration, this.o.rank));
       slot.results.fill(undefined);
       slot.resolve(batch);
     } catch (e) {
