@@ -210,6 +210,11 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
     try {
       batch = await slot.promise;
     } catch (e) {
+      if (slot.dead && !this.failure) {
+        // dropped while awaited: by close() (the stream ends) or setState() (continue from the new position)
+        if (this.closed) return { done: true, value: undefined };
+        return this.next();
+      }
       if (!this.failure) this.failure = e as Error;
       await this.close();
       throw e;
@@ -241,6 +246,7 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
     for (const s of this.slots) {
       s.dead = true;
       s.promise.then(disposeBatch, () => undefined);
+      s.reject(new ConfigError('DataLoader: batch dropped')); // a next() awaiting it moves on (no-op when settled)
     }
     this.slots.length = 0;
     this.queue.length = 0;

@@ -38,3 +38,25 @@ test('worker threads from TypeScript sources: a ConfigError naming the missing c
   );
   await loader.close();
 });
+
+test('close() or setState() while a next() is pending: it ends or continues, never hangs', async () => {
+  const slow = async (im: { data: Uint8Array }, rng: { random(): number }) => {
+    await new Promise((r) => setTimeout(r, 20));
+    return transform(im, rng);
+  };
+  const before = memory().liveTensors;
+  const a = new DataLoader({ dataset, batchSize: 2, transform: slow, collate, workers: 0 });
+  const pending = a.next();
+  await a.close();
+  expect((await pending).done).toBe(true);
+  const b = new DataLoader({ dataset, batchSize: 2, transform: slow, collate, workers: 0, seed: 4 });
+  const p2 = b.next();
+  b.setState({ ...b.state(), iteration: 5 });
+  const r = await p2;
+  expect(r.done).toBe(false);
+  disposeBatch(r.value!);
+  expect(b.state().iteration).toBe(6);
+  await b.close();
+  await new Promise((r) => setTimeout(r, 100)); // let dropped tasks finish
+  expect(memory().liveTensors).toBe(before);
+});
