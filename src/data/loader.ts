@@ -157,6 +157,7 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
   private spec: DatasetSpec | undefined;
   private failure: Error | null = null;
   private closed = false;
+  private readonly scratch = new Map<string, Float32Array>();
 
   /** @throws ConfigError for bad options; DatasetError for an empty dataset. */
   constructor(options: DataLoaderOptions) {
@@ -236,6 +237,7 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
     if (this.closed) return;
     this.closed = true;
     this.dropSlots();
+    this.scratch.clear();
     const pool = this.pool;
     this.pool = null;
     if (pool) await Promise.all(pool.map((p) => p.w.terminate()));
@@ -398,7 +400,7 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
     slot.results[info.j] = { global: r.global, local: r.local, gramTeacher: r.gramTeacher, label: r.label };
     if (--slot.pending > 0) return;
     try {
-      const batch = collateDataAndCast(slot.results as CollateSample[], this.o.collate, Rng.derive(this.o.seed, 1, slot.iteration, this.o.rank));
+      const batch = collateDataAndCast(slot.results as CollateSample[], { ...this.o.collate, scratch: this.scratch }, Rng.derive(this.o.seed, 1, slot.iteration, this.o.rank));
       slot.results.fill(undefined);
       slot.resolve(batch);
     } catch (e) {

@@ -146,6 +146,22 @@ describe('collate_data_and_cast (dinov3/data/collate.py)', () => {
     expect(memory().liveTensors).toBe(before);
   });
 
+  test('reused staging buffers (scratch) give each batch its own data', () => {
+    const gen = new MaskingGenerator({ inputSize: 2 });
+    const mk = (v: number) => ({ global: [new Float32Array(48).fill(v), new Float32Array(48).fill(v + 1)], local: [new Float32Array(12).fill(v + 2)] });
+    const scratch = new Map<string, Float32Array>();
+    const a = collateDataAndCast([mk(0), mk(10)], { maskGenerator: gen, scratch }, Rng.derive(1));
+    const buf = scratch.get('global');
+    const b = collateDataAndCast([mk(100), mk(110)], { maskGenerator: gen, scratch }, Rng.derive(1));
+    expect(scratch.get('global')).toBe(buf);
+    const first = (t: typeof a.collated_global_crops) => scope(() => t.reshape([t.shape[0]!, -1]).select(1, 0).toArray());
+    expect(first(a.collated_global_crops)).toEqual([0, 10, 1, 11]);
+    expect(first(b.collated_global_crops)).toEqual([100, 110, 101, 111]);
+    expect(first(b.collated_local_crops)).toEqual([102, 112]);
+    disposeBatch(a);
+    disposeBatch(b);
+  });
+
   test('mismatched samples are typed errors', () => {
     const gen = new MaskingGenerator({ inputSize: 2 });
     const c = new Float32Array(3 * 4 * 4);
