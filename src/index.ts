@@ -40,3 +40,4 @@ export * from './checkpoint/sources.js';
 export { inferVitConfig } from './checkpoint/infer.js';
 export * from './data/index.js';
 export * from './features/index.js';
+export * from './eval/index.js';

@@ -71,6 +71,34 @@ interface PcaOptions extends CommonOptions {
   composite: boolean;
 }
 
+interface EvalOptions extends CommonOptions {
+  train: string;
+  val: string;
+  resolution: number;
+  batchSize: number;
+  k: number[];
+  temperature: number;
+  epochs: number;
+  lr?: number[];
+  avgpool?: boolean;
+  onError: 'skip' | 'fail';
+  progress: boolean;
+}
+
+const listArg =
+  (parse: (s: string) => number, what: string) =>
+  (v: string): number[] => {
+    const out = v.split(',').map((s) => parse(s.trim()));
+    if (out.length === 0 || out.some((n) => !Number.isFinite(n))) throw new InvalidArgumentError(`expected comma-separated ${what}.`);
+    return out;
+  };
+
+const positiveNumber = (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number.');
+  return n;
+};
+
 /** The package version (package.json above this file, in src/ or dist/src/). */
 function version(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -175,6 +203,53 @@ async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
   }
 }
 
+async function runEval(mode: 'knn' | 'linear', o: EvalOptions, io: CliIO): Promise<void> {
+  if (o.layers !== undefined) throw new Error('eval: --layers is not supported (evaluation uses the final CLS token [+ mean patch token])');
+  const started = Date.now();
+  const [{ openDataset }, { checkEvalDatasets, evaluateBackbone }, { progressBar }] = await Promise.all([
+    import('../data/datasets/index.js'),
+    import('../eval/index.js'),
+    import('./progress.js'),
+  ]);
+  const [train, val] = await Promise.all([openDataset(o.train), openDataset(o.val)]);
+  checkEvalDatasets(train, val); // before the model is loaded: bad datasets fail fast
+  const { model, normalization } = await loadModel(o);
+  const bars = new Map<string, ReturnType<typeof progressBar>>();
+  const bar = (phase: string) => {
+    let b = bars.get(phase);
+    if (!b) {
+      for (const other of bars.values()) other.stop();
+      b = progressBar(io, phase === 'train' || phase === 'val' ? `features (${phase})` : phase, o.progress);
+      bars.set(phase, b);
+    }
+    return b;
+  };
+  try {
+    const r = await evaluateBackbone(model, mode, train, val, {
+      resolution: o.resolution,
+      batchSize: o.batchSize,
+      normalization,
+      avgpool: o.avgpool,
+      onError: o.onError,
+      knn: { ks: o.k, temperature: o.temperature },
+      linear: { epochs: o.epochs, learningRates: o.lr },
+      onProgress: (phase, done, total, skipped) => bar(phase).update(done, total, skipped),
+    });
+    for (const b of bars.values()) b.stop();
+    for (const s of [...r.train.skipped, ...r.val.skipped]) io.stderr.write(`warning: skipped ${s.message}\n`);
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    const headline =
+      mode === 'knn'
+        ? r.knn!.map((k) => `k=${k.k}: top-1 ${(100 * k.top1).toFixed(2)}%, top-5 ${(100 * k.top5).toFixed(2)}%`).join('; ')
+        : `top-1 ${(100 * r.linear!.top1).toFixed(2)}%, top-5 ${(100 * r.linear!.top5).toFixed(2)}% (lr ${r.linear!.learningRate})`;
+    io.stderr.write(`eval ${mode}: ${r.train.images} train / ${r.val.images} val images, ${r.numClasses} classes: ${headline} in ${secs} s\n`);
+    io.stdout.write(`${JSON.stringify({ ...r, train: { images: r.train.images, skipped: r.train.skipped }, val: { images: r.val.images, skipped: r.val.skipped } })}\n`);
+  } finally {
+    for (const b of bars.values()) b.stop();
+    model.dispose();
+  }
+}
+
 /**
  * Builds the `dinov3` program. `io` receives all output; commander errors throw CommanderError (exitOverride).
  */
@@ -226,6 +301,30 @@ export function buildProgram(io: CliIO): Command {
   );
   pca.action((o: PcaOptions, cmd: Command) => runPca(o, io).catch(fail(cmd)));
   addTrainCommand(program, io, fail);
+
+  const evalCmd = program.command('eval').description('k-NN or linear-probe accuracy of a backbone on a labeled train/val pair (JSON result on stdout)').exitOverride();
+  for (const mode of ['knn', 'linear'] as const) {
+    const sub = addModelOptions(
+      evalCmd
+        .command(mode)
+        .description(mode === 'knn' ? 'weighted k-NN on L2-normalised CLS features (T = 0.07)' : 'linear classifiers on frozen CLS + mean patch features, best of a learning-rate grid')
+        .exitOverride()
+        .requiredOption('--train <data>', 'train set: image folder (class subfolders), list file (path,label), or IDX images file')
+        .requiredOption('--val <data>', 'validation set (same kinds)')
+        .option('--resolution <pixels>', 'centre-crop side (short side resized to 256/224 of it)', positiveInt, 224)
+        .option('--batch-size <n>', 'images per forward pass', positiveInt, 32)
+        .addOption(new Option('--on-error <mode>', 'unreadable or corrupt images: skip them (with a warning) or stop').choices(['skip', 'fail']).default('skip'))
+        .option('--no-progress', 'no progress bar'),
+    );
+    if (mode === 'knn')
+      sub.option('--k <list>', 'neighbour counts, comma-separated', listArg(Number, 'positive integers'), [20]).option('--temperature <t>', 'vote temperature', positiveNumber, 0.07);
+    else
+      sub
+        .option('--epochs <n>', 'training epochs', positiveInt, 10)
+        .option('--lr <list>', 'base learning rates, comma-separated (default: the official grid)', listArg(Number, 'numbers'))
+        .option('--no-avgpool', 'CLS token only (default: CLS + mean patch token)');
+    sub.action((o: EvalOptions, cmd: Command) => runEval(mode, o, io).catch(fail(cmd)));
+  }
   return program;
 }
 
