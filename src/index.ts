@@ -41,3 +41,4 @@ export { inferVitConfig } from './checkpoint/infer.js';
 export * from './data/index.js';
 export * from './features/index.js';
 export * from './eval/index.js';
+export * from './train/index.js';
