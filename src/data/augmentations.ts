@@ -1,0 +1,453 @@
+// The DINO multi-crop augmentation (`dinov3/data/augmentations.py::DataAugmentationDINO`, with
+// `dinov3/data/transforms.py::GaussianBlur`), split in two pure steps so that it runs inside worker_threads and so
+// that its random draws can be counted: `sampleMultiCropParams` draws every random choice from an `Rng`, and
+// `applyMultiCropParams` does the pixel work (src/data/kernels.ts) and returns plain Float32Arrays (CHW, normalised).
+// The same (seed, keys) therefore always gives the same crops, whatever thread computes them.
+import { ConfigError } from '../native/errors.js';
+import type { Rng } from './rng.js';
+import {
+  type Box,
+  brightnessRgb,
+  checkRgb,
+  contrastRgb,
+  gaussianBlurRgb,
+  grayscaleRgb,
+  hflipRgb,
+  hueRgb,
+  normalizeRgb,
+  resizeChwF32,
+  resizedCropRgb,
+  type RgbImage,
+  saturationRgb,
+  solarizeRgb,
+} from './kernels.js';
+
+export type { Box, RgbImage } from './kernels.js';
+
+/** ImageNet mean/std (`dinov3/data/transforms.py::IMAGENET_DEFAULT_MEAN/STD`). */
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
+export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+/**
+ * Probability that the Gaussian blur is APPLIED to each crop in the official code. `GaussianBlur(p)` in
+ * `dinov3/data/transforms.py` hands `1 − p` to `v2.RandomApply` (whose `p` is the probability of applying), so the
+ * configured 1.0 / 0.1 / 0.5 become: global crop 1 never blurred, global crop 2 blurred 90% of the time, local crops
+ * 50%. These are the defaults here, to match the official pipeline.
+ */
+export const OFFICIAL_BLUR_APPLY_PROB = { global1: 0.0, global2: 0.9, local: 0.5 } as const;
+
+/** ColorJitter(0.4, 0.4, 0.2, 0.1) ranges (`DataAugmentationDINO.__init__`, torchvision `_check_input`). */
+const JITTER = { brightness: [0.6, 1.4], contrast: [0.6, 1.4], saturation: [0.8, 1.2], hue: [-0.1, 0.1] } as const;
+const JITTER_P = 0.8;
+const GRAYSCALE_P = 0.2;
+const SOLARIZE_P = 0.2;
+const SOLARIZE_THRESHOLD = 128;
+const BLUR_KERNEL = 9;
+const BLUR_SIGMA = [0.1, 2.0] as const;
+const RATIO = [3 / 4, 4 / 3] as const;
+
+export interface MultiCropOptions {
+  /** RandomResizedCrop scale of the global crops (default [0.32, 1.0], the official ssl_default_config). */
+  globalCropsScale?: readonly [number, number];
+  /** RandomResizedCrop scale of the local crops (default [0.05, 0.32]). */
+  localCropsScale?: readonly [number, number];
+  /** Number of local crops (default 8). */
+  localCropsNumber?: number;
+  globalCropsSize?: number;
+  localCropsSize?: number;
+  /** Size of the extra crops for the gram teacher (none by default). */
+  gramTeacherCropsSize?: number | null;
+  gramTeacherNoDistortions?: boolean;
+  /** Also return the undistorted (flip only) global crops for the teacher as `globalTeacher`. */
+  teacherNoColorJitter?: boolean;
+  /** Local crops cut out of the (distorted) global crops at patch-aligned offsets. */
+  localCropsSubsetOfGlobalCrops?: boolean;
+  patchSize?: number;
+  /** One color jitter + grayscale for the whole image, before cropping. */
+  shareColorJitter?: boolean;
+  horizontalFlips?: boolean;
+  mean?: readonly number[];
+  std?: readonly number[];
+  /** Override the blur application probabilities (default: OFFICIAL_BLUR_APPLY_PROB). */
+  blurApplyProb?: { global1: number; global2: number; local: number };
+}
+
+export type ResolvedMultiCropOptions = Required<Omit<MultiCropOptions, 'gramTeacherCropsSize'>> & {
+  gramTeacherCropsSize: number | null;
+};
+
+/** The four ColorJitter factors and the order torchvision applies them in (0 brightness, 1 contrast, 2 saturation, 3 hue). */
+export interface JitterParams {
+  order: number[];
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+}
+
+/** Color distortions of one crop (or of the whole image when `shareColorJitter`). */
+export interface ColorParams {
+  /** null when the RandomApply(p = 0.8) did not fire or the distortion is not part of this crop's transform. */
+  jitter: JitterParams | null;
+  grayscale: boolean;
+}
+
+export interface CropParams {
+  /** The RandomResizedCrop box in source pixels (for subset local crops: the global crop they are cut from). */
+  box: Box;
+  /** Output side of the RandomResizedCrop (square). */
+  size: number;
+  flip: boolean;
+  color: ColorParams;
+  /** Blur σ when the blur is applied, else null. */
+  blurSigma: number | null;
+  solarize: boolean;
+}
+
+export interface LocalCropParams extends CropParams {
+  /** `localCropsSubsetOfGlobalCrops`: index of the global crop it is cut from and the (row, col) offset. */
+  subset: { global: number; row: number; col: number } | null;
+}
+
+export interface MultiCropParams {
+  width: number;
+  height: number;
+  /** `shareColorJitter`: the distortion applied to the whole image first. */
+  shared: ColorParams | null;
+  global: [CropParams, CropParams];
+  local: LocalCropParams[];
+}
+
+/** What one image becomes: normalised CHW float32 crops, in the official output order. */
+export interface MultiCropSample {
+  /** 2 × (3 × globalSize × globalSize). */
+  global: Float32Array[];
+  /** `teacherNoColorJitter`: the flipped crops without distortions (3 × cropMaxSize²); else undefined (= global). */
+  globalTeacher?: Float32Array[];
+  /** localCropsNumber × (3 × localSize × localSize). */
+  local: Float32Array[];
+  /** `gramTeacherCropsSize`: 2 × (3 × gramSize × gramSize). */
+  gramTeacher?: Float32Array[];
+  globalSize: number;
+  localSize: number;
+  gramSize?: number;
+  /** The random draws that produced it. */
+  params: MultiCropParams;
+}
+
+function checkScale(s: readonly [number, number] | undefined, what: string, dflt: [number, number]): [number, number] {
+  if (s === undefined) return dflt;
+  if (s.length !== 2 || !(s[0] > 0) || !(s[1] >= s[0]) || !(s[1] <= 1)) {
+    throw new ConfigError(`${what} must be [min, max] with 0 < min <= max <= 1, got [${s.join(', ')}]`);
+  }
+  return [s[0], s[1]];
+}
+
+function checkSize(v: number | undefined, what: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${what} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+function checkProb(p: number, what: string): number {
+  if (!(p >= 0 && p <= 1)) throw new ConfigError(`${what} must be a probability in [0, 1], got ${String(p)}`);
+  return p;
+}
+
+/** Fills in the official defaults (ssl_default_config.yaml `crops:`) and checks the options. */
+export function resolveMultiCropOptions(o: MultiCropOptions = {}): ResolvedMultiCropOptions {
+  const localCropsNumber = o.localCropsNumber ?? 8;
+  if (!Number.isInteger(localCropsNumber) || localCropsNumber < 0) {
+    throw new ConfigError(`localCropsNumber must be a non-negative integer, got ${String(localCropsNumber)}`);
+  }
+  const mean = o.mean ?? IMAGENET_MEAN;
+  const std = o.std ?? IMAGENET_STD;
+  if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s !== 0 && Number.isFinite(s))) || mean.some((m) => !Number.isFinite(m))) {
+    throw new ConfigError('mean and std must be three finite numbers each, std non-zero');
+  }
+  const blur = o.blurApplyProb ?? OFFICIAL_BLUR_APPLY_PROB;
+  const r: ResolvedMultiCropOptions = {
+    globalCropsScale: checkScale(o.globalCropsScale, 'globalCropsScale', [0.32, 1.0]),
+    localCropsScale: checkScale(o.localCropsScale, 'localCropsScale', [0.05, 0.32]),
+    localCropsNumber,
+    globalCropsSize: checkSize(o.globalCropsSize, 'globalCropsSize', 224),
+    localCropsSize: checkSize(o.localCropsSize, 'localCropsSize', 96),
+    gramTeacherCropsSize: o.gramTeacherCropsSize == null ? null : checkSize(o.gramTeacherCropsSize, 'gramTeacherCropsSize', 0),
+    gramTeacherNoDistortions: o.gramTeacherNoDistortions ?? false,
+    teacherNoColorJitter: o.teacherNoColorJitter ?? false,
+    localCropsSubsetOfGlobalCrops: o.localCropsSubsetOfGlobalCrops ?? false,
+    patchSize: checkSize(o.patchSize, 'patchSize', 16),
+    shareColorJitter: o.shareColorJitter ?? false,
+    horizontalFlips: o.horizontalFlips ?? true,
+    mean: [...mean],
+    std: [...std],
+    blurApplyProb: {
+      global1: checkProb(blur.global1, 'blurApplyProb.global1'),
+      global2: checkProb(blur.global2, 'blurApplyProb.global2'),
+      local: checkProb(blur.local, 'blurApplyProb.local'),
+    },
+  };
+  if (r.localCropsSubsetOfGlobalCrops && Math.floor((r.globalCropsSize - r.localCropsSize) / r.patchSize) < 1) {
+    // np.random.randint(0, 0) raises in the official code.
+    throw new ConfigError(
+      `localCropsSubsetOfGlobalCrops needs globalCropsSize − localCropsSize >= patchSize, got ${r.globalCropsSize} − ${r.localCropsSize} < ${r.patchSize}`,
+    );
+  }
+  return r;
+}
+
+/** Python's round() on floats: half to even. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * torchvision v2 `RandomResizedCrop.make_params`: up to 10 tries of area ∈ scale·H·W (uniform) and log-uniform
+ * aspect ratio in [3/4, 4/3]; w = round(√(area·ratio)), h = round(√(area/ratio)); uniform top-left; else the
+ * centre crop with the ratio clamped.
+ */
+export function sampleResizedCropBox(rng: Rng, width: number, height: number, scale: readonly [number, number]): Box {
+  const area = width * height;
+  const lr0 = Math.log(RATIO[0]);
+  const lr1 = Math.log(RATIO[1]);
+  for (let t = 0; t < 10; t++) {
+    const targetArea = area * rng.uniform(scale[0], scale[1]);
+    const aspect = Math.exp(rng.uniform(lr0, lr1));
+    const w = roundHalfEven(Math.sqrt(targetArea * aspect));
+    const h = roundHalfEven(Math.sqrt(targetArea / aspect));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const top = rng.randint(0, height - h);
+      const left = rng.randint(0, width - w);
+      return { top, left, height: h, width: w };
+    }
+  }
+  const inRatio = width / height;
+  let w: number;
+  let h: number;
+  if (inRatio < RATIO[0]) {
+    w = width;
+    h = roundHalfEven(w / RATIO[0]);
+  } else if (inRatio > RATIO[1]) {
+    h = height;
+    w = roundHalfEven(h * RATIO[1]);
+  } else {
+    w = width;
+    h = height;
+  }
+  return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
+}
+
+/** `RandomApply([ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8)` then `RandomGrayscale(p=0.2)`. */
+function sampleColor(rng: Rng): ColorParams {
+  let jitter: JitterParams | null = null;
+  if (rng.random() < JITTER_P) {
+    jitter = {
+      order: rng.permutation(4),
+      brightness: rng.uniform(JITTER.brightness[0], JITTER.brightness[1]),
+      contrast: rng.uniform(JITTER.contrast[0], JITTER.contrast[1]),
+      saturation: rng.uniform(JITTER.saturation[0], JITTER.saturation[1]),
+      hue: rng.uniform(JITTER.hue[0], JITTER.hue[1]),
+    };
+  }
+  return { jitter, grayscale: rng.random() < GRAYSCALE_P };
+}
+
+const NO_COLOR: ColorParams = { jitter: null, grayscale: false };
+
+function sampleBlur(rng: Rng, p: number): number | null {
+  const apply = rng.random() < p;
+  const sigma = rng.uniform(BLUR_SIGMA[0], BLUR_SIGMA[1]);
+  return apply ? sigma : null;
+}
+
+// Stream keys: every crop draws from its own fork of the sample's Rng, so adding an option or a crop never shifts
+// the draws of another crop.
+const KEY_SHARED = 1000;
+const KEY_GLOBAL = 0; // + index
+const KEY_LOCAL = 100; // + index
+
+/**
+ * Draws every random choice `DataAugmentationDINO.__call__` makes for one `width × height` image, in the same
+ * structure: two global RandomResizedCrop(+flip) with their color/blur/solarize draws, and the local crops.
+ */
+export function sampleMultiCropParams(width: number, height: number, rng: Rng, options: ResolvedMultiCropOptions): MultiCropParams {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new ConfigError(`image size must be positive integers, got ${String(width)}×${String(height)}`);
+  }
+  const o = options;
+  const maxSize = Math.max(o.globalCropsSize, o.gramTeacherCropsSize ?? 0);
+  const flipP = o.horizontalFlips ? 0.5 : 0;
+  const shared = o.shareColorJitter ? sampleColor(rng.fork(KEY_SHARED)) : null;
+  const perCropColor = (r: Rng) => (o.shareColorJitter ? NO_COLOR : sampleColor(r));
+
+  const globalCrop = (i: 0 | 1): CropParams => {
+    const r = rng.fork(KEY_GLOBAL + i);
+    const box = sampleResizedCropBox(r, width, height, o.globalCropsScale);
+    const flip = r.random() < flipP;
+    const color = perCropColor(r);
+    const blurSigma = sampleBlur(r, i === 0 ? o.blurApplyProb.global1 : o.blurApplyProb.global2);
+    const sol = r.random() < SOLARIZE_P;
+    return { box, size: maxSize, flip, color, blurSigma, solarize: i === 1 && sol };
+  };
+  const global: [CropParams, CropParams] = [globalCrop(0), globalCrop(1)];
+
+  const local: LocalCropParams[] = [];
+  if (o.localCropsSubsetOfGlobalCrops) {
+    const half = Math.floor(o.localCropsNumber / 2);
+    const nOff = Math.floor((o.globalCropsSize - o.localCropsSize) / o.patchSize);
+    for (let i = 0; i < 2 * half; i++) {
+      const r = rng.fork(KEY_LOCAL + i);
+      const g = i < half ? 0 : 1;
+      const color = perCropColor(r);
+      const blurSigma = sampleBlur(r, o.blurApplyProb.local);
+      const row = Math.floor(r.random() * nOff) * o.patchSize;
+      const col = Math.floor(r.random() * nOff) * o.patchSize;
+      const gp = global[g]!;
+      local.push({ box: gp.box, size: maxSize, flip: gp.flip, color, blurSigma, solarize: false, subset: { global: g, row, col } });
+    }
+  } else {
+    for (let i = 0; i < o.localCropsNumber; i++) {
+      const r = rng.fork(KEY_LOCAL + i);
+      const box = sampleResizedCropBox(r, width, height, o.localCropsScale);
+      const flip = r.random() < flipP;
+      const color = perCropColor(r);
+      const blurSigma = sampleBlur(r, o.blurApplyProb.local);
+      local.push({ box, size: o.localCropsSize, flip, color, blurSigma, solarize: false, subset: null });
+    }
+  }
+  return { width, height, shared, global, local };
+}
+
+/** The color distortion of one crop: the jitter factors in their drawn order, then grayscale. */
+export function applyColor(img: RgbImage, c: ColorParams): void {
+  const j = c.jitter;
+  if (j) {
+    for (const fn of j.order) {
+      if (fn === 0) brightnessRgb(img, j.brightness);
+      else if (fn === 1) contrastRgb(img, j.contrast);
+      else if (fn === 2) saturationRgb(img, j.saturation);
+      else hueRgb(img, j.hue);
+    }
+  }
+  if (c.grayscale) grayscaleRgb(img);
+}
+
+function copyRgb(img: RgbImage): RgbImage {
+  return { data: img.data.slice(), width: img.width, height: img.height };
+}
+
+/** Crop `size × size` at (row, col) of a CHW float image with side `side`. */
+function cutChw(src: Float32Array, side: number, row: number, col: number, size: number): Float32Array {
+  const out = new Float32Array(3 * size * size);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < size; y++) {
+      const s = c * side * side + (row + y) * side + col;
+      out.set(src.subarray(s, s + size), c * size * size + y * size);
+    }
+  }
+  return out;
+}
+
+/**
+ * The pixel work of `DataAugmentationDINO.__call__` for drawn `params` (see `sampleMultiCropParams`).
+ * `image` is interleaved 8-bit RGB; it is not modified.
+ */
+export function applyMultiCropParams(image: RgbImage, params: MultiCropParams, options: ResolvedMultiCropOptions): MultiCropSample {
+  checkRgb(image);
+  const o = options;
+  if (params.width !== image.width || params.height !== image.height) {
+    throw new ConfigError(`params were drawn for a ${params.width}×${params.height} image, got ${image.width}×${image.height}`);
+  }
+  const gs = o.globalCropsSize;
+  const ls = o.localCropsSize;
+  const gram = o.gramTeacherCropsSize;
+  const maxSize = Math.max(gs, gram ?? 0);
+  const { mean, std } = o;
+
+  let src = image;
+  if (params.shared) {
+    src = copyRgb(image);
+    applyColor(src, params.shared);
+  }
+
+  const bases: RgbImage[] = [];
+  const globalOut: Float32Array[] = [];
+  const teacher: Float32Array[] = [];
+  const gramOut: Float32Array[] = [];
+  for (let i = 0; i < 2; i++) {
+    const p = params.global[i]!;
+    const base = resizedCropRgb(src, p.box, maxSize, maxSize);
+    if (p.flip) hflipRgb(base);
+    bases.push(base);
+    if (o.teacherNoColorJitter) teacher.push(normalizeRgb(base, mean, std));
+    let work: RgbImage;
+    if (gram !== null && o.gramTeacherNoDistortions) {
+      // resize_global (PIL bicubic) before the distortions; the gram crop is the undistorted base resized.
+      work = resizedCropRgb(base, { top: 0, left: 0, width: maxSize, height: maxSize }, gs, gs);
+      if (work.data === base.data) work = copyRgb(base);
+      const g = resizedCropRgb(base, { top: 0, left: 0, width: maxSize, height: maxSize }, gram, gram);
+      gramOut.push(normalizeRgb(g, mean, std));
+    } else {
+      work = o.teacherNoColorJitter || o.localCropsSubsetOfGlobalCrops ? copyRgb(base) : base;
+    }
+    applyColor(work, p.color);
+    if (p.blurSigma !== null) gaussianBlurRgb(work, BLUR_KERNEL, p.blurSigma);
+    if (p.solarize) solarizeRgb(work, SOLARIZE_THRESHOLD);
+    const norm = normalizeRgb(work, mean, std);
+    if (gram !== null && !o.gramTeacherNoDistortions) {
+      // resize_global_post_transf and resize_gram_teacher act on the normalised float crop.
+      globalOut.push(resizeChwF32(norm, 3, maxSize, maxSize, gs, gs));
+      gramOut.push(resizeChwF32(norm, 3, maxSize, maxSize, gram, gram));
+    } else {
+      globalOut.push(norm);
+    }
+  }
+
+  const localOut: Float32Array[] = [];
+  for (const p of params.local) {
+    if (p.subset) {
+      // local_transfo on the (undistorted) global base at its crop size, then a patch-aligned cut.
+      const img = copyRgb(bases[p.subset.global]!);
+      applyColor(img, p.color);
+      if (p.blurSigma !== null) gaussianBlurRgb(img, BLUR_KERNEL, p.blurSigma);
+      const norm = normalizeRgb(img, mean, std);
+      localOut.push(cutChw(norm, img.width, p.subset.row, p.subset.col, ls));
+    } else {
+      const img = resizedCropRgb(src, p.box, ls, ls);
+      if (p.flip) hflipRgb(img);
+      applyColor(img, p.color);
+      if (p.blurSigma !== null) gaussianBlurRgb(img, BLUR_KERNEL, p.blurSigma);
+      localOut.push(normalizeRgb(img, mean, std));
+    }
+  }
+
+  const sample: MultiCropSample = { global: globalOut, local: localOut, globalSize: gs, localSize: ls, params };
+  if (o.teacherNoColorJitter) sample.globalTeacher = teacher;
+  if (gram !== null) {
+    sample.gramTeacher = gramOut;
+    sample.gramSize = gram;
+  }
+  return sample;
+}
+
+/**
+ * `DataAugmentationDINO` for TypeScript: `new MultiCropAugmentation(options).apply(image, Rng.derive(seed, iter, idx))`.
+ * All randomness comes from the given Rng, so the result is a pure function of (image, seed, keys).
+ */
+export class MultiCropAugmentation {
+  readonly options: ResolvedMultiCropOptions;
+
+  constructor(options: MultiCropOptions = {}) {
+    this.options = resolveMultiCropOptions(options);
+  }
+
+  sample(width: number, height: number, rng: Rng): MultiCropParams {
+    return sampleMultiCropParams(width, height, rng, this.options);
+  }
+
+  apply(image: RgbImage, rng: Rng): MultiCropSample {
+    checkRgb(image);
+    return applyMultiCropParams(image, this.sample(image.width, image.height, rng), this.options);
+  }
+}

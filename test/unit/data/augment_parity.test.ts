@@ -1,0 +1,178 @@
+// Op parity of the multi-crop augmentation kernels with the official pipeline (torchvision 0.29 v2 functional on PIL
+// images, as dinov3/data/augmentations.py::DataAugmentationDINO applies them), on the fixture of
+// test/fixtures/reference/augment_io.safetensors.br (a brotli copy of ../shared/fixtures/reference/augment_io.safetensors;
+// see the README there): every op starts from the fixture's own pixels and must match within a mean absolute
+// difference of 1/255 and a max of 8/255. The figures are in the test names and in bench/results/augment_parity.json.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { brotliDecompressSync } from 'node:zlib';
+
+import { describe, expect, test } from 'vitest';
+
+import { readSafetensors } from '../../../src/io/safetensors.js';
+import { atomicWriteFile } from '../../../src/io/safetensors.js';
+import {
+  brightnessRgb,
+  contrastRgb,
+  gaussianBlurRgb,
+  grayscaleRgb,
+  hflipRgb,
+  hueRgb,
+  normalizeRgb,
+  resizedCropRgb,
+  type RgbImage,
+  saturationRgb,
+  solarizeRgb,
+} from '../../../src/data/kernels.js';
+import { applyColor, IMAGENET_MEAN, IMAGENET_STD } from '../../../src/data/augmentations.js';
+
+const REF = new URL('../../fixtures/reference/', import.meta.url).pathname;
+const meta = JSON.parse(readFileSync(`${REF}augment_io.json`, 'utf8')) as {
+  width: number;
+  height: number;
+  'resized_crop.global': Box;
+  'resized_crop.local': Box;
+  'resized_crop.upscale': Box;
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+  jitter_chain_order: string[];
+  blur: { kernel_size: number; sigmas: number[] };
+  solarize_threshold: number;
+  torchvision: string;
+  pillow: string;
+};
+interface Box {
+  top: number;
+  left: number;
+  height: number;
+  width: number;
+  size: number;
+}
+const st = readSafetensors(brotliDecompressSync(readFileSync(`${REF}augment_io.safetensors.br`)), 'augment_io.safetensors');
+const raw = (k: string) => {
+  const t = st.tensors.get(k);
+  if (!t) throw new Error(`fixture has no ${k}`);
+  return t;
+};
+const u8 = (k: string): RgbImage => {
+  const t = raw(k);
+  expect(t.dtype).toBe('uint8');
+  return { data: new Uint8Array(t.data), width: t.shape[1]!, height: t.shape[0]! };
+};
+const copy = (im: RgbImage): RgbImage => ({ data: im.data.slice(), width: im.width, height: im.height });
+
+const input = u8('input');
+const base = u8('base');
+
+interface Figures {
+  mean255: number;
+  max255: number;
+  exact: number;
+}
+/** Mean/max |a − b| in units of 1/255 (uint8 values, or float values ×255·std for the normalised output), share equal. */
+function compare(a: ArrayLike<number>, b: ArrayLike<number>, scale = 1): Figures {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let s = 0;
+  let m = 0;
+  let eq = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!) * scale;
+    s += d;
+    if (d > m) m = d;
+    if (d === 0) eq++;
+  }
+  return { mean255: s / a.length, max255: m, exact: eq / a.length };
+}
+
+const ops: [string, () => Figures][] = [];
+const rc = (name: string) => () => {
+  const b = meta[`resized_crop.${name}` as 'resized_crop.global'];
+  const out = resizedCropRgb(input, b, b.size, b.size);
+  return compare(out.data, u8(`resized_crop.${name}`).data);
+};
+ops.push(['resized_crop.global', rc('global')], ['resized_crop.local', rc('local')], ['resized_crop.upscale', rc('upscale')]);
+ops.push(['base (= resized_crop.global)', () => compare(base.data, u8('resized_crop.global').data)]);
+const onBase = (key: string, f: (im: RgbImage) => void) => () => {
+  const im = copy(base);
+  f(im);
+  return compare(im.data, u8(key).data);
+};
+ops.push(['hflip', onBase('hflip', hflipRgb)]);
+ops.push(['brightness', onBase('brightness', (im) => brightnessRgb(im, meta.brightness))]);
+ops.push(['contrast', onBase('contrast', (im) => contrastRgb(im, meta.contrast))]);
+ops.push(['saturation', onBase('saturation', (im) => saturationRgb(im, meta.saturation))]);
+ops.push(['hue', onBase('hue', (im) => hueRgb(im, meta.hue))]);
+const FN = ['brightness', 'contrast', 'saturation', 'hue'];
+ops.push([
+  'jitter_chain',
+  onBase('jitter_chain', (im) =>
+    applyColor(im, {
+      jitter: {
+        order: meta.jitter_chain_order.map((n) => FN.indexOf(n)),
+        brightness: meta.brightness,
+        contrast: meta.contrast,
+        saturation: meta.saturation,
+        hue: meta.hue,
+      },
+      grayscale: false,
+    }),
+  ),
+]);
+ops.push(['grayscale', onBase('grayscale', grayscaleRgb)]);
+for (const s of meta.blur.sigmas) {
+  const key = `blur.sigma${s.toFixed(1)}`;
+  ops.push([key, onBase(key, (im) => gaussianBlurRgb(im, meta.blur.kernel_size, s))]);
+}
+ops.push(['solarize', onBase('solarize', (im) => solarizeRgb(im, meta.solarize_threshold))]);
+ops.push([
+  'normalized',
+  () => {
+    const ref = raw('normalized');
+    expect(ref.dtype).toBe('float32');
+    const refF = new Float32Array(ref.data.buffer.slice(ref.data.byteOffset, ref.data.byteOffset + ref.data.byteLength));
+    const out = normalizeRgb(base, IMAGENET_MEAN, IMAGENET_STD);
+    // In pixel units: a difference d in the normalised value is d·std·255 levels.
+    const plane = base.width * base.height;
+    const scaled = (x: Float32Array) => Float32Array.from(x, (v, i) => v * IMAGENET_STD[Math.floor(i / plane)]! * 255);
+    return compare(scaled(out), scaled(refF));
+  },
+]);
+
+const results: Record<string, Figures> = {};
+for (const [name, f] of ops) results[name] = f();
+const fmt = (f: Figures) => `mean ${f.mean255.toFixed(4)}/255, max ${f.max255.toFixed(3)}/255, ${(100 * f.exact).toFixed(2)}% exact`;
+
+describe(`augmentation op parity with torchvision ${meta.torchvision} / Pillow ${meta.pillow} (coffee.jpg)`, () => {
+  for (const [name] of ops) {
+    const f = results[name]!;
+    test(`${name}: ${fmt(f)}`, () => {
+      expect(f.mean255).toBeLessThanOrEqual(1);
+      expect(f.max255).toBeLessThanOrEqual(8);
+    });
+  }
+
+  // The PIL-exact kernels (fixed-point resampler, blends, 'L', HSV, LUTs) reproduce the reference bit for bit;
+  // the float Gaussian blur may differ by one level where torch's 9×9 conv and the separable passes round apart.
+  test('integer PIL ops are bit-exact, the float blur within one level', () => {
+    for (const k of ['resized_crop.global', 'resized_crop.local', 'resized_crop.upscale', 'hflip', 'brightness', 'contrast', 'saturation', 'hue', 'jitter_chain', 'grayscale', 'solarize']) {
+      expect(results[k]!.max255, k).toBe(0);
+    }
+    for (const s of meta.blur.sigmas) expect(results[`blur.sigma${s.toFixed(1)}`]!.max255).toBeLessThanOrEqual(1);
+    expect(results['normalized']!.max255).toBeLessThan(1e-3);
+  });
+
+  test('results file', async () => {
+    const out = new URL('../../../bench/results/', import.meta.url).pathname;
+    mkdirSync(out, { recursive: true });
+    const body = {
+      fixture: 'shared/fixtures/reference/augment_io.safetensors (coffee.jpg 600x400)',
+      reference: { torchvision: meta.torchvision, pillow: meta.pillow },
+      units: 'pixel levels (1/255); normalized: |diff| x std x 255',
+      tolerance: { mean255: 1, max255: 8 },
+      ops: Object.fromEntries(Object.entries(results).map(([k, f]) => [k, { mean255: +f.mean255.toFixed(6), max255: +f.max255.toFixed(6), exactShare: +f.exact.toFixed(6) }])),
+    };
+    await atomicWriteFile(`${out}augment_parity.json`, [Buffer.from(`${JSON.stringify(body, null, 1)}\n`)]);
+    expect(Object.keys(body.ops)).toHaveLength(ops.length);
+  });
+});
