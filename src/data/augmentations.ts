@@ -3,6 +3,7 @@
 // that its random draws can be counted: `sampleMultiCropParams` draws every random choice from an `Rng`, and
 // `applyMultiCropParams` does the pixel work (src/data/kernels.ts) and returns plain Float32Arrays (CHW, normalised).
 // The same (seed, keys) therefore always gives the same crops, whatever thread computes them.
+import { native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
 import type { Rng } from './rng.js';
 import {
@@ -70,6 +71,8 @@ export interface MultiCropOptions {
   std?: readonly number[];
   /** Override the blur application probabilities (default: OFFICIAL_BLUR_APPLY_PROB). */
   blurApplyProb?: { global1: number; global2: number; local: number };
+  /** Pixel kernels: the addon's `augmentCrop` ('native'), the TypeScript ones ('js'), or native when present ('auto'). */
+  backend?: 'auto' | 'native' | 'js';
 }
 
 export type ResolvedMultiCropOptions = Required<Omit<MultiCropOptions, 'gramTeacherCropsSize'>> & {
@@ -154,6 +157,12 @@ function checkProb(p: number, what: string): number {
   return p;
 }
 
+function checkBackend(b: MultiCropOptions['backend']): 'auto' | 'native' | 'js' {
+  if (b === undefined) return 'auto';
+  if (b !== 'auto' && b !== 'native' && b !== 'js') throw new ConfigError(`backend must be 'auto', 'native' or 'js', got ${String(b)}`);
+  return b;
+}
+
 /** Fills in the official defaults (ssl_default_config.yaml `crops:`) and checks the options. */
 export function resolveMultiCropOptions(o: MultiCropOptions = {}): ResolvedMultiCropOptions {
   const localCropsNumber = o.localCropsNumber ?? 8;
@@ -181,6 +190,7 @@ export function resolveMultiCropOptions(o: MultiCropOptions = {}): ResolvedMulti
     horizontalFlips: o.horizontalFlips ?? true,
     mean: [...mean],
     std: [...std],
+    backend: checkBackend(o.backend),
     blurApplyProb: {
       global1: checkProb(blur.global1, 'blurApplyProb.global1'),
       global2: checkProb(blur.global2, 'blurApplyProb.global2'),
@@ -349,6 +359,98 @@ function cutChw(src: Float32Array, side: number, row: number, col: number, size:
   return out;
 }
 
+/** Layout of the Float64Array handed to the addon's `augmentCrop` (native/src/ops/augment.cc, enum Spec). */
+export const AUGMENT_SPEC = {
+  top: 0, left: 1, cropH: 2, cropW: 3, outH: 4, outW: 5, flip: 6,
+  nJitter: 7, op0: 8, brightness: 12, contrast: 13, saturation: 14, hue: 15,
+  grayscale: 16, blurSigma: 17, blurKernel: 18, solarize: 19, mean0: 20, std0: 23, outKind: 26, length: 27,
+} as const;
+
+/** One crop's chain, in the official order: crop + resize → flip → jitter → grayscale → blur → solarize → output. */
+export interface CropChain {
+  box: Box;
+  outH: number;
+  outW: number;
+  flip: boolean;
+  color: ColorParams;
+  blurSigma: number | null;
+  solarize: boolean;
+}
+
+const full = (img: RgbImage): Box => ({ top: 0, left: 0, height: img.height, width: img.width });
+
+/** Whether the addon in use has the native kernels (`augmentCrop`); else the TypeScript kernels run. */
+export function nativeAugmentAvailable(): boolean {
+  return typeof native.augmentCrop === 'function';
+}
+
+function runNative(src: RgbImage, c: CropChain, o: ResolvedMultiCropOptions, u8: boolean): Float32Array | Uint8Array {
+  const S = AUGMENT_SPEC;
+  const sp = new Float64Array(S.length);
+  sp[S.top] = c.box.top;
+  sp[S.left] = c.box.left;
+  sp[S.cropH] = c.box.height;
+  sp[S.cropW] = c.box.width;
+  sp[S.outH] = c.outH;
+  sp[S.outW] = c.outW;
+  sp[S.flip] = c.flip ? 1 : 0;
+  const j = c.color.jitter;
+  if (j) {
+    sp[S.nJitter] = j.order.length;
+    j.order.forEach((fn, k) => (sp[S.op0 + k] = fn));
+    sp[S.brightness] = j.brightness;
+    sp[S.contrast] = j.contrast;
+    sp[S.saturation] = j.saturation;
+    sp[S.hue] = j.hue;
+  }
+  sp[S.grayscale] = c.color.grayscale ? 1 : 0;
+  sp[S.blurSigma] = c.blurSigma ?? 0;
+  sp[S.blurKernel] = BLUR_KERNEL;
+  sp[S.solarize] = c.solarize ? SOLARIZE_THRESHOLD : -1;
+  for (let k = 0; k < 3; k++) {
+    sp[S.mean0 + k] = o.mean[k]!;
+    sp[S.std0 + k] = o.std[k]!;
+  }
+  sp[S.outKind] = u8 ? 1 : 0;
+  return native.augmentCrop!(src.data, src.width, src.height, sp);
+}
+
+function runJs(src: RgbImage, c: CropChain): RgbImage {
+  let img = resizedCropRgb(src, c.box, c.outW, c.outH);
+  if (img.data === src.data) img = copyRgb(img); // nothing resampled: never write into the caller's image
+  if (c.flip) hflipRgb(img);
+  applyColor(img, c.color);
+  if (c.blurSigma !== null) gaussianBlurRgb(img, BLUR_KERNEL, c.blurSigma);
+  if (c.solarize) solarizeRgb(img, SOLARIZE_THRESHOLD);
+  return img;
+}
+
+function chainU8(src: RgbImage, c: CropChain, o: ResolvedMultiCropOptions, useNative: boolean): RgbImage {
+  if (!useNative) return runJs(src, c);
+  return { data: runNative(src, c, o, true) as Uint8Array, width: c.outW, height: c.outH };
+}
+
+function chainF32(src: RgbImage, c: CropChain, o: ResolvedMultiCropOptions, useNative: boolean): Float32Array {
+  if (!useNative) return normalizeRgb(runJs(src, c), o.mean, o.std);
+  return runNative(src, c, o, false) as Float32Array;
+}
+
+/**
+ * Runs one crop chain on `image` with the chosen kernels: 8-bit HWC (`output: 'uint8'`) or normalised CHW float32.
+ * (The building block of `applyMultiCropParams`; exported for op-level parity tests.)
+ */
+export function runCropChain(
+  image: RgbImage,
+  chain: CropChain,
+  options: { backend: 'native' | 'js'; output: 'uint8' | 'float32'; mean?: readonly number[]; std?: readonly number[] },
+): RgbImage | Float32Array {
+  checkRgb(image);
+  const o = resolveMultiCropOptions({ mean: options.mean, std: options.std, backend: options.backend });
+  const nat = options.backend === 'native';
+  if (nat && !nativeAugmentAvailable()) throw new ConfigError("backend 'native' needs an addon with augmentCrop (rebuild it: npm run build:native)");
+  return options.output === 'uint8' ? chainU8(image, chain, o, nat) : chainF32(image, chain, o, nat);
+}
+
 /**
  * The pixel work of `DataAugmentationDINO.__call__` for drawn `params` (see `sampleMultiCropParams`).
  * `image` is interleaved 8-bit RGB; it is not modified.
@@ -359,43 +461,43 @@ export function applyMultiCropParams(image: RgbImage, params: MultiCropParams, o
   if (params.width !== image.width || params.height !== image.height) {
     throw new ConfigError(`params were drawn for a ${params.width}×${params.height} image, got ${image.width}×${image.height}`);
   }
+  const nat = o.backend === 'native' || (o.backend === 'auto' && nativeAugmentAvailable());
+  if (nat && !nativeAugmentAvailable()) {
+    throw new ConfigError("backend 'native' needs an addon with augmentCrop (rebuild it: npm run build:native)");
+  }
   const gs = o.globalCropsSize;
   const ls = o.localCropsSize;
   const gram = o.gramTeacherCropsSize;
   const maxSize = Math.max(gs, gram ?? 0);
-  const { mean, std } = o;
+  const none = { color: NO_COLOR, blurSigma: null, solarize: false, flip: false };
 
-  let src = image;
-  if (params.shared) {
-    src = copyRgb(image);
-    applyColor(src, params.shared);
-  }
+  // share_color_jitter: the jitter + grayscale of the whole image, before any crop.
+  const src = params.shared ? chainU8(image, { ...none, box: full(image), outH: image.height, outW: image.width, color: params.shared }, o, nat) : image;
 
+  const needBase = o.teacherNoColorJitter || o.localCropsSubsetOfGlobalCrops || (gram !== null && o.gramTeacherNoDistortions);
   const bases: RgbImage[] = [];
   const globalOut: Float32Array[] = [];
   const teacher: Float32Array[] = [];
   const gramOut: Float32Array[] = [];
-  for (let i = 0; i < 2; i++) {
-    const p = params.global[i]!;
-    const base = resizedCropRgb(src, p.box, maxSize, maxSize);
-    if (p.flip) hflipRgb(base);
-    bases.push(base);
-    if (o.teacherNoColorJitter) teacher.push(normalizeRgb(base, mean, std));
-    let work: RgbImage;
-    if (gram !== null && o.gramTeacherNoDistortions) {
-      // resize_global (PIL bicubic) before the distortions; the gram crop is the undistorted base resized.
-      work = resizedCropRgb(base, { top: 0, left: 0, width: maxSize, height: maxSize }, gs, gs);
-      if (work.data === base.data) work = copyRgb(base);
-      const g = resizedCropRgb(base, { top: 0, left: 0, width: maxSize, height: maxSize }, gram, gram);
-      gramOut.push(normalizeRgb(g, mean, std));
+  for (const p of params.global) {
+    const distort = { color: p.color, blurSigma: p.blurSigma, solarize: p.solarize, flip: false };
+    let norm: Float32Array;
+    if (!needBase) {
+      norm = chainF32(src, { ...distort, flip: p.flip, box: p.box, outH: maxSize, outW: maxSize }, o, nat);
     } else {
-      work = o.teacherNoColorJitter || o.localCropsSubsetOfGlobalCrops ? copyRgb(base) : base;
+      // im_base = RandomResizedCrop + flip (8-bit), reused by the teacher, gram and subset-local crops.
+      const base = chainU8(src, { ...none, flip: p.flip, box: p.box, outH: maxSize, outW: maxSize }, o, nat);
+      bases.push(base);
+      if (o.teacherNoColorJitter) teacher.push(normalizeRgb(base, o.mean, o.std));
+      if (gram !== null && o.gramTeacherNoDistortions) {
+        // resize_global (PIL bicubic) before the distortions; the gram crop is the undistorted base resized.
+        globalOut.push(chainF32(base, { ...distort, box: full(base), outH: gs, outW: gs }, o, nat));
+        gramOut.push(chainF32(base, { ...none, box: full(base), outH: gram, outW: gram }, o, nat));
+        continue;
+      }
+      norm = chainF32(base, { ...distort, box: full(base), outH: maxSize, outW: maxSize }, o, nat);
     }
-    applyColor(work, p.color);
-    if (p.blurSigma !== null) gaussianBlurRgb(work, BLUR_KERNEL, p.blurSigma);
-    if (p.solarize) solarizeRgb(work, SOLARIZE_THRESHOLD);
-    const norm = normalizeRgb(work, mean, std);
-    if (gram !== null && !o.gramTeacherNoDistortions) {
+    if (gram !== null) {
       // resize_global_post_transf and resize_gram_teacher act on the normalised float crop.
       globalOut.push(resizeChwF32(norm, 3, maxSize, maxSize, gs, gs));
       gramOut.push(resizeChwF32(norm, 3, maxSize, maxSize, gram, gram));
@@ -406,19 +508,14 @@ export function applyMultiCropParams(image: RgbImage, params: MultiCropParams, o
 
   const localOut: Float32Array[] = [];
   for (const p of params.local) {
+    const distort = { color: p.color, blurSigma: p.blurSigma, solarize: false };
     if (p.subset) {
-      // local_transfo on the (undistorted) global base at its crop size, then a patch-aligned cut.
-      const img = copyRgb(bases[p.subset.global]!);
-      applyColor(img, p.color);
-      if (p.blurSigma !== null) gaussianBlurRgb(img, BLUR_KERNEL, p.blurSigma);
-      const norm = normalizeRgb(img, mean, std);
-      localOut.push(cutChw(norm, img.width, p.subset.row, p.subset.col, ls));
+      // local_transfo on the global base at its crop size, then a patch-aligned cut.
+      const base = bases[p.subset.global]!;
+      const norm = chainF32(base, { ...distort, flip: false, box: full(base), outH: base.height, outW: base.width }, o, nat);
+      localOut.push(cutChw(norm, base.width, p.subset.row, p.subset.col, ls));
     } else {
-      const img = resizedCropRgb(src, p.box, ls, ls);
-      if (p.flip) hflipRgb(img);
-      applyColor(img, p.color);
-      if (p.blurSigma !== null) gaussianBlurRgb(img, BLUR_KERNEL, p.blurSigma);
-      localOut.push(normalizeRgb(img, mean, std));
+      localOut.push(chainF32(src, { ...distort, flip: p.flip, box: p.box, outH: ls, outW: ls }, o, nat));
     }
   }
 

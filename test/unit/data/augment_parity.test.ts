@@ -8,8 +8,7 @@ import { brotliDecompressSync } from 'node:zlib';
 
 import { describe, expect, test } from 'vitest';
 
-import { readSafetensors } from '../../../src/io/safetensors.js';
-import { atomicWriteFile } from '../../../src/io/safetensors.js';
+import { atomicWriteFile, readSafetensors } from '../../../src/io/safetensors.js';
 import {
   brightnessRgb,
   contrastRgb,
@@ -23,7 +22,14 @@ import {
   saturationRgb,
   solarizeRgb,
 } from '../../../src/data/kernels.js';
-import { applyColor, IMAGENET_MEAN, IMAGENET_STD } from '../../../src/data/augmentations.js';
+import {
+  applyColor,
+  type CropChain,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  nativeAugmentAvailable,
+  runCropChain,
+} from '../../../src/data/augmentations.js';
 
 const REF = new URL('../../fixtures/reference/', import.meta.url).pathname;
 const meta = JSON.parse(readFileSync(`${REF}augment_io.json`, 'utf8')) as {
@@ -85,94 +91,115 @@ function compare(a: ArrayLike<number>, b: ArrayLike<number>, scale = 1): Figures
   return { mean255: s / a.length, max255: m, exact: eq / a.length };
 }
 
-const ops: [string, () => Figures][] = [];
-const rc = (name: string) => () => {
-  const b = meta[`resized_crop.${name}` as 'resized_crop.global'];
-  const out = resizedCropRgb(input, b, b.size, b.size);
-  return compare(out.data, u8(`resized_crop.${name}`).data);
-};
-ops.push(['resized_crop.global', rc('global')], ['resized_crop.local', rc('local')], ['resized_crop.upscale', rc('upscale')]);
-ops.push(['base (= resized_crop.global)', () => compare(base.data, u8('resized_crop.global').data)]);
-const onBase = (key: string, f: (im: RgbImage) => void) => () => {
-  const im = copy(base);
-  f(im);
-  return compare(im.data, u8(key).data);
-};
-ops.push(['hflip', onBase('hflip', hflipRgb)]);
-ops.push(['brightness', onBase('brightness', (im) => brightnessRgb(im, meta.brightness))]);
-ops.push(['contrast', onBase('contrast', (im) => contrastRgb(im, meta.contrast))]);
-ops.push(['saturation', onBase('saturation', (im) => saturationRgb(im, meta.saturation))]);
-ops.push(['hue', onBase('hue', (im) => hueRgb(im, meta.hue))]);
-const FN = ['brightness', 'contrast', 'saturation', 'hue'];
-ops.push([
-  'jitter_chain',
-  onBase('jitter_chain', (im) =>
-    applyColor(im, {
-      jitter: {
-        order: meta.jitter_chain_order.map((n) => FN.indexOf(n)),
-        brightness: meta.brightness,
-        contrast: meta.contrast,
-        saturation: meta.saturation,
-        hue: meta.hue,
-      },
-      grayscale: false,
-    }),
-  ),
-]);
-ops.push(['grayscale', onBase('grayscale', grayscaleRgb)]);
-for (const s of meta.blur.sigmas) {
-  const key = `blur.sigma${s.toFixed(1)}`;
-  ops.push([key, onBase(key, (im) => gaussianBlurRgb(im, meta.blur.kernel_size, s))]);
+type Backend = 'js' | 'native';
+const NONE = { flip: false, color: { jitter: null, grayscale: false }, blurSigma: null, solarize: false };
+const fullBox = (im: RgbImage) => ({ top: 0, left: 0, height: im.height, width: im.width });
+/** One op on `src` through the chosen kernels: the TS functions directly, or the addon's crop chain with only that op. */
+function op(backend: Backend, src: RgbImage, chain: Partial<CropChain>, js: (im: RgbImage) => RgbImage): RgbImage {
+  if (backend === 'js') return js(copy(src));
+  return runCropChain(src, { ...NONE, box: fullBox(src), outH: src.height, outW: src.width, ...chain }, { backend, output: 'uint8' }) as RgbImage;
 }
-ops.push(['solarize', onBase('solarize', (im) => solarizeRgb(im, meta.solarize_threshold))]);
-ops.push([
-  'normalized',
-  () => {
-    const ref = raw('normalized');
-    expect(ref.dtype).toBe('float32');
-    const refF = new Float32Array(ref.data.buffer.slice(ref.data.byteOffset, ref.data.byteOffset + ref.data.byteLength));
-    const out = normalizeRgb(base, IMAGENET_MEAN, IMAGENET_STD);
-    // In pixel units: a difference d in the normalised value is d·std·255 levels.
-    const plane = base.width * base.height;
-    const scaled = (x: Float32Array) => Float32Array.from(x, (v, i) => v * IMAGENET_STD[Math.floor(i / plane)]! * 255);
-    return compare(scaled(out), scaled(refF));
-  },
-]);
+const jit = (order: number[]) => ({
+  jitter: { order, brightness: meta.brightness, contrast: meta.contrast, saturation: meta.saturation, hue: meta.hue },
+  grayscale: false,
+});
+const inPlace = (f: (im: RgbImage) => void) => (im: RgbImage) => (f(im), im);
 
-const results: Record<string, Figures> = {};
-for (const [name, f] of ops) results[name] = f();
+function opsFor(backend: Backend): [string, () => Figures][] {
+  const ops: [string, () => Figures][] = [];
+  for (const name of ['global', 'local', 'upscale']) {
+    ops.push([
+      `resized_crop.${name}`,
+      () => {
+        const b = meta[`resized_crop.${name}` as 'resized_crop.global'];
+        const out = op(backend, input, { box: b, outH: b.size, outW: b.size }, () => resizedCropRgb(input, b, b.size, b.size));
+        return compare(out.data, u8(`resized_crop.${name}`).data);
+      },
+    ]);
+  }
+  const onBase = (key: string, chain: Partial<CropChain>, f: (im: RgbImage) => void) => () =>
+    compare(op(backend, base, chain, inPlace(f)).data, u8(key).data);
+  ops.push(['hflip', onBase('hflip', { flip: true }, hflipRgb)]);
+  ops.push(['brightness', onBase('brightness', { color: jit([0]) }, (im) => brightnessRgb(im, meta.brightness))]);
+  ops.push(['contrast', onBase('contrast', { color: jit([1]) }, (im) => contrastRgb(im, meta.contrast))]);
+  ops.push(['saturation', onBase('saturation', { color: jit([2]) }, (im) => saturationRgb(im, meta.saturation))]);
+  ops.push(['hue', onBase('hue', { color: jit([3]) }, (im) => hueRgb(im, meta.hue))]);
+  const order = meta.jitter_chain_order.map((n) => FN.indexOf(n));
+  ops.push(['jitter_chain', onBase('jitter_chain', { color: jit(order) }, (im) => applyColor(im, jit(order)))]);
+  ops.push(['grayscale', onBase('grayscale', { color: { jitter: null, grayscale: true } }, grayscaleRgb)]);
+  for (const s of meta.blur.sigmas) {
+    const key = `blur.sigma${s.toFixed(1)}`;
+    ops.push([key, onBase(key, { blurSigma: s }, (im) => gaussianBlurRgb(im, meta.blur.kernel_size, s))]);
+  }
+  ops.push(['solarize', onBase('solarize', { solarize: true }, (im) => solarizeRgb(im, meta.solarize_threshold))]);
+  ops.push([
+    'normalized',
+    () => {
+      const ref = raw('normalized');
+      expect(ref.dtype).toBe('float32');
+      const refF = new Float32Array(ref.data.buffer.slice(ref.data.byteOffset, ref.data.byteOffset + ref.data.byteLength));
+      const out =
+        backend === 'js'
+          ? normalizeRgb(base, IMAGENET_MEAN, IMAGENET_STD)
+          : (runCropChain(base, { ...NONE, box: fullBox(base), outH: 224, outW: 224 }, { backend, output: 'float32' }) as Float32Array);
+      // In pixel units: a difference d in the normalised value is d·std·255 levels.
+      const plane = base.width * base.height;
+      const scaled = (x: Float32Array) => Float32Array.from(x, (v, i) => v * IMAGENET_STD[Math.floor(i / plane)]! * 255);
+      return compare(scaled(out), scaled(refF));
+    },
+  ]);
+  return ops;
+}
+const FN = ['brightness', 'contrast', 'saturation', 'hue'];
+
+const BACKENDS: Backend[] = ['js', 'native'];
+const results: Record<Backend, Record<string, Figures>> = { js: {}, native: {} };
+const opNames = opsFor('js').map(([n]) => n);
+for (const b of BACKENDS) {
+  if (b === 'native' && !nativeAugmentAvailable()) continue;
+  for (const [name, f] of opsFor(b)) results[b][name] = f();
+}
 const fmt = (f: Figures) => `mean ${f.mean255.toFixed(4)}/255, max ${f.max255.toFixed(3)}/255, ${(100 * f.exact).toFixed(2)}% exact`;
 
 describe(`augmentation op parity with torchvision ${meta.torchvision} / Pillow ${meta.pillow} (coffee.jpg)`, () => {
-  for (const [name] of ops) {
-    const f = results[name]!;
-    test(`${name}: ${fmt(f)}`, () => {
-      expect(f.mean255).toBeLessThanOrEqual(1);
-      expect(f.max255).toBeLessThanOrEqual(8);
+  test('the addon in use has the native kernels (augmentCrop)', () => {
+    expect(nativeAugmentAvailable()).toBe(true);
+  });
+  for (const b of BACKENDS) {
+    describe(`${b} kernels`, () => {
+      for (const name of opNames) {
+        const f = results[b][name];
+        test(`${name}: ${f ? fmt(f) : 'not run (no native kernels)'}`, () => {
+          expect(f).toBeDefined();
+          expect(f!.mean255).toBeLessThanOrEqual(1);
+          expect(f!.max255).toBeLessThanOrEqual(8);
+        });
+      }
+      // The PIL-exact kernels (fixed-point resampler, blends, 'L', HSV, LUTs) reproduce the reference bit for bit;
+      // the float Gaussian blur may differ by one level where torch's 9×9 conv and the separable passes round apart.
+      test('integer PIL ops are bit-exact, the float blur within one level', () => {
+        const r = results[b];
+        for (const k of opNames.filter((n) => !n.startsWith('blur') && n !== 'normalized')) expect(r[k]?.max255, k).toBe(0);
+        for (const s of meta.blur.sigmas) expect(r[`blur.sigma${s.toFixed(1)}`]!.max255).toBeLessThanOrEqual(1);
+        expect(r['normalized']!.max255).toBeLessThan(1e-3);
+      });
     });
   }
-
-  // The PIL-exact kernels (fixed-point resampler, blends, 'L', HSV, LUTs) reproduce the reference bit for bit;
-  // the float Gaussian blur may differ by one level where torch's 9×9 conv and the separable passes round apart.
-  test('integer PIL ops are bit-exact, the float blur within one level', () => {
-    for (const k of ['resized_crop.global', 'resized_crop.local', 'resized_crop.upscale', 'hflip', 'brightness', 'contrast', 'saturation', 'hue', 'jitter_chain', 'grayscale', 'solarize']) {
-      expect(results[k]!.max255, k).toBe(0);
-    }
-    for (const s of meta.blur.sigmas) expect(results[`blur.sigma${s.toFixed(1)}`]!.max255).toBeLessThanOrEqual(1);
-    expect(results['normalized']!.max255).toBeLessThan(1e-3);
-  });
 
   test('results file', async () => {
     const out = new URL('../../../bench/results/', import.meta.url).pathname;
     mkdirSync(out, { recursive: true });
+    const figs = (r: Record<string, Figures>) =>
+      Object.fromEntries(Object.entries(r).map(([k, f]) => [k, { mean255: +f.mean255.toFixed(6), max255: +f.max255.toFixed(6), exactShare: +f.exact.toFixed(6) }]));
     const body = {
       fixture: 'shared/fixtures/reference/augment_io.safetensors (coffee.jpg 600x400)',
       reference: { torchvision: meta.torchvision, pillow: meta.pillow },
       units: 'pixel levels (1/255); normalized: |diff| x std x 255',
       tolerance: { mean255: 1, max255: 8 },
-      ops: Object.fromEntries(Object.entries(results).map(([k, f]) => [k, { mean255: +f.mean255.toFixed(6), max255: +f.max255.toFixed(6), exactShare: +f.exact.toFixed(6) }])),
+      ops: { js: figs(results.js), native: figs(results.native) },
     };
     await atomicWriteFile(`${out}augment_parity.json`, [Buffer.from(`${JSON.stringify(body, null, 1)}\n`)]);
-    expect(Object.keys(body.ops)).toHaveLength(ops.length);
+    expect(Object.keys(body.ops.js)).toHaveLength(opNames.length);
+    expect(Object.keys(body.ops.native)).toHaveLength(opNames.length);
   });
 });
