@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 
 import sharp from 'sharp';
 
-import { MultiCropAugmentation } from '../src/data/augmentations.js';
+import { MultiCropAugmentation, nativeAugmentAvailable } from '../src/data/augmentations.js';
 import { Rng } from '../src/data/rng.js';
 import { atomicWriteFile } from '../src/io/safetensors.js';
 
@@ -58,12 +58,24 @@ function walk(dir: string): string[] {
   return out;
 }
 
+/** Decodes to 8-bit RGB like PIL's `Image.open(...).convert('RGB')`: plain raw decode, grey expanded; 4 bands
+ * (RGBA or CMYK) through libvips' sRGB conversion without alpha. */
 async function decode(buf: Uint8Array): Promise<{ data: Uint8Array; width: number; height: number }> {
-  const { data, info } = await sharp(buf).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  if (info.channels === 3) return { data, width: info.width, height: info.height };
-  // grey → RGB like PIL's convert('RGB')
+  let { data, info } = await sharp(buf).raw().toBuffer({ resolveWithObject: true });
+  if (info.channels === 4) {
+    ({ data, info } = await sharp(buf).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true }));
+  }
+  const c = info.channels;
+  if (c === 3) return { data, width: info.width, height: info.height };
   const rgb = new Uint8Array(info.width * info.height * 3);
-  for (let i = 0, j = 0; j < rgb.length; i += info.channels, j += 3) rgb[j] = rgb[j + 1] = rgb[j + 2] = data[i]!;
+  for (let i = 0, j = 0; j < rgb.length; i += c, j += 3) {
+    if (c <= 2) rgb[j] = rgb[j + 1] = rgb[j + 2] = data[i]!;
+    else {
+      rgb[j] = data[i]!;
+      rgb[j + 1] = data[i + 1]!;
+      rgb[j + 2] = data[i + 2]!;
+    }
+  }
   return { data: rgb, width: info.width, height: info.height };
 }
 
@@ -116,7 +128,7 @@ async function main(): Promise<void> {
     return { wall, cpu: (c.user + c.system) / 1000 };
   };
 
-  const ours = { wall: [] as number[], cpu: [] as number[], decodeWall: [] as number[] };
+  const ours = { wall: [] as number[], cpu: [] as number[], decodeWall: [] as number[], decodeCpu: [] as number[] };
   const peer = { crops: [] as number[], cpuMsPerImage: [] as number[], decodeMsPerImage: [] as number[], raw: [] as unknown[] };
   await onePass(); // warm-up (JIT)
   await decodePass();
@@ -128,7 +140,9 @@ async function main(): Promise<void> {
         ours.wall.push(t.wall);
         ours.cpu.push(t.cpu);
       }
-      ours.decodeWall.push((await timeIt(decodePass)).wall);
+      const d = await timeIt(decodePass);
+      ours.decodeWall.push(d.wall);
+      ours.decodeCpu.push(d.cpu);
     };
     const runPeer = () => {
       if (values['no-peer']) return;
@@ -171,7 +185,8 @@ async function main(): Promise<void> {
       msPerImage: +(median(ours.wall) / n).toFixed(2),
       decodeMsPerImage: +(median(ours.decodeWall) / n).toFixed(2),
       passWallMs: ours.wall.map((x) => +x.toFixed(1)),
-      impl: 'TypeScript kernels (src/data/kernels.ts) on the JS thread, sharp decode (concurrency 1)',
+      impl: `${nativeAugmentAvailable() ? 'native augmentCrop kernels (native/src/ops/augment.cc)' : 'TypeScript kernels (src/data/kernels.ts)'} on the JS thread, sharp decode (concurrency 1)`,
+      decodeCpuMsPerImage: +(median(ours.decodeCpu) / n).toFixed(2),
       node: process.version,
     },
     official: values['no-peer']

@@ -23,7 +23,7 @@ import {
   solarizeRgb,
 } from './kernels.js';
 
-export type { Box, RgbImage } from './kernels.js';
+export type { Box as CropBox, RgbImage } from './kernels.js';
 
 /** ImageNet mean/std (`dinov3/data/transforms.py::IMAGENET_DEFAULT_MEAN/STD`). */
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;

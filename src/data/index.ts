@@ -2,3 +2,5 @@
 export * from './transforms.js';
 export * from './image.js';
 export * from './image_list.js';
+// Multi-crop SSL augmentation (DataAugmentationDINO), plain typed arrays for worker threads.
+export * from './augmentations.js';
