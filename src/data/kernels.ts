@@ -95,6 +95,54 @@ export function resampleCoeffs(inSize: number, outSize: number): Coeffs {
   return c;
 }
 
+/** torch's bicubic `aa_filter` (a = −0.5) in float32 steps. */
+function bicubicF32(x: number): number {
+  const f = Math.fround;
+  if (x < 0) x = -x;
+  if (x < 1) return f(f(f(f(f(1.5 * x) - 2.5) * x) * x) + 1);
+  if (x < 2) return f(f(f(f(f(f(x - 5) * x) + 8) * x) - 4) * -0.5);
+  return 0;
+}
+
+const coeffCacheF32 = new Map<number, { ksize: number; bounds: Int32Array; weights: Float32Array }>();
+
+/**
+ * The same antialiased bicubic weights as torch computes them for a float tensor
+ * (aten/src/ATen/native/cpu/UpSampleKernel.cpp `_compute_indices_min_size_weights_aa`: centre, support and weights
+ * in float32 rather than PIL's double).
+ */
+export function resampleCoeffsF32(inSize: number, outSize: number): { ksize: number; bounds: Int32Array; weights: Float32Array } {
+  const key = inSize * 65536 + outSize;
+  const hit = coeffCacheF32.get(key);
+  if (hit) return hit;
+  const f = Math.fround;
+  const scale = f(inSize / outSize);
+  const support = scale >= 1 ? f(2 * scale) : 2;
+  const invscale = scale >= 1 ? f(1 / scale) : 1;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const bounds = new Int32Array(outSize * 2);
+  const weights = new Float32Array(outSize * ksize);
+  for (let i = 0; i < outSize; i++) {
+    const center = f(scale * (i + 0.5));
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+    const xsize = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+    let total = 0;
+    const o = i * ksize;
+    for (let j = 0; j < xsize; j++) {
+      const w = bicubicF32(f(f(j + xmin - center + 0.5) * invscale));
+      weights[o + j] = w;
+      total = f(total + w);
+    }
+    if (total !== 0) for (let j = 0; j < xsize; j++) weights[o + j] = f(weights[o + j]! / total);
+    bounds[i * 2] = xmin;
+    bounds[i * 2 + 1] = xsize;
+  }
+  const c = { ksize, bounds, weights };
+  if (coeffCacheF32.size > 4096) coeffCacheF32.clear();
+  coeffCacheF32.set(key, c);
+  return c;
+}
+
 const clip8 = (ss: number) => {
   const v = ss >> PRECISION_BITS;
   return v < 0 ? 0 : v > 255 ? 255 : v;
@@ -209,9 +257,9 @@ export function resizeChwF32(src: Float32Array, channels: number, inH: number, i
     throw new ImageError(`expected ${channels * inH * inW} floats for ${channels}×${inH}×${inW}, got ${src.length}`);
   }
   if (inH === outH && inW === outW) return src.slice();
-  const hor = resampleCoeffs(inW, outW);
-  const ver = resampleCoeffs(inH, outH);
-  const tmp = new Float64Array(channels * inH * outW);
+  const hor = resampleCoeffsF32(inW, outW);
+  const ver = resampleCoeffsF32(inH, outH);
+  const tmp = new Float32Array(channels * inH * outW);
   for (let c = 0; c < channels; c++) {
     for (let y = 0; y < inH; y++) {
       const srow = (c * inH + y) * inW;

@@ -17,6 +17,7 @@ import {
   hflipRgb,
   hueRgb,
   normalizeRgb,
+  resizeChwF32,
   resizedCropRgb,
   type RgbImage,
   saturationRgb,
@@ -202,4 +203,28 @@ describe(`augmentation op parity with torchvision ${meta.torchvision} / Pillow $
     expect(Object.keys(body.ops.js)).toHaveLength(opNames.length);
     expect(Object.keys(body.ops.native)).toHaveLength(opNames.length);
   });
+});
+
+// resize_global_post_transf / resize_gram_teacher: torchvision v2 Resize (bicubic, antialias) on a normalised float
+// crop (scripts/fixtures/make_resize_aa_f32.py).
+describe('float antialiased bicubic resize (gram-teacher crops with shared distortions)', () => {
+  const rs = readSafetensors(readFileSync(`${REF}resize_aa_f32.safetensors`), 'resize_aa_f32.safetensors');
+  const f32 = (k: string) => {
+    const t = rs.tensors.get(k)!;
+    return { data: new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength)), shape: t.shape };
+  };
+  const x = f32('x');
+  for (const [key, size] of [
+    ['down', 40],
+    ['up', 64],
+  ] as const) {
+    const ref = f32(key);
+    const out = resizeChwF32(x.data, 3, 48, 48, size, size);
+    let m = 0;
+    for (let i = 0; i < out.length; i++) m = Math.max(m, Math.abs(out[i]! - ref.data[i]!));
+    test(`48 → ${size}: max |diff| ${m.toExponential(2)} on N(0, 1) values (< 2e-5)`, () => {
+      expect(ref.shape).toEqual([3, size, size]);
+      expect(m).toBeLessThan(2e-5);
+    });
+  }
 });
