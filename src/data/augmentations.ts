@@ -9,6 +9,7 @@ import type { Rng } from './rng.js';
 import {
   type Box,
   brightnessRgb,
+  checkBox,
   checkRgb,
   contrastRgb,
   gaussianBlurRgb,
@@ -445,6 +446,16 @@ export function runCropChain(
   options: { backend: 'native' | 'js'; output: 'uint8' | 'float32'; mean?: readonly number[]; std?: readonly number[] },
 ): RgbImage | Float32Array {
   checkRgb(image);
+  checkBox(image, chain.box, chain.outW, chain.outH);
+  const j = chain.color.jitter;
+  if (j) {
+    if (!j.order.every((k) => k === 0 || k === 1 || k === 2 || k === 3) || j.order.length > 4) {
+      throw new ConfigError(`jitter order must list op ids 0..3 (brightness, contrast, saturation, hue), got [${j.order.join(', ')}]`);
+    }
+    if (!(j.hue >= -0.5 && j.hue <= 0.5)) throw new ConfigError(`hue factor must be in [-0.5, 0.5], got ${j.hue}`);
+    if (!(j.brightness >= 0 && j.contrast >= 0 && j.saturation >= 0)) throw new ConfigError('brightness, contrast and saturation factors must be >= 0');
+  }
+  if (chain.blurSigma !== null && !(chain.blurSigma > 0)) throw new ConfigError(`blur sigma must be positive, got ${chain.blurSigma}`);
   const o = resolveMultiCropOptions({ mean: options.mean, std: options.std, backend: options.backend });
   const nat = options.backend === 'native';
   if (nat && !nativeAugmentAvailable()) throw new ConfigError("backend 'native' needs an addon with augmentCrop (rebuild it: npm run build:native)");

@@ -156,18 +156,25 @@ export interface Box {
   width: number;
 }
 
+/** Throws an ImageError unless `box` is an integer box inside `src` and the output size is a positive integer. */
+export function checkBox(src: RgbImage, box: Box, outWidth: number, outHeight: number): void {
+  const { top, left, height: ch, width: cw } = box;
+  if (![top, left, ch, cw].every(Number.isInteger) || top < 0 || left < 0 || cw < 1 || ch < 1 || top + ch > src.height || left + cw > src.width) {
+    throw new ImageError(`crop box ${cw}×${ch} at (${left}, ${top}) is outside the ${src.width}×${src.height} image`);
+  }
+  if (!Number.isInteger(outWidth) || !Number.isInteger(outHeight) || outWidth < 1 || outHeight < 1 || outWidth > 16384 || outHeight > 16384) {
+    throw new ImageError(`output size must be integers in [1, 16384], got ${outWidth}×${outHeight}`);
+  }
+}
+
 /**
  * Crops `box` out of `src` and resizes it to `outWidth × outHeight` with PIL's two-pass fixed-point bicubic
  * (`ImagingResampleInner`: horizontal pass over the rows the vertical pass needs, 8-bit intermediate, then vertical),
  * which is what torchvision's `resized_crop` does on a PIL image (`img.crop(box).resize(size, BICUBIC)`).
  */
 export function resizedCropRgb(src: RgbImage, box: Box, outWidth: number, outHeight: number): RgbImage {
+  checkBox(src, box, outWidth, outHeight);
   const { top, left, height: ch, width: cw } = box;
-  if (top < 0 || left < 0 || cw < 1 || ch < 1 || top + ch > src.height || left + cw > src.width) {
-    throw new ImageError(
-      `crop box ${cw}×${ch} at (${left}, ${top}) is outside the ${src.width}×${src.height} image`,
-    );
-  }
   const needH = cw !== outWidth;
   const needV = ch !== outHeight;
   const sstride = src.width * 3;

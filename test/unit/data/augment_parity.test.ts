@@ -160,7 +160,7 @@ for (const b of BACKENDS) {
   if (b === 'native' && !nativeAugmentAvailable()) continue;
   for (const [name, f] of opsFor(b)) results[b][name] = f();
 }
-const fmt = (f: Figures) => `mean ${f.mean255.toFixed(4)}/255, max ${f.max255.toFixed(3)}/255, ${(100 * f.exact).toFixed(2)}% exact`;
+const fmt = (f: Figures) => `mean ${f.mean255.toFixed(6)}/255, max ${f.max255.toFixed(3)}/255, ${(100 * f.exact).toFixed(4)}% exact`;
 
 describe(`augmentation op parity with torchvision ${meta.torchvision} / Pillow ${meta.pillow} (coffee.jpg)`, () => {
   test('the addon in use has the native kernels (augmentCrop)', () => {

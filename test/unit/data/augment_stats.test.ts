@@ -8,19 +8,21 @@ import { brotliDecompressSync } from 'node:zlib';
 import { describe, expect, test } from 'vitest';
 
 import {
-  applyMultiCropParams,
+  AUGMENT_SPEC,
   type CropParams,
   MultiCropAugmentation,
   type MultiCropParams,
   nativeAugmentAvailable,
   OFFICIAL_BLUR_APPLY_PROB,
   resolveMultiCropOptions,
+  runCropChain,
   sampleMultiCropParams,
   sampleResizedCropBox,
 } from '../../../src/data/augmentations.js';
 import { Rng } from '../../../src/data/rng.js';
 import { readSafetensors } from '../../../src/io/safetensors.js';
-import { ConfigError } from '../../../src/native/errors.js';
+import { native } from '../../../src/native/binding.js';
+import { ConfigError, ImageError, TorchRangeError, TorchTypeError } from '../../../src/native/errors.js';
 
 const N = 4000;
 const SEED = 20251204;
@@ -228,6 +230,21 @@ describe('determinism and options', () => {
     );
     expect(() => resolveMultiCropOptions({ std: [1, 0, 1] })).toThrow('mean and std must be three finite numbers each, std non-zero');
     expect(() => resolveMultiCropOptions({ backend: 'gpu' as never })).toThrow("backend must be 'auto', 'native' or 'js', got gpu");
+    const img = { data: new Uint8Array(8 * 6 * 3), width: 8, height: 6 };
+    const chain = { box: { top: 0, left: 0, height: 6, width: 8 }, outH: 6, outW: 8, flip: false, color: { jitter: null, grayscale: false }, blurSigma: null, solarize: false };
+    for (const backend of ['js', 'native'] as const) {
+      expect(() => runCropChain(img, { ...chain, box: { top: 1, left: 0, height: 6, width: 8 } }, { backend, output: 'uint8' })).toThrow(
+        new ImageError('crop box 8×6 at (0, 1) is outside the 8×6 image'),
+      );
+      expect(() => runCropChain(img, { ...chain, outH: 0 }, { backend, output: 'uint8' })).toThrow('output size must be integers in [1, 16384], got 8×0');
+      expect(() => runCropChain(img, { ...chain, color: { jitter: { order: [4], brightness: 1, contrast: 1, saturation: 1, hue: 0 }, grayscale: false } }, { backend, output: 'uint8' })).toThrow(
+        'jitter order must list op ids 0..3 (brightness, contrast, saturation, hue), got [4]',
+      );
+    }
+    // The addon's entry point itself rejects malformed calls with typed errors (never a crash).
+    expect(() => native.augmentCrop!(img.data, 8, 6, new Float64Array(3))).toThrow(TorchRangeError);
+    expect(() => native.augmentCrop!(img.data, 8, 7, new Float64Array(AUGMENT_SPEC.length))).toThrow('image must hold width × height × 3 bytes');
+    expect(() => native.augmentCrop!(new Float32Array(3) as never, 1, 1, new Float64Array(AUGMENT_SPEC.length))).toThrow(TorchTypeError);
     const aug = new MultiCropAugmentation();
     expect(() => aug.apply({ data: new Uint8Array(10), width: 2, height: 2 }, Rng.derive(0))).toThrow(
       'image: expected 12 bytes of interleaved RGB for 2×2, got 10',
