@@ -228,3 +228,38 @@ describe('float antialiased bicubic resize (gram-teacher crops with shared disto
     });
   }
 });
+
+// Random parameters beyond augment_io's single set: blend factors in [0, 2.5) (extrapolation + clipping), hue over
+// [−0.5, 0.5], crops resized up and down to arbitrary sizes (scripts/fixtures/make_augment_fuzz.py). Bit-exact.
+describe('random-parameter cases against torchvision v2 on PIL (augment_fuzz.safetensors)', () => {
+  const fz = readSafetensors(readFileSync(`${REF}augment_fuzz.safetensors`), 'augment_fuzz.safetensors');
+  const cases = JSON.parse(fz.metadata['cases']!) as {
+    brightness: number;
+    contrast: number;
+    saturation: number;
+    hue: number;
+    box: { top: number; left: number; height: number; width: number };
+    out_height: number;
+    out_width: number;
+  }[];
+  const img = (k: string): RgbImage => {
+    const t = fz.tensors.get(k)!;
+    return { data: new Uint8Array(t.data), width: t.shape[1]!, height: t.shape[0]! };
+  };
+  for (const backend of ['js', 'native'] as const) {
+    test(`${backend} kernels: ${cases.length} cases × (brightness, contrast, saturation, hue, resized_crop) bit-exact`, () => {
+      expect(cases.length).toBe(16);
+      cases.forEach((c, i) => {
+        const src = img(`${i}.input`);
+        const j = (order: number[]) => ({ jitter: { order, brightness: c.brightness, contrast: c.contrast, saturation: c.saturation, hue: c.hue }, grayscale: false });
+        const run = (chain: Partial<CropChain>) =>
+          (runCropChain(src, { ...NONE, box: fullBox(src), outH: src.height, outW: src.width, ...chain }, { backend, output: 'uint8' }) as RgbImage).data;
+        (['brightness', 'contrast', 'saturation', 'hue'] as const).forEach((name, k) => {
+          expect(compare(run({ color: j([k]) }), img(`${i}.${name}`).data).max255, `case ${i} ${name}`).toBe(0);
+        });
+        const rc = run({ box: c.box, outH: c.out_height, outW: c.out_width });
+        expect(compare(rc, img(`${i}.resized_crop`).data).max255, `case ${i} resized_crop`).toBe(0);
+      });
+    });
+  }
+});
