@@ -122,7 +122,10 @@ export interface MultiCropParams {
   local: LocalCropParams[];
 }
 
-/** What one image becomes: normalised CHW float32 crops, in the official output order. */
+/**
+ * What one image becomes: normalised CHW float32 crops, in the official output order. Every Float32Array owns its
+ * whole ArrayBuffer (byteOffset 0), so a worker thread can hand them over in a transfer list without copying.
+ */
 export interface MultiCropSample {
   /** 2 × (3 × globalSize × globalSize). */
   global: Float32Array[];

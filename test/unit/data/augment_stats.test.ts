@@ -295,6 +295,9 @@ describe('full pipeline on a photo (coffee.jpg from the op fixture)', () => {
           // One 8-bit level is at most 1/(255·0.224) ≈ 0.0175 after normalisation.
           expect(maxDiff(x, arrays(b)[i]!)).toBeLessThan(0.0176);
           expect(x.every(Number.isFinite)).toBe(true);
+          // Each crop owns its whole ArrayBuffer, so a worker can transfer it without copying.
+          expect([x.byteOffset, x.buffer.byteLength]).toEqual([0, x.byteLength]);
+          expect([arrays(b)[i]!.byteOffset, arrays(b)[i]!.buffer.byteLength]).toEqual([0, x.byteLength]);
         });
       }
       expect(image.data).toEqual(before); // the input is never written
