@@ -221,7 +221,20 @@ inline int RoundPos(double x) {
 
 // torchvision _functional_pil.adjust_hue: RGB → HSV (Convert.c rgb2hsv_row), h += uint8(int32(f·255)), HSV → RGB
 // (Convert.c hsv2rgb), with the C float/double steps of Pillow.
+// (float)a / (float)b for 8-bit a, b (b ≥ 1), at [a·256 + b]: the same correctly rounded float quotients as the
+// divisions of Convert.c::rgb2hsv_row, looked up.
+const float* DivTable() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(256 * 256, 0.0f);
+    for (int a = 0; a < 256; a++)
+      for (int b = 1; b < 256; b++) t[a * 256 + b] = static_cast<float>(a) / static_cast<float>(b);
+    return t;
+  }();
+  return table.data();
+}
+
 void Hue(Image& im, double factor) {
+  const float* div = DivTable();
   const int shift = ((static_cast<int32_t>(factor * 255) % 256) + 256) % 256;
   uint8_t* d = im.data.data();
   const size_t n = im.data.size();
@@ -229,11 +242,12 @@ void Hue(Image& im, double factor) {
     const int r = d[i], g = d[i + 1], b = d[i + 2];
     const int maxc = std::max(r, std::max(g, b)), minc = std::min(r, std::min(g, b));
     if (maxc == minc) continue;  // grey: (v, v, v) back
-    float cr = static_cast<float>(maxc - minc);
-    float s = cr / static_cast<float>(maxc);
-    float rc = static_cast<float>(maxc - r) / cr;
-    float gc = static_cast<float>(maxc - g) / cr;
-    float bc = static_cast<float>(maxc - b) / cr;
+    const int cr = maxc - minc;
+    const float* dcr = &div[cr];  // dcr[a * 256] = a / cr
+    float s = div[cr * 256 + maxc];
+    float rc = dcr[(maxc - r) * 256];
+    float gc = dcr[(maxc - g) * 256];
+    float bc = dcr[(maxc - b) * 256];
     float h;
     if (r == maxc) h = bc - gc;
     else if (g == maxc) h = static_cast<float>(2.0 + rc - bc);
@@ -308,23 +322,25 @@ void GaussianBlur(Image& im, int ksize, double sigma) {
   const int w = im.w, h = im.h;
   const size_t stride = static_cast<size_t>(w) * 3;
   std::vector<float> tmp(im.data.size());
+  // Horizontal pass on a reflect-padded float copy of each row: t[i] = Σ_j k[j]·P[i + 3j] over the interleaved
+  // row, accumulated in j order (contiguous, so the compiler vectorises it).
   std::vector<int> xo(w + 2 * half);
   for (int x = -half; x < w + half; x++) xo[x + half] = Reflect(x, w) * 3;
+  std::vector<float> padded(static_cast<size_t>(w + 2 * half) * 3);
   const uint8_t* d = im.data.data();
   for (int y = 0; y < h; y++) {
     const uint8_t* row = d + y * stride;
-    float* t = &tmp[y * stride];
-    for (int x = 0; x < w; x++) {
-      float s0 = 0, s1 = 0, s2 = 0;
-      for (int j = 0; j < ksize; j++) {
-        const uint8_t* p = row + xo[x + j];
-        s0 += p[0] * k[j];
-        s1 += p[1] * k[j];
-        s2 += p[2] * k[j];
-      }
-      t[x * 3] = s0;
-      t[x * 3 + 1] = s1;
-      t[x * 3 + 2] = s2;
+    for (int x = 0; x < w + 2 * half; x++) {
+      padded[x * 3] = row[xo[x]];
+      padded[x * 3 + 1] = row[xo[x] + 1];
+      padded[x * 3 + 2] = row[xo[x] + 2];
+    }
+    float* __restrict t = &tmp[y * stride];
+    std::fill(t, t + stride, 0.0f);
+    for (int j = 0; j < ksize; j++) {
+      const float kj = k[j];
+      const float* __restrict pj = padded.data() + 3 * j;
+      for (size_t i = 0; i < stride; i++) t[i] += pj[i] * kj;
     }
   }
   std::vector<float> acc(stride);
@@ -336,7 +352,13 @@ void GaussianBlur(Image& im, int ksize, double sigma) {
       for (size_t i = 0; i < stride; i++) acc[i] += row[i] * kj;
     }
     uint8_t* o = im.data.data() + y * stride;
-    for (size_t i = 0; i < stride; i++) o[i] = static_cast<uint8_t>(Clip8i(static_cast<int>(std::nearbyint(acc[i]))));
+    // Round half to even (torch's round_) without a libm call: adding and removing 1.5·2^23 rounds a float in
+    // [0, 2^22) to an integer in the default rounding mode; blurred 8-bit values are in [0, 255.x].
+    for (size_t i = 0; i < stride; i++) {
+      const float v = acc[i] < 0.0f ? 0.0f : acc[i];
+      const float r = (v + 12582912.0f) - 12582912.0f;  // IEEE arithmetic (no -ffast-math): not folded away
+      o[i] = static_cast<uint8_t>(r > 255.0f ? 255 : static_cast<int>(r));
+    }
   }
 }
 
