@@ -277,9 +277,9 @@ function sampleBlur(rng: Rng, p: number): number | null {
 
 // Stream keys: every crop draws from its own fork of the sample's Rng, so adding an option or a crop never shifts
 // the draws of another crop.
-const KEY_SHARED = 1000;
-const KEY_GLOBAL = 0; // + index
-const KEY_LOCAL = 100; // + index
+const KEY_SHARED = 0;
+const KEY_GLOBAL = 1; // + index (2 global crops)
+const KEY_LOCAL = 3; // + index
 
 /**
  * Draws every random choice `DataAugmentationDINO.__call__` makes for one `width × height` image, in the same
