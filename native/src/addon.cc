@@ -6,6 +6,9 @@
 
 namespace dinov3 {
 
+// Data augmentation kernels (ops/augment.cc); declared here so that adding them does not touch common.h.
+void InitAugment(Napi::Env env, Napi::Object exports);
+
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -25,6 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDevice(env, exports);
   InitFused(env, exports);
   InitThreads(env, exports);
+  InitAugment(env, exports);
   return exports;
 }
 

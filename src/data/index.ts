@@ -10,3 +10,5 @@ export * from './masking.js';
 export * from './collate.js';
 export * from './loader.js';
 export { loadTransform, type SampleTask, type SampleResult } from './loader_task.js';
+// Multi-crop SSL augmentation (DataAugmentationDINO), plain typed arrays for worker threads.
+export * from './augmentations.js';

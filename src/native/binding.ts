@@ -291,6 +291,10 @@ export interface NativeBinding {
     gompSpincount: string | null;
     parallelInfo: string;
   };
+  // ---- data augmentation (ops/augment.cc) ----
+  /** One DataAugmentationDINO crop chain on interleaved RGB bytes (spec layout: AUGMENT_SPEC in src/data/augmentations.ts);
+   * no tensors. Optional: older builds lack it (src/data/augmentations.ts then uses its TypeScript kernels). */
+  augmentCrop?(image: Uint8Array, width: Num, height: Num, spec: Float64Array): Float32Array | Uint8Array;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
