@@ -70,11 +70,11 @@ export function trainingLoader(dataset: Dataset, cfg: SSLConfig, o: OpenDataOpti
       globalBatchSize: cfg.train.batch_size_per_gpu * (o.worldSize ?? 1),
     },
     seed: o.seed ?? cfg.train.seed,
-    rank: o.rank,
-    worldSize: o.worldSize,
-    workers: o.workers,
-    startIteration: o.startIteration,
-    onError: o.onError,
+    ...(o.rank === undefined ? {} : { rank: o.rank }),
+    ...(o.worldSize === undefined ? {} : { worldSize: o.worldSize }),
+    ...(o.workers === undefined ? {} : { workers: o.workers }),
+    ...(o.startIteration === undefined ? {} : { startIteration: o.startIteration }),
+    onError: o.onError ?? 'skip',
     onSkip: (s) => o.onWarning?.(`skipped ${s.name}: ${s.message}`),
   });
 }
