@@ -26,6 +26,21 @@ export interface RawTensor {
   data: Uint8Array;
 }
 
+/** A tensor of a checkpoint file that is read only when asked: `read()` returns its contiguous row-major bytes (a
+ * fresh array for files, possibly a view for buffers). Shape and bounds were checked when it was created. */
+export class LazyRawTensor {
+  constructor(
+    readonly dtype: DType,
+    readonly shape: number[],
+    readonly byteLength: number,
+    readonly read: () => Uint8Array,
+  ) {}
+  /** Reads the bytes now. */
+  load(): RawTensor {
+    return { dtype: this.dtype, shape: this.shape, data: this.read() };
+  }
+}
+
 const ITEM_SIZE: Record<DType, number> = {
   float32: 4,
   float64: 8,
