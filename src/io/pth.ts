@@ -162,7 +162,6 @@ function parsePth(src: ByteSource, name: string, fail: Fail): { root: PickleValu
           'are not expanded; save the tensor with .contiguous() or .clone()',
       );
     }
-    if (n * isz > bufferConstants.MAX_LENGTH) fail(`${desc} is too large to load`);
     let last = offset;
     for (let i = 0; i < shape.length; i++) last += (shape[i]! - 1) * stride[i]!;
     if (last >= storage.numel) {
@@ -173,10 +172,19 @@ function parsePth(src: ByteSource, name: string, fail: Fail): { root: PickleValu
       if (shape[i] !== 1 && stride[i] !== expect) contiguous = false;
       expect *= shape[i]!;
     }
-    if (contiguous) return new LazyRawTensor(dtype, shape, n * isz, () => storageBytes(storage, entry, offset * isz, (offset + n) * isz));
-    if ((last - offset + 1) * isz > bufferConstants.MAX_LENGTH) fail(`${desc} spans too much of its storage to load`);
+    // Reading a tensor larger than one typed array can hold fails when (and only if) it is read.
+    const tooLarge = (bytes: number) => {
+      if (bytes > bufferConstants.MAX_LENGTH) fail(`${desc} is too large to load (${bytes} bytes, more than one buffer can hold)`);
+    };
+    if (contiguous) {
+      return new LazyRawTensor(dtype, shape, n * isz, () => {
+        tooLarge(n * isz);
+        return storageBytes(storage, entry, offset * isz, (offset + n) * isz);
+      });
+    }
 
     return new LazyRawTensor(dtype, shape, n * isz, () => {
+      tooLarge((last - offset + 1) * isz);
       // Strided copy out of the span [offset, last] of the storage: rows along the last dimension, an odometer over
       // the others.
       const span = storageBytes(storage, entry, offset * isz, (last + 1) * isz);

@@ -3,6 +3,7 @@
 // CheckpointError naming the file: missing files, folders, FIFOs, devices and sockets, short reads, a file that
 // changed since it was opened.
 
+import { constants as bufferConstants } from 'node:buffer';
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type Stats, statSync } from 'node:fs';
 import { CheckpointError } from '../native/errors.js';
 
@@ -16,8 +17,8 @@ export interface ByteSource {
   read(pos: number, len: number): Uint8Array;
 }
 
-/** The largest single read (a typed array may not be larger; the loaders never need one this big). */
-export const MAX_READ_BYTES = 2 ** 32;
+/** The largest single read: what one Buffer can hold (a single tensor of a checkpoint is never this big). */
+export const MAX_READ_BYTES = bufferConstants.MAX_LENGTH;
 
 function checkRange(src: ByteSource, pos: number, len: number): void {
   if (!Number.isSafeInteger(pos) || !Number.isSafeInteger(len) || pos < 0 || len < 0 || pos + len > src.size) {
