@@ -1,7 +1,10 @@
 // PCA visualisation of patch features (the DINOv3 paper/notebook figures): the first three principal components
 // of an image's patch features become R, G, B (each min-max normalised), upsampled to the input size and shown
-// beside the input image as a PNG.
+// beside the input image (PNG, JPEG or WebP, as the output name says).
+import { realpath } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
+import { ConfigError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -129,13 +132,45 @@ export interface PcaImageOptions {
   upsample?: 'nearest' | 'bilinear';
   /** Show the input image to the left (default true). */
   composite?: boolean;
+  /** Files `out` must never replace (besides the input image), e.g. the model weights. */
+  protectedPaths?: readonly string[];
+}
+
+const IMAGE_OUT: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
+
+/**
+ * Checks a PCA image output before any work: an extension it can be written in (.png, .jpg/.jpeg, .webp), and not
+ * the input image or a protected file (through links too).
+ * @throws ConfigError naming the output
+ */
+export async function checkPcaOutput(out: string, o: { image?: string; protectedPaths?: readonly string[] } = {}): Promise<void> {
+  if (IMAGE_OUT[extname(out).toLowerCase()] === undefined) {
+    throw new ConfigError(`pcaImage: cannot tell the image format of "${out}": use a .png, .jpg, .jpeg or .webp name`);
+  }
+  const real = async (p: string) => realpath(resolve(p)).catch(() => resolve(p));
+  const target = await real(out);
+  for (const p of o.protectedPaths ?? []) {
+    if ((await real(p)) === target) throw new ConfigError(`pcaImage: the output "${out}" would overwrite "${p}" (the model weights or another protected file)`);
+  }
+  if (o.image !== undefined && (await real(o.image)) === target) throw new ConfigError(`pcaImage: the output "${out}" would overwrite the input image "${o.image}"`);
+}
+
+/** The PNG re-encoded in the format `out`'s extension names. */
+async function encodeAs(png: Buffer, out: string): Promise<Buffer> {
+  const fmt = IMAGE_OUT[extname(out).toLowerCase()];
+  const sharp = await loadSharp();
+  if (fmt === 'jpeg') return sharp(png).jpeg({ quality: 95 }).toBuffer();
+  if (fmt === 'webp') return sharp(png).webp({ lossless: true }).toBuffer();
+  return png;
 }
 
 /**
  * PCA visualisation of one image: runs the model, maps the first three components of the patch features to RGB
- * and renders them at the model-input size, beside the (resized) input. Writes the PNG atomically if `out` is given.
+ * and renders them at the model-input size, beside the (resized) input. Writes it atomically if `out` is given, in
+ * the format its extension names (.png, .jpg/.jpeg, .webp); `out` is checked first (extension, not the input image,
+ * not a protected file such as the weights).
  * @example await pcaImage(model, 'cat.jpg', 'cat_pca.png', { resolution: 768 });
- * @throws ImageError for an unreadable image.
+ * @throws ImageError for an unreadable image; ConfigError for an unusable `out`.
  */
 export async function pcaImage(
   model: FeatureBackbone,
@@ -145,6 +180,7 @@ export async function pcaImage(
 ): Promise<{ png: Buffer; width: number; height: number; grid: [number, number] }> {
   assertEval(model, 'pcaImage');
   checkLayers(model, o.layers, 'pcaImage');
+  if (out !== undefined) await checkPcaOutput(out, { image: typeof image === 'string' ? image : undefined, protectedPaths: o.protectedPaths });
   const im = await decodeImage(image, { resolution: o.resolution ?? 768, resize: 'keepAspect', interpolation: o.interpolation, patchSize: model.patchSize });
   const place = modelPlacement(model);
   const rgb = scope(() => {
@@ -156,7 +192,7 @@ export async function pcaImage(
   try {
     const grid: [number, number] = [rgb.shape[0]!, rgb.shape[1]!];
     const r = await renderPca(rgb, { width: im.width, height: im.height, upsample: o.upsample, beside: (o.composite ?? true) ? im : undefined });
-    if (out) await atomicWriteFile(out, [r.png]);
+    if (out) await atomicWriteFile(out, [await encodeAs(r.png, out)]);
     return { ...r, grid };
   } finally {
     rgb.dispose();

@@ -1,13 +1,13 @@
 // saveFeatures beyond the happy path: outputs that stream to disk (peak memory far below the output size), outputs
 // that would overwrite an input or the weights, npy folders replaced as a set (also under kill -9), leftovers of
 // interrupted writes, and loadFeatures reading back what was written.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { checkFeatureOutput, type FeatureBackbone, loadFeatures, saveFeatures } from '../../../src/features/index.js';
+import { checkFeatureOutput, checkPcaOutput, type FeatureBackbone, loadFeatures, pcaImage, saveFeatures } from '../../../src/features/index.js';
 import { openSafetensors } from '../../../src/io/safetensors.js';
 import { ConfigError } from '../../../src/native/errors.js';
 import { type DinoVisionTransformer, full, zeros } from '../../../src/index.js';
@@ -145,4 +145,38 @@ describe('npy folders', () => {
     await saveFeatures(model, [CHELSEA], out, { format: 'npy', resolution: 32 });
     expect(readdirSync(tmp).filter((n) => n.startsWith('.killed'))).toEqual([]);
   }, 120_000);
+});
+
+describe('the CLI and the PCA image never overwrite an input or the weights', () => {
+  test('dinov3 features/pca --out onto the weights or the input fail before loading anything; --threads is bounded', () => {
+    const cli = ensureDist();
+    const weights = join(tmp, 'w.safetensors');
+    copyFileSync(TINY_WEIGHTS, weights);
+    const img = join(tmp, 'in.jpg');
+    copyFileSync(CHELSEA, img);
+    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+    let r = run('features', '--weights', weights, '--images', img, '--out', weights);
+    expect([r.status, r.stderr]).toEqual([1, `error: saveFeatures: the output "${weights}" would overwrite "${weights}" (the model weights or another protected file)\n`]);
+    r = run('features', '--weights', weights, '--images', img, '--out', img);
+    expect([r.status, r.stderr]).toEqual([1, `error: saveFeatures: the output "${img}" would overwrite the input image "${img}"\n`]);
+    r = run('pca', '--weights', weights, '--image', img, '--out', img);
+    expect([r.status, r.stderr]).toEqual([1, `error: pcaImage: the output "${img}" would overwrite the input image "${img}"\n`]);
+    r = run('pca', '--weights', weights, '--image', img, '--out', join(tmp, 'x.bmp'));
+    expect([r.status, r.stderr]).toEqual([1, `error: pcaImage: cannot tell the image format of "${join(tmp, 'x.bmp')}": use a .png, .jpg, .jpeg or .webp name\n`]);
+    r = run('features', '--weights', weights, '--images', img, '--out', join(tmp, 'f.safetensors'), '--threads', '100000');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^error: option '--threads <n>' argument '100000' is invalid\. this machine has \d+ CPUs?: use at most \d+\.\n$/);
+    expect(readFileSync(weights).equals(readFileSync(TINY_WEIGHTS))).toBe(true);
+    expect(readFileSync(img).equals(readFileSync(CHELSEA))).toBe(true);
+  });
+
+  test('pcaImage writes JPEG bytes under a .jpg name, PNG under .png', async () => {
+    const jpg = join(tmp, 'pca.jpg');
+    const png = join(tmp, 'pca.png');
+    await pcaImage(model, CHELSEA, jpg, { resolution: 64 });
+    await pcaImage(model, CHELSEA, png, { resolution: 64 });
+    expect([...readFileSync(jpg).subarray(0, 3)]).toEqual([0xff, 0xd8, 0xff]);
+    expect(readFileSync(png).subarray(1, 4).toString('latin1')).toBe('PNG');
+    await expect(checkPcaOutput(CHELSEA, { image: CHELSEA })).rejects.toThrow(`pcaImage: the output "${CHELSEA}" would overwrite the input image "${CHELSEA}"`);
+  });
 });
