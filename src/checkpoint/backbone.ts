@@ -4,7 +4,8 @@
 // model.safetensors, see hf.ts). Parameters are created one at a time and copied into the model (sources.ts).
 import { closeSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
-import { isAbsolute, join, resolve, sep } from 'node:path';
+import { homedir } from 'node:os';
+import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { getPreset, presetForFileName } from '../config/presets.js';
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
 import { openPth } from '../io/pth.js';
@@ -36,6 +37,8 @@ export interface LoadBackboneOptions {
   dtype?: DType;
   /** Strict (default): any missing, unexpected or mis-shaped key throws StateDictError. */
   strict?: boolean;
+  /** For a Hugging Face hub id: the branch, tag or commit in the local cache (default main). */
+  revision?: string;
 }
 
 export interface LoadedBackbone {
@@ -87,19 +90,80 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 }
 
 /** The tensors of one `.safetensors` / `.pth` file, read lazily (tensor by tensor, positional reads). */
-function openTensorFile(path: string): Map<string, LazyRawTensor> {
-  return path.endsWith('.safetensors') ? openSafetensors(path).tensors : openPth(path);
+function openTensorFile(path: string, name = path): Map<string, LazyRawTensor> {
+  return name.endsWith('.safetensors') ? openSafetensors(path).tensors : openPth(path);
 }
 
 const lazySources = (m: Map<string, LazyRawTensor>): SourceDict => new Map([...m].map(([k, v]) => [k, lazySource(v)]));
+
+/** The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
+export function huggingFaceCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HF_HOME) return join(env.HF_HOME, 'hub');
+  return join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface', 'hub');
+}
+
+/** torch.hub's checkpoint folder: $TORCH_HOME/hub/checkpoints, else ~/.cache/torch/hub/checkpoints. */
+export function torchHubCheckpointsDir(env: NodeJS.ProcessEnv = process.env): string {
+  const home = env.TORCH_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'torch');
+  return join(home, 'hub', 'checkpoints');
+}
+
+const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+
+/**
+ * Where a checkpoint named by `source` is: an existing path as is; a Hugging Face hub id (`facebook/dinov3-vits16-
+ * pretrain-lvd1689m`) as its snapshot in the local hub cache (`refs/<revision>`, default main, or a commit hash);
+ * a bare released file name (`dinov3_vits16_pretrain_lvd1689m-08c60483.pth`) in torch.hub's checkpoint folder.
+ * Nothing is downloaded.
+ * @throws CheckpointError saying what to download and where to put it when it is not there
+ */
+export async function resolveCheckpoint(source: string, o: { revision?: string } = {}): Promise<string> {
+  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${JSON.stringify(source)}`);
+  const present = (p: string) => stat(p).then(() => true, () => false);
+  if (await present(source)) return source;
+  if (HUB_ID.test(source) && !/\.(pth|pt|safetensors)$/.test(source)) {
+    const cache = huggingFaceCacheDir();
+    const repo = join(cache, `models--${source.replace('/', '--')}`);
+    const revision = o.revision ?? 'main';
+    let commit = revision;
+    try {
+      commit = readFileSync(join(repo, 'refs', revision), 'utf8').trim();
+    } catch {
+      // not a branch or tag name: maybe a commit hash
+    }
+    const snapshot = join(repo, 'snapshots', commit);
+    if (/^[\w.-]+$/.test(commit) && (await present(join(snapshot, 'config.json')))) return snapshot;
+    throw new CheckpointError(
+      `${source}: not in the Hugging Face cache (${cache}, revision ${revision}). Nothing is downloaded here: fetch it with ` +
+        `\`hf download ${source}${o.revision ? ` --revision ${o.revision}` : ''}\` (or huggingface-cli download; gated models need an accepted licence ` +
+        'and a token), set HF_HUB_CACHE or HF_HOME to another cache, or pass the folder path',
+    );
+  }
+  if (!/[\\/]/.test(source) && /\.(pth|pt)$/.test(source)) {
+    const dir = torchHubCheckpointsDir();
+    const p = join(dir, source);
+    if (await present(p)) return p;
+    throw new CheckpointError(
+      `${source}: no such file here or in torch.hub's checkpoint folder ${dir}. Nothing is downloaded here: get the released ` +
+        'weights from the DINOv3 release (https://github.com/facebookresearch/dinov3, "Pretrained models"; the download ' +
+        `links come by e-mail after accepting the licence), and put the file in ${dir} (or set TORCH_HOME), or pass its path`,
+    );
+  }
+  return source;
+}
 
 /** `file` of a weight_map, resolved inside `folder` (no absolute paths, `..`, or symlinks leading out of it). */
 function confinedShard(folder: string, file: unknown, index: string): string {
   if (typeof file !== 'string' || file === '') throw new CheckpointError(`${index}: weight_map values must be file names, found ${JSON.stringify(file)}`);
   const root = realpathSync(folder);
   const full = resolve(root, file);
-  const inside = (p: string) => p.startsWith(root.endsWith(sep) ? root : root + sep);
-  if (isAbsolute(file) || !inside(full)) throw new CheckpointError(`${index}: weight_map names "${file}", which is outside the folder ${folder}`);
+  const under = (p: string, dir: string) => p.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+  if (isAbsolute(file) || !under(full, root)) throw new CheckpointError(`${index}: weight_map names "${file}", which is outside the folder ${folder}`);
+  // In a hub cache snapshot (models--org--name/snapshots/<commit>/) the files are links to ../../blobs/.
+  const repo = dirname(dirname(root));
+  const hubSnapshot = basename(dirname(root)) === 'snapshots' && basename(repo).startsWith('models--');
+  const inside = (p: string) => under(p, root) || (hubSnapshot && under(p, join(repo, 'blobs')));
   let real: string;
   try {
     real = realpathSync(full);
@@ -131,7 +195,7 @@ export async function readCheckpoint(source: string): Promise<CheckpointContents
   const from = new Map<string, string>();
   for (const file of new Set(Object.values(weightMap as Record<string, unknown>))) {
     const shard = confinedShard(source, file, index);
-    for (const [k, v] of openTensorFile(shard)) {
+    for (const [k, v] of openTensorFile(shard, String(file))) {
       const prev = from.get(k);
       if (prev !== undefined) throw new CheckpointError(`${index}: tensor "${k}" is in two shards, ${prev} and ${String(file)}`);
       from.set(k, String(file));
@@ -254,10 +318,12 @@ function checkAgainstCheckpoint(config: VitConfig, sd: SourceDict, strict: boole
  * (`dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth`) or the tensor shapes. The model is returned in eval mode.
  * @example const { model } = await loadBackbone('dinov3_vits16_pretrain_lvd1689m-08c60483.pth');
  * @example const { model } = await loadBackbone('hf/dinov3-vits16', { device: 'cuda', dtype: 'bfloat16' });
+ * @example const { model } = await loadBackbone('facebook/dinov3-vits16-pretrain-lvd1689m'); // from the local HF cache
  * @throws CheckpointError for unreadable/corrupt files (naming the path); StateDictError (strict) with the key report;
  *   ConfigError for an invalid preset or config
  */
 export async function loadBackbone(source: string, o: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
+  source = await resolveCheckpoint(source, { revision: o.revision });
   const { sd: rawSd, hfConfig } = await readCheckpoint(source);
   let sd = stripTrainingPrefixes(rawSd, source);
   const isHf = isHfStateDict(sd.keys());
