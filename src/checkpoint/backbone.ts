@@ -15,6 +15,7 @@ import { atomicWriteFile, openSafetensors, writeSafetensorsFile } from '../io/sa
 import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { CheckpointError, StateDictError, type StateDictReport } from '../native/errors.js';
 import { formatStateDictReport } from '../nn/module.js';
+import { normalizationStats } from '../data/transforms.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType } from '../tensor/tensor.js';
@@ -42,8 +43,10 @@ export interface LoadBackboneOptions {
 }
 
 export interface LoadedBackbone {
-  /** The backbone, in eval mode. */
-  model: DinoVisionTransformer;
+  /** The backbone, in eval mode. Its `normalization` property (also here) is what feature extraction uses by default. */
+  model: DinoVisionTransformer & { readonly normalization: 'lvd1689m' | 'sat493m' };
+  /** The input normalisation of the weights: `sat493m` for the SAT-493M (satellite) models, else `lvd1689m`. */
+  normalization: 'lvd1689m' | 'sat493m';
   config: VitConfig;
   /** Key report (empty lists after a strict load). */
   report: StateDictReport;
@@ -312,6 +315,41 @@ function checkAgainstCheckpoint(config: VitConfig, sd: SourceDict, strict: boole
   }
 }
 
+/** The normalisation the weights were trained with: SAT-493M for a SAT preset, a released SAT file name or hub id,
+ * or an HF folder whose preprocessor_config.json has the SAT mean; LVD-1689M otherwise. */
+async function weightsNormalization(source: string, preset: string | undefined, hfFolder: boolean): Promise<'lvd1689m' | 'sat493m'> {
+  const p = preset ? getPreset(preset) : presetForFileName(source);
+  if (p) return p.weights === 'SAT493M' ? 'sat493m' : 'lvd1689m';
+  if (/sat493m/i.test(source)) return 'sat493m';
+  if (hfFolder) {
+    try {
+      const pre = JSON.parse(readFileSync(join(source, 'preprocessor_config.json'), 'utf8')) as { image_mean?: number[] };
+      const sat = normalizationStats('sat493m')!.mean;
+      if (Array.isArray(pre.image_mean) && pre.image_mean.every((v, i) => Math.abs(v - sat[i]!) < 1e-3)) return 'sat493m';
+    } catch {
+      // no preprocessor config: the LVD-1689M default
+    }
+  }
+  return 'lvd1689m';
+}
+
+/** The Hugging Face image processor config of a backbone (DINOv3ViTImageProcessorFast: resize to 224, rescale by
+ * 1/255, normalise with the weights' mean/std). */
+export function hfPreprocessorConfig(normalization: 'lvd1689m' | 'sat493m' = 'lvd1689m', size = 224): Record<string, unknown> {
+  const { mean, std } = normalizationStats(normalization)!;
+  return {
+    image_processor_type: 'DINOv3ViTImageProcessorFast',
+    do_resize: true,
+    size: { height: size, width: size },
+    resample: 2,
+    do_rescale: true,
+    rescale_factor: 1 / 255,
+    do_normalize: true,
+    image_mean: [...mean],
+    image_std: [...std],
+  };
+}
+
 /**
  * Loads a DINOv3 ViT backbone from a `.pth` (released or training checkpoint), a `.safetensors` file or a Hugging
  * Face folder. The architecture comes from `preset`/`config`, else from the HF config.json, the official file name
@@ -341,7 +379,9 @@ export async function loadBackbone(source: string, o: LoadBackboneOptions = {}):
   try {
     const report = loadBackboneStateDict(model, sd, { strict, source });
     model.eval();
-    return { model, config, report, format: isHf ? 'huggingface' : 'official' };
+    const normalization = await weightsNormalization(source, o.preset, hfConfig !== undefined);
+    Object.defineProperty(model, 'normalization', { value: normalization, enumerable: false, configurable: true });
+    return { model: model as LoadedBackbone['model'], normalization, config, report, format: isHf ? 'huggingface' : 'official' };
   } catch (e) {
     model.dispose();
     throw e;
@@ -363,11 +403,16 @@ function sourcesToRaw(sd: SourceDict): Map<string, RawTensor> {
 
 /**
  * Saves a backbone's state dict (a snapshot). `official` (default): one `.safetensors` file with the official keys,
- * written atomically. `huggingface`: a folder with config.json and model.safetensors in the HF layout.
+ * written atomically. `huggingface`: a folder with config.json, preprocessor_config.json (the input normalisation)
+ * and model.safetensors in the HF layout.
  * @throws CheckpointError for a non-.safetensors path in the official format; ConfigError when HF cannot express the
  *   architecture
  */
-export async function saveBackbone(model: DinoVisionTransformer, path: string, o: { format?: CheckpointFormat } = {}): Promise<void> {
+export async function saveBackbone(
+  model: DinoVisionTransformer,
+  path: string,
+  o: { format?: CheckpointFormat; /** Input normalisation recorded in the HF preprocessor_config.json (default: the model's, else lvd1689m). */ normalization?: 'lvd1689m' | 'sat493m' } = {},
+): Promise<void> {
   const sd: SourceDict = new Map([...model.stateDict()].map(([k, t]) => [k, tensorSource(t)]));
   if ((o.format ?? 'official') === 'official') {
     if (!path.endsWith('.safetensors')) throw new CheckpointError(`${path}: saveBackbone writes safetensors: use a path ending in .safetensors`);
@@ -379,4 +424,7 @@ export async function saveBackbone(model: DinoVisionTransformer, path: string, o
   await mkdir(path, { recursive: true });
   await writeSafetensorsFile(join(path, 'model.safetensors'), sourcesToRaw(hfSd), { format: 'pt' });
   await atomicWriteFile(join(path, 'config.json'), [Buffer.from(`${JSON.stringify(hfConfig, null, 2)}\n`)]);
+  const normalization = o.normalization ?? (model as { normalization?: 'lvd1689m' | 'sat493m' }).normalization ?? 'lvd1689m';
+  const pre = hfPreprocessorConfig(normalization, model.config.img_size);
+  await atomicWriteFile(join(path, 'preprocessor_config.json'), [Buffer.from(`${JSON.stringify(pre, null, 2)}\n`)]);
 }

@@ -4,6 +4,12 @@ import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
+import type { Normalization } from '../data/transforms.js';
+
+/** The normalisation to use: the explicit one, else the model's (its weights'), else LVD-1689M. */
+export function modelNormalization(model: FeatureBackbone, explicit: Normalization | undefined): Normalization {
+  return explicit ?? model.normalization ?? 'lvd1689m';
+}
 
 /** The backbone surface used by extractFeatures and the PCA (RECIPE §1.5, §1.6). */
 export interface FeatureBackbone {
@@ -14,6 +20,9 @@ export interface FeatureBackbone {
   readonly nBlocks?: number;
   /** Module's train/eval flag; extraction refuses a model in training mode. */
   readonly training?: boolean;
+  /** The input normalisation of the weights (set by loadBackbone: `sat493m` for the satellite models); the default
+   * of extractFeatures, saveFeatures and pcaImage. */
+  readonly normalization?: Normalization;
   forwardFeatures(x: Tensor): { clsToken: Tensor; storageTokens: Tensor; patchTokens: Tensor };
   getIntermediateLayers(
     x: Tensor,

@@ -13,7 +13,7 @@ import { scope } from '../tensor/scope.js';
 import type { Normalization, ResizeOptions } from '../data/transforms.js';
 import { planResize, resizeTensor, resolveResizeOptions, rgbToTensor } from '../data/transforms.js';
 import type { Device, DType } from '../tensor/tensor.js';
-import { assertEval, type BatchFeatures, checkLayers, type FeatureBackbone, type LayerSelection, modelPlacement, runBackbone } from './backbone.js';
+import { assertEval, type BatchFeatures, checkLayers, type FeatureBackbone, type LayerSelection, modelNormalization, modelPlacement, runBackbone } from './backbone.js';
 
 /** Progress after each batch. */
 export interface ExtractProgress {
@@ -26,7 +26,8 @@ export interface ExtractProgress {
 }
 
 export interface ExtractOptions extends Omit<ResizeOptions, 'patchSize'>, LoadManyOptions {
-  /** Input normalisation (default `'lvd1689m'`; `'sat493m'` for the satellite models). */
+  /** Input normalisation (default: the model's, as loadBackbone sets it: `'sat493m'` for the satellite models,
+   * else `'lvd1689m'`). */
   normalization?: Normalization;
   /** Take the outputs of the last n blocks (number) or of 0-based block indices instead of the final outputs. */
   layers?: LayerSelection;
@@ -215,7 +216,7 @@ export async function* extractListing(model: FeatureBackbone, listing: ImageList
     const pending: Pending[] = [];
     try {
       for (const group of groups.values()) {
-        const x = rgbToTensor(group, { normalization: options.normalization, device: o.device, dtype: o.dtype });
+        const x = rgbToTensor(group, { normalization: modelNormalization(model, options.normalization), device: o.device, dtype: o.dtype });
         let f: BatchFeatures;
         try {
           f = runBackbone(model, x, options.layers, options.norm);

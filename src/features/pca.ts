@@ -16,7 +16,7 @@ import { tensor } from '../tensor/creation.js';
 import { decodeImage, loadSharp } from '../data/image.js';
 import type { Interpolation, Normalization } from '../data/transforms.js';
 import { rgbToTensor } from '../data/transforms.js';
-import { assertEval, checkLayers, type FeatureBackbone, type LayerSelection, modelPlacement, runBackbone } from './backbone.js';
+import { assertEval, checkLayers, type FeatureBackbone, type LayerSelection, modelNormalization, modelPlacement, runBackbone } from './backbone.js';
 import { linalgEigh } from './decomp.js';
 
 /** A fitted PCA: `mean [D]`, unit `components [k, D]` (rows, by decreasing variance), their variances `[k]`. */
@@ -184,7 +184,7 @@ export async function pcaImage(
   const im = await decodeImage(image, { resolution: o.resolution ?? 768, resize: 'keepAspect', interpolation: o.interpolation, patchSize: model.patchSize });
   const place = modelPlacement(model);
   const rgb = scope(() => {
-    const x = rgbToTensor([im], { normalization: o.normalization, device: place.device, dtype: place.dtype });
+    const x = rgbToTensor([im], { normalization: modelNormalization(model, o.normalization), device: place.device, dtype: place.dtype });
     const f = runBackbone(model, x, o.layers);
     const p = f.patches.ndim === 5 ? select(f.patches, 1, f.patches.shape[1]! - 1) : f.patches; // [1, h, w, D]
     return pcaRgb(select(p, 0, 0)); // [h, w, 3]

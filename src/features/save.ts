@@ -14,7 +14,7 @@ import { openSafetensors } from '../io/safetensors.js';
 import { ConfigError, ImageError } from '../native/errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { normalizationStats } from '../data/transforms.js';
-import type { FeatureBackbone } from './backbone.js';
+import { type FeatureBackbone, modelNormalization } from './backbone.js';
 import { type ExtractOptions, extractFeatures, extractListing, type ImageFeatures } from './extract.js';
 
 export type FeatureFileFormat = 'safetensors' | 'npy';
@@ -307,7 +307,7 @@ export async function saveFeatures(
     if (spills.patches.uniform) whole('patches', spills.patches);
     else spills.patches.rows.forEach((r, j) => pieces.push({ name: format === 'npy' ? `patches_${j}` : `patches.${j}`, shape: r.shape, spill: spills.patches, offset: r.offset, bytes: r.bytes }));
 
-    const norm = options.normalization ?? 'lvd1689m';
+    const norm = modelNormalization(model, options.normalization);
     const meta: Record<string, string> = {
       format: 'pt',
       'dinov3.features': '1',

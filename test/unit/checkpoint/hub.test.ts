@@ -1,7 +1,7 @@
 // loadBackbone resolves Hugging Face hub ids in the local hub cache (snapshots/<refs/revision>, files linked to
 // ../../blobs) and released .pth names in torch.hub's checkpoint folder; nothing is downloaded, and a missing model
 // gets an error saying what to fetch and where to put it.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
@@ -81,5 +81,33 @@ describe('hub ids and cache folders', () => {
     const { model } = await loadBackbone('tiny_backbone.pth');
     expect(model.embedDim).toBe(64);
     model.dispose();
+  });
+});
+
+describe('preprocessing follows the weights', () => {
+  test('SAT-493M weights normalise with the SAT statistics by default; an HF export records them in preprocessor_config.json', async () => {
+    const { extractFeatures, saveBackbone } = await import('../../../src/index.js');
+    const sat = join(dir, 'tiny_sat493m.safetensors');
+    copyFileSync(join(FIXTURES, 'official_vits_like.safetensors'), sat);
+    const loaded = await loadBackbone(sat);
+    expect([loaded.normalization, loaded.model.normalization]).toEqual(['sat493m', 'sat493m']);
+    const image = new URL('../../fixtures/images/chelsea.jpg', import.meta.url).pathname;
+    const cls = async (o: { normalization?: 'sat493m' | 'lvd1689m' }) => {
+      for await (const f of extractFeatures(loaded.model, [image], { resolution: 32, as: 'arrays', ...o })) return Array.from(f.cls.data);
+      throw new Error('no features');
+    };
+    const byDefault = await cls({});
+    expect(byDefault).toEqual(await cls({ normalization: 'sat493m' }));
+    expect(byDefault).not.toEqual(await cls({ normalization: 'lvd1689m' }));
+    const hf = join(dir, 'hf-sat');
+    await saveBackbone(loaded.model, hf, { format: 'huggingface' });
+    const pre = JSON.parse(readFileSync(join(hf, 'preprocessor_config.json'), 'utf8')) as { image_mean: number[]; image_std: number[]; size: unknown };
+    expect(pre.image_mean).toEqual([0.43, 0.411, 0.296]);
+    expect(pre.image_std).toEqual([0.213, 0.156, 0.143]);
+    const again = await loadBackbone(hf);
+    expect(again.normalization).toBe('sat493m');
+    const lvd = await loadBackbone(join(FIXTURES, 'official_vits_like.safetensors'));
+    expect(lvd.normalization).toBe('lvd1689m');
+    for (const m of [loaded, again, lvd]) m.model.dispose();
   });
 });
