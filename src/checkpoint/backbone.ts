@@ -1,6 +1,7 @@
-// Loading and saving DINOv3 ViT backbones. RECIPE §1.8: released `.pth` files are flat backbone state dicts that load
-// strictly; training eval checkpoints wrap them as {"teacher": {"backbone.…", "dino_head.…", …}} (the official eval
-// loader strips `module.` and `backbone.`). Also reads `.safetensors` files and Hugging Face folders (config.json +
+// Loading and saving DINOv3 ViT backbones. Released `.pth` files (dinov3/hub/backbones.py::_make_dinov3_vit) are flat
+// backbone state dicts that load strictly; training eval checkpoints wrap them as {"teacher": {"backbone.…",
+// "dino_head.…", …}} (dinov3/checkpointer/checkpointer.py::init_model_from_checkpoint_for_evals strips `module.` and
+// `backbone.`). Also reads `.safetensors` files and Hugging Face folders (config.json +
 // model.safetensors, see hf.ts). Parameters are created one at a time and copied into the model (sources.ts).
 import { closeSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';

@@ -1,6 +1,7 @@
-// Architecture of an official backbone state dict, read off its keys and shapes (RECIPE §1.8 key table; §1.1 FFN
-// widths; §1.3 the periods buffer has d/4 entries, giving the head dim, and periods[k] = base^(4k/d), giving the RoPE
-// base). What the tensors cannot tell (norm eps, coordinate normalisation and augmentation) takes the released-model
+// Architecture of an official backbone state dict, read off its keys and shapes (the module names of
+// dinov3/models/vision_transformer.py::DinoVisionTransformer; FFN widths as dinov3/layers/ffn_layers.py::SwiGLUFFN;
+// dinov3/layers/rope_position_encoding.py::RopePositionEmbedding: the periods buffer has d/4 entries, giving the head
+// dim, and periods[k] = base^(4k/d), giving the RoPE base). What the tensors cannot tell (norm eps, coordinate normalisation and augmentation) takes the released-model
 // (hub) values: LayerNorm eps 1e-5, "separate" coordinates, rescale 2. A checkpoint trained with LayerNorm eps 1e-6
 // needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint.
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';

@@ -1,6 +1,6 @@
 // Lazily materialised checkpoint tensors: a shape, a dtype and a loader. Key mapping (Hugging Face ↔ official,
 // prefix stripping) composes loaders, so a whole checkpoint never exists twice as tensors: each parameter is created,
-// copied into the model and freed in turn (RECIPE §1.8 describes the keys).
+// copied into the model and freed in turn (keys: the module names of dinov3/models/vision_transformer.py).
 import type { LazyRawTensor, RawTensor } from '../io/raw_tensor.js';
 import { fromBuffer } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';

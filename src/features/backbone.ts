@@ -11,7 +11,8 @@ export function modelNormalization(model: FeatureBackbone, explicit: Normalizati
   return explicit ?? model.normalization ?? 'lvd1689m';
 }
 
-/** The backbone surface used by extractFeatures and the PCA (RECIPE §1.5, §1.6). */
+/** The backbone surface used by extractFeatures and the PCA (dinov3/models/vision_transformer.py::DinoVisionTransformer forward_features,
+ * get_intermediate_layers). */
 export interface FeatureBackbone {
   readonly embedDim: number;
   readonly patchSize: number;
