@@ -275,6 +275,14 @@ describe('files that are not regular files', () => {
     await refused(() => loadBackbone(dir), CheckpointError, `${join(dir, 'config.json')}: no such file or directory`);
   });
 
+  test('a file replaced between opening and reading is refused, not mixed', async () => {
+    const path = join(dir, 'changing.safetensors');
+    writeFileSync(path, writeSafetensors(new Map([['a', raw([4])]])));
+    const opened = openSafetensors(path);
+    writeFileSync(path, writeSafetensors(new Map([['a', raw([4])], ['b', raw([8])]])));
+    await refused(() => opened.tensors.get('a')!.read(), CheckpointError, `${path}: the file changed (or was replaced) while the checkpoint was being loaded`);
+  });
+
   test('the reference checkpoints still load lazily, byte for byte', () => {
     const lazy = openPth(join(FIXTURES, 'official_vits_like.pth'));
     const st = openSafetensors(join(FIXTURES, 'official_vits_like.safetensors')).tensors;
