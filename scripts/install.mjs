@@ -105,7 +105,7 @@ function main() {
     return log('development checkout: nothing to do here (`node scripts/setup.mjs` builds the addon)');
   }
   for (const p of prebuiltCandidates()) {
-    if (existsSync(p) && loads(p)) return log(`using the prebuilt addon ${path.relative(ROOT, p) || p}`);
+    if (existsSync(p) && loads(p)) return log(`using the prebuilt addon ${p.startsWith(ROOT + path.sep) ? path.relative(ROOT, p) : p}`);
   }
   const built = path.join(ROOT, 'build', 'Release', 'dinov3.node');
   const torch = findLibtorch();
