@@ -198,6 +198,14 @@ describe('architectures implied by tiny files', () => {
     expect(memory().cpuBytes).toBe(before);
   });
 
+  test('shapes that imply no valid architecture are a CheckpointError naming the file', async () => {
+    const bad = new Map(tiny);
+    bad.set('rope_embed.periods', raw([0]));
+    const file = join(dir, 'noheads.safetensors');
+    writeFileSync(file, writeSafetensors(bad));
+    await refused(() => loadBackbone(file), CheckpointError, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: the tensor shapes imply no valid architecture \\(pass a preset or a config\\):\n`));
+  });
+
   test('configs beyond sane bounds are refused', async () => {
     const hf = join(dir, 'hf-absurd');
     mkdirSync(hf, { recursive: true });
