@@ -5,8 +5,8 @@
 // library byte for byte (tensors sorted by descending dtype alignment, then name); file writes are atomic.
 
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { open, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { CheckpointError, TorchTypeError } from '../native/errors.js';
 import {
   byteView,
@@ -262,9 +262,38 @@ export async function readSafetensorsFile(path: string): Promise<SafetensorsCont
   return { tensors: new Map([...tensors].map(([k, t]) => [k, t.load()])), metadata };
 }
 
+/** Removes the temporary files (`<name>.tmp-<pid>-<hex>`) that writes to `path` by processes that are gone left
+ * behind (a write killed before its rename). */
+export async function removeStaleTemporaries(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.tmp-`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = n.startsWith(prefix) ? /^(\d+)-[0-9a-f]+$/.exec(n.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (!alive) await rm(join(dir, n), { force: true });
+  }
+}
+
 /** Writes `chunks` to `path` atomically: a temporary file next to it, fsync, rename. On failure the temporary file
- * is removed and an existing `path` is left untouched. */
+ * is removed and an existing `path` is left untouched; temporaries of earlier writes killed midway are removed first. */
 export async function atomicWriteFile(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  await removeStaleTemporaries(path);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
