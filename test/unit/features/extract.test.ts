@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { type DinoVisionTransformer, ImageError, memory, noGrad, scope, type Tensor } from '../../../src/index.js';
+import { type DinoVisionTransformer, full, ImageError, memory, noGrad, scope, type Tensor, zeros } from '../../../src/index.js';
 import { readSafetensorsFile } from '../../../src/io/safetensors.js';
 import { rawToFloat32 } from '../../../src/io/raw_tensor.js';
 import { loadImages } from '../../../src/data/index.js';
@@ -243,5 +243,33 @@ describe('saveFeatures', () => {
     await expect(saveFeatures(model, [CORRUPT], out, { onError: 'skip', onSkip: () => undefined })).rejects.toThrow(
       `no features to write to "${out}": all 1 images were skipped`,
     );
+  });
+});
+
+// Last in the file: the collector frees the dropped results asynchronously, which would upset the exact tensor
+// counts of the tests above.
+describe('dropped results', () => {
+  test('results dropped without dispose are freed by the garbage collector as the iteration goes on', async () => {
+    // A model that costs nothing: 100 images of 4 MiB of patch features each, none kept, none disposed.
+    const D = 256;
+    const fake = {
+      embedDim: D,
+      patchSize: 1,
+      nStorageTokens: 0,
+      forwardFeatures: (x: Tensor) => ({ clsToken: full([x.shape[0]!, D], 2), storageTokens: zeros([x.shape[0]!, 0, D]), patchTokens: full([x.shape[0]!, 64 * 64, D], 1) }),
+      getIntermediateLayers: () => [],
+    };
+    const x = zeros([100, 3, 64, 64]);
+    const before = memory().liveTensors;
+    let maxLive = 0;
+    let n = 0;
+    for await (const f of extractFeatures(fake, x, { batchSize: 4 })) {
+      expect(f.patches.shape).toEqual([64, 64, D]);
+      maxLive = Math.max(maxLive, memory().liveTensors - before);
+      n++;
+    }
+    x.dispose();
+    expect(n).toBe(100);
+    expect(maxLive).toBeLessThan(150); // of the 300 tensors handed out
   });
 });
