@@ -8,7 +8,7 @@ import { select } from '../ops/shape.js';
 import type { DecodedImage, LoadManyOptions } from '../data/image.js';
 import { decodeImages } from '../data/image.js';
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
-import { ImageError } from '../native/errors.js';
+import { ImageError, TorchRangeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Normalization, ResizeOptions } from '../data/transforms.js';
 import { planResize, resizeTensor, resolveResizeOptions, rgbToTensor } from '../data/transforms.js';
@@ -90,10 +90,10 @@ const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.is
 
 function checkOptions(model: FeatureBackbone, o: ExtractOptions): void {
   checkLayers(model, o.layers, 'extractFeatures');
-  if (o.batchSize !== undefined && !isPosInt(o.batchSize)) throw new RangeError(`extractFeatures: batchSize must be a positive integer, received ${String(o.batchSize)}`);
+  if (o.batchSize !== undefined && !isPosInt(o.batchSize)) throw new TorchRangeError(`extractFeatures: batchSize must be a positive integer, received ${String(o.batchSize)}`, 'ERR_INVALID_ARG');
   if (o.onError !== undefined && o.onError !== 'skip' && o.onError !== 'fail')
-    throw new RangeError(`extractFeatures: onError must be "skip" or "fail", received "${String(o.onError)}"`);
-  if (o.as !== undefined && o.as !== 'tensors' && o.as !== 'arrays') throw new RangeError(`extractFeatures: as must be "tensors" or "arrays", received "${String(o.as)}"`);
+    throw new TorchRangeError(`extractFeatures: onError must be "skip" or "fail", received "${String(o.onError)}"`, 'ERR_INVALID_ARG');
+  if (o.as !== undefined && o.as !== 'tensors' && o.as !== 'arrays') throw new TorchRangeError(`extractFeatures: as must be "tensors" or "arrays", received "${String(o.as)}"`, 'ERR_INVALID_ARG');
 }
 
 interface Pending {
@@ -148,7 +148,7 @@ function disposeAll(items: readonly BatchFeatures[]): void {
  *   all.push(f); // f.cls.shape [384], f.patches.shape [32, 32, 384]
  * }
  * @throws ImageError for unreadable images with `onError: 'fail'` (the default), and when `input` names no images;
- *   RangeError for invalid options or a model in training mode.
+ *   TorchRangeError (ERR_INVALID_ARG, a RangeError) for invalid options or a model in training mode.
  */
 export function extractFeatures(model: FeatureBackbone, input: string | readonly string[] | Tensor, options: ExtractOptions & { as: 'arrays' }): AsyncGenerator<ImageFeatureArrays, void, undefined>;
 export function extractFeatures(model: FeatureBackbone, input: string | readonly string[] | Tensor, options?: ExtractOptions & { as?: 'tensors' }): AsyncGenerator<ImageFeatures, void, undefined>;
@@ -238,16 +238,16 @@ export async function* extractListing(model: FeatureBackbone, listing: ImageList
 }
 
 async function* extractFromTensor(model: FeatureBackbone, input: Tensor, o: Resolved): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined> {
-  if (input.ndim !== 3 && input.ndim !== 4) throw new RangeError(`extractFeatures: expected a [N, 3, H, W] or [3, H, W] tensor, received ${input.dtype} Tensor [${input.shape.join(', ')}]`);
+  if (input.ndim !== 3 && input.ndim !== 4) throw new TorchRangeError(`extractFeatures: expected a [N, 3, H, W] or [3, H, W] tensor, received ${input.dtype} Tensor [${input.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   const x4 = input.ndim === 4 ? input : input.reshape([1, ...input.shape]);
   try {
     const [N, C, H, W] = x4.shape as [number, number, number, number];
-    if (C !== 3) throw new RangeError(`extractFeatures: expected 3 channels, received ${input.dtype} Tensor [${input.shape.join(', ')}]`);
+    if (C !== 3) throw new TorchRangeError(`extractFeatures: expected 3 channels, received ${input.dtype} Tensor [${input.shape.join(', ')}]`, 'ERR_INVALID_ARG');
     let plan: ReturnType<typeof planResize>;
     try {
       plan = planResize(W, H, { resize: 'none', patchSize: model.patchSize, sizeMultiple: o.sizeMultiple ?? 'reject' });
     } catch (e) {
-      throw new RangeError(`extractFeatures: input tensor ${(e as Error).message.replace(/^image /, '')}`);
+      throw new TorchRangeError(`extractFeatures: input tensor ${(e as Error).message.replace(/^image /, '')}`, 'ERR_INVALID_ARG');
     }
     for (let start = 0; start < N; start += o.batchSize) {
       const n = Math.min(o.batchSize, N - start);

@@ -4,7 +4,7 @@
 import { realpath } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
-import { ConfigError } from '../native/errors.js';
+import { ConfigError, TorchRangeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -30,13 +30,13 @@ export interface PcaFit {
  * Fits a k-component PCA to feature vectors `[..., D]` (all leading dims are samples), in float64. The sign of
  * each component is fixed so that its largest-magnitude score is positive (scikit-learn's convention).
  * Uses the eigendecomposition of the D×D covariance, or of the P×P Gram matrix when there are fewer samples.
- * @throws RangeError for fewer than 2 samples or k > min(P, D).
+ * @throws TorchRangeError (ERR_INVALID_ARG) for fewer than 2 samples or k > min(P, D).
  */
 export function pcaFit(features: Tensor, k = 3): PcaFit {
   const D = features.shape[features.ndim - 1]!;
   const P = features.numel / D;
   if (P < 2 || !Number.isInteger(k) || k < 1 || k > Math.min(P, D))
-    throw new RangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${k}`);
+    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${k}`, 'ERR_INVALID_ARG');
   return scope(() => {
     const x = reshape(features, [P, D]).to('float64');
     const mu = mean(x, [0]); // [D]
@@ -75,10 +75,10 @@ export function pcaProject(features: Tensor, fit: PcaFit): Tensor {
  * these features unless `fit` is given, e.g. one fit shared by several images), each min-max normalised.
  */
 export function pcaRgb(patches: Tensor, fit?: PcaFit): Tensor {
-  if (patches.ndim !== 3) throw new RangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`);
+  if (patches.ndim !== 3) throw new TorchRangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   return scope(() => {
     const f = fit ?? pcaFit(patches, 3);
-    if (f.components.shape[0] !== 3) throw new RangeError(`pcaRgb: expected a 3-component fit, received ${f.components.shape[0]} components`);
+    if (f.components.shape[0] !== 3) throw new TorchRangeError(`pcaRgb: expected a 3-component fit, received ${f.components.shape[0]} components`, 'ERR_INVALID_ARG');
     const s = pcaProject(patches, f); // [h, w, 3]
     const lo = amin(s, [0, 1], true);
     const hi = amax(s, [0, 1], true);
@@ -110,7 +110,7 @@ export async function renderPca(rgb: Tensor, o: RenderPcaOptions = {}): Promise<
   const cols = o.beside ? 2 : 1;
   let raw = panel;
   if (o.beside) {
-    if (o.beside.data.length !== W * H * 3) throw new RangeError(`renderPca: "beside" has ${o.beside.data.length} bytes, expected ${W}×${H}×3`);
+    if (o.beside.data.length !== W * H * 3) throw new TorchRangeError(`renderPca: "beside" has ${o.beside.data.length} bytes, expected ${W}×${H}×3`, 'ERR_INVALID_ARG');
     raw = new Uint8Array(W * H * 3 * 2);
     for (let y = 0; y < H; y++) {
       raw.set(o.beside.data.subarray(y * W * 3, (y + 1) * W * 3), y * W * 6);

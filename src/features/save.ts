@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { ConfigError, ImageError } from '../native/errors.js';
+import { ConfigError, ImageError, TorchRangeError } from '../native/errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { normalizationStats } from '../data/transforms.js';
 import { type FeatureBackbone, modelNormalization } from './backbone.js';
@@ -253,11 +253,11 @@ export async function saveFeatures(
 ): Promise<SaveFeaturesResult> {
   const format = options.format ?? defaultFormat(out);
   const featureDtype = options.featureDtype ?? 'float32';
-  if (format !== 'safetensors' && format !== 'npy') throw new RangeError(`saveFeatures: format must be "safetensors" or "npy", received "${String(format)}"`);
+  if (format !== 'safetensors' && format !== 'npy') throw new TorchRangeError(`saveFeatures: format must be "safetensors" or "npy", received "${String(format)}"`, 'ERR_INVALID_ARG');
   if (!['float32', 'float16', 'bfloat16'].includes(featureDtype))
-    throw new RangeError(`saveFeatures: featureDtype must be float32, float16 or bfloat16, received "${String(featureDtype)}"`);
+    throw new TorchRangeError(`saveFeatures: featureDtype must be float32, float16 or bfloat16, received "${String(featureDtype)}"`, 'ERR_INVALID_ARG');
   if (format === 'npy' && featureDtype === 'bfloat16')
-    throw new RangeError('saveFeatures: the npy format cannot store bfloat16; use featureDtype float32 or float16, or the safetensors format');
+    throw new TorchRangeError('saveFeatures: the npy format cannot store bfloat16; use featureDtype float32 or float16, or the safetensors format', 'ERR_INVALID_ARG');
 
   const skipped: ImageError[] = [];
   const onSkip = (e: ImageError) => {

@@ -161,6 +161,8 @@ describe('extractFeatures', () => {
     expect(err).toBeInstanceOf(ImageError);
     expect((err as ImageError).path).toBe(CORRUPT);
     await expect(collect(extractFeatures(model, DIR, { batchSize: 0 }))).rejects.toThrow('extractFeatures: batchSize must be a positive integer, received 0');
+    const bad = await collect(extractFeatures(model, DIR, { batchSize: 0 })).catch((e: unknown) => e);
+    expect([bad instanceof RangeError, (bad as { code?: string }).code]).toEqual([true, 'ERR_INVALID_ARG']);
     await expect(collect(extractFeatures(model, DIR, { layers: [] }))).rejects.toThrow(
       'extractFeatures: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received []',
     );
