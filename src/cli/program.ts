@@ -1,6 +1,7 @@
 // The `dinov3` command line (commander): `features` writes DINOv3 features of many images to a file, `pca` renders
 // the PCA of one image's patch features. Errors are one line on stderr: `error: <what went wrong>` (exit code 1).
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,13 @@ import { addTrainCommand } from './train.js';
 const positiveInt = (v: string): number => {
   const n = Number(v);
   if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
+  return n;
+};
+
+const threadsArg = (v: string): number => {
+  const n = positiveInt(v);
+  const cpus = availableParallelism();
+  if (n > cpus) throw new InvalidArgumentError(`this machine has ${cpus} CPU${cpus === 1 ? '' : 's'}: use at most ${cpus}.`);
   return n;
 };
 
@@ -124,7 +132,7 @@ function addModelOptions(cmd: Command): Command {
       new Option('--normalization <stats>', 'input mean/std; default: sat493m for SAT-493M presets, else lvd1689m').choices(['lvd1689m', 'imagenet', 'sat493m', 'none']),
     )
     .option('--layers <n|list>', 'features of the last n blocks, or of comma-separated 0-based block indices (default: final output)', layersArg)
-    .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+    .option('--threads <n>', 'CPU threads for libtorch (at most the number of CPUs)', threadsArg)
     .option('--json', 'print the result as JSON on stdout');
 }
 
@@ -147,8 +155,10 @@ async function loadModel(o: CommonOptions) {
 
 async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
   const started = Date.now();
+  const [{ saveFeatures, checkFeatureOutput }, { progressBar }] = await Promise.all([import('../features/save.js'), import('./progress.js')]);
+  // Before any work: --out may not be an input or the weights (saveFeatures checks again against its listing).
+  await checkFeatureOutput(o.out, { format: o.format, inputs: o.images, protectedPaths: [o.weights] });
   const { model, normalization } = await loadModel(o);
-  const [{ saveFeatures }, { progressBar }] = await Promise.all([import('../features/save.js'), import('./progress.js')]);
   const bar = progressBar(io, 'features', o.progress);
   const skipped: ImageError[] = [];
   try {
@@ -166,6 +176,7 @@ async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
       format: o.format,
       featureDtype: o.featureDtype,
       onError: o.onError,
+      protectedPaths: [o.weights],
       onSkip: (e) => skipped.push(e),
       onProgress: (p) => bar.update(p.done + p.skipped, p.total, p.skipped),
     });
@@ -185,8 +196,9 @@ async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
 }
 
 async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
+  const { pcaImage, checkPcaOutput } = await import('../features/pca.js');
+  await checkPcaOutput(o.out, { image: o.image, protectedPaths: [o.weights] });
   const { model, normalization } = await loadModel(o);
-  const { pcaImage } = await import('../features/pca.js');
   try {
     const r = await pcaImage(model, o.image, o.out, {
       resolution: o.resolution,
@@ -195,6 +207,7 @@ async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
       layers: o.layers,
       upsample: o.upsample,
       composite: o.composite,
+      protectedPaths: [o.weights],
     });
     io.stderr.write(`pca: ${o.image} → ${o.out} (${r.width}×${r.height}, ${r.grid[0]}×${r.grid[1]} patches)\n`);
     if (o.json) io.stdout.write(`${JSON.stringify({ out: o.out, width: r.width, height: r.height, grid: r.grid })}\n`);
@@ -293,7 +306,7 @@ export function buildProgram(io: CliIO): Command {
       .description('render the first three principal components of the patch features of an image as RGB, beside the image (PNG)')
       .exitOverride()
       .requiredOption('--image <path>', 'input image')
-      .requiredOption('--out <file.png>', 'output PNG')
+      .requiredOption('--out <file>', 'output image: .png, .jpg/.jpeg or .webp')
       .option('--resolution <pixels>', 'short side of the model input (aspect ratio kept, sides rounded to the patch size)', positiveInt, 768)
       .addOption(new Option('--interpolation <kernel>', 'resampling kernel').choices(['bicubic', 'bilinear', 'nearest', 'lanczos3']).default('bicubic'))
       .addOption(new Option('--upsample <mode>', 'upsampling of the patch map').choices(['nearest', 'bilinear']).default('nearest'))
