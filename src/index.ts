@@ -42,3 +42,4 @@ export * from './data/index.js';
 export * from './features/index.js';
 export * from './eval/index.js';
 export * from './train/index.js';
+export * from './checkpoint/tensors.js';
