@@ -282,6 +282,9 @@ export interface NativeBinding {
   setFusedKernels(on: boolean): boolean;
   /** The kernel linear/attention/residualAdd would run on `x` now. */
   kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: T, weight?: T): 'fused-cpu' | 'flash-cuda' | 'plain';
+  // ---- bench (ops/bench.cc) ----
+  /** Peak allocated bytes of the CUDA caching allocator (0 without CUDA); `reset` starts a new peak. */
+  cudaPeakMemory(device?: Num | null, reset?: boolean): number;
   // ---- threads (tensor/threads.cc) ----
   threadingInfo(): {
     intraOp: number;
