@@ -364,6 +364,12 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = sta
   const useAutocast = o.autocast ?? isCuda(o.device);
   const before = memory().liveTensors;
   const batch = syntheticBatch({ batch: o.batch, crops, patchSize: p.config.patch_size, device: o.device });
+  // What the student (autograd) and the teacher (no autograd) run, on float32 inputs of the device.
+  const kernels = scope(() => {
+    const probe = zeros([1, 1, 3], { device: o.device });
+    const choice = () => ({ linear: kernelChoice('linear', probe), attention: kernelChoice('attention', probe), residualAdd: kernelChoice('residualAdd', probe) });
+    return { student: choice(), teacher: noGrad(choice) };
+  });
   const step = factory({ config: p.config, dinoHead: head, ibotHead: head, device: o.device, batch: o.batch, crops, autocast: useAutocast, dropPath: o.dropPath ?? 0 });
   let t: { sPerIter: number; minS: number };
   try {
@@ -397,6 +403,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = sta
     peak: peak && { ...peak, flopsPerSec: +peak.flopsPerSec.toPrecision(4), sPerCall: +peak.sPerCall.toPrecision(4) },
     peakMemoryBytes: mem.bytes,
     memoryKind: mem.kind,
+    kernels,
     leakedTensors: memory().liveTensors - before,
     date: new Date().toISOString(),
   };

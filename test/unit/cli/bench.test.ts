@@ -83,6 +83,10 @@ describe('dinov3 bench', () => {
       mfu: null,
       peak: null,
       memoryKind: 'cpu-max-rss',
+      kernels: {
+        student: { linear: 'plain', attention: 'plain', residualAdd: 'plain' },
+        teacher: { linear: 'fused-cpu', attention: 'fused-cpu', residualAdd: 'fused-cpu' },
+      },
       leakedTensors: 0,
     });
     expect(j.step).toMatch(/^stand-in/);
