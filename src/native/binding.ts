@@ -281,7 +281,7 @@ export interface NativeBinding {
   /** Allows (true) or forbids (false) the fused kernels; returns the previous setting. */
   setFusedKernels(on: boolean): boolean;
   /** The kernel linear/attention/residualAdd would run on `x` now. */
-  kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: T, weight?: T): 'fused-cpu' | 'flash-cuda' | 'plain';
+  kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: T, weight?: T): 'fused-cpu' | 'flash-cuda' | 'fused-cuda' | 'plain';
   // ---- bench (ops/bench.cc) ----
   /** Peak allocated bytes of the CUDA caching allocator (0 without CUDA); `reset` starts a new peak. */
   cudaPeakMemory(device?: Num | null, reset?: boolean): number;

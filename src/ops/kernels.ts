@@ -3,6 +3,7 @@
 //   fused-cpu   grad mode off, float32 CPU: fused kernels (attention straight from qkv, SGEMM into a bias-filled
 //               output with GELU in place, x + γ⊙y in one pass); they record no autograd history
 //   flash-cuda  attention on CUDA with libtorch >= 2.1: scaled_dot_product_attention (flash / memory-efficient)
+//   fused-cuda  residualAdd on CUDA: one addcmul, with or without autograd
 //   plain       the ATen composition of the official code (autograd, other dtypes and devices): the reference
 // `linear` (with its activation) is in linalg.ts. `withPlainKernels` forces the plain composition (tests, A/B runs).
 import { native } from '../native/binding.js';
@@ -29,7 +30,7 @@ export function attention(qkv: Tensor, numHeads: number, rope: RopeSinCos | null
 export const residualAdd = (x: Tensor, y: Tensor, gamma: Tensor | null = null) =>
   wrap(native.residualAdd(h(x, 'residualAdd', 'input'), h(y, 'residualAdd', 'other'), gamma ? h(gamma, 'residualAdd', 'gamma') : null));
 
-export type KernelName = 'fused-cpu' | 'flash-cuda' | 'plain';
+export type KernelName = 'fused-cpu' | 'flash-cuda' | 'fused-cuda' | 'plain';
 
 /** The kernel `linear` (with `weight`), `attention` (qkv, no or float32 RoPE tables) or `residualAdd` runs on `x` now. */
 export function kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: Tensor, weight?: Tensor): KernelName {

@@ -383,6 +383,7 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<
 //   fused-cpu   grad mode off, float32 CPU tensors: the kernels above (no autograd history recorded)
 //   flash-cuda  attention on CUDA with libtorch >= 2.1: at::scaled_dot_product_attention, which picks the flash or
 //               memory-efficient kernel for 16-bit inputs (the math kernel otherwise)
+//   fused-cuda  residualAdd on CUDA: one addcmul (autograd-capable)
 //   plain       the op-by-op ATen composition (autograd, other dtypes and devices): the reference
 // setFusedKernels(false) (or DINOV3_FUSED=0 at load) forces the plain composition everywhere (tests, A/B benches).
 std::atomic<bool> gFusedKernels{[] {
@@ -390,10 +391,19 @@ std::atomic<bool> gFusedKernels{[] {
   return !(v && std::string(v) == "0");
 }()};
 
-enum class Kernel { kFusedCpu, kFlashCuda, kPlain };
+enum class Kernel { kFusedCpu, kFlashCuda, kFusedCuda, kPlain };
 
 const char* KernelName(Kernel k) {
-  return k == Kernel::kFusedCpu ? "fused-cpu" : k == Kernel::kFlashCuda ? "flash-cuda" : "plain";
+  switch (k) {
+    case Kernel::kFusedCpu:
+      return "fused-cpu";
+    case Kernel::kFlashCuda:
+      return "flash-cuda";
+    case Kernel::kFusedCuda:
+      return "fused-cuda";
+    default:
+      return "plain";
+  }
 }
 
 bool FusedCpu(const at::Tensor& x) {
@@ -416,7 +426,13 @@ Kernel AttentionKernel(const at::Tensor& qkv, const at::Tensor& sin, const at::T
   return Kernel::kPlain;
 }
 
-Kernel ResidualKernel(const at::Tensor& x) { return FusedCpu(x) ? Kernel::kFusedCpu : Kernel::kPlain; }
+// On CUDA, x + γ ⊙ y is one addcmul launch (with or without autograd: AddcmulBackward gives the same gradients as
+// the mul + add pair, rounded possibly differently).
+Kernel ResidualKernel(const at::Tensor& x) {
+  if (FusedCpu(x)) return Kernel::kFusedCpu;
+  if (x.is_cuda() && gFusedKernels.load(std::memory_order_relaxed)) return Kernel::kFusedCuda;
+  return Kernel::kPlain;
+}
 
 // The shape rule of linear: weight [out, in] with `in` the input's last dim.
 void CheckLinearArgs(const Args& a, const at::Tensor& x, const at::Tensor& w) {
@@ -477,7 +493,7 @@ at::Tensor AttentionPlain(const at::Tensor& qkv, int64_t heads, const at::Tensor
 // x + γ ⊙ y (dinov3/layers/block.py: x + ls(y), LayerScale ls(y) = y·γ), or x + y without γ.
 at::Tensor ResidualAdd(const at::Tensor& x, const at::Tensor& y, const c10::optional<at::Tensor>& gamma) {
   if (!gamma) return at::add(x, y);
-  if (ResidualKernel(x) == Kernel::kFusedCpu) return at::addcmul(x, y, *gamma);  // one pass, no y·γ temporary
+  if (ResidualKernel(x) != Kernel::kPlain) return at::addcmul(x, y, *gamma);  // one pass, no y·γ temporary
   return at::add(x, at::mul(y, *gamma));
 }
 
