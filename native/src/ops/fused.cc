@@ -18,6 +18,7 @@
 // (A/B comparisons). OpenMP: see ParallelFor.
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <atomic>
@@ -96,23 +97,25 @@ const int kGemmBackend = [] {
   return v && std::string(v) == "blas" ? 1 : v && std::string(v) == "aten" ? 2 : 0;
 }();
 
-// Row-major C[m, n] = alpha · A[m, k] · op(B) + beta · C, with op(B) = B [k, n] or Bᵀ (B stored [n, k]). Inside a
-// parallel region (omp_in_parallel) oneDNN and OpenBLAS run single-threaded.
-void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C, with op(A) = A [m, k] or Aᵀ (A stored [k, m]) and op(B) =
+// B [k, n] or Bᵀ (B stored [n, k]). Inside a parallel region (omp_in_parallel) oneDNN and OpenBLAS run
+// single-threaded.
+void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (dnnl_sgemm && kGemmBackend == 0 &&
-      dnnl_sgemm('N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+      dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
     return;
   if (sgemm_ && kGemmBackend <= 1) {
-    // Row-major C = A·op(B)  ⇔  column-major Cᵀ = op(B)ᵀ·Aᵀ.
-    const char tb = transB ? 'T' : 'N', ta = 'N';
+    // Row-major C = op(A)·op(B)  ⇔  column-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
+    const char tb = transB ? 'T' : 'N', ta = transA ? 'T' : 'N';
     const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
     const int LDB = static_cast<int>(ldb), LDA = static_cast<int>(lda), LDC = static_cast<int>(ldc);
     sgemm_(&tb, &ta, &M, &N, &K, &alpha, b, &LDB, a, &LDA, &beta, c, &LDC);
     return;
   }
   auto opts = at::TensorOptions().dtype(at::kFloat);
-  at::Tensor A = at::from_blob(const_cast<float*>(a), {m, k}, {lda, 1}, opts);
+  at::Tensor A = transA ? at::from_blob(const_cast<float*>(a), {k, m}, {lda, 1}, opts).t()
+                        : at::from_blob(const_cast<float*>(a), {m, k}, {lda, 1}, opts);
   at::Tensor B = transB ? at::from_blob(const_cast<float*>(b), {n, k}, {ldb, 1}, opts).t()
                         : at::from_blob(const_cast<float*>(b), {k, n}, {ldb, 1}, opts);
   at::Tensor C = at::from_blob(c, {m, n}, {ldc, 1}, opts);
@@ -120,6 +123,11 @@ void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, con
     C.copy_(at::mm(A, B).mul_(alpha));
   else
     C.mul_(beta).add_(at::mm(A, B), alpha);
+}
+
+void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  Gemm(false, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 // ---- softmax rows: max, exp(x − max) and the sum, scale by 1/sum ----
@@ -377,10 +385,52 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   return y.view(sizes);
 }
 
+// The SGEMM linear with autograd (float32 CPU): forward as Linear; backward dx = g·W, dW = gᵀ·x and db = Σ g through
+// the same SGEMM. Under create_graph the backward runs as ATen ops so that it is itself differentiable.
+struct LinearFunction : public torch::autograd::Function<LinearFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const c10::optional<at::Tensor>& b) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["bias"] = b.has_value();
+    return Linear(x, w, b);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    const bool hasBias = ctx->saved_data["bias"].toBool();
+    const int64_t N = w.size(0), K = w.size(1), M = x.numel() / K;
+    at::Tensor g = grads[0].reshape({M, N});
+    at::Tensor gx, gw, gb;
+    if (at::GradMode::is_enabled() || g.scalar_type() != at::kFloat) {
+      if (ctx->needs_input_grad(0)) gx = at::mm(g, w).view(x.sizes());
+      if (ctx->needs_input_grad(1)) gw = at::mm(g.t(), x.reshape({M, K}));
+    } else {
+      g = g.contiguous();
+      if (ctx->needs_input_grad(0)) {
+        const at::Tensor wc = w.contiguous();
+        gx = at::empty({M, K}, g.options());
+        if (M > 0) Gemm(false, false, M, K, N, 1.f, g.data_ptr<float>(), N, wc.data_ptr<float>(), K, 0.f, gx.data_ptr<float>(), K);
+        gx = gx.view(x.sizes());
+      }
+      if (ctx->needs_input_grad(1)) {
+        const at::Tensor xc = x.reshape({M, K}).contiguous();
+        gw = M > 0 ? at::empty({N, K}, g.options()) : at::zeros({N, K}, g.options());
+        if (M > 0) Gemm(true, false, N, K, M, 1.f, g.data_ptr<float>(), N, xc.data_ptr<float>(), K, 0.f, gw.data_ptr<float>(), K);
+      }
+    }
+    if (hasBias && ctx->needs_input_grad(2)) gb = g.sum(0);
+    return {gx, gw, gb};
+  }
+};
+
 // ---- kernel choice ----
 // The layers call one entry per operation (linear(+GELU), attention from qkv, residual add with LayerScale) and the
 // choice of kernel is made here, from the tensors, the grad mode and the policy switch:
-//   fused-cpu   grad mode off, float32 CPU tensors: the kernels above (no autograd history recorded)
+//   fused-cpu   float32 CPU tensors: linear through the SGEMM (LinearFunction when autograd records, so training
+//               gets oneDNN's AVX-512 SGEMM too); attention and residualAdd with grad mode off only (no history)
 //   flash-cuda  attention on CUDA with libtorch >= 2.1: at::scaled_dot_product_attention, which picks the flash or
 //               memory-efficient kernel for 16-bit inputs (the math kernel otherwise)
 //   fused-cuda  residualAdd on CUDA: one addcmul (autograd-capable)
@@ -411,8 +461,12 @@ bool FusedCpu(const at::Tensor& x) {
          x.scalar_type() == at::kFloat && !x.is_meta();
 }
 
+// Linear: float32 CPU input and weight, with or without autograd (LinearFunction records it).
 Kernel LinearKernel(const at::Tensor& x, const at::Tensor& w) {
-  return FusedCpu(x) && w.is_cpu() && w.scalar_type() == at::kFloat ? Kernel::kFusedCpu : Kernel::kPlain;
+  return gFusedKernels.load(std::memory_order_relaxed) && x.is_cpu() && x.scalar_type() == at::kFloat && !x.is_meta() &&
+                 w.is_cpu() && w.scalar_type() == at::kFloat
+             ? Kernel::kFusedCpu
+             : Kernel::kPlain;
 }
 
 // RoPE tables (sin, cos) of the attention: float32 CPU tables are read by the fused kernel.
@@ -444,7 +498,13 @@ void CheckLinearArgs(const Args& a, const at::Tensor& x, const at::Tensor& w) {
 
 // linear(x, w, b) followed by the activation ("none" or "gelu", the exact erf form of nn.GELU).
 at::Tensor LinearAct(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b, bool gelu) {
-  if (LinearKernel(x, w) == Kernel::kFusedCpu) {
+  const bool biasF32 = !b || (b->is_cpu() && b->scalar_type() == at::kFloat && b->dim() == 1);
+  if (LinearKernel(x, w) == Kernel::kFusedCpu && biasF32) {
+    const bool records = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->requires_grad()));
+    if (records) {
+      at::Tensor y = LinearFunction::apply(x, w, b);
+      return gelu ? at::gelu(y) : y;
+    }
     at::Tensor y = Linear(x, w, b);
     if (gelu) GeluInplace(y);
     return y;

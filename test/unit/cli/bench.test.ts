@@ -84,7 +84,7 @@ describe('dinov3 bench', () => {
       peak: null,
       memoryKind: 'cpu-max-rss',
       kernels: {
-        student: { linear: 'plain', attention: 'plain', residualAdd: 'plain' },
+        student: { linear: 'fused-cpu', attention: 'plain', residualAdd: 'plain' },
         teacher: { linear: 'fused-cpu', attention: 'fused-cpu', residualAdd: 'fused-cpu' },
       },
       leakedTensors: 0,

@@ -24,10 +24,16 @@ import { attention, kernelChoice, residualAdd, setFusedKernels, withPlainKernels
 import { expectClose } from '../models/helpers.js';
 
 describe('kernelChoice', () => {
-  test('fused CPU only without autograd, for float32 CPU tensors, and not while forbidden', () => {
+  test('fused CPU for float32 CPU tensors (attention and residualAdd only without autograd), not while forbidden', () => {
     scope(() => {
       const x = randn([2, 3]);
-      for (const op of ['linear', 'attention', 'residualAdd'] as const) {
+      // linear: the SGEMM with or without autograd (an autograd function records it).
+      expect(kernelChoice('linear', x)).toBe('fused-cpu');
+      expect(noGrad(() => kernelChoice('linear', x))).toBe('fused-cpu');
+      expect(kernelChoice('linear', x.to('float64'))).toBe('plain');
+      expect(kernelChoice('linear', x.to('bfloat16'))).toBe('plain');
+      expect(withPlainKernels(() => kernelChoice('linear', x))).toBe('plain');
+      for (const op of ['attention', 'residualAdd'] as const) {
         expect(kernelChoice(op, x)).toBe('plain'); // grad mode is on by default
         expect(noGrad(() => kernelChoice(op, x))).toBe('fused-cpu');
         expect(noGrad(() => enableGrad(() => kernelChoice(op, x)))).toBe('plain');
@@ -158,18 +164,19 @@ describe('linear with GELU and residualAdd', () => {
       const x = randn([2, 5, 8], { generator: g });
       const w = randn([12, 8], { generator: g });
       const b = randn([12], { generator: g });
-      const ref = linear(x, w, b); // grad mode on: at::linear
+      const ref = withPlainKernels(() => linear(x, w, b)); // at::linear
       expectClose(noGrad(() => linear(x, w, b)), ref, 'fused linear', 1e-6);
-      expectClose(noGrad(() => linear(x, w)), linear(x, w), 'fused linear without bias', 1e-6);
+      expectClose(noGrad(() => linear(x, w)), withPlainKernels(() => linear(x, w)), 'fused linear without bias', 1e-6);
       // One row (M = 1): the bias-filled output must be a copy, never the bias itself.
       const bias0 = b.toArray();
-      expectClose(noGrad(() => linear(randn([8], { generator: new Generator(1) }), w, b)), linear(randn([8], { generator: new Generator(1) }), w, b), 'one row', 1e-6);
+      expectClose(noGrad(() => linear(randn([8], { generator: new Generator(1) }), w, b)), withPlainKernels(() => linear(randn([8], { generator: new Generator(1) }), w, b)), 'one row', 1e-6);
       expect(b.toArray()).toEqual(bias0);
       expect(() => noGrad(() => linear(x, randn([12, 7]), b))).toThrow('linear: input float32 [2, 5, 8] does not match weight float32 [12, 7]: last dim must be 7');
       expect(() => linear(x, w, b, 'relu' as 'gelu')).toThrow('linear: activation must be "none" or "gelu", received "relu"');
-      expect(linear(x, w, b, 'gelu').toArray()).toEqual(gelu(ref).toArray());
+      expect(withPlainKernels(() => linear(x, w, b, 'gelu')).toArray()).toEqual(gelu(ref).toArray());
+      expectClose(linear(x, w, b, 'gelu'), gelu(linear(x, w, b)), 'linear + GELU in grad mode', 1e-6); // same SGEMM, GELU in place
       expectClose(noGrad(() => linear(x, w, b, 'gelu')), gelu(ref), 'fused linear + GELU', 1e-6);
-      expectClose(noGrad(() => linear(x, w, null, 'gelu')), gelu(linear(x, w)), 'fused linear + GELU without bias', 1e-6);
+      expectClose(noGrad(() => linear(x, w, null, 'gelu')), gelu(withPlainKernels(() => linear(x, w))), 'fused linear + GELU without bias', 1e-6);
       expect(noGrad(() => linear(x.to('float64'), w.to('float64'), b.to('float64'), 'gelu')).toArray()).toEqual(gelu(linear(x.to('float64'), w.to('float64'), b.to('float64'))).toArray());
       const y = randn([2, 5, 8], { generator: g });
       const gamma = randn([8], { generator: g });
@@ -195,6 +202,37 @@ describe('linear with GELU and residualAdd', () => {
     });
   });
 
+  test.each([
+    ['x, W and b', true, true, true],
+    ['W only, no bias', false, true, false],
+    ['x only', true, false, true],
+  ])('the SGEMM linear records autograd: gradients (%s) equal at::linear\'s, 3-D and non-contiguous input', (_, gx, gw, withBias) => {
+    scope(() => {
+      const g = new Generator(21);
+      const base = randn([3, 8, 5], { generator: g }).transpose(1, 2); // [3, 5, 8], non-contiguous
+      const w0 = randn([6, 8], { generator: g });
+      const b0 = randn([6], { generator: g });
+      const up = randn([3, 5, 6], { generator: g });
+      const run = (plain: boolean) =>
+        scope(() => {
+          const x = gx ? base.detach().requiresGrad_() : base;
+          const w = gw ? w0.detach().requiresGrad_() : w0;
+          const b = withBias ? b0.detach().requiresGrad_() : null;
+          const y = plain ? withPlainKernels(() => linear(x, w, b, 'gelu')) : linear(x, w, b, 'gelu');
+          y.mul(up).sum().backward();
+          return { y, gx: x.grad, gw: w.grad, gb: b?.grad ?? null };
+        });
+      const [a, p] = [run(false), run(true)];
+      expectClose(a.y, p.y, 'y', 1e-6);
+      for (const k of ['gx', 'gw', 'gb'] as const) {
+        expect(a[k] === null, k).toBe(p[k] === null);
+        if (a[k] && p[k]) expectClose(a[k]!, p[k]!, k, 1e-5);
+      }
+      expect(a.gx === null).toBe(!gx);
+      expect(a.gb === null).toBe(!withBias);
+    });
+  });
+
   test.each(['mlp', 'swiglu'] as const)('a %s block gives the same output with the fused kernels as with the plain ones (eval, LayerScale, RoPE)', (ffnLayer) => {
     const before = memory().liveTensors;
     const blk = new SelfAttentionBlock(64, 4, { qkvBias: true, initValues: 0.5, maskKBias: true, ffnLayer }).eval();
@@ -203,7 +241,7 @@ describe('linear with GELU and residualAdd', () => {
       const x = randn([2, 5 + 12, 64], { generator: new Generator(3) });
       const tables = rope.forward({ H: 3, W: 4 });
       const want = noGrad(() => withPlainKernels(() => blk.forward(x, tables)));
-      expect(blk.forward(x, tables).toArray()).toEqual(want.toArray()); // grad mode on: plain as well
+      expect(withPlainKernels(() => blk.forward(x, tables)).toArray()).toEqual(want.toArray()); // grad mode on: plain as well
       expectClose(noGrad(() => blk.forward(x, tables)), want, 'block', 1e-5);
     });
     blk.dispose();
