@@ -156,7 +156,7 @@ function environment(device: Device) {
 
 function rate(flops: number, sPerIter: number, peak: { flopsPerSec: number } | null) {
   const flopsPerSec = flops / sPerIter;
-  return { flopsPerSec: +flopsPerSec.toPrecision(4), mfu: peak ? +(flopsPerSec / peak.flopsPerSec).toFixed(4) : null };
+  return { flopsPerSec: +flopsPerSec.toPrecision(4), mfu: peak ? +(flopsPerSec / peak.flopsPerSec).toPrecision(4) : null };
 }
 
 function setup(o: BenchCommon) {
@@ -203,7 +203,7 @@ export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> 
     warmup: o.warmup,
     sPerIter: +t.sPerIter.toPrecision(4),
     minSPerIter: +t.minS.toPrecision(4),
-    imgPerSec: +(o.batch / t.sPerIter).toFixed(2),
+    imgPerSec: +(o.batch / t.sPerIter).toPrecision(4),
     flops: { perImage, perIter: perImage * o.batch },
     ...rate(perImage * o.batch, t.sPerIter, peak),
     peak: peak && { ...peak, flopsPerSec: +peak.flopsPerSec.toPrecision(4), sPerCall: +peak.sPerCall.toPrecision(4) },
@@ -397,7 +397,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = sta
     warmup: o.warmup,
     sPerIter: +t.sPerIter.toPrecision(4),
     minSPerIter: +t.minS.toPrecision(4),
-    imgPerSec: +(o.batch / t.sPerIter).toFixed(2),
+    imgPerSec: +(o.batch / t.sPerIter).toPrecision(4),
     flops,
     ...rate(flops.total, t.sPerIter, peak),
     peak: peak && { ...peak, flopsPerSec: +peak.flopsPerSec.toPrecision(4), sPerCall: +peak.sPerCall.toPrecision(4) },

@@ -17,6 +17,7 @@
 // these shapes), else the Fortran BLAS sgemm_ (OpenBLAS), else at::mm. DINOV3_GEMM=blas|aten forces the latter two
 // (A/B comparisons). OpenMP: see ParallelFor.
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -456,15 +457,24 @@ const char* KernelName(Kernel k) {
   }
 }
 
+// Under CPU autocast the ATen ops cast to the autocast dtype: the float32 kernels must not run then.
+bool CpuAutocast() {
+#if DINOV3_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+
 bool FusedCpu(const at::Tensor& x) {
   return gFusedKernels.load(std::memory_order_relaxed) && !at::GradMode::is_enabled() && x.is_cpu() &&
-         x.scalar_type() == at::kFloat && !x.is_meta();
+         x.scalar_type() == at::kFloat && !x.is_meta() && !CpuAutocast();
 }
 
 // Linear: float32 CPU input and weight, with or without autograd (LinearFunction records it).
 Kernel LinearKernel(const at::Tensor& x, const at::Tensor& w) {
   return gFusedKernels.load(std::memory_order_relaxed) && x.is_cpu() && x.scalar_type() == at::kFloat && !x.is_meta() &&
-                 w.is_cpu() && w.scalar_type() == at::kFloat
+                 w.is_cpu() && w.scalar_type() == at::kFloat && !CpuAutocast()
              ? Kernel::kFusedCpu
              : Kernel::kPlain;
 }

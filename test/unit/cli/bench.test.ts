@@ -56,7 +56,7 @@ describe('dinov3 bench', () => {
       leakedTensors: 0,
     });
     expect(j.sPerIter).toBeGreaterThan(0);
-    expect(j.imgPerSec).toBeCloseTo(2 / j.sPerIter, 0);
+    expect(Math.abs(j.imgPerSec - 2 / j.sPerIter) / j.imgPerSec).toBeLessThan(1e-3);
     expect(j.mfu).toBeGreaterThan(0);
     expect(j.peakMemoryBytes).toBeGreaterThan(0);
   });

@@ -3,6 +3,7 @@
 // reference, forced by withPlainKernels) and the official composition written out with the Tensor API.
 import { describe, expect, test } from 'vitest';
 import {
+  autocast,
   enableGrad,
   gelu,
   Generator,
@@ -43,6 +44,10 @@ describe('kernelChoice', () => {
       }
       expect(noGrad(() => kernelChoice('linear', x, x.to('float64')))).toBe('plain');
       expect(setFusedKernels(true)).toBe(true);
+      // CPU autocast: the ops cast to bfloat16, so the float32 kernels stand aside.
+      for (const op of ['linear', 'attention', 'residualAdd'] as const) expect(noGrad(() => autocast(() => kernelChoice(op, x), { device: 'cpu' }))).toBe('plain');
+      const w = randn([4, 3]);
+      expect(noGrad(() => autocast(() => linear(x, w), { device: 'cpu' })).dtype).toBe('bfloat16');
     });
   });
 });
