@@ -27,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOptim(env, exports);
   InitDevice(env, exports);
   InitFused(env, exports);
+  InitBench(env, exports);
   InitThreads(env, exports);
   InitAugment(env, exports);
   return exports;

@@ -263,6 +263,85 @@ async function runEval(mode: 'knn' | 'linear', o: EvalOptions, io: CliIO): Promi
   }
 }
 
+interface BenchOptions {
+  preset: string;
+  batch: number;
+  steps: number;
+  warmup: number;
+  device: Device;
+  threads?: number;
+  peakN?: number;
+  out?: string;
+}
+
+/** Writes `json` to stdout and, with --out, atomically to a file. */
+async function emitJson(json: Record<string, unknown>, out: string | undefined, io: CliIO): Promise<void> {
+  const text = `${JSON.stringify(json, null, 2)}\n`;
+  io.stdout.write(text);
+  if (!out) return;
+  const { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync } = await import('node:fs');
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, out);
+}
+
+const nonNegativeInt = (v: string): number => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer.');
+  return n;
+};
+
+/** `dinov3 bench features|train` (src/cli/bench.ts). */
+function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (e: unknown) => never | void): void {
+  const bench = program.command('bench').description('throughput, counted FLOPs, MFU against a measured matmul peak, and peak memory, as JSON').exitOverride();
+  const common = (cmd: Command) =>
+    cmd
+      .exitOverride()
+      .requiredOption('--preset <name>', 'tiny (a dry run) or a released architecture: vits16, vitb16, vitl16, vith16plus, …')
+      .option('--batch <n>', 'images per iteration', positiveInt, 64)
+      .option('--steps <n>', 'timed iterations', positiveInt, 10)
+      .option('--warmup <n>', 'untimed iterations first', nonNegativeInt, 2)
+      .addOption(new Option('--device <device>', 'cpu, cuda or cuda:<index>').default('cpu').argParser(deviceArg))
+      .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+      .option('--peak-n <n>', 'side of the n×n matmul that measures the peak (0: skip; default 8192 on CUDA, 1024 on CPU)', nonNegativeInt)
+      .option('--out <file.json>', 'also write the JSON to this file');
+
+  const features = common(bench.command('features').description('forward_features without autograd on synthetic images'))
+    .option('--resolution <pixels>', 'square input side', positiveInt, 224)
+    .addOption(new Option('--dtype <dtype>', 'weights and input dtype').choices(['float32', 'bfloat16']).default('float32'))
+    .option('--autocast', 'bfloat16 autocast over float32 weights');
+  features.action((o: BenchOptions & { resolution: number; dtype: 'float32' | 'bfloat16'; autocast?: boolean }, cmd: Command) =>
+    (async () => {
+      const { benchFeatures } = await import('./bench.js');
+      await emitJson(benchFeatures(o), o.out, io);
+    })().catch(fail(cmd)),
+  );
+
+  const train = common(bench.command('train').description('SSL training steps on synthetic multi-crop batches (official collate layout)'))
+    .option('--crops <spec>', 'crops per image: global, then local (<count>x<size>,…)', '2x224,8x96')
+    .option('--autocast', 'bfloat16 autocast over float32 master weights (default on CUDA)')
+    .option('--no-autocast', 'no autocast (float32 compute)')
+    .option('--drop-path <rate>', 'student stochastic depth', (v: string) => {
+      const n = Number(v);
+      if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a rate in [0, 1).');
+      return n;
+    })
+    .option('--prototypes <n>', 'prototypes of the DINO and iBOT heads (default 65536; tiny: 128)', positiveInt);
+  train.action((o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number }, cmd: Command) =>
+    (async () => {
+      const { benchTrain } = await import('./bench.js');
+      await emitJson(benchTrain({ ...o, head: o.prototypes ? { prototypes: o.prototypes } : undefined }), o.out, io);
+    })().catch(fail(cmd)),
+  );
+}
+
 /**
  * Builds the `dinov3` program. `io` receives all output; commander errors throw CommanderError (exitOverride).
  */
@@ -338,6 +417,8 @@ export function buildProgram(io: CliIO): Command {
         .option('--no-avgpool', 'CLS token only (default: CLS + mean patch token)');
     sub.action((o: EvalOptions, cmd: Command) => runEval(mode, o, io).catch(fail(cmd)));
   }
+
+  addBenchCommands(program, io, fail);
   return program;
 }
 

@@ -223,7 +223,6 @@ export interface NativeBinding {
   mm(a: T, b: T): T;
   bmm(a: T, b: T): T;
   baddbmm(input: T, batch1: T, batch2: T, beta?: Num, alpha?: Num): T;
-  linear(x: T, w: T, b?: MaybeT): T;
   einsum(eq: string, ts: T[]): T;
   outer(a: T, b: T): T;
   cdist(a: T, b: T, p?: Num): T;
@@ -272,15 +271,20 @@ export interface NativeBinding {
   linalgEigh(a: T, uplo?: 'L' | 'U'): [T, T];
   linalgSvd(a: T, fullMatrices?: boolean): [T, T, T];
   linalgQr(a: T, mode?: 'reduced' | 'complete'): [T, T];
-  // ---- fused (ops/fused.cc) ----
-  /** Inference-only multi-head attention from a fused qkv projection [B, N, 3D] (float32 CPU) → [B, N, D]. */
-  attentionQkv(qkv: T, numHeads: Num, sin: MaybeT, cos: MaybeT, scale: Num): T;
-  /** gelu(linear(x)) (exact GELU, applied in place on the linear's output). */
-  linearGelu(x: T, weight: T, bias?: MaybeT): T;
-  /** x·weightᵀ + bias for inference (SGEMM straight into a bias-filled output on float32 CPU tensors). */
-  fusedLinear(x: T, weight: T, bias?: MaybeT): T;
+  // ---- kernel choice (ops/fused.cc) ----
+  /** act(x·weightᵀ + bias), activation "none" (default) or "gelu" (exact); fused SGEMM without autograd on float32 CPU. */
+  linear(x: T, weight: T, bias?: MaybeT, activation?: 'none' | 'gelu'): T;
+  /** Multi-head self-attention from a fused qkv projection [B, N, 3D] with RoPE tables [P, d] on the last P tokens → [B, N, D]. */
+  attention(qkv: T, numHeads: Num, sin: MaybeT, cos: MaybeT, scale?: Num | null): T;
   /** x + gamma ⊙ y (x + y without gamma). */
-  residualScale(x: T, y: T, gamma?: MaybeT): T;
+  residualAdd(x: T, y: T, gamma?: MaybeT): T;
+  /** Allows (true) or forbids (false) the fused kernels; returns the previous setting. */
+  setFusedKernels(on: boolean): boolean;
+  /** The kernel linear/attention/residualAdd would run on `x` now. */
+  kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: T, weight?: T): 'fused-cpu' | 'flash-cuda' | 'fused-cuda' | 'plain';
+  // ---- bench (ops/bench.cc) ----
+  /** Peak allocated bytes of the CUDA caching allocator (0 without CUDA); `reset` starts a new peak. */
+  cudaPeakMemory(device?: Num | null, reset?: boolean): number;
   // ---- threads (tensor/threads.cc) ----
   threadingInfo(): {
     intraOp: number;
