@@ -1,33 +1,29 @@
 // `dinov3 bench features|train`: throughput, counted FLOPs (flops.ts), achieved FLOP/s against a matmul peak measured
 // on the same device in the same process, and peak memory, as one JSON object. Weights and inputs are synthetic
-// (speed does not depend on their values). The training step is a function handed in (`TrainStepFactory`): the
-// SSL step of train/ once it exists; until then `standInTrainStep`, a forward and backward of the student backbone
-// with DINO and iBOT heads, an AdamW step, the teacher's forward and its EMA update, on a batch shaped like the
-// official collate (2 global crops with iBOT masks + n local crops).
+// (speed does not depend on their values). The training step is a function handed in (`TrainStepFactory`), by default
+// `sslTrainStep`: the real SSL iteration of train/ on batches shaped like the official collate (2 global crops with
+// iBOT masks + n local crops).
 import { loadavg } from 'node:os';
 
 import { BACKBONE_PRESETS, getPreset } from '../config/presets.js';
 import { parseVitConfig, type VitConfig } from '../config/vit.js';
 import type { CollatedBatch } from '../data/batch.js';
 import { disposeBatch } from '../data/batch.js';
-import { Rng } from '../data/rng.js';
-import { DINOHead } from '../layers/dino_head.js';
 import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { addonInfo, native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
-import { index } from '../ops/index.js';
 import { kernelChoice } from '../ops/kernels.js';
 import { linear, matmul } from '../ops/linalg.js';
-import { logSoftmax, softmax } from '../ops/nn.js';
-import { cat } from '../ops/shape.js';
-import { AdamW } from '../optim/adamw.js';
-import { emaUpdate } from '../optim/ema.js';
-import { Generator, randn, tensor, zeros } from '../tensor/creation.js';
+import { Generator, randn, zeros } from '../tensor/creation.js';
 import { cuda, getNumThreads, setNumThreads } from '../tensor/device.js';
 import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { memory, scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
-import { type CropGroup, type HeadDims, maskedPatchCounts, OFFICIAL_HEAD, parseCrops, trainStepFlops, vitForwardFlops } from './flops.js';
+import { defaultSSLConfig, mergeConfig, parseSSLConfig } from '../train/config.js';
+import { SSLMetaArch } from '../train/ssl_meta_arch.js';
+import { SyntheticBatches } from '../train/synthetic.js';
+import { buildOptimizer, trainIteration } from '../train/train.js';
+import { type CropGroup, type HeadDims, OFFICIAL_HEAD, parseCrops, trainStepFlops, vitForwardFlops } from './flops.js';
 
 /** A tiny ViT (and heads) for dry runs and tests: the bench's code paths in well under a second on a CPU. */
 export const TINY_PRESET = {
@@ -244,116 +240,82 @@ export type TrainStepFactory = (ctx: TrainStepContext) => TrainStep;
 /**
  * A synthetic batch with the official collate's layout (dinov3/data/collate.py::collate_data_and_cast): global and
  * local crops crop-major, iBOT masks on int(2B·0.5) global crops with int(P·linspace(0.1, 0.5)[i+1]) random patches
- * each (flops.ts `maskedPatchCounts`), the flat masked indices, their weights 1/(masked patches of the crop) and M.
+ * each, the flat masked indices, their weights 1/(masked patches of the crop) and M (train/synthetic.ts).
  */
 export function syntheticBatch(o: { batch: number; crops: CropGroup[]; patchSize: number; device: Device; seed?: number }): CollatedBatch {
   const [global, local] = o.crops as [CropGroup, CropGroup | undefined];
-  const rng = Rng.derive(o.seed ?? 0, 1);
-  const g = new Generator(o.seed ?? 0);
-  const nGlobal = global.count * o.batch;
-  const side = global.size / o.patchSize;
-  const P = side * side;
-  const counts = maskedPatchCounts(nGlobal, P);
-  const order = rng.permutation(nGlobal); // the official shuffles which crops get masks
-  const maskFlat = new Uint8Array(nGlobal * P);
-  const indices: number[] = [];
-  const weights: number[] = [];
-  order.forEach((crop, i) => {
-    const k = counts[i]!;
-    for (const patch of rng.permutation(P).slice(0, k)) maskFlat[crop * P + patch] = 1;
-  });
-  for (let crop = 0; crop < nGlobal; crop++) {
-    const row = maskFlat.subarray(crop * P, (crop + 1) * P);
-    const k = row.reduce((s, v) => s + v, 0);
-    row.forEach((v, j) => {
-      if (v) {
-        indices.push(crop * P + j);
-        weights.push(1 / k);
-      }
-    });
-  }
-  return scope(() => {
-    const on = (t: Tensor) => t.to(o.device);
-    const masks = on(tensor(maskFlat, { shape: [nGlobal, P] }).to('bool'));
-    const b: CollatedBatch = {
-      collated_global_crops: on(randn([nGlobal, 3, global.size, global.size], { generator: g })),
-      collated_local_crops: local
-        ? on(randn([local.count * o.batch, 3, local.size, local.size], { generator: g }))
-        : on(zeros([0, 3, o.patchSize, o.patchSize])),
-      collated_masks: masks,
-      mask_indices_list: on(tensor(indices, { dtype: 'int64' })),
-      masks_weight: on(tensor(weights, { dtype: 'float32' })),
-      n_masked_patches: on(tensor([indices.length], { dtype: 'int64' })),
-      upperbound: counts.reduce((s, v) => s + v, 0),
-      global_batch_size: o.batch,
-    };
-    return b;
-  });
+  if (global.count !== 2) throw new ConfigError(`bench train: the SSL step takes 2 global crops, got ${global.count}`);
+  return new SyntheticBatches({
+    batchSize: o.batch,
+    globalSize: global.size,
+    localSize: local?.size ?? o.patchSize,
+    nLocal: local?.count ?? 0,
+    patchSize: o.patchSize,
+    seed: o.seed,
+    device: o.device,
+  }).batch(0);
 }
 
 /**
- * The stand-in step until train/ssl_meta_arch.ts exists: the student backbone on the global crops (with their iBOT
- * masks) and the local crops, the DINO head on every crop's CLS token and the iBOT head on the masked patch tokens,
- * cross-entropy against the teacher's softmax outputs (teacher: backbone on the global crops and both heads, no
- * autograd), backward, AdamW step, EMA of the teacher. No centering, no KoLeo, no Sinkhorn: the matrix products and
- * the memory of the real step, not its losses.
+ * The real SSL training iteration (train/train.ts `trainIteration`: SSLMetaArch forward and backward with DINO, iBOT
+ * and KoLeo losses and Sinkhorn-Knopp targets, per-submodule clipping, AdamW with the official parameter groups, the
+ * teacher EMA) for the bench's architecture, heads and crops; constant lr/wd/momentum/temperature.
  */
-export const standInTrainStep: TrainStepFactory = (ctx) => {
-  const g = new Generator(0);
-  const D = ctx.config.embed_dim;
-  const co = { device: ctx.device, generator: g };
-  const student = new DinoVisionTransformer({ ...ctx.config, drop_path_rate: ctx.dropPath }, co).train();
-  const teacher = new DinoVisionTransformer({ ...ctx.config, drop_path_rate: 0 }, co).eval();
-  const head = (h: HeadDims) => new DINOHead(D, h.hiddenDim, h.bottleneckDim, h.prototypes, { ...co, nlayers: h.nlayers });
-  const sDino = head(ctx.dinoHead);
-  const sIbot = head(ctx.ibotHead);
-  const tDino = head(ctx.dinoHead);
-  const tIbot = head(ctx.ibotHead);
-  const studentParams = [...student.parameters(), ...sDino.parameters(), ...sIbot.parameters()];
-  const teacherParams = [...teacher.parameters(), ...tDino.parameters(), ...tIbot.parameters()];
-  for (const t of teacherParams) t.requiresGrad_(false);
-  const opt = new AdamW(studentParams, { lr: 1e-4, weightDecay: 0.04 });
-  const ac = <R>(fn: () => R): R => (ctx.autocast ? autocast(fn, { device: isCuda(ctx.device) ? 'cuda' : 'cpu' }) : fn());
-  const nGlobal = ctx.crops[0]!.count;
+export const sslTrainStep: TrainStepFactory = (ctx) => {
+  const c = ctx.config;
+  const [g, l] = ctx.crops as [CropGroup, CropGroup | undefined];
+  if (!l || l.count < 1) throw new ConfigError('bench train: the SSL step needs local crops (e.g. --crops 2x224,8x96)');
+  const head = (h: HeadDims) => ({ head_n_prototypes: h.prototypes, head_hidden_dim: h.hiddenDim, head_bottleneck_dim: h.bottleneckDim, head_nlayers: h.nlayers });
+  const cfg = parseSSLConfig(
+    mergeConfig(defaultSSLConfig(), {
+      MODEL: { DEVICE: ctx.device },
+      student: {
+        arch: 'vit_custom',
+        embed_dim: c.embed_dim,
+        depth: c.depth,
+        num_heads: c.num_heads,
+        ffn_ratio: c.ffn_ratio,
+        patch_size: c.patch_size,
+        n_storage_tokens: c.n_storage_tokens,
+        layerscale: c.layerscale_init,
+        mask_k_bias: c.mask_k_bias,
+        norm_layer: c.norm_layer,
+        ffn_layer: c.ffn_layer,
+        qkv_bias: c.qkv_bias,
+        proj_bias: c.proj_bias,
+        ffn_bias: c.ffn_bias,
+        untie_cls_and_patch_norms: c.untie_cls_and_patch_norms,
+        untie_global_and_local_cls_norm: c.untie_global_and_local_cls_norm,
+        drop_path_rate: ctx.dropPath,
+      },
+      dino: head(ctx.dinoHead),
+      ibot: head(ctx.ibotHead),
+      crops: { global_crops_size: g.size, local_crops_size: l.size, local_crops_number: l.count },
+      train: { batch_size_per_gpu: ctx.batch },
+      compute_precision: { param_dtype: ctx.autocast ? 'bf16' : 'fp32' },
+    }),
+  );
+  const model = new SSLMetaArch(cfg, { device: ctx.device, generator: new Generator(0) });
+  const optimizer = buildOptimizer(model, cfg.optim);
+  let iteration = 0;
   return {
-    name: 'stand-in (src/cli/bench.ts standInTrainStep): student fwd+bwd with DINO+iBOT heads, AdamW, teacher fwd, EMA',
+    name: 'SSL iteration (src/train/train.ts trainIteration): SSLMetaArch fwd+bwd (DINO, iBOT, KoLeo, Sinkhorn-Knopp), clipping, AdamW groups, EMA',
     run(batch) {
-      const idx = batch.mask_indices_list;
-      const locals = batch.collated_local_crops.shape[0]! > 0;
-      const [tCls, tPatch] = noGrad(() =>
-        ac(() => {
-          const f = teacher.forwardFeatures(batch.collated_global_crops);
-          const masked = index(f.patchTokens.flatten(0, 1), [idx]);
-          return [softmax(tDino.forward(f.clsToken).to('float32').div(0.07), -1), softmax(tIbot.forward(masked).to('float32').div(0.07), -1)];
-        }),
-      );
-      const loss = ac(() => {
-        const xs = locals ? [batch.collated_global_crops, batch.collated_local_crops] : [batch.collated_global_crops];
-        const feats = student.forwardFeaturesList(xs, locals ? [batch.collated_masks, null] : [batch.collated_masks]);
-        const cls = cat(feats.map((f) => f.clsToken), 0);
-        const sCls = logSoftmax(sDino.forward(cls).to('float32').div(0.1), -1); // [(G + L)·B, K]
-        const b = batch.collated_global_crops.shape[0]! / nGlobal;
-        // Each student crop against the mean of the teacher's global crops of its image.
-        const target = tCls.reshape([nGlobal, b, -1]).mean([0]);
-        const dino = sCls.reshape([-1, b, sCls.shape[1]!]).mul(target).sum([-1]).mean().neg();
-        const masked = index(feats[0]!.patchTokens.flatten(0, 1), [idx]);
-        const ibot = logSoftmax(sIbot.forward(masked).to('float32').div(0.1), -1).mul(tPatch).sum([-1]).mul(batch.masks_weight).sum().neg();
-        return dino.add(ibot);
+      trainIteration(model, optimizer, batch, {
+        iteration: iteration++,
+        values: { lr: 1e-4, wd: 0.04, momentum: 0.996, teacherTemp: 0.07, lastLayerLr: 1e-4 },
+        clipGrad: cfg.optim.clip_grad,
       });
-      loss.backward();
-      opt.step();
-      opt.zeroGrad();
-      noGrad(() => emaUpdate(teacherParams, studentParams, 0.996));
     },
     dispose() {
-      opt.dispose();
-      for (const m of [student, teacher, sDino, sIbot, tDino, tIbot]) m.dispose();
+      optimizer.dispose();
+      model.dispose();
     },
   };
 };
 
 /** `dinov3 bench train`: one SSL training step per iteration on synthetic multi-crop batches. */
-export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = standInTrainStep): Record<string, unknown> {
+export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = sslTrainStep): Record<string, unknown> {
   setup(o);
   const p = benchPreset(o.preset);
   const crops = parseCrops(o.crops);

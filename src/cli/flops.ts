@@ -3,6 +3,7 @@
 // projection heads — at 2 FLOPs per multiply-add; norms, activations, softmax and losses are not counted (they are
 // a few percent and not what a matmul peak measures). A backward pass costs twice its forward (input and weight
 // gradients), except the patch embedding, whose input needs no gradient (once).
+import { maskTargets } from '../data/collate.js';
 import { ffnHiddenDim, type VitConfig } from '../config/vit.js';
 
 /** FLOPs of one image through the backbone (forward), by part. */
@@ -78,14 +79,8 @@ export function parseCrops(spec: string): CropGroup[] {
  */
 export function maskedPatchCounts(globalImages: number, patches: number, probability = 0.5, ratioMinMax: [number, number] = [0.1, 0.5]): number[] {
   const nMasked = Math.trunc(globalImages * probability);
-  const f = Math.fround;
-  // torch.linspace(lo, hi, n + 1) in float32 (ATen's CPU kernel: from the start for the first half, from the end
-  // for the second), then int(P · ratio) with the product in float32.
-  const steps = nMasked + 1;
-  const [lo, hi] = [f(ratioMinMax[0]), f(ratioMinMax[1])];
-  const step = f(f(hi - lo) / (steps - 1));
-  const linspace = (i: number) => (i < Math.trunc(steps / 2) ? f(lo + f(step * i)) : f(hi - f(step * (steps - i - 1))));
-  return Array.from({ length: globalImages }, (_, i) => (i < nMasked ? Math.trunc(f(patches * linspace(i + 1))) : 0));
+  const targets = maskTargets(patches, nMasked, ratioMinMax);
+  return Array.from({ length: globalImages }, (_, i) => (i < nMasked ? targets[i]! : 0));
 }
 
 /** FLOPs of one SSL training step (dinov3/train/ssl_meta_arch.py: student on all crops, teacher on the global ones). */

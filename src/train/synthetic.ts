@@ -2,6 +2,7 @@
 // (`dinov3/data/collate.py::collate_data_and_cast`: half of the global crops masked, ratios spread linearly over
 // `ibot.mask_ratio_min_max`), a pure function of (seed, iteration). For benchmarks, tests and dry runs; resumable.
 import type { CollatedBatch } from '../data/batch.js';
+import { maskTargets } from '../data/collate.js';
 import { Rng } from '../data/rng.js';
 import { ConfigError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
@@ -48,16 +49,16 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
     };
     const dev = { device: o.device };
     const global = tensor(normal(2 * B * 3 * o.globalSize ** 2), { shape: [2 * B, 3, o.globalSize, o.globalSize], ...dev });
-    const local = tensor(normal(o.nLocal * B * 3 * o.localSize ** 2), { shape: [o.nLocal * B, 3, o.localSize, o.localSize], ...dev });
-    const [rMin, rMax] = o.maskRatio ?? [0.1, 0.5];
-    const nMasked = Math.floor(2 * B * (o.maskProbability ?? 0.5));
+    const local = tensor(normal(o.nLocal * B * 3 * o.localSize ** 2), { shape: [o.nLocal * B, 3, o.localSize, o.localSize], ...dev }); // [0, …] without local crops
+    // As the official collate: int(2B · p) crops get masks, with int(N · linspace(lo, hi, n + 1)[k + 1]) patches each
+    // (random patches here, blocks there), on a random choice of crops.
+    const nMasked = Math.trunc(2 * B * (o.maskProbability ?? 0.5));
+    const targets = maskTargets(N, nMasked, o.maskRatio ?? [0.1, 0.5]);
     const masks = new Uint8Array(2 * B * N);
     const order = rng.permutation(2 * B);
     for (let s = 0; s < nMasked; s++) {
-      const ratio = rMin + ((rMax - rMin) * s) / Math.max(nMasked, 1);
-      const k = Math.max(1, Math.round(ratio * N));
       const row = order[s]!;
-      for (const q of rng.permutation(N).slice(0, k)) masks[row * N + q] = 1;
+      for (const q of rng.permutation(N).slice(0, targets[s]!)) masks[row * N + q] = 1;
     }
     const idx: bigint[] = [];
     const w: number[] = [];
@@ -73,7 +74,7 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
       mask_indices_list: tensor(BigInt64Array.from(idx), { shape: [idx.length], ...dev }),
       masks_weight: tensor(Float32Array.from(w), { shape: [w.length], ...dev }),
       n_masked_patches: tensor(BigInt64Array.from([BigInt(idx.length)]), { shape: [1], ...dev }),
-      upperbound: idx.length,
+      upperbound: targets.reduce((a, b) => a + b, 0),
       global_batch_size: B,
     };
   }

@@ -61,7 +61,7 @@ describe('dinov3 bench', () => {
     expect(j.peakMemoryBytes).toBeGreaterThan(0);
   });
 
-  test('train: the JSON of a tiny run with global and local crops (stand-in step)', async () => {
+  test('train: the JSON of a tiny run of the SSL iteration with global and local crops', async () => {
     const r = await dinov3('bench', 'train', '--preset', 'tiny', '--batch', '2', '--crops', '2x32,4x16', '--steps', '1', '--warmup', '1', '--peak-n', '0');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -89,12 +89,12 @@ describe('dinov3 bench', () => {
       },
       leakedTensors: 0,
     });
-    expect(j.step).toMatch(/^stand-in/);
+    expect(j.step).toMatch(/^SSL iteration/);
   });
 
   test('the compiled command prints the same JSON form', () => {
     const cli = ensureDist();
-    const r = spawnSync(process.execPath, [cli, 'bench', 'train', '--preset', 'tiny', '--batch', '1', '--crops', '2x32', '--steps', '1', '--warmup', '0', '--peak-n', '0', '--prototypes', '16'], {
+    const r = spawnSync(process.execPath, [cli, 'bench', 'train', '--preset', 'tiny', '--batch', '2', '--crops', '2x32,2x16', '--steps', '1', '--warmup', '0', '--peak-n', '0', '--prototypes', '16'], {
       cwd: ROOT,
       encoding: 'utf8',
     });
@@ -102,7 +102,7 @@ describe('dinov3 bench', () => {
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.heads.prototypes).toBe(16);
-    expect(j.flops.maskedPatches).toBe(2); // int(4 patches · linspace(0.1, 0.5, 2)[1]) on the one masked crop of two
+    expect(j.flops.maskedPatches).toBe(3); // int(4 patches · linspace(0.1, 0.5, 3)[k + 1]) = 1, 2 on the two masked crops of four
   });
 
   test('errors: a CUDA device on a CPU build, an unknown preset, bad crops', async () => {
