@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { CollatedBatch } from '../../../src/data/batch.js';
 import { keep, type Tensor } from '../../../src/index.js';
 import { SSLMetaArch } from '../../../src/train/ssl_meta_arch.js';
+import { gramLoadDue, gramRefreshDue } from '../../../src/train/gram.js';
 import { buildOptimizer, trainIteration, type IterationMetrics } from '../../../src/train/train.js';
 import { loadSSLConfig, type SSLConfig } from '../../../src/train/config.js';
 import { FIXTURES, loadFixture } from '../models/helpers.js';
@@ -22,6 +23,7 @@ export interface StepFixtureJson {
   momentum: number;
   clip_grad: number;
   steps: Record<string, unknown>[];
+  gram_events?: [string, number][];
   param_groups: { lr_multiplier: number; wd_multiplier: number; is_last_layer: boolean; n_params: number }[];
 }
 
@@ -32,6 +34,10 @@ export interface StepFixtureRun {
   model: SSLMetaArch;
   optimizer: ReturnType<typeof buildOptimizer>;
   batch: CollatedBatch;
+  /** Gram-teacher refreshes done so far. */
+  gramUpdates: number;
+  /** Gram-teacher loads/refreshes as the official `gram_events` list: ["load", it] before it, ["update", it] after it. */
+  gramEvents: [string, number][];
 }
 
 /** Loads a fixture and builds the model, optimizer and batch it describes (the caller disposes with `disposeRun`). */
@@ -44,6 +50,20 @@ export async function loadStepFixture(name: string): Promise<StepFixtureRun> {
   for (const [k, t] of tensors) if (k.startsWith('init.student.')) init.set(k.slice('init.student.'.length), t);
   model.loadStudentStateDict(init);
   const optimizer = buildOptimizer(model, cfg.optim);
+  // a separate gram teacher from gram.ckpt: the fixture holds the loaded backbone (official init_weights)
+  const gramInit = new Map<string, Tensor>();
+  for (const [k, t] of tensors) if (k.startsWith('init.gram_teacher.')) gramInit.set(k.slice('init.gram_teacher.'.length), t);
+  if (gramInit.size > 0) {
+    model.gramTeacher!.loadStateDict(gramInit, { strict: true });
+    model.gramTeacherInitialized = true;
+  }
+  // crops may be stored as float16 (`--half-crops`): the step runs on their float32 values
+  for (const [k, t] of tensors) {
+    if (k.startsWith('batch.') && k.endsWith('_crops') && t.dtype === 'float16') {
+      tensors.set(k, keep(t.float()));
+      t.dispose();
+    }
+  }
   const b = (k: string) => tensors.get(`batch.${k}`)!;
   const batch: CollatedBatch = {
     collated_global_crops: b('collated_global_crops'),
@@ -55,7 +75,7 @@ export async function loadStepFixture(name: string): Promise<StepFixtureRun> {
     upperbound: json.upperbound,
   };
   if (tensors.has('batch.collated_gram_teacher_crops')) batch.collated_gram_teacher_crops = b('collated_gram_teacher_crops');
-  return { json, cfg, tensors, model, optimizer, batch };
+  return { json, cfg, tensors, model, optimizer, batch, gramUpdates: 0, gramEvents: [] };
 }
 
 /**
@@ -64,7 +84,12 @@ export async function loadStepFixture(name: string): Promise<StepFixtureRun> {
  */
 export function runFixtureStep(run: StepFixtureRun, it: number, grads?: Map<string, Tensor>): IterationMetrics {
   const j = run.json;
-  return trainIteration(run.model, run.optimizer, run.batch, {
+  // the gram teacher's load before and refresh after the iteration, as dinov3/train/train.py::do_train
+  if (gramLoadDue(run.cfg, it)) {
+    run.model.gramLoadEmaTeacher();
+    run.gramEvents.push(['load', it]);
+  }
+  const m = trainIteration(run.model, run.optimizer, run.batch, {
     iteration: it,
     values: { lr: j.lr, wd: j.wd, momentum: j.momentum, teacherTemp: j.teacher_temp, lastLayerLr: j.last_layer_lr },
     clipGrad: run.cfg.optim.clip_grad,
@@ -74,6 +99,12 @@ export function runFixtureStep(run: StepFixtureRun, it: number, grads?: Map<stri
         }
       : undefined,
   });
+  if (run.model.gramTeacher && gramRefreshDue(run.cfg, it, run.gramUpdates)) {
+    run.model.updateGram();
+    run.gramUpdates++;
+    run.gramEvents.push(['update', it]);
+  }
+  return m;
 }
 
 export function disposeRun(run: StepFixtureRun): void {
