@@ -4,7 +4,11 @@
 // `gram.it_first_update` on, at most `gram.max_updates` times; and the number of refreshes a resumed run counts as done.
 import { loadBackboneStateDict, stripTrainingPrefixes } from '../checkpoint/backbone.js';
 import type { SourceDict } from '../checkpoint/sources.js';
-import { ConfigError } from '../native/errors.js';
+import { ConfigError, TorchRangeError } from '../native/errors.js';
+import { interpolate } from '../ops/nn.js';
+import { flatten, unflatten } from '../ops/shape.js';
+import { scope } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { SSLMetaArch } from './ssl_meta_arch.js';
 import { readTeacherCheckpoint } from './stages.js';
 
@@ -96,4 +100,21 @@ export async function loadGramTeacherCheckpoint(model: SSLMetaArch, source: stri
   }
   gt.requiresGrad_(false).eval();
   model.gramTeacherInitialized = true;
+}
+
+/**
+ * Resizes patch tokens [B, N·N, D] on an N×N grid to an Ns×Ns grid (official `get_gram_teacher_output`: the gram
+ * teacher's features brought to the student's grid): [B, D, N, N] → interpolate(mode, align_corners=False,
+ * antialias) → [B, Ns·Ns, D].
+ * @throws TorchRangeError when the token count is not N·N
+ */
+export function resizePatchTokens(tokens: Tensor, n: number, ns: number, o: { mode: string; antialias: boolean }): Tensor {
+  if (tokens.ndim !== 3 || tokens.shape[1] !== n * n) {
+    throw new TorchRangeError(`resizePatchTokens: expected [B, ${n * n}, D] tokens for a ${n}×${n} grid, received [${tokens.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+  }
+  return scope(() => {
+    const hw = unflatten(tokens.transpose(-2, -1), -1, [n, n]); // [B, D, N, N]
+    const resized = interpolate(hw, { size: [ns, ns], mode: o.mode as 'bicubic', alignCorners: false, antialias: o.antialias });
+    return flatten(resized, -2, -1).transpose(-2, -1); // [B, Ns², D]
+  });
 }

@@ -15,7 +15,6 @@ import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { ConfigError, TorchRangeError } from '../native/errors.js';
 import { Module, type StateDict } from '../nn/module.js';
 import { index, indexSelect } from '../ops/index.js';
-import { interpolate } from '../ops/nn.js';
 import { logicalNot } from '../ops/pointwise.js';
 import { cat, flatten, split, unflatten } from '../ops/shape.js';
 import type { Generator } from '../tensor/creation.js';
@@ -23,6 +22,7 @@ import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { emaUpdate } from '../optim/ema.js';
+import { resizePatchTokens } from './gram.js';
 import { type Schedule, linearWarmupCosineDecay } from './schedules.js';
 
 /** A `v2` schedule entry as in the config (`dino.local_loss_weight_schedule`, `gram.loss_weight_schedule`). */
@@ -384,14 +384,7 @@ export class SSLMetaArch extends Module {
           if (tp.shape[1] !== N * N || studentPatches.shape[1] !== Ns * Ns) {
             throw new TorchRangeError(`gram teacher: ${tp.shape[1]} patches for a ${N}×${N} grid, student ${studentPatches.shape[1]} for ${Ns}×${Ns}`, 'ERR_INVALID_ARG');
           }
-          const hw = unflatten(tp.transpose(-2, -1), -1, [N, N]); // [n·B, D, N, N]
-          const resized = interpolate(hw, {
-            size: [Ns, Ns],
-            mode: this.cfg.gram.global_teacher_resize_method as 'bicubic',
-            alignCorners: false,
-            antialias: this.cfg.gram.global_teacher_resize_antialias,
-          });
-          return flatten(resized, -2, -1).transpose(-2, -1); // [n·B, Ns², D]
+          return resizePatchTokens(tp, N, Ns, { mode: this.cfg.gram.global_teacher_resize_method, antialias: this.cfg.gram.global_teacher_resize_antialias });
         });
       }
       let s = studentPatches;
