@@ -93,7 +93,7 @@ export async function initStudentFromTeacherCheckpoint(model: SSLMetaArch, sourc
 /** How a stage starts from the previous one. */
 export type StageStart = 'continue' | 'restart';
 
-/** One stage of a chained recipe: a config (partial, merged onto the base) and how it starts. */
+/** One stage of a chained recipe: its changes to the previous stage's config (the first: to the base) and how it starts. */
 export interface StageSpec {
   name: string;
   start: StageStart;
@@ -120,7 +120,9 @@ export function stageRun(
     folders.push(i === 0 ? runDir : s.start === 'continue' ? folders[i - 1]! : join(runDir, s.name));
   }
   const stage = stages[index]!;
-  let input = mergeConfig(base, stage.config) as Record<string, Record<string, unknown>>;
+  // each stage changes the previous one's config (the official stage files restate the earlier stages' settings)
+  let input = base as unknown as Record<string, Record<string, unknown>>;
+  for (let i = 0; i <= index; i++) input = mergeConfig(input, stages[i]!.config) as typeof input;
   if (stage.start === 'restart') {
     const prev = folders[index - 1]!;
     const extra: Record<string, Record<string, unknown>> = { student: { resume_from_teacher_chkpt: prev } };
