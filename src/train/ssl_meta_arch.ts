@@ -115,8 +115,9 @@ export class BackboneOnly extends Module {
   }
 }
 
-/** Per-crop-group outputs (official dict keys in comments). */
-interface TeacherGlobal {
+/** Per-crop-group outputs (official dict keys in comments). The teacher's is also what a distillation teacher gives
+ * every student (`multidist_meta_arch.ts`). */
+export interface TeacherGlobal {
   patchPreHead: Tensor; // patch_pre_head [n_crops, B, P, D]
   clsCentered: Tensor; // cls_centered [n_crops, B, K]
   maskedPatchCentered: Tensor; // masked_patch_centered [M, K]
@@ -286,7 +287,7 @@ export class SSLMetaArch extends Module {
    * One forward and backward of the student on a collated batch (official `forward_backward`). Gradients are
    * accumulated into the student's parameters; the returned tensors are owned by the caller (enclosing scope).
    */
-  forwardBackward(batch: CollatedBatch, o: { teacherTemp: number; iteration?: number }): ForwardBackwardResult {
+  forwardBackward(batch: CollatedBatch, o: { teacherTemp: number; iteration?: number; teacherOutput?: TeacherGlobal }): ForwardBackwardResult {
     const it = o.iteration ?? 0;
     const nLocal = this.nLocalCrops;
     const local = batch.collated_local_crops;
@@ -306,7 +307,8 @@ export class SSLMetaArch extends Module {
     return scope('forwardBackward', () => {
       const masks = batch.collated_masks;
       const maskIdx = batch.mask_indices_list;
-      const teacherGlobal = run(() => this.getTeacherOutput(global, B, maskIdx, batch.n_masked_patches, o.teacherTemp));
+      // a distillation teacher's targets, computed once for all students (official MultiDistillationMetaArch), or ours
+      const teacherGlobal = o.teacherOutput ?? run(() => this.getTeacherOutput(global, B, maskIdx, batch.n_masked_patches, o.teacherTemp));
       const [studentGlobal, studentLocal] = run(() => this.getStudentOutput(global, local, B, masks, maskIdx));
       const gramGlobal = this.cfg.gram.use_loss
         ? run(() => this.getGramTeacherOutput(batch.collated_gram_teacher_crops ?? null, masks, teacherGlobal, studentGlobal, global.shape[3]!))

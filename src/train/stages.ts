@@ -13,7 +13,7 @@ import { noGrad } from '../tensor/grad_mode.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { loadLatestCheckpoint } from './checkpointer.js';
 import { mergeConfig, parseSSLConfig, type SSLConfig, type SSLConfigInput } from './config.js';
-import type { SSLMetaArch } from './ssl_meta_arch.js';
+import type { SSLMetaArch, SSLModel } from './ssl_meta_arch.js';
 
 async function isDir(p: string): Promise<boolean> {
   try {
@@ -53,16 +53,17 @@ export async function readTeacherCheckpoint(source: string): Promise<{ sd: Sourc
 }
 
 /**
- * Official `SSLMetaArch.init_weights` with `student.resume_from_teacher_chkpt`: the student takes the checkpoint's
- * teacher (backbone and both heads; strict), then the EMA teacher copies the student. A backbone-only checkpoint
- * (keys without `backbone.`, e.g. an exported `teacher_checkpoint.safetensors`) sets the backbone and keeps the heads.
+ * Loads a teacher checkpoint (see `readTeacherCheckpoint`) into an `SSLModel` (official `init_fsdp_model_from_checkpoint`:
+ * backbone and both heads, strict, loss centres skipped). A backbone-only checkpoint (keys without `backbone.`, e.g.
+ * an exported `teacher_checkpoint.safetensors` or released weights) sets the backbone alone and keeps the heads:
+ * `heads` says which happened.
  * @throws StateDictError naming missing/unexpected/mis-shaped keys
  */
-export async function initStudentFromTeacherCheckpoint(model: SSLMetaArch, source: string): Promise<void> {
+export async function loadSSLModelCheckpoint(model: SSLModel, source: string, what = 'checkpoint'): Promise<{ heads: boolean }> {
   const { sd, release } = await readTeacherCheckpoint(source);
   try {
     const withHeads = [...sd.keys()].some((k) => k.startsWith('backbone.'));
-    const target = withHeads ? model.student : model.student.backbone;
+    const target = withHeads ? model : model.backbone;
     const own = target.stateDict();
     const missing = [...own.keys()].filter((k) => !sd.has(k));
     const unexpected = [...sd.keys()].filter((k) => !own.has(k));
@@ -70,7 +71,7 @@ export async function initStudentFromTeacherCheckpoint(model: SSLMetaArch, sourc
     if (missing.length || unexpected.length || mismatched.length) {
       const list = (n: string, a: string[]) => (a.length ? ` ${n}: ${a.slice(0, 5).join(', ')}${a.length > 5 ? ` (+${a.length - 5})` : ''};` : '');
       throw new StateDictError(
-        `student.resume_from_teacher_chkpt ${source} does not match the student${list('missing', missing)}${list('unexpected', unexpected)}${list('mis-shaped', mismatched)}`,
+        `${what} ${source} does not match the model${list('missing', missing)}${list('unexpected', unexpected)}${list('mis-shaped', mismatched)}`,
         { missing, unexpected, mismatched: mismatched.map((key) => ({ key, expected: own.get(key)!.shape, received: sd.get(key)!.shape })) },
       );
     }
@@ -84,9 +85,20 @@ export async function initStudentFromTeacherCheckpoint(model: SSLMetaArch, sourc
         }
       }
     });
+    return { heads: withHeads };
   } finally {
     release();
   }
+}
+
+/**
+ * Official `SSLMetaArch.init_weights` with `student.resume_from_teacher_chkpt`: the student takes the checkpoint's
+ * teacher (backbone and both heads; strict; a backbone-only file sets the backbone), then the EMA teacher copies the
+ * student.
+ * @throws StateDictError naming missing/unexpected/mis-shaped keys
+ */
+export async function initStudentFromTeacherCheckpoint(model: SSLMetaArch, source: string): Promise<void> {
+  await loadSSLModelCheckpoint(model.student, source, 'student.resume_from_teacher_chkpt');
   model.initWeights();
 }
 

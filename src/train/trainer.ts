@@ -27,7 +27,7 @@ import { MetricsLog, METRICS_FILE, type MetricsRecord, memoryMetrics, ProgressRe
 import { gramLoadDue, gramRefreshDue, hasGramTeacher, loadGramTeacherCheckpoint, officialGramUpdatesBefore } from './gram.js';
 import { buildSchedulers, type TrainSchedules } from './schedules.js';
 import { initStudentFromTeacherCheckpoint } from './stages.js';
-import { SSLMetaArch } from './ssl_meta_arch.js';
+import { SSLMetaArch, type TeacherGlobal } from './ssl_meta_arch.js';
 import { buildOptimizer, scheduleValues, trainIteration, type IterationMetrics } from './train.js';
 
 /** A data source whose position can be saved and restored (the loader of `src/data/loader.ts` is one). */
@@ -151,7 +151,7 @@ export class Trainer {
   }
 
   /** Runs iteration `this.iteration` on `batch` (schedules at that iteration) and advances. */
-  step(batch: CollatedBatch): IterationMetrics {
+  step(batch: CollatedBatch, extra: { teacherOutput?: TeacherGlobal } = {}): IterationMetrics {
     const it = this.iteration;
     const g = this.cfg.gram;
     if (gramLoadDue(this.cfg, it)) this.model.gramLoadEmaTeacher();
@@ -165,6 +165,7 @@ export class Trainer {
       clipGrad: this.cfg.optim.clip_grad,
       nonFiniteStreak: this.#nonFiniteStreak,
       maxNonFinite: this.#o.maxNonFinite,
+      teacherOutput: extra.teacherOutput,
     });
     this.#nonFiniteStreak = m.stepped ? 0 : this.#nonFiniteStreak + 1;
     // Gram refresh after the iteration (official do_train: (it + 1) >= it_first_update and (it + 1) % frequency == 0).
