@@ -15,6 +15,7 @@ import type { Interpolation, Normalization, ResizePolicy } from '../data/transfo
 import type { FeatureDType, FeatureFileFormat } from '../features/save.js';
 import type { LayerSelection } from '../features/backbone.js';
 import type { CliIO } from './progress.js';
+import { addDistillCommand } from './distill.js';
 import { addTrainCommand } from './train.js';
 
 const positiveInt = (v: string): number => {
@@ -226,6 +227,7 @@ export function buildProgram(io: CliIO): Command {
   );
   pca.action((o: PcaOptions, cmd: Command) => runPca(o, io).catch(fail(cmd)));
   addTrainCommand(program, io, fail);
+  addDistillCommand(program, io, fail);
   return program;
 }
 
