@@ -19,7 +19,7 @@ import { Module } from '../nn/module.js';
 import { indexSelect } from '../ops/index.js';
 import { flatten, unflatten } from '../ops/shape.js';
 import { Generator } from '../tensor/creation.js';
-import { noGrad } from '../tensor/grad_mode.js';
+import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { keep, scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { loadSSLConfig, mergeConfig, parseSSLConfig, readConfigFile, type SSLConfig } from './config.js';
@@ -102,13 +102,17 @@ export class DistillationTeacher extends Module {
     const local = batch.collated_local_crops;
     const nLocal = this.cfg.crops.local_crops_number;
     const B = local.shape[0]! / nLocal;
+    const global = batch.collated_global_crops;
+    // bf16 compute on CUDA as the students (SSLMetaArch.forwardBackward)
+    const useAutocast = this.cfg.compute_precision.param_dtype === 'bf16' && global.device.startsWith('cuda');
+    const run = <R>(fn: () => R): R => (useAutocast ? autocast(fn, { device: 'cuda', dtype: 'bfloat16' }) : fn());
     return noGrad(() =>
       scope(() => {
-        const out = this.model.backbone.forwardFeatures(batch.collated_global_crops);
+        const out = run(() => this.model.backbone.forwardFeatures(global));
         const masked = indexSelect(flatten(out.patchTokens, 0, 1), 0, batch.mask_indices_list);
         return {
-          clsAfterHead: this.model.dinoHead.forward(out.clsToken),
-          maskedPatchAfterHead: this.model.ibotHead.forward(masked),
+          clsAfterHead: run(() => this.model.dinoHead.forward(out.clsToken)),
+          maskedPatchAfterHead: run(() => this.model.ibotHead.forward(masked)),
           patchPreHead: unflatten(out.patchTokens, 0, [2, B]),
           nMaskedPatches: batch.n_masked_patches,
           B,
