@@ -29,6 +29,7 @@ const TOL: Record<string, Tol> = {
   train_step_gram_highres: STRICT,
   train_step_gram_masked: STRICT,
   train_step_distill: STRICT,
+  train_step_gram_unmasked: STRICT,
   train_step_basic: { loss: 3e-4, later: 20, grad: 3e-2, weight: 2e-2 },
   train_step_gram_ema: { loss: 3e-4, later: 20, grad: 3e-2, weight: 2e-2 },
 };
