@@ -9,6 +9,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ConfigError } from '../../../src/index.js';
 import { cropSizeChoices, cropSizesForIteration } from '../../../src/data/crop_sizes.js';
 import { loadSSLConfig, parseSSLConfig } from '../../../src/train/config.js';
+import { openTrainingData } from '../../../src/train/data.js';
 import { buildSchedulers } from '../../../src/train/schedules.js';
 import { stageRun, type StageSpec } from '../../../src/train/stages.js';
 import { SyntheticBatches } from '../../../src/train/synthetic.js';
@@ -69,6 +70,32 @@ describe('multi-resolution crop sizes', () => {
       for (const x of Object.values(b)) if (typeof x === 'object') x.dispose();
     }
     expect(seen.size).toBe(2);
+  });
+});
+
+describe('synthetic training data of a config', () => {
+  test('a multi-resolution config with a separate gram teacher: per-iteration sizes and gram crops', async () => {
+    const c = await loadSSLConfig('ssl_default', [
+      'student.arch=vit_test', 'student.patch_size=8', 'crops.local_crops_number=2', 'train.batch_size_per_gpu=2',
+      'crops.global_crops_size=[32,48]', 'crops.local_crops_size=[16,24]', 'crops.global_local_crop_pairs_ratios=[0.5,0.5]',
+      'crops.gram_teacher_crops_size=[64,96]', 'gram.use_loss=true', 'gram.it_load_ema_teacher=0',
+    ]);
+    const d = await openTrainingData('synthetic', c, { seed: 4 });
+    let it = 0;
+    for await (const b of d) {
+      const z = cropSizesForIteration(c.crops, it);
+      expect(b.collated_global_crops.shape[2]).toBe(z.globalSize);
+      expect(b.collated_gram_teacher_crops!.shape[2]).toBe(z.gramTeacherSize);
+      for (const x of Object.values(b)) if (typeof x === 'object') x.dispose();
+      if (++it === 6) break;
+    }
+    // the EMA teacher as gram teacher: no gram crops
+    const e = await loadSSLConfig('ssl_default', ['student.arch=vit_test', 'student.patch_size=8', 'gram.use_loss=true', 'gram.ema_teacher=true', 'gram.it_load_ema_teacher=0', 'train.batch_size_per_gpu=2']);
+    for await (const b of await openTrainingData('synthetic', e)) {
+      expect(b.collated_gram_teacher_crops).toBeUndefined();
+      for (const x of Object.values(b)) if (typeof x === 'object') x.dispose();
+      break;
+    }
   });
 });
 
