@@ -8,6 +8,8 @@
   'variables': {
     'torch_include%': '<!(node -p "process.env.LIBTORCH ? require(\'path\').resolve(process.env.LIBTORCH.split(\'/share/cmake\')[0], \'include\') : \'/usr/include\'")',
     'torch_libdir%': '<!(node -p "process.env.LIBTORCH ? require(\'path\').resolve(process.env.LIBTORCH.split(\'/share/cmake\')[0], \'lib\') : require(\'path\').dirname(require(\'fs\').realpathSync([\'/usr/lib/x86_64-linux-gnu\', \'/usr/lib/aarch64-linux-gnu\', \'/usr/lib\', \'/usr/local/lib\'].map((d) => d + \'/libtorch.so\').find((f) => require(\'fs\').existsSync(f)) || \'/usr/lib/libtorch.so\'))")',
+    # The C++ standard, as in CMakeLists.txt: C++20 for libtorch >= 2.10 (whose headers require it), else C++17.
+    'cxx_std%': '<!(node -p "const p = require(\'path\'), fs = require(\'fs\'); const inc = process.env.LIBTORCH ? p.resolve(process.env.LIBTORCH.split(\'/share/cmake\')[0], \'include\') : \'/usr/include\'; const v = fs.readFileSync(p.join(inc, \'torch/csrc/api/include/torch/version.h\'), \'utf8\'); const n = (k) => Number((new RegExp(\'TORCH_VERSION_\' + k + \' ([0-9]+)\').exec(v) || [0, 0])[1]); n(\'MAJOR\') * 100 + n(\'MINOR\') >= 210 ? \'c++20\' : \'c++17\'")',
   },
   'targets': [
     {
@@ -32,7 +34,7 @@
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-fno-rtti', '-std=gnu++17', '-std=gnu++14'],
       # `-include pch.h` mirrors CMake's target_precompile_headers (force-included into every source).
-      'cflags_cc': ['-std=c++17', '-fexceptions', '-frtti', '-include', 'pch.h', '-Wall', '-Wno-unused-parameter',
+      'cflags_cc': ['-std=<(cxx_std)', '-fexceptions', '-frtti', '-include', 'pch.h', '-Wall', '-Wno-unused-parameter',
                     '-Wno-unused-variable', '-Wno-missing-field-initializers'],
       'libraries': [
         '-L<(torch_libdir)',

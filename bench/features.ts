@@ -3,7 +3,7 @@
 // not depend on their values). Writes JSON to stdout and to bench/results/features-<label>.json: per implementation the
 // median/min wall time, img/s and the median process CPU time per batch (all threads; on a busy machine it shows
 // the work done, where wall time also shows waiting), our threading setup (OpenMP/OpenBLAS threads, wait policy), and
-// the load average before and after. Our inference runs under noGrad, so the layers use the fused kernels. Both
+// the load average before and after. Our inference runs under noGrad, so the ops pick the fused CPU kernels. Both
 // implementations live in this process and take turns in rounds (see ROUND), so machine noise hits them alike.
 //
 //   npm run build:ts && node dist/bench/features.js [--threads 2] [--batch 8] [--res 224] [--iters 10] [--label cpu-2core]

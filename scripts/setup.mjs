@@ -196,6 +196,8 @@ async function stepApt() {
 
 // ---------------------------------------------------------------- (b) npm
 async function stepNpm() {
+  // Run as npm's "prepare" script (npm ci here, or a git-URL install), npm itself is installing the dependencies.
+  if (process.env.npm_lifecycle_event === 'prepare') return;
   const lock = r('package-lock.json');
   const hidden = r('node_modules', '.package-lock.json');
   let why = null;

@@ -40,3 +40,6 @@ export * from './checkpoint/sources.js';
 export { inferVitConfig } from './checkpoint/infer.js';
 export * from './data/index.js';
 export * from './features/index.js';
+export * from './eval/index.js';
+export * from './train/index.js';
+export * from './checkpoint/tensors.js';

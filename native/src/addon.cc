@@ -6,6 +6,9 @@
 
 namespace dinov3 {
 
+// Data augmentation kernels (ops/augment.cc); declared here so that adding them does not touch common.h.
+void InitAugment(Napi::Env env, Napi::Object exports);
+
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -24,7 +27,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOptim(env, exports);
   InitDevice(env, exports);
   InitFused(env, exports);
+  InitBench(env, exports);
   InitThreads(env, exports);
+  InitAugment(env, exports);
   return exports;
 }
 

@@ -4,8 +4,10 @@
 #   1. unpacks node and the node_modules subset (.gpu/)
 #   2. builds the addon with plain cmake against torch.utils.cmake_prefix_path (CUDA paths on) → build-cuda/
 #   3. runs the CUDA-marked tests (test/cuda) and the device/robustness tests with vitest
-#   4. bench/gpu.ts (bf16 matmul TFLOP/s, forward_features img/s) and bench/peer/torch_gpu.py (PyTorch on the same
-#      card: the matmul peak and an eager DINOv3 ViT) → $OUT/gpu-<card>.json, $OUT/gpu-<card>-torch.json
+#   4. the `dinov3 bench` matrix (scripts/gpu/bench-matrix.sh: training steps and forward_features of ViT-S/16 and
+#      ViT-L/16 with img/s, counted FLOPs, MFU against the card's measured bf16 matmul peak, peak memory)
+#      → $OUT/bench-<entry>.json, and bench/peer/torch_gpu.py (PyTorch on the same card: the matmul peak and an
+#      eager DINOv3 ViT) → $OUT/gpu-<card>-torch.json; the card and versions → $OUT/card.json
 #   5. the unit suite on the CUDA build, if time is left (CHECK_FULL_SUITE=0 skips it), less what needs sharp or
 #      the cmake-js build (cli, data, features, build)
 # Usage (device tool): command "bash scripts/gpu/check.sh", carry [".gpu", "dist"], timeout ≤ 600 s.
@@ -51,7 +53,15 @@ node -e "import('./dist/src/index.js').then((m) => console.log(JSON.stringify({ 
 
 VITEST="node node_modules/vitest/vitest.mjs run --reporter=default"
 step cuda-tests $VITEST test/cuda test/unit/ops/device.test.ts test/unit/robustness test/unit/leak
-step bench-ts node dist/bench/gpu.js --label "$CARD" --out "$OUT/gpu-$CARD.json"
+TORCH_VER=$(python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -1)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1 | CARD="$CARD" TORCH_VER="$TORCH_VER" node -e '
+  let s = "";
+  process.stdin.on("data", (d) => (s += d)).on("end", () => {
+    const [name, memory, driver] = s.trim().split(/, */);
+    const e = process.env;
+    console.log(JSON.stringify({ card: e.CARD, name, memory, driver, torch: e.TORCH_VER, node: process.version, date: new Date().toISOString() }));
+  });' > "$OUT/card.json"
+OUT="$OUT" DEVICE=cuda step bench-matrix bash scripts/gpu/bench-matrix.sh
 step bench-torch python3 bench/peer/torch_gpu.py --out "$OUT/gpu-$CARD-torch.json" ${CHECK_COMPILE:+--compile}
 [ "${CHECK_FULL_SUITE:-1}" = 1 ] && step full-suite timeout 240 $VITEST test/unit \
   --exclude 'test/unit/cli/**' --exclude 'test/unit/data/**' --exclude 'test/unit/features/**' --exclude 'test/unit/build/**'

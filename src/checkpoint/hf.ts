@@ -1,7 +1,7 @@
-// Hugging Face `DINOv3ViTModel` layout (transformers models/dinov3_vit) ↔ official DINOv3 keys (RECIPE §1.8).
+// Hugging Face `DINOv3ViTModel` layout (transformers models/dinov3_vit) ↔ official DINOv3 keys (dinov3/models/vision_transformer.py::DinoVisionTransformer).
 // HF splits the fused qkv projection into q/k/v (k without bias: the official k third of the bias is masked to zero),
 // keeps the mask token as [1, 1, D], names the storage tokens `register_tokens`, has no `rope_embed.periods` (it
-// computes them from `rope_theta`), no `bias_mask` and no `local_cls_norm` (unused at inference, RECIPE §1.5).
+// computes them from `rope_theta`), no `bias_mask` and no `local_cls_norm` (unused at inference: DinoVisionTransformer.forward_features).
 import { ffnHiddenDim, NORM_EPS, parseVitConfig, type VitConfig } from '../config/vit.js';
 import { RopePositionEmbedding } from '../layers/rope_position_encoding.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
@@ -47,7 +47,7 @@ export function isHfStateDict(keys: Iterable<string>): boolean {
   return false;
 }
 
-/** ffn_layer and ffn_ratio that give FFN hidden width `hidden` (official rules, RECIPE §1.1). */
+/** ffn_layer and ffn_ratio that give FFN hidden width `hidden` (dinov3/layers/ffn_layers.py::Mlp, SwiGLUFFN). */
 export function solveFfn(embedDim: number, hidden: number, gated: boolean): Pick<VitConfig, 'ffn_layer' | 'ffn_ratio'> {
   if (!gated) {
     for (const r of [hidden / embedDim, (hidden + 0.25) / embedDim]) if (ffnHiddenDim(embedDim, r, 'mlp') === hidden) return { ffn_layer: 'mlp', ffn_ratio: r };

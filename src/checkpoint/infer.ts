@@ -1,10 +1,11 @@
-// Architecture of an official backbone state dict, read off its keys and shapes (RECIPE §1.8 key table; §1.1 FFN
-// widths; §1.3 the periods buffer has d/4 entries, giving the head dim, and periods[k] = base^(4k/d), giving the RoPE
-// base). What the tensors cannot tell (norm eps, coordinate normalisation and augmentation) takes the released-model
+// Architecture of an official backbone state dict, read off its keys and shapes (the module names of
+// dinov3/models/vision_transformer.py::DinoVisionTransformer; FFN widths as dinov3/layers/ffn_layers.py::SwiGLUFFN;
+// dinov3/layers/rope_position_encoding.py::RopePositionEmbedding: the periods buffer has d/4 entries, giving the head
+// dim, and periods[k] = base^(4k/d), giving the RoPE base). What the tensors cannot tell (norm eps, coordinate normalisation and augmentation) takes the released-model
 // (hub) values: LayerNorm eps 1e-5, "separate" coordinates, rescale 2. A checkpoint trained with LayerNorm eps 1e-6
 // needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint.
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
-import { CheckpointError } from '../native/errors.js';
+import { CheckpointError, ConfigError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import { solveFfn } from './hf.js';
 import type { SourceDict, TensorSource } from './sources.js';
@@ -51,7 +52,12 @@ export function inferVitConfig(sd: SourceDict, source = '<state dict>'): VitConf
     untie_cls_and_patch_norms: sd.has('cls_norm.weight'),
     untie_global_and_local_cls_norm: sd.has('local_cls_norm.weight'),
   };
-  return parseVitConfig(cfg);
+  try {
+    return parseVitConfig(cfg);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CheckpointError(`${source}: the tensor shapes imply no valid architecture (pass a preset or a config):\n${e.message}`);
+    throw e;
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 // Lazily materialised checkpoint tensors: a shape, a dtype and a loader. Key mapping (Hugging Face ↔ official,
 // prefix stripping) composes loaders, so a whole checkpoint never exists twice as tensors: each parameter is created,
-// copied into the model and freed in turn (RECIPE §1.8 describes the keys).
-import type { RawTensor } from '../io/raw_tensor.js';
+// copied into the model and freed in turn (keys: the module names of dinov3/models/vision_transformer.py).
+import type { LazyRawTensor, RawTensor } from '../io/raw_tensor.js';
 import { fromBuffer } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
@@ -18,6 +18,11 @@ export type SourceDict = Map<string, TensorSource>;
 
 export function rawSource(raw: RawTensor): TensorSource {
   return { shape: raw.shape, dtype: raw.dtype, load: () => fromBuffer(raw.data, raw.dtype, raw.shape) };
+}
+
+/** A source over a tensor of a checkpoint file that is read when loaded (and its bytes freed right after). */
+export function lazySource(lazy: LazyRawTensor): TensorSource {
+  return { shape: lazy.shape, dtype: lazy.dtype, load: () => fromBuffer(lazy.read(), lazy.dtype, lazy.shape) };
 }
 
 /** A source over a live tensor (e.g. a module parameter): `load` returns a detached copy. */

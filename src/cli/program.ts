@@ -1,6 +1,7 @@
 // The `dinov3` command line (commander): `features` writes DINOv3 features of many images to a file, `pca` renders
 // the PCA of one image's patch features. Errors are one line on stderr: `error: <what went wrong>` (exit code 1).
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,13 @@ import { addTrainCommand } from './train.js';
 const positiveInt = (v: string): number => {
   const n = Number(v);
   if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer.');
+  return n;
+};
+
+const threadsArg = (v: string): number => {
+  const n = positiveInt(v);
+  const cpus = availableParallelism();
+  if (n > cpus) throw new InvalidArgumentError(`this machine has ${cpus} CPU${cpus === 1 ? '' : 's'}: use at most ${cpus}.`);
   return n;
 };
 
@@ -72,6 +80,34 @@ interface PcaOptions extends CommonOptions {
   composite: boolean;
 }
 
+interface EvalOptions extends CommonOptions {
+  train: string;
+  val: string;
+  resolution: number;
+  batchSize: number;
+  k: number[];
+  temperature: number;
+  epochs: number;
+  lr?: number[];
+  avgpool?: boolean;
+  onError: 'skip' | 'fail';
+  progress: boolean;
+}
+
+const listArg =
+  (parse: (s: string) => number, what: string) =>
+  (v: string): number[] => {
+    const out = v.split(',').map((s) => parse(s.trim()));
+    if (out.length === 0 || out.some((n) => !Number.isFinite(n))) throw new InvalidArgumentError(`expected comma-separated ${what}.`);
+    return out;
+  };
+
+const positiveNumber = (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a positive number.');
+  return n;
+};
+
 /** The package version (package.json above this file, in src/ or dist/src/). */
 function version(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -97,7 +133,7 @@ function addModelOptions(cmd: Command): Command {
       new Option('--normalization <stats>', 'input mean/std; default: sat493m for SAT-493M presets, else lvd1689m').choices(['lvd1689m', 'imagenet', 'sat493m', 'none']),
     )
     .option('--layers <n|list>', 'features of the last n blocks, or of comma-separated 0-based block indices (default: final output)', layersArg)
-    .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+    .option('--threads <n>', 'CPU threads for libtorch (at most the number of CPUs)', threadsArg)
     .option('--json', 'print the result as JSON on stdout');
 }
 
@@ -120,8 +156,10 @@ async function loadModel(o: CommonOptions) {
 
 async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
   const started = Date.now();
+  const [{ saveFeatures, checkFeatureOutput }, { progressBar }] = await Promise.all([import('../features/save.js'), import('./progress.js')]);
+  // Before any work: --out may not be an input or the weights (saveFeatures checks again against its listing).
+  await checkFeatureOutput(o.out, { format: o.format, inputs: o.images, protectedPaths: [o.weights] });
   const { model, normalization } = await loadModel(o);
-  const [{ saveFeatures }, { progressBar }] = await Promise.all([import('../features/save.js'), import('./progress.js')]);
   const bar = progressBar(io, 'features', o.progress);
   const skipped: ImageError[] = [];
   try {
@@ -139,6 +177,7 @@ async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
       format: o.format,
       featureDtype: o.featureDtype,
       onError: o.onError,
+      protectedPaths: [o.weights],
       onSkip: (e) => skipped.push(e),
       onProgress: (p) => bar.update(p.done + p.skipped, p.total, p.skipped),
     });
@@ -158,8 +197,9 @@ async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
 }
 
 async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
+  const { pcaImage, checkPcaOutput } = await import('../features/pca.js');
+  await checkPcaOutput(o.out, { image: o.image, protectedPaths: [o.weights] });
   const { model, normalization } = await loadModel(o);
-  const { pcaImage } = await import('../features/pca.js');
   try {
     const r = await pcaImage(model, o.image, o.out, {
       resolution: o.resolution,
@@ -168,12 +208,139 @@ async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
       layers: o.layers,
       upsample: o.upsample,
       composite: o.composite,
+      protectedPaths: [o.weights],
     });
     io.stderr.write(`pca: ${o.image} → ${o.out} (${r.width}×${r.height}, ${r.grid[0]}×${r.grid[1]} patches)\n`);
     if (o.json) io.stdout.write(`${JSON.stringify({ out: o.out, width: r.width, height: r.height, grid: r.grid })}\n`);
   } finally {
     model.dispose();
   }
+}
+
+async function runEval(mode: 'knn' | 'linear', o: EvalOptions, io: CliIO): Promise<void> {
+  if (o.layers !== undefined) throw new Error('eval: --layers is not supported (evaluation uses the final CLS token [+ mean patch token])');
+  const started = Date.now();
+  const [{ openDataset }, { checkEvalDatasets, evaluateBackbone }, { progressBar }] = await Promise.all([
+    import('../data/datasets/index.js'),
+    import('../eval/index.js'),
+    import('./progress.js'),
+  ]);
+  const [train, val] = await Promise.all([openDataset(o.train), openDataset(o.val)]);
+  checkEvalDatasets(train, val); // before the model is loaded: bad datasets fail fast
+  const { model, normalization } = await loadModel(o);
+  const bars = new Map<string, ReturnType<typeof progressBar>>();
+  const bar = (phase: string) => {
+    let b = bars.get(phase);
+    if (!b) {
+      for (const other of bars.values()) other.stop();
+      b = progressBar(io, phase === 'train' || phase === 'val' ? `features (${phase})` : phase, o.progress);
+      bars.set(phase, b);
+    }
+    return b;
+  };
+  try {
+    const r = await evaluateBackbone(model, mode, train, val, {
+      resolution: o.resolution,
+      batchSize: o.batchSize,
+      normalization,
+      avgpool: o.avgpool,
+      onError: o.onError,
+      knn: { ks: o.k, temperature: o.temperature },
+      linear: { epochs: o.epochs, learningRates: o.lr },
+      onProgress: (phase, done, total, skipped) => bar(phase).update(done, total, skipped),
+    });
+    for (const b of bars.values()) b.stop();
+    for (const s of [...r.train.skipped, ...r.val.skipped]) io.stderr.write(`warning: skipped ${s.message}\n`);
+    const secs = ((Date.now() - started) / 1000).toFixed(1);
+    const headline =
+      mode === 'knn'
+        ? r.knn!.map((k) => `k=${k.k}: top-1 ${(100 * k.top1).toFixed(2)}%, top-5 ${(100 * k.top5).toFixed(2)}%`).join('; ')
+        : `top-1 ${(100 * r.linear!.top1).toFixed(2)}%, top-5 ${(100 * r.linear!.top5).toFixed(2)}% (lr ${r.linear!.learningRate})`;
+    io.stderr.write(`eval ${mode}: ${r.train.images} train / ${r.val.images} val images, ${r.numClasses} classes: ${headline} in ${secs} s\n`);
+    io.stdout.write(`${JSON.stringify({ ...r, train: { images: r.train.images, skipped: r.train.skipped }, val: { images: r.val.images, skipped: r.val.skipped } })}\n`);
+  } finally {
+    for (const b of bars.values()) b.stop();
+    model.dispose();
+  }
+}
+
+interface BenchOptions {
+  preset: string;
+  batch: number;
+  steps: number;
+  warmup: number;
+  device: Device;
+  threads?: number;
+  peakN?: number;
+  out?: string;
+}
+
+/** Writes `json` to stdout and, with --out, atomically to a file. */
+async function emitJson(json: Record<string, unknown>, out: string | undefined, io: CliIO): Promise<void> {
+  const text = `${JSON.stringify(json, null, 2)}\n`;
+  io.stdout.write(text);
+  if (!out) return;
+  const { mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync } = await import('node:fs');
+  mkdirSync(dirname(out), { recursive: true });
+  const tmp = `${out}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, out);
+}
+
+const nonNegativeInt = (v: string): number => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer.');
+  return n;
+};
+
+/** `dinov3 bench features|train` (src/cli/bench.ts). */
+function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (e: unknown) => never | void): void {
+  const bench = program.command('bench').description('throughput, counted FLOPs, MFU against a measured matmul peak, and peak memory, as JSON').exitOverride();
+  const common = (cmd: Command) =>
+    cmd
+      .exitOverride()
+      .requiredOption('--preset <name>', 'tiny (a dry run) or a released architecture: vits16, vitb16, vitl16, vith16plus, …')
+      .option('--batch <n>', 'images per iteration', positiveInt, 64)
+      .option('--steps <n>', 'timed iterations', positiveInt, 10)
+      .option('--warmup <n>', 'untimed iterations first', nonNegativeInt, 2)
+      .addOption(new Option('--device <device>', 'cpu, cuda or cuda:<index>').default('cpu').argParser(deviceArg))
+      .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+      .option('--peak-n <n>', 'side of the n×n matmul that measures the peak (0: skip; default 8192 on CUDA, 1024 on CPU)', nonNegativeInt)
+      .option('--out <file.json>', 'also write the JSON to this file');
+
+  const features = common(bench.command('features').description('forward_features without autograd on synthetic images'))
+    .option('--resolution <pixels>', 'square input side', positiveInt, 224)
+    .addOption(new Option('--dtype <dtype>', 'weights and input dtype').choices(['float32', 'bfloat16']).default('float32'))
+    .option('--autocast', 'bfloat16 autocast over float32 weights');
+  features.action((o: BenchOptions & { resolution: number; dtype: 'float32' | 'bfloat16'; autocast?: boolean }, cmd: Command) =>
+    (async () => {
+      const { benchFeatures } = await import('./bench.js');
+      await emitJson(benchFeatures(o), o.out, io);
+    })().catch(fail(cmd)),
+  );
+
+  const train = common(bench.command('train').description('SSL training steps on synthetic multi-crop batches (official collate layout)'))
+    .option('--crops <spec>', 'crops per image: global, then local (<count>x<size>,…)', '2x224,8x96')
+    .option('--autocast', 'bfloat16 autocast over float32 master weights (default on CUDA)')
+    .option('--no-autocast', 'no autocast (float32 compute)')
+    .option('--drop-path <rate>', 'student stochastic depth', (v: string) => {
+      const n = Number(v);
+      if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a rate in [0, 1).');
+      return n;
+    })
+    .option('--prototypes <n>', 'prototypes of the DINO and iBOT heads (default 65536; tiny: 128)', positiveInt);
+  train.action((o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number }, cmd: Command) =>
+    (async () => {
+      const { benchTrain } = await import('./bench.js');
+      await emitJson(benchTrain({ ...o, head: o.prototypes ? { prototypes: o.prototypes } : undefined }), o.out, io);
+    })().catch(fail(cmd)),
+  );
 }
 
 /**
@@ -219,7 +386,7 @@ export function buildProgram(io: CliIO): Command {
       .description('render the first three principal components of the patch features of an image as RGB, beside the image (PNG)')
       .exitOverride()
       .requiredOption('--image <path>', 'input image')
-      .requiredOption('--out <file.png>', 'output PNG')
+      .requiredOption('--out <file>', 'output image: .png, .jpg/.jpeg or .webp')
       .option('--resolution <pixels>', 'short side of the model input (aspect ratio kept, sides rounded to the patch size)', positiveInt, 768)
       .addOption(new Option('--interpolation <kernel>', 'resampling kernel').choices(['bicubic', 'bilinear', 'nearest', 'lanczos3']).default('bicubic'))
       .addOption(new Option('--upsample <mode>', 'upsampling of the patch map').choices(['nearest', 'bilinear']).default('nearest'))
@@ -228,6 +395,32 @@ export function buildProgram(io: CliIO): Command {
   pca.action((o: PcaOptions, cmd: Command) => runPca(o, io).catch(fail(cmd)));
   addTrainCommand(program, io, fail);
   addDistillCommand(program, io, fail);
+
+  const evalCmd = program.command('eval').description('k-NN or linear-probe accuracy of a backbone on a labeled train/val pair (JSON result on stdout)').exitOverride();
+  for (const mode of ['knn', 'linear'] as const) {
+    const sub = addModelOptions(
+      evalCmd
+        .command(mode)
+        .description(mode === 'knn' ? 'weighted k-NN on L2-normalised CLS features (T = 0.07)' : 'linear classifiers on frozen CLS + mean patch features, best of a learning-rate grid')
+        .exitOverride()
+        .requiredOption('--train <data>', 'train set: image folder (class subfolders), list file (path,label), or IDX images file')
+        .requiredOption('--val <data>', 'validation set (same kinds)')
+        .option('--resolution <pixels>', 'centre-crop side (short side resized to 256/224 of it)', positiveInt, 224)
+        .option('--batch-size <n>', 'images per forward pass', positiveInt, 32)
+        .addOption(new Option('--on-error <mode>', 'unreadable or corrupt images: skip them (with a warning) or stop').choices(['skip', 'fail']).default('skip'))
+        .option('--no-progress', 'no progress bar'),
+    );
+    if (mode === 'knn')
+      sub.option('--k <list>', 'neighbour counts, comma-separated', listArg(Number, 'positive integers'), [20]).option('--temperature <t>', 'vote temperature', positiveNumber, 0.07);
+    else
+      sub
+        .option('--epochs <n>', 'training epochs', positiveInt, 10)
+        .option('--lr <list>', 'base learning rates, comma-separated (default: the official grid)', listArg(Number, 'numbers'))
+        .option('--no-avgpool', 'CLS token only (default: CLS + mean patch token)');
+    sub.action((o: EvalOptions, cmd: Command) => runEval(mode, o, io).catch(fail(cmd)));
+  }
+
+  addBenchCommands(program, io, fail);
   return program;
 }
 

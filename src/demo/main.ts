@@ -1,199 +1,119 @@
 #!/usr/bin/env node
-// `npm run demo`: an end-to-end run of the core on real data. A small DINOv3 ViT backbone (RoPE, storage tokens,
-// LayerScale, masked key bias: the same code as the released models) with a linear head on its CLS token is trained
-// on Fashion-MNIST (Debian's dataset-fashion-mnist) with AdamW, weight decay exemptions and an EMA copy of the
-// model; the EMA model is evaluated on the 10,000 test images and saved as .safetensors.
+// `npm run demo`: the quickstart of self-supervised DINOv3 training on one CPU. A small ViT (patch 4, RoPE, storage
+// tokens, LayerScale) is pretrained without labels on Fashion-MNIST (Debian's dataset-fashion-mnist) for a few
+// minutes with the official multi-crop augmentation, iBOT masking, DINO + iBOT + KoLeo losses and an EMA teacher;
+// then the teacher's k-NN accuracy is compared with the same network at random initialisation, a PCA picture of its
+// patch features and the loss curve are written, and the teacher is exported as .safetensors.
 //
-//   node dist/src/demo/main.js [--epochs 1] [--batch 128] [--limit 15000] [--ema 0.98] [--threads N] [--out out/demo]
-import { mkdirSync } from 'node:fs';
+//   node dist/src/demo/main.js [--minutes 3] [--threads N] [--workers 1] [--eval-train 10000] [--eval-test 2000] [--out demo-run]
+import { mkdirSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
+import sharp from 'sharp';
 import { Command } from 'commander';
 
-import { saveBackbone } from '../checkpoint/backbone.js';
-import { DinoVisionTransformer } from '../models/vision_transformer.js';
-import { Linear } from '../nn/layers.js';
-import type { Module } from '../nn/module.js';
-import { crossEntropy } from '../ops/nn.js';
-import { AdamW } from '../optim/adamw.js';
-import { clipGradNorm } from '../optim/clip_grad.js';
-import { emaUpdate } from '../optim/ema.js';
-import { fromBuffer, Generator, manualSeed, randperm } from '../tensor/creation.js';
+import { batchTensors } from '../data/batch.js';
+import { openFashionMnist } from '../data/datasets/idx.js';
+import { pcaFit, pcaRgb, renderPca } from '../features/pca.js';
+import { cat, select } from '../ops/shape.js';
 import { setNumThreads } from '../tensor/device.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { memory, scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { FASHION_MNIST_CLASSES, type IdxSplit, loadFashionMnist } from './fashion_mnist.js';
+import { loadSSLConfig } from '../train/config.js';
+import { trainingLoader } from '../train/data.js';
+import { METRICS_FILE, renderLossCurve } from '../train/logging.js';
+import { Trainer } from '../train/trainer.js';
+import { Budget, idxEvalBatch, idxKnn } from './ssl_quickstart.js';
 
-const MEAN = 0.286;
-const STD = 0.353;
+/** The short-run recipe on top of the `cpu_tiny_fmnist` preset (see README "It learns"). */
+export const QUICKSTART_OVERRIDES = [
+  'student.drop_path_rate=0.0',
+  'student.layerscale=0.1',
+  'teacher.momentum_teacher=0.95',
+  'teacher.final_momentum_teacher=0.995',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'optim.warmup_epochs=1',
+  'optim.freeze_last_layer_epochs=0',
+  'optim.epochs=10',
+  'train.OFFICIAL_EPOCH_LENGTH=100',
+];
 
-/** The backbone config: official key names; patch 4 on 28×28 images gives a 7×7 grid. */
-const CONFIG = {
-  img_size: 28,
-  patch_size: 4,
-  in_chans: 1,
-  embed_dim: 96,
-  depth: 4,
-  num_heads: 4,
-  ffn_ratio: 3,
-  n_storage_tokens: 4,
-  layerscale_init: 1e-1,
-  norm_layer: 'layernormbf16',
-  mask_k_bias: true,
-  pos_embed_rope_dtype: 'fp32',
-} as const;
+const program = new Command('demo')
+  .option('--minutes <m>', 'training budget in minutes (wall clock, evaluations excluded)', Number, 3)
+  .option('--threads <n>', 'libtorch threads', Number, Math.max(1, cpus().length))
+  .option('--workers <n>', 'data-loading worker threads', Number, 1)
+  .option('--eval-train <n>', 'train images for the k-NN bank', Number, 10000)
+  .option('--eval-test <n>', 'test images to classify', Number, 2000)
+  .option('--out <dir>', 'output folder', 'demo-run')
+  .parse();
+const o = program.opts<{ minutes: number; threads: number; workers: number; evalTrain: number; evalTest: number; out: string }>();
+const out = resolve(o.out);
+const log = (s: string) => process.stdout.write(`${s}\n`);
+setNumThreads(o.threads);
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
 
-class Classifier {
-  readonly backbone: DinoVisionTransformer;
-  readonly head: Linear;
-  constructor(g: Generator) {
-    this.backbone = new DinoVisionTransformer(CONFIG, { generator: g });
-    this.head = new Linear(CONFIG.embed_dim, 10);
-  }
-  modules(): Module[] {
-    return [this.backbone, this.head];
-  }
-  logits(x: Tensor): Tensor {
-    return scope(() => this.head.forward(this.backbone.forward(x)));
-  }
-  dispose(): void {
-    this.backbone.dispose();
-    this.head.dispose();
-  }
+const cfg = await loadSSLConfig('cpu_tiny_fmnist', QUICKSTART_OVERRIDES);
+const train = openFashionMnist('train');
+const test = openFashionMnist('t10k');
+const size = cfg.crops.global_crops_size as number;
+const P = cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH;
+const budget = new Budget(o.minutes * 60_000);
+budget.pause();
+const liveBefore = memory().liveTensors;
+const loader = trainingLoader(train, cfg, { workers: o.workers });
+const trainer = await Trainer.create(cfg, { data: loader, outDir: join(out, 'run'), maxIterations: 1_000_000, scheduleIndex: () => budget.position(P) });
+const knnOpts = { size, ntrain: Math.min(o.evalTrain, train.length), ntest: Math.min(o.evalTest, test.length), centred: true };
+log(`dinov3-ts quickstart: self-supervised pretraining of a ${cfg.student.embed_dim}-wide, ${cfg.student.depth}-block ViT (patch ${cfg.student.patch_size}) on Fashion-MNIST, no labels, ${o.minutes} min`);
+const before = idxKnn(trainer.model.teacher.backbone, train, test, knnOpts);
+log(`k-NN@20 of the random-init network: ${(100 * before.top1).toFixed(1)}% (centred features: ${(100 * before.centredTop1!).toFixed(1)}%)`);
+
+const it = loader[Symbol.asyncIterator]();
+let images = 0;
+budget.resume();
+while (!budget.done) {
+  const batch = (await it.next()).value as Parameters<Trainer['step']>[0];
+  const m = trainer.step(batch);
+  for (const t of batchTensors(batch)) t.dispose();
+  images += m.local_batch_size;
+  if (m.iteration % 20 === 0)
+    log(
+      `it ${m.iteration}  ${(budget.elapsed() / 60000).toFixed(1)} min  ${(images / (budget.elapsed() / 1000)).toFixed(1)} img/s  loss ${m.total_loss.toFixed(3)}  (dino ${m.dino_global_crops_loss.toFixed(3)}, ibot ${m.ibot_loss.toFixed(3)}, koleo ${m.koleo_loss.toFixed(3)})`,
+    );
 }
+budget.pause();
+await it.return?.();
+await loader.close();
+const after = idxKnn(trainer.model.teacher.backbone, train, test, knnOpts);
+log(`k-NN@20 of the trained teacher after ${trainer.iteration} iterations: ${(100 * after.top1).toFixed(1)}% (centred: ${(100 * after.centredTop1!).toFixed(1)}%)`);
 
-/** Images [idx] → normalised float32 [B, 1, 28, 28] and int64 labels [B]. */
-function batchOf(split: IdxSplit, idx: ArrayLike<number | bigint>): { x: Tensor; y: Tensor } {
-  const n = idx.length;
-  const px = split.rows * split.cols;
-  const img = new Float32Array(n * px);
-  const lab = new BigInt64Array(n);
-  for (let b = 0; b < n; b++) {
-    const i = Number(idx[b]);
-    const src = split.images.subarray(i * px, (i + 1) * px);
-    for (let p = 0; p < px; p++) img[b * px + p] = (src[p]! / 255 - MEAN) / STD;
-    lab[b] = BigInt(split.labels[i]!);
-  }
-  return { x: fromBuffer(img, 'float32', [n, 1, split.rows, split.cols]), y: fromBuffer(lab, 'int64', [n]) };
-}
-
-function evaluate(model: Classifier, test: IdxSplit, batch: number): number {
-  model.backbone.eval();
-  let correct = 0;
-  noGrad(() => {
-    for (let s = 0; s < test.n; s += batch) {
-      const idx = Array.from({ length: Math.min(batch, test.n - s) }, (_, k) => s + k);
-      correct += scope(() => {
-        const { x, y } = batchOf(test, idx);
-        return model.logits(x).argmax(-1).eq(y).sum().item();
-      });
-    }
-  });
-  return correct / test.n;
-}
-
-async function main(): Promise<void> {
-  const opts = new Command()
-    .name('demo')
-    .description('Train a small DINOv3 ViT on Fashion-MNIST and evaluate it')
-    .option('--epochs <n>', 'epochs', (v) => parseInt(v, 10), 1)
-    .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 128)
-    .option('--limit <n>', 'training images used per epoch (all 60000: --limit 60000)', (v) => parseInt(v, 10), 15000)
-    .option('--threads <n>', 'intra-op threads', (v) => parseInt(v, 10), cpus().length)
-    .option('--lr <x>', 'peak learning rate', parseFloat, 2e-3)
-    .option('--ema <m>', 'EMA momentum of the teacher copy', parseFloat, 0.98)
-    .option('--eval-limit <n>', 'test images evaluated', (v) => parseInt(v, 10), 10000)
-    .option('--out <dir>', 'output folder', 'out/demo')
-    .parse()
-    .opts<{ epochs: number; batch: number; limit: number; threads: number; lr: number; ema: number; evalLimit: number; out: string }>();
-  setNumThreads(opts.threads);
-  manualSeed(0);
-  const g = new Generator(0);
-
-  const train = loadFashionMnist('train');
-  const fullTest = loadFashionMnist('t10k');
-  const test = { ...fullTest, n: Math.min(opts.evalLimit, fullTest.n) };
-  const nTrain = Math.min(opts.limit, train.n);
-  const model = new Classifier(g);
-  const ema = new DinoVisionTransformer(CONFIG, { init: false });
-  ema.loadStateDict(model.backbone.stateDict());
-  ema.requiresGrad_(false).eval();
-
-  // AdamW groups as the recipe builds them (§6.2): no decay on biases, norms and LayerScale.
-  const named = [...model.backbone.namedParameters(), ...model.head.namedParameters('head')];
-  const noDecay = (n: string) => n.endsWith('bias') || n.includes('norm') || n.includes('gamma');
-  const opt = new AdamW(
-    [
-      { params: named.filter(([n]) => !noDecay(n)).map(([, t]) => t), weightDecay: 0.05 },
-      { params: named.filter(([n]) => noDecay(n)).map(([, t]) => t), weightDecay: 0 },
-    ],
-    { lr: opts.lr },
-  );
-  const steps = opts.epochs * Math.ceil(nTrain / opts.batch);
-  const warmup = Math.min(100, Math.floor(steps / 10));
-  const lrAt = (it: number) =>
-    it < warmup ? (opts.lr * (it + 1)) / warmup : 0.5 * opts.lr * (1 + Math.cos((Math.PI * (it - warmup)) / Math.max(1, steps - warmup)));
-
-  console.log(
-    `dinov3-ts demo: ViT (D=${CONFIG.embed_dim}, depth ${CONFIG.depth}, ${CONFIG.n_storage_tokens} storage tokens, RoPE) ` +
-      `with ${(model.backbone.numParameters() / 1e6).toFixed(2)}M parameters on Fashion-MNIST (${nTrain} train / ${test.n} test images), ${opts.threads} threads`,
-  );
-  const baseline = memory().liveTensors;
-  const t0 = performance.now();
-  let it = 0;
-  for (let epoch = 0; epoch < opts.epochs; epoch++) {
-    model.backbone.train();
-    const perm = randperm(train.n, { generator: g });
-    const order = (perm.data() as BigInt64Array).slice(0, nTrain);
-    perm.dispose();
-    let lossSum = 0;
-    let seen = 0;
-    for (let s = 0; s < nTrain; s += opts.batch, it++) {
-      for (const grp of opt.paramGroups) grp.lr = lrAt(it);
-      const loss = scope(() => {
-        const { x, y } = batchOf(train, order.subarray(s, Math.min(s + opts.batch, nTrain)));
-        const l = crossEntropy(model.logits(x), y);
-        l.backward();
-        return l.item();
-      });
-      for (const m of model.modules()) clipGradNorm(m.parameters(), 3.0).dispose();
-      opt.step();
-      opt.zeroGrad();
-      emaUpdate(ema, model.backbone, opts.ema);
-      // Yield to the event loop once per step (as a data-loading loop does), so the GC backstop can reclaim the
-      // small JS handles of disposed tensors.
-      await new Promise((r) => setImmediate(r));
-      lossSum += loss;
-      seen++;
-      if (it % 50 === 0 || s + opts.batch >= nTrain) {
-        const rate = (it + 1) * opts.batch / ((performance.now() - t0) / 1000);
-        process.stdout.write(`epoch ${epoch + 1} step ${it + 1}/${steps} loss ${(lossSum / seen).toFixed(4)} (${rate.toFixed(0)} img/s)\n`);
-        lossSum = 0;
-        seen = 0;
-      }
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const accModel = evaluate(model, test, 500);
-  // Evaluate the EMA backbone with the trained head.
-  const emaModel = Object.assign(Object.create(Classifier.prototype) as Classifier, { backbone: ema, head: model.head });
-  const accEma = evaluate(emaModel, test, 500);
-  console.log(`trained ${steps} steps in ${seconds.toFixed(1)} s (${((steps * opts.batch) / seconds).toFixed(0)} img/s)`);
-  console.log(`test accuracy: ${(accModel * 100).toFixed(2)}% (EMA backbone: ${(accEma * 100).toFixed(2)}%) over ${FASHION_MNIST_CLASSES.length} classes`);
-  console.log(`live tensors after training: ${memory().liveTensors - baseline} beyond the model and optimizer state created before the loop`);
-
-  mkdirSync(opts.out, { recursive: true });
-  const path = join(opts.out, 'fashion_mnist_vit_ema.safetensors');
-  await saveBackbone(ema, path);
-  console.log(`saved the EMA backbone to ${path}`);
-  opt.dispose();
-  model.dispose();
-  ema.dispose();
-}
-
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
-  process.exit(1);
-});
+// PCA of the teacher's patch features over 8 test images (one fit for all), beside the images.
+const N = 8;
+const rgb = noGrad(() =>
+  scope(() => {
+    const m = trainer.model.teacher.backbone;
+    m.eval();
+    const f = m.forwardFeatures(idxEvalBatch(test, 0, N, size)); // patches [8, g·g, D]
+    const g = size / cfg.student.patch_size;
+    const patches = f.patchTokens.reshape([N * g * g, -1]);
+    const fit = pcaFit(patches);
+    const maps = pcaRgb(patches.reshape([N, g, g, -1]), fit) as Tensor; // [8, g, g, 3]
+    return cat(Array.from({ length: N }, (_, i) => select(maps, 0, i)), 1); // [g, 8g, 3]
+  }),
+);
+const scale = 4;
+const mosaic = Buffer.alloc(N * 28 * 28 * 3);
+for (let i = 0; i < N; i++)
+  for (let y = 0; y < 28; y++)
+    for (let x = 0; x < 28; x++) mosaic.fill(test.images[i * 784 + y * 28 + x]!, (y * N * 28 + i * 28 + x) * 3, (y * N * 28 + i * 28 + x) * 3 + 3);
+const beside = { data: await sharp(mosaic, { raw: { width: N * 28, height: 28, channels: 3 } }).resize(N * 28 * scale, 28 * scale, { kernel: 'nearest' }).raw().toBuffer(), width: N * 28 * scale, height: 28 * scale };
+const png = await renderPca(rgb, { width: N * 28 * scale, height: 28 * scale, upsample: 'nearest', beside: { ...beside, data: new Uint8Array(beside.data) } });
+rgb.dispose();
+await sharp(png.png).toFile(join(out, 'pca.png'));
+await renderLossCurve(join(out, 'run', METRICS_FILE), join(out, 'loss_curve.png'));
+const teacher = await trainer.exportTeacher();
+trainer.dispose();
+log(`wrote ${join(out, 'pca.png')} (PCA of patch features), ${join(out, 'loss_curve.png')}, teacher ${teacher}`);
+log(`live tensors after training: ${memory().liveTensors - liveBefore} beyond the start`);

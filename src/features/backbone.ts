@@ -1,11 +1,19 @@
 // The part of a backbone that feature extraction needs. DinoVisionTransformer (src/models/vision_transformer.ts)
 // satisfies it; tests use small fakes. Running the model and splitting its outputs lives here too.
+import { TorchRangeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
+import type { Normalization } from '../data/transforms.js';
 
-/** The backbone surface used by extractFeatures and the PCA (RECIPE §1.5, §1.6). */
+/** The normalisation to use: the explicit one, else the model's (its weights'), else LVD-1689M. */
+export function modelNormalization(model: FeatureBackbone, explicit: Normalization | undefined): Normalization {
+  return explicit ?? model.normalization ?? 'lvd1689m';
+}
+
+/** The backbone surface used by extractFeatures and the PCA (dinov3/models/vision_transformer.py::DinoVisionTransformer forward_features,
+ * get_intermediate_layers). */
 export interface FeatureBackbone {
   readonly embedDim: number;
   readonly patchSize: number;
@@ -14,6 +22,9 @@ export interface FeatureBackbone {
   readonly nBlocks?: number;
   /** Module's train/eval flag; extraction refuses a model in training mode. */
   readonly training?: boolean;
+  /** The input normalisation of the weights (set by loadBackbone: `sat493m` for the satellite models); the default
+   * of extractFeatures, saveFeatures and pcaImage. */
+  readonly normalization?: Normalization;
   forwardFeatures(x: Tensor): { clsToken: Tensor; storageTokens: Tensor; patchTokens: Tensor };
   getIntermediateLayers(
     x: Tensor,
@@ -40,19 +51,19 @@ export function modelPlacement(model: FeatureBackbone): { device: Device; dtype:
 
 /** Throws if the model would apply training-time behaviour (drop path, RoPE augmentation). */
 export function assertEval(model: FeatureBackbone, op: string): void {
-  if (model.training) throw new RangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`);
+  if (model.training) throw new TorchRangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`, 'ERR_INVALID_ARG');
 }
 
 /** Validates a layer selection (against the model's depth when it is known). */
 export function checkLayers(model: FeatureBackbone, layers: LayerSelection, op: string): void {
   if (layers === undefined) return;
   const ok = (typeof layers === 'number' && Number.isInteger(layers) && layers > 0) || (Array.isArray(layers) && layers.length > 0 && layers.every((i) => Number.isInteger(i) && i >= 0));
-  if (!ok) throw new RangeError(`${op}: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received ${JSON.stringify(layers)}`);
+  if (!ok) throw new TorchRangeError(`${op}: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received ${JSON.stringify(layers)}`, 'ERR_INVALID_ARG');
   const depth = model.nBlocks;
   if (depth === undefined) return;
-  if (typeof layers === 'number' && layers > depth) throw new RangeError(`${op}: layers ${layers} asks for the last ${layers} blocks of a ${depth}-block model`);
+  if (typeof layers === 'number' && layers > depth) throw new TorchRangeError(`${op}: layers ${layers} asks for the last ${layers} blocks of a ${depth}-block model`, 'ERR_INVALID_ARG');
   const bad = Array.isArray(layers) ? layers.find((i) => i >= depth) : undefined;
-  if (bad !== undefined) throw new RangeError(`${op}: block index ${bad} is out of range for a ${depth}-block model (0 to ${depth - 1})`);
+  if (bad !== undefined) throw new TorchRangeError(`${op}: block index ${bad} is out of range for a ${depth}-block model (0 to ${depth - 1})`, 'ERR_INVALID_ARG');
 }
 
 /**

@@ -1,7 +1,10 @@
 // PCA visualisation of patch features (the DINOv3 paper/notebook figures): the first three principal components
 // of an image's patch features become R, G, B (each min-max normalised), upsampled to the input size and shown
-// beside the input image as a PNG.
+// beside the input image (PNG, JPEG or WebP, as the output name says).
+import { realpath } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
+import { ConfigError, TorchRangeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -13,7 +16,7 @@ import { tensor } from '../tensor/creation.js';
 import { decodeImage, loadSharp } from '../data/image.js';
 import type { Interpolation, Normalization } from '../data/transforms.js';
 import { rgbToTensor } from '../data/transforms.js';
-import { assertEval, checkLayers, type FeatureBackbone, type LayerSelection, modelPlacement, runBackbone } from './backbone.js';
+import { assertEval, checkLayers, type FeatureBackbone, type LayerSelection, modelNormalization, modelPlacement, runBackbone } from './backbone.js';
 import { linalgEigh } from './decomp.js';
 
 /** A fitted PCA: `mean [D]`, unit `components [k, D]` (rows, by decreasing variance), their variances `[k]`. */
@@ -27,13 +30,13 @@ export interface PcaFit {
  * Fits a k-component PCA to feature vectors `[..., D]` (all leading dims are samples), in float64. The sign of
  * each component is fixed so that its largest-magnitude score is positive (scikit-learn's convention).
  * Uses the eigendecomposition of the D×D covariance, or of the P×P Gram matrix when there are fewer samples.
- * @throws RangeError for fewer than 2 samples or k > min(P, D).
+ * @throws TorchRangeError (ERR_INVALID_ARG) for fewer than 2 samples or k > min(P, D).
  */
 export function pcaFit(features: Tensor, k = 3): PcaFit {
   const D = features.shape[features.ndim - 1]!;
   const P = features.numel / D;
   if (P < 2 || !Number.isInteger(k) || k < 1 || k > Math.min(P, D))
-    throw new RangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${k}`);
+    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${k}`, 'ERR_INVALID_ARG');
   return scope(() => {
     const x = reshape(features, [P, D]).to('float64');
     const mu = mean(x, [0]); // [D]
@@ -72,10 +75,10 @@ export function pcaProject(features: Tensor, fit: PcaFit): Tensor {
  * these features unless `fit` is given, e.g. one fit shared by several images), each min-max normalised.
  */
 export function pcaRgb(patches: Tensor, fit?: PcaFit): Tensor {
-  if (patches.ndim !== 3) throw new RangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`);
+  if (patches.ndim !== 3) throw new TorchRangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   return scope(() => {
     const f = fit ?? pcaFit(patches, 3);
-    if (f.components.shape[0] !== 3) throw new RangeError(`pcaRgb: expected a 3-component fit, received ${f.components.shape[0]} components`);
+    if (f.components.shape[0] !== 3) throw new TorchRangeError(`pcaRgb: expected a 3-component fit, received ${f.components.shape[0]} components`, 'ERR_INVALID_ARG');
     const s = pcaProject(patches, f); // [h, w, 3]
     const lo = amin(s, [0, 1], true);
     const hi = amax(s, [0, 1], true);
@@ -107,7 +110,7 @@ export async function renderPca(rgb: Tensor, o: RenderPcaOptions = {}): Promise<
   const cols = o.beside ? 2 : 1;
   let raw = panel;
   if (o.beside) {
-    if (o.beside.data.length !== W * H * 3) throw new RangeError(`renderPca: "beside" has ${o.beside.data.length} bytes, expected ${W}×${H}×3`);
+    if (o.beside.data.length !== W * H * 3) throw new TorchRangeError(`renderPca: "beside" has ${o.beside.data.length} bytes, expected ${W}×${H}×3`, 'ERR_INVALID_ARG');
     raw = new Uint8Array(W * H * 3 * 2);
     for (let y = 0; y < H; y++) {
       raw.set(o.beside.data.subarray(y * W * 3, (y + 1) * W * 3), y * W * 6);
@@ -129,13 +132,45 @@ export interface PcaImageOptions {
   upsample?: 'nearest' | 'bilinear';
   /** Show the input image to the left (default true). */
   composite?: boolean;
+  /** Files `out` must never replace (besides the input image), e.g. the model weights. */
+  protectedPaths?: readonly string[];
+}
+
+const IMAGE_OUT: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
+
+/**
+ * Checks a PCA image output before any work: an extension it can be written in (.png, .jpg/.jpeg, .webp), and not
+ * the input image or a protected file (through links too).
+ * @throws ConfigError naming the output
+ */
+export async function checkPcaOutput(out: string, o: { image?: string; protectedPaths?: readonly string[] } = {}): Promise<void> {
+  if (IMAGE_OUT[extname(out).toLowerCase()] === undefined) {
+    throw new ConfigError(`pcaImage: cannot tell the image format of "${out}": use a .png, .jpg, .jpeg or .webp name`);
+  }
+  const real = async (p: string) => realpath(resolve(p)).catch(() => resolve(p));
+  const target = await real(out);
+  for (const p of o.protectedPaths ?? []) {
+    if ((await real(p)) === target) throw new ConfigError(`pcaImage: the output "${out}" would overwrite "${p}" (the model weights or another protected file)`);
+  }
+  if (o.image !== undefined && (await real(o.image)) === target) throw new ConfigError(`pcaImage: the output "${out}" would overwrite the input image "${o.image}"`);
+}
+
+/** The PNG re-encoded in the format `out`'s extension names. */
+async function encodeAs(png: Buffer, out: string): Promise<Buffer> {
+  const fmt = IMAGE_OUT[extname(out).toLowerCase()];
+  const sharp = await loadSharp();
+  if (fmt === 'jpeg') return sharp(png).jpeg({ quality: 95 }).toBuffer();
+  if (fmt === 'webp') return sharp(png).webp({ lossless: true }).toBuffer();
+  return png;
 }
 
 /**
  * PCA visualisation of one image: runs the model, maps the first three components of the patch features to RGB
- * and renders them at the model-input size, beside the (resized) input. Writes the PNG atomically if `out` is given.
+ * and renders them at the model-input size, beside the (resized) input. Writes it atomically if `out` is given, in
+ * the format its extension names (.png, .jpg/.jpeg, .webp); `out` is checked first (extension, not the input image,
+ * not a protected file such as the weights).
  * @example await pcaImage(model, 'cat.jpg', 'cat_pca.png', { resolution: 768 });
- * @throws ImageError for an unreadable image.
+ * @throws ImageError for an unreadable image; ConfigError for an unusable `out`.
  */
 export async function pcaImage(
   model: FeatureBackbone,
@@ -145,10 +180,11 @@ export async function pcaImage(
 ): Promise<{ png: Buffer; width: number; height: number; grid: [number, number] }> {
   assertEval(model, 'pcaImage');
   checkLayers(model, o.layers, 'pcaImage');
+  if (out !== undefined) await checkPcaOutput(out, { image: typeof image === 'string' ? image : undefined, protectedPaths: o.protectedPaths });
   const im = await decodeImage(image, { resolution: o.resolution ?? 768, resize: 'keepAspect', interpolation: o.interpolation, patchSize: model.patchSize });
   const place = modelPlacement(model);
   const rgb = scope(() => {
-    const x = rgbToTensor([im], { normalization: o.normalization, device: place.device, dtype: place.dtype });
+    const x = rgbToTensor([im], { normalization: modelNormalization(model, o.normalization), device: place.device, dtype: place.dtype });
     const f = runBackbone(model, x, o.layers);
     const p = f.patches.ndim === 5 ? select(f.patches, 1, f.patches.shape[1]! - 1) : f.patches; // [1, h, w, D]
     return pcaRgb(select(p, 0, 0)); // [h, w, 3]
@@ -156,7 +192,7 @@ export async function pcaImage(
   try {
     const grid: [number, number] = [rgb.shape[0]!, rgb.shape[1]!];
     const r = await renderPca(rgb, { width: im.width, height: im.height, upsample: o.upsample, beside: (o.composite ?? true) ? im : undefined });
-    if (out) await atomicWriteFile(out, [r.png]);
+    if (out) await atomicWriteFile(out, [await encodeAs(r.png, out)]);
     return { ...r, grid };
   } finally {
     rgb.dispose();

@@ -76,9 +76,22 @@ export interface UnpickleOptions {
   source?: string;
 }
 
-/** Unpickles `data` under the restrictions above. Throws CheckpointError on anything else or on corrupt input. */
+/** Unpickles `data` under the restrictions above. Throws CheckpointError on anything else or on corrupt input
+ * (including strings too long for JavaScript). Shared sub-structures stay shared (the result may be a DAG). */
 export function unpickle(data: Uint8Array, options: UnpickleOptions = {}): PickleValue {
   const source = options.source ?? '<pickle>';
+  try {
+    return unpickleUnguarded(data, source);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    if (e instanceof RangeError || (e as NodeJS.ErrnoException | undefined)?.code === 'ERR_STRING_TOO_LONG') {
+      throw new CheckpointError(`${source}: the pickle holds a value too large to load (${(e as Error).message})`);
+    }
+    throw e;
+  }
+}
+
+function unpickleUnguarded(data: Uint8Array, source: string): PickleValue {
   const fail = (msg: string): never => {
     throw new CheckpointError(`${source}: ${msg}`);
   };
@@ -101,6 +114,9 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions = {}): Pickl
   const int = (v: bigint): number | bigint =>
     v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   const long = (n: number): number | bigint => {
+    // Python ints of any size are valid pickle, but converting one of n bytes costs O(n^2) here: checkpoints hold
+    // small ints only, so anything beyond 64 bytes (512 bits) is refused.
+    if (n > 64) fail(`integer of ${n} bytes at byte ${pos} is too large for a checkpoint`);
     const at = need(n);
     let v = 0n;
     for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[at + i]!);

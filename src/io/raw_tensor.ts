@@ -1,10 +1,8 @@
 // RawTensor: a dtype, a shape and the contiguous row-major little-endian bytes of a tensor, as read from or written
-// to a checkpoint file without libtorch. Also dtype helpers, conversion to float32 (for tests and inspection) and a
-// whole-file reader that is not limited to 2 GiB like fs.readFile.
+// to a checkpoint file without libtorch, and LazyRawTensor, one read when asked. Also dtype helpers and conversion to
+// float32 (for tests and inspection).
 
-import { open } from 'node:fs/promises';
-import { constants as bufferConstants } from 'node:buffer';
-import { CheckpointError, TorchTypeError } from '../native/errors.js';
+import { TorchTypeError } from '../native/errors.js';
 
 export type DType =
   | 'float32'
@@ -24,6 +22,21 @@ export interface RawTensor {
   dtype: DType;
   shape: number[];
   data: Uint8Array;
+}
+
+/** A tensor of a checkpoint file that is read only when asked: `read()` returns its contiguous row-major bytes (a
+ * fresh array for files, possibly a view for buffers). Shape and bounds were checked when it was created. */
+export class LazyRawTensor {
+  constructor(
+    readonly dtype: DType,
+    readonly shape: number[],
+    readonly byteLength: number,
+    readonly read: () => Uint8Array,
+  ) {}
+  /** Reads the bytes now. */
+  load(): RawTensor {
+    return { dtype: this.dtype, shape: this.shape, data: this.read() };
+  }
 }
 
 const ITEM_SIZE: Record<DType, number> = {
@@ -185,28 +198,5 @@ export function rawToFloat32(raw: RawTensor): Float32Array {
       return Float32Array.from(bytes);
     case 'bool':
       return Float32Array.from(bytes, (b) => (b !== 0 ? 1 : 0));
-  }
-}
-
-/** Reads a whole file into one Buffer (fs.readFile stops at 2 GiB; this goes up to the Buffer size limit). */
-export async function readWholeFile(path: string): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const { size } = await fh.stat();
-    if (size > bufferConstants.MAX_LENGTH) {
-      throw new CheckpointError(
-        `${path}: the file is ${size} bytes, more than the ${bufferConstants.MAX_LENGTH} bytes a Buffer can hold`,
-      );
-    }
-    const buf = Buffer.allocUnsafe(size);
-    let pos = 0;
-    while (pos < size) {
-      const { bytesRead } = await fh.read(buf, pos, Math.min(size - pos, 1 << 30), pos);
-      if (bytesRead === 0) break;
-      pos += bytesRead;
-    }
-    return pos === size ? buf : buf.subarray(0, pos);
-  } finally {
-    await fh.close();
   }
 }

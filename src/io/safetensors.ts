@@ -1,22 +1,24 @@
 // The safetensors format (https://github.com/huggingface/safetensors) in pure TypeScript: an 8-byte little-endian
 // header length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {..}} padded with spaces to a
-// multiple of 8, then the tensor bytes. Reading is zero-copy and validates everything; writing follows the reference
+// multiple of 8, then the tensor bytes. Reading validates everything and is zero-copy for buffers; files are read
+// tensor by tensor with positional reads (any size); writing follows the reference
 // library byte for byte (tensors sorted by descending dtype alignment, then name); file writes are atomic.
 
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { open, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { CheckpointError, TorchTypeError } from '../native/errors.js';
 import {
   byteView,
   checkRawTensor,
   formatShape,
   itemSize,
+  LazyRawTensor,
   numel,
-  readWholeFile,
   type DType,
   type RawTensor,
 } from './raw_tensor.js';
+import { BufferSource, byteSource, type ByteSource } from './random_access.js';
 
 /** safetensors dtype name → ours. */
 const FROM_ST: Record<string, DType> = {
@@ -63,20 +65,25 @@ function isNonNegInt(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 }
 
-/** Parses a safetensors file held in `buf`. Tensor data are views of `buf` (no copy). `source` names the file in
- * error messages. Throws CheckpointError on any inconsistency. */
-export function readSafetensors(buf: Uint8Array, source = '<buffer>'): SafetensorsContents {
-  const fail = (msg: string): never => {
-    throw new CheckpointError(`${source}: ${msg}`);
-  };
-  if (buf.byteLength < 8) {
-    fail(`truncated safetensors file: ${buf.byteLength} bytes, too short for the 8-byte header length`);
+interface HeaderEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** Reads and validates the header through `src`: entries in file order, their byte ranges relative to `dataStart`. */
+function parseHeader(src: ByteSource, fail: (msg: string) => never): { entries: HeaderEntry[]; metadata: Record<string, string>; dataStart: number } {
+  const size = src.size;
+  if (size < 8) {
+    fail(`truncated safetensors file: ${size} bytes, too short for the 8-byte header length`);
   }
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const headerLen64 = view.getBigUint64(0, true);
-  if (headerLen64 > BigInt(buf.byteLength - 8)) {
+  const lenBytes = src.read(0, 8);
+  const headerLen64 = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen64 > BigInt(size - 8)) {
     fail(
-      `header length ${headerLen64} exceeds the file size (${buf.byteLength} bytes): ` +
+      `header length ${headerLen64} exceeds the file size (${size} bytes): ` +
         'the file is truncated or not a safetensors file',
     );
   }
@@ -86,7 +93,7 @@ export function readSafetensors(buf: Uint8Array, source = '<buffer>'): Safetenso
   }
   let header: unknown;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + headerLen));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(src.read(8, headerLen));
     header = JSON.parse(text);
   } catch {
     fail(`the ${headerLen}-byte header is not valid JSON: the file is corrupt or not a safetensors file`);
@@ -105,8 +112,8 @@ export function readSafetensors(buf: Uint8Array, source = '<buffer>'): Safetenso
   }
 
   const dataStart = 8 + headerLen;
-  const dataLen = buf.byteLength - dataStart;
-  const found: { name: string; begin: number; end: number; raw: RawTensor }[] = [];
+  const dataLen = size - dataStart;
+  const found: HeaderEntry[] = [];
   for (const [name, entry] of Object.entries(hdr)) {
     if (name === '__metadata__') continue;
     if (!isPlainObject(entry)) fail(`tensor "${name}": header entry is not an object`);
@@ -143,12 +150,10 @@ export function readSafetensors(buf: Uint8Array, source = '<buffer>'): Safetenso
           'the file is truncated',
       );
     }
-    const data = byteView(buf, dataStart + begin, dataStart + end);
-    found.push({ name, begin, end, raw: { dtype: dtype!, shape: [...shp], data } });
+    found.push({ name, dtype: dtype!, shape: [...shp], begin, end });
   }
   // File order, as the reference library lists them.
   found.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  const tensors = new Map<string, RawTensor>(found.map((t) => [t.name, t.raw]));
   const ranges = found.filter((t) => t.end > t.begin);
   for (let i = 1; i < ranges.length; i++) {
     const a = ranges[i - 1]!;
@@ -157,6 +162,42 @@ export function readSafetensors(buf: Uint8Array, source = '<buffer>'): Safetenso
       fail(`tensors "${a.name}" [${a.begin}, ${a.end}] and "${b.name}" [${b.begin}, ${b.end}] overlap`);
     }
   }
+  return { entries: found, metadata, dataStart };
+}
+
+/** Parses a safetensors file held in `buf`. Tensor data are views of `buf` (no copy). `source` names the file in
+ * error messages. Throws CheckpointError on any inconsistency. */
+export function readSafetensors(buf: Uint8Array, source = '<buffer>'): SafetensorsContents {
+  const fail = (msg: string): never => {
+    throw new CheckpointError(`${source}: ${msg}`);
+  };
+  const { entries, metadata, dataStart } = parseHeader(new BufferSource(buf, source), fail);
+  const tensors = new Map<string, RawTensor>(
+    entries.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, data: byteView(buf, dataStart + t.begin, dataStart + t.end) }]),
+  );
+  return { tensors, metadata };
+}
+
+export interface LazySafetensors {
+  tensors: Map<string, LazyRawTensor>;
+  metadata: Record<string, string>;
+}
+
+/**
+ * Opens a safetensors file (or buffer) for reading tensor by tensor: the header is read and validated now, each
+ * tensor's bytes are read with a positional read when its `read()` is called. Files of any size load.
+ * @throws CheckpointError naming the file for anything unreadable, corrupt, or not a regular file
+ */
+export function openSafetensors(input: string | Uint8Array | ByteSource, source?: string): LazySafetensors {
+  const src = byteSource(input, source);
+  const name = source ?? src.name;
+  const fail = (msg: string): never => {
+    throw new CheckpointError(`${name}: ${msg}`);
+  };
+  const { entries, metadata, dataStart } = parseHeader(src, fail);
+  const tensors = new Map<string, LazyRawTensor>(
+    entries.map((t) => [t.name, new LazyRawTensor(t.dtype, t.shape, t.end - t.begin, () => src.read(dataStart + t.begin, t.end - t.begin))]),
+  );
   return { tensors, metadata };
 }
 
@@ -215,14 +256,44 @@ export function writeSafetensors(
   return out;
 }
 
-/** Reads and parses a .safetensors file (tensor data are views of one Buffer holding the file). */
+/** Reads and parses a .safetensors file, tensor by tensor (files of any size; see openSafetensors). */
 export async function readSafetensorsFile(path: string): Promise<SafetensorsContents> {
-  return readSafetensors(await readWholeFile(path), path);
+  const { tensors, metadata } = openSafetensors(path);
+  return { tensors: new Map([...tensors].map(([k, t]) => [k, t.load()])), metadata };
+}
+
+/** Removes the temporary files (`<name>.tmp-<pid>-<hex>`) that writes to `path` by processes that are gone left
+ * behind (a write killed before its rename). */
+export async function removeStaleTemporaries(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.tmp-`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = n.startsWith(prefix) ? /^(\d+)-[0-9a-f]+$/.exec(n.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (!alive) await rm(join(dir, n), { force: true });
+  }
 }
 
 /** Writes `chunks` to `path` atomically: a temporary file next to it, fsync, rename. On failure the temporary file
- * is removed and an existing `path` is left untouched. */
+ * is removed and an existing `path` is left untouched; temporaries of earlier writes killed midway are removed first. */
 export async function atomicWriteFile(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  await removeStaleTemporaries(path);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {

@@ -5,13 +5,12 @@
 import { ones_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
+import { attention } from '../ops/kernels.js';
 import { linear } from '../ops/linalg.js';
-import { scaledDotProductAttention } from '../ops/nn.js';
-import { cat, chunk, narrow, unbind } from '../ops/shape.js';
+import { cat, chunk, narrow } from '../ops/shape.js';
 import { type CreateOptions, empty } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { attentionQkv, fusable, fusedLinear, linearForward } from './fused.js';
 import type { RopeTables } from './rope_position_encoding.js';
 import { catKeepShapes, uncatWithShapes } from './utils.js';
 
@@ -48,9 +47,8 @@ export class LinearKMaskedBias extends Linear {
     kThird.dispose();
   }
   override forward(x: Tensor): Tensor {
-    if (!this.bias || !this.biasMask) return fusable(x) ? fusedLinear(x, this.weight, this.bias) : super.forward(x);
-    const lin = fusable(x) ? fusedLinear : linear;
-    return scope(() => lin(x, this.weight, this.bias!.mul(this.biasMask!.to(this.bias!.dtype))));
+    if (!this.bias || !this.biasMask) return linear(x, this.weight, null);
+    return scope(() => linear(x, this.weight, this.bias!.mul(this.biasMask!.to(this.bias!.dtype))));
   }
 }
 
@@ -73,7 +71,11 @@ export class SelfAttention extends Module {
     this.proj = this.registerModule('proj', new Linear(dim, dim, { dtype: o.dtype, device: o.device, bias: o.projBias ?? true }));
   }
 
-  /** RoPE on q and k of the last P tokens, in the dtype of the tables, cast back to q/k's dtype. */
+  /**
+   * RoPE on q and k `[B, h, N, d]` of the last P tokens, in the dtype of the tables, cast back to q/k's dtype
+   * (SelfAttention.apply_rope). `attention` (ops/kernels.ts) applies the same composition inside; this method is the
+   * layer-level reference of it.
+   */
   applyRope(q: Tensor, k: Tensor, rope: RopeTables): [Tensor, Tensor] {
     return scope(() => {
       const n = q.shape[2]!;
@@ -89,31 +91,13 @@ export class SelfAttention extends Module {
     });
   }
 
-  /**
-   * Attention of already-projected `qkv` `[B, N, 3D]` → `[B, N, D]` (before `proj`). Without autograd, in float32
-   * on the CPU (and float32 RoPE tables), one fused native kernel does the whole computation (same math).
-   */
+  /** Attention of already-projected `qkv` `[B, N, 3D]` → `[B, N, D]` (before `proj`); the kernel is chosen by the op. */
   computeAttention(qkv: Tensor, rope: RopeTables | null): Tensor {
-    if (fusable(qkv) && (!rope || (rope.sin.dtype === 'float32' && rope.cos.dtype === 'float32' && rope.sin.device === 'cpu'))) {
-      const p = rope ? rope.sin.shape.at(-2)! : 0;
-      if (p > qkv.shape[1]!) throw new RangeError(`SelfAttention: RoPE tables cover ${p} tokens but the sequence has only ${qkv.shape[1]}`);
-      return attentionQkv(qkv, this.numHeads, rope, 1 / Math.sqrt(this.headDim));
-    }
-    return scope(() => {
-      const [b, n] = qkv.shape as [number, number, number];
-      const [q0, k0, v0] = unbind(qkv.reshape([b, n, 3, this.numHeads, this.headDim]), 2).map((t) => t.transpose(1, 2)) as [
-        Tensor,
-        Tensor,
-        Tensor,
-      ]; // [B, h, N, d]
-      const [q, k] = rope ? this.applyRope(q0, k0, rope) : [q0, k0];
-      const x = scaledDotProductAttention(q, k, v0); // [B, h, N, d]
-      return x.transpose(1, 2).reshape([b, n, this.dim]);
-    });
+    return attention(qkv, this.numHeads, rope);
   }
 
   forward(x: Tensor, rope: RopeTables | null = null): Tensor {
-    return scope(() => linearForward(this.proj, this.computeAttention(linearForward(this.qkv, x), rope)));
+    return scope(() => this.proj.forward(this.computeAttention(this.qkv.forward(x), rope)));
   }
 
   /** One attention per group (own RoPE tables); the projections run on the concatenated tokens of all groups. */
@@ -121,10 +105,10 @@ export class SelfAttention extends Module {
     if (xs.length !== ropes.length) throw new RangeError(`SelfAttention.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`);
     return scope(() => {
       const a = catKeepShapes(xs);
-      const qkvs = uncatWithShapes(linearForward(this.qkv, a.flat), a.shapes, a.numTokens);
+      const qkvs = uncatWithShapes(this.qkv.forward(a.flat), a.shapes, a.numTokens);
       const outs = qkvs.map((qkv, i) => this.computeAttention(qkv, ropes[i]!));
       const o = catKeepShapes(outs);
-      return uncatWithShapes(linearForward(this.proj, o.flat), o.shapes, o.numTokens);
+      return uncatWithShapes(this.proj.forward(o.flat), o.shapes, o.numTokens);
     });
   }
 }

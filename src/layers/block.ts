@@ -6,13 +6,13 @@
 // group with its own RoPE tables and its own drop-path subsets.
 import { Module } from '../nn/module.js';
 import { index, indexPut } from '../ops/index.js';
+import { residualAdd } from '../ops/kernels.js';
 import type { NormLayer, FfnLayer } from '../config/vit.js';
 import { FFN_ALIGN } from '../config/vit.js';
 import { type CreateOptions, type Generator, randperm } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SelfAttention } from './attention.js';
-import { fusable, residualScale } from './fused.js';
 import { type FfnBase, Mlp, SwiGLUFFN } from './ffn_layers.js';
 import { LayerScale } from './layer_scale.js';
 import { buildNorm, type Norm } from './norms.js';
@@ -84,14 +84,10 @@ export class SelfAttentionBlock extends Module {
     const ls2 = (t: Tensor) => (this.ls2 ? this.ls2.forward(t) : t);
     return scope(() => {
       if (!(this.training && this.sampleDropRatio > 0)) {
+        // x + ls(branch(x)) as one residualAdd(x, branch(x), γ) (ops/kernels.ts), γ null without LayerScale.
         return xs.map((x, i) => {
-          if (fusable(x)) {
-            // Without autograd: LayerScale and residual in one pass (x + γ ⊙ y).
-            const xAttn = residualScale(x, this.attn.forward(this.norm1.forward(x), ropes[i]!), this.ls1?.gamma ?? null);
-            return residualScale(xAttn, this.mlp.forward(this.norm2.forward(xAttn)), this.ls2?.gamma ?? null);
-          }
-          const xAttn = x.add(ls1(this.attn.forward(this.norm1.forward(x), ropes[i]!)));
-          return xAttn.add(ls2(this.mlp.forward(this.norm2.forward(xAttn))));
+          const xAttn = residualAdd(x, this.attn.forward(this.norm1.forward(x), ropes[i]!), this.ls1?.gamma ?? null);
+          return residualAdd(xAttn, this.mlp.forward(this.norm2.forward(xAttn)), this.ls2?.gamma ?? null);
         });
       }
       const bs = xs.map((x) => x.shape[0]!);

@@ -2,11 +2,11 @@
 // "swiglu*" = w3(SiLU(w1 x) ⊙ w2 x). RECIPE §1.1: the SwiGLU hidden width is int(F·2/3) rounded up to the alignment.
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { gelu, silu } from '../ops/pointwise.js';
+import { linear } from '../ops/linalg.js';
+import { silu } from '../ops/pointwise.js';
 import type { CreateOptions } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { fusable, linearForward, linearGelu } from './fused.js';
 import { catKeepShapes, uncatWithShapes } from './utils.js';
 
 export interface FfnOptions extends CreateOptions {
@@ -33,9 +33,8 @@ export class Mlp extends FfnBase {
     this.fc2 = this.registerModule('fc2', new Linear(hiddenFeatures, inFeatures, o));
   }
   forward(x: Tensor): Tensor {
-    // Without autograd, fc1 and the GELU run as one native call with the activation applied in place.
-    if (fusable(x)) return scope(() => linearForward(this.fc2, linearGelu(x, this.fc1.weight, this.fc1.bias)));
-    return scope(() => this.fc2.forward(gelu(this.fc1.forward(x), 'none')));
+    // fc1 → GELU (exact) as one linear entry with its activation (ops/linalg.ts), then fc2.
+    return scope(() => this.fc2.forward(linear(x, this.fc1.weight, this.fc1.bias, 'gelu')));
   }
 }
 
@@ -58,7 +57,6 @@ export class SwiGLUFFN extends FfnBase {
     this.w3 = this.registerModule('w3', new Linear(this.hiddenFeatures, inFeatures, o));
   }
   forward(x: Tensor): Tensor {
-    // linearForward: one SGEMM into a bias-filled output without autograd (fused.ts), else Linear.forward.
-    return scope(() => linearForward(this.w3, silu(linearForward(this.w1, x)).mul(linearForward(this.w2, x))));
+    return scope(() => this.w3.forward(silu(this.w1.forward(x)).mul(this.w2.forward(x))));
   }
 }

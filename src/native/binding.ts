@@ -1,6 +1,6 @@
 // The ONLY importer of the native addon. Exposes the typed `NativeBinding` interface; everything else imports
 // `native` from here. A failed load throws one LoadError that says what was found, what is required, and how to fix it.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -223,7 +223,6 @@ export interface NativeBinding {
   mm(a: T, b: T): T;
   bmm(a: T, b: T): T;
   baddbmm(input: T, batch1: T, batch2: T, beta?: Num, alpha?: Num): T;
-  linear(x: T, w: T, b?: MaybeT): T;
   einsum(eq: string, ts: T[]): T;
   outer(a: T, b: T): T;
   cdist(a: T, b: T, p?: Num): T;
@@ -272,15 +271,20 @@ export interface NativeBinding {
   linalgEigh(a: T, uplo?: 'L' | 'U'): [T, T];
   linalgSvd(a: T, fullMatrices?: boolean): [T, T, T];
   linalgQr(a: T, mode?: 'reduced' | 'complete'): [T, T];
-  // ---- fused (ops/fused.cc) ----
-  /** Inference-only multi-head attention from a fused qkv projection [B, N, 3D] (float32 CPU) → [B, N, D]. */
-  attentionQkv(qkv: T, numHeads: Num, sin: MaybeT, cos: MaybeT, scale: Num): T;
-  /** gelu(linear(x)) (exact GELU, applied in place on the linear's output). */
-  linearGelu(x: T, weight: T, bias?: MaybeT): T;
-  /** x·weightᵀ + bias for inference (SGEMM straight into a bias-filled output on float32 CPU tensors). */
-  fusedLinear(x: T, weight: T, bias?: MaybeT): T;
+  // ---- kernel choice (ops/fused.cc) ----
+  /** act(x·weightᵀ + bias), activation "none" (default) or "gelu" (exact); fused SGEMM without autograd on float32 CPU. */
+  linear(x: T, weight: T, bias?: MaybeT, activation?: 'none' | 'gelu'): T;
+  /** Multi-head self-attention from a fused qkv projection [B, N, 3D] with RoPE tables [P, d] on the last P tokens → [B, N, D]. */
+  attention(qkv: T, numHeads: Num, sin: MaybeT, cos: MaybeT, scale?: Num | null): T;
   /** x + gamma ⊙ y (x + y without gamma). */
-  residualScale(x: T, y: T, gamma?: MaybeT): T;
+  residualAdd(x: T, y: T, gamma?: MaybeT): T;
+  /** Allows (true) or forbids (false) the fused kernels; returns the previous setting. */
+  setFusedKernels(on: boolean): boolean;
+  /** The kernel linear/attention/residualAdd would run on `x` now. */
+  kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: T, weight?: T): 'fused-cpu' | 'flash-cuda' | 'fused-cuda' | 'plain';
+  // ---- bench (ops/bench.cc) ----
+  /** Peak allocated bytes of the CUDA caching allocator (0 without CUDA); `reset` starts a new peak. */
+  cudaPeakMemory(device?: Num | null, reset?: boolean): number;
   // ---- threads (tensor/threads.cc) ----
   threadingInfo(): {
     intraOp: number;
@@ -291,25 +295,50 @@ export interface NativeBinding {
     gompSpincount: string | null;
     parallelInfo: string;
   };
+  // ---- data augmentation (ops/augment.cc) ----
+  /** One DataAugmentationDINO crop chain on interleaved RGB bytes (spec layout: AUGMENT_SPEC in src/data/augmentations.ts);
+   * no tensors. Optional: older builds lack it (src/data/augmentations.ts then uses its TypeScript kernels). */
+  augmentCrop?(image: Uint8Array, width: Num, height: Num, spec: Float64Array): Float32Array | Uint8Array;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/** The package root: the nearest folder above `start` whose package.json names dinov3-ts. */
 function findRoot(start: string): string {
   let d = start;
   for (let i = 0; i < 6; i++) {
-    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'native'))) return d;
+    try {
+      if ((JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')) as { name?: unknown }).name === 'dinov3-ts') return d;
+    } catch {
+      // no (readable) package.json here
+    }
     d = dirname(d);
   }
   return resolve(start, '..', '..');
 }
 
-/** Candidate addon paths, in order: $DINOV3_ADDON, the cmake-js build, the node-gyp build. */
+/** Prebuilt addons shipped in the node-gyp-build layout: `prebuilds/<platform>-<arch>/*.node` (dinov3.node first,
+ * then N-API tagged names such as node.napi.node). */
+export function prebuiltAddons(root: string): string[] {
+  const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.node'));
+  } catch {
+    return [];
+  }
+  const rank = (n: string) => (n === 'dinov3.node' ? 0 : n.includes('napi') ? 1 : 2);
+  names.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+  return names.map((n) => join(dir, n));
+}
+
+/** Candidate addon paths, in order: $DINOV3_ADDON, the cmake-js build, the node-gyp build, then prebuilt binaries. */
 export function addonCandidates(): string[] {
   const root = findRoot(here);
   const out: string[] = [];
   if (process.env.DINOV3_ADDON) out.push(resolve(process.env.DINOV3_ADDON));
   out.push(join(root, 'build', 'Release', 'dinov3.node'), join(root, 'build-gyp', 'Release', 'dinov3.node'));
+  out.push(...prebuiltAddons(root));
   return out;
 }
 
@@ -321,7 +350,9 @@ function loadFailure(tried: string[], cause: unknown): LoadError {
     `Found: ${msg.split('\n')[0]}`,
     'Required: the addon built against libtorch 1.13 or newer (Debian libtorch-dev, or the libtorch of an installed PyTorch).',
     'Possible solutions:',
-    '- Build it: `npm run build:native` (installs missing Debian packages when run as root).',
+    '- Installed from npm/a tarball/git: `npm rebuild dinov3-ts` reruns the install step, which builds the addon (and says what is missing);',
+    '  if npm skipped it ("not yet covered by allowScripts"): `npm install-scripts approve dinov3-ts && npm rebuild dinov3-ts`.',
+    '- In a clone of the repository: `npm run build:native` (installs missing Debian packages when run as root).',
     '- Missing libtorch libraries: `apt-get install --no-install-recommends libtorch-dev libopenblas0-openmp`,',
     "  or point LIBTORCH at a PyTorch's libtorch: LIBTORCH=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)') npm run build:native",
     '- Use a specific build: set DINOV3_ADDON=/path/to/dinov3.node',

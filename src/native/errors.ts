@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'ERR_CONFIG'
   | 'ERR_NAN_LOSS'
   | 'ERR_LOAD'
+  | 'ERR_DATASET'
+  | 'ERR_WORKER'
   | 'ERR_DIST_BACKEND'
   | 'ERR_DIST_STORE'
   | 'ERR_DIST_NETWORK';
@@ -105,6 +107,27 @@ export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';
+  }
+}
+
+/** A dataset that cannot serve its purpose: empty, unlabeled where labels are needed, mismatched classes. */
+export class DatasetError extends Error {
+  readonly code: ErrorCode = 'ERR_DATASET';
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetError';
+  }
+}
+
+/** A data-loader worker thread that died (terminated, crashed, or threw outside a sample). */
+export class WorkerError extends Error {
+  readonly code: ErrorCode = 'ERR_WORKER';
+  /** The worker's index in the pool. */
+  readonly worker: number;
+  constructor(message: string, worker: number) {
+    super(message);
+    this.name = 'WorkerError';
+    this.worker = worker;
   }
 }
 

@@ -9,9 +9,12 @@ export const bmm = (a: Tensor, b: Tensor) => wrap(native.bmm(h(a, 'bmm', 'input'
 /** beta·input + alpha·(batch1 @ batch2) with batch1 [B, n, m], batch2 [B, m, p]. */
 export const baddbmm = (input: Tensor, batch1: Tensor, batch2: Tensor, o: { beta?: number; alpha?: number } = {}) =>
   wrap(native.baddbmm(h(input, 'baddbmm', 'input'), h(batch1, 'baddbmm', 'batch1'), h(batch2, 'baddbmm', 'batch2'), o.beta ?? 1, o.alpha ?? 1));
-/** `x @ weightᵀ + bias` with weight [out, in]. */
-export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null) =>
-  wrap(native.linear(h(x, 'linear', 'input'), h(weight, 'linear', 'weight'), bias ? h(bias, 'linear', 'bias') : null));
+/**
+ * `act(x @ weightᵀ + bias)` with weight [out, in]; activation "none" (default) or "gelu" (exact erf form, nn.GELU).
+ * Without autograd on float32 CPU tensors: one SGEMM into a bias-filled output, GELU in place (see kernels.ts).
+ */
+export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null, activation?: 'none' | 'gelu') =>
+  wrap(native.linear(h(x, 'linear', 'input'), h(weight, 'linear', 'weight'), bias ? h(bias, 'linear', 'bias') : null, activation));
 export const einsum = (equation: string, ...operands: Tensor[]) =>
   wrap(native.einsum(equation, operands.map((t, i) => h(t, 'einsum', `operands[${i}]`))));
 export const outer = (a: Tensor, b: Tensor) => wrap(native.outer(h(a, 'outer', 'input'), h(b, 'outer', 'vec2')));

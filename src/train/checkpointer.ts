@@ -13,7 +13,6 @@ import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RawTensor } from '../io/raw_tensor.js';
-import { readWholeFile } from '../io/raw_tensor.js';
 import { atomicWriteFile, readSafetensors, writeSafetensorsFile } from '../io/safetensors.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { AdamWStateDict, ParamGroupState } from '../optim/adamw.js';
@@ -284,9 +283,11 @@ function checkBytes(path: string, name: string, want: ManifestFile, buf: Uint8Ar
 async function readChecked(path: string, name: string, want: ManifestFile): Promise<Buffer> {
   let buf: Buffer;
   try {
-    buf = await readWholeFile(join(path, name));
+    buf = await readFile(join(path, name));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(`${join(path, name)}: missing (incomplete checkpoint)`);
+    if ((e as NodeJS.ErrnoException).code === 'ERR_FS_FILE_TOO_LARGE')
+      throw new CheckpointError(`${join(path, name)}: larger than one Buffer can hold; save with smaller tensor groups`);
     throw e;
   }
   checkBytes(path, name, want, buf);

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { parseConfig, suggest } from '../config/parse.js';
 import { FFN_LAYERS, NORM_LAYERS, ROPE_DTYPES } from '../config/vit.js';
 import { atomicWriteFile } from '../io/safetensors.js';
+import { lrScale } from './schedules.js';
 import { ConfigError } from '../native/errors.js';
 import { SSL_PRESETS } from './presets/index.js';
 
@@ -448,15 +449,7 @@ export async function writeResolvedConfig(runDir: string, cfg: SSLConfig, name =
  */
 export function lrScaleFactor(cfg: SSLConfig, worldSize = 1): number {
   if (!Number.isInteger(worldSize) || worldSize < 1) throw new ConfigError(`lrScaleFactor: worldSize must be a positive integer, received ${worldSize}`);
-  const b = cfg.train.batch_size_per_gpu * worldSize;
-  switch (cfg.optim.scaling_rule) {
-    case 'sqrt_wrt_1024':
-      return 4 * Math.sqrt(b / 1024);
-    case 'linear_wrt_256':
-      return b / 256;
-    default:
-      return 1;
-  }
+  return lrScale(cfg.optim.scaling_rule, cfg.train.batch_size_per_gpu * worldSize);
 }
 
 /**

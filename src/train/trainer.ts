@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
 import { batchTensors, type CollatedBatch } from '../data/batch.js';
 import type { ProcessGroup } from '../dist/process_group.js';
-import { ConfigError, NanLossError } from '../native/errors.js';
+import { ConfigError } from '../native/errors.js';
 import type { StateDict } from '../nn/module.js';
 import { Generator } from '../tensor/creation.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
@@ -64,6 +64,11 @@ export interface TrainerOptions {
   maxNonFinite?: number;
   /** Progress line every N iterations (default 10). */
   progressEvery?: number;
+  /**
+   * The schedule position of an iteration (default: the iteration itself). A time-budgeted run maps elapsed time to
+   * positions so that every schedule ends when the budget does, whatever the throughput.
+   */
+  scheduleIndex?: (iteration: number) => number;
 }
 
 export interface FitResult {
@@ -161,7 +166,7 @@ export class Trainer {
     }
     const m = trainIteration(this.model, this.optimizer, batch, {
       iteration: it,
-      values: scheduleValues(this.schedules, it),
+      values: scheduleValues(this.schedules, this.#o.scheduleIndex ? this.#o.scheduleIndex(it) : it),
       clipGrad: this.cfg.optim.clip_grad,
       nonFiniteStreak: this.#nonFiniteStreak,
       maxNonFinite: this.#o.maxNonFinite,
@@ -343,4 +348,3 @@ export async function train(config: SSLConfig | string, o: TrainerOptions = {}):
   }
 }
 
-export { NanLossError };

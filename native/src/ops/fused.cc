@@ -1,20 +1,25 @@
-// Fused inference kernels for the ViT layers (src/layers/fused.ts). They record no autograd history: the layers call
-// them only with grad mode off, on float32 CPU tensors, and run the op-by-op composition otherwise.
-//
-//   attentionQkv(qkv [B, N, 3D], numHeads, sin?, cos? [P, d], scale) → [B, N, D]
-//     Multi-head self-attention straight from the fused qkv projection: per (image, head) the q/k rows are read from
-//     `qkv` (prefetched: they are 3D floats apart) into small buffers with RoPE applied to the last P tokens
-//     (x·cos + rot(x)·sin, rot = [−x₂, x₁], rounded as the composition) and q scaled, S = q·kᵀ, softmax over rows,
-//     and S·v (v read in place) is written into the head's columns of the [B, N, D] output. No [B, h, N, d] copies,
-//     no [B, h, N, N] temporaries (S stays in cache), one parallel loop over B·h (ParallelFor).
-//   fusedLinear(x, weight, bias?) → x·weightᵀ + bias: one SGEMM into a bias-filled output.
-//   linearGelu(x, weight, bias?) → gelu(fusedLinear(x, weight, bias)), the exact (erf) GELU applied in place.
-//   residualScale(x, y, gamma?) → x + gamma ⊙ y (LayerScale + residual in one pass).
+// The kernel choice of the ViT layers' three hot operations (src/ops/kernels.ts) and the fused CPU kernels it picks
+// from. One entry each, used by src/layers as the official Python uses F.linear, F.scaled_dot_product_attention and
+// `x + ls(y)`; the entry picks fused CPU, flash CUDA or the plain ATen composition (see "kernel choice" below):
+//   linear(x, weight, bias?, activation?) → act(x·weightᵀ + bias)
+//   attention(qkv [B, N, 3D], numHeads, sin?, cos? [P, d], scale?) → [B, N, D]
+//   residualAdd(x, y, gamma?) → x + gamma ⊙ y
+// The fused CPU kernels record no autograd history: they run only with grad mode off, on float32 CPU tensors.
+//   AttentionQkv: multi-head self-attention straight from the fused qkv projection: per (image, head) the q/k rows
+//     are read from `qkv` (prefetched: they are 3D floats apart) into small buffers with RoPE applied to the last P
+//     tokens (x·cos + rot(x)·sin, rot = [−x₂, x₁], rounded as the composition) and q scaled, S = q·kᵀ, softmax over
+//     rows, and S·v (v read in place) is written into the head's columns of the [B, N, D] output. No [B, h, N, d]
+//     copies, no [B, h, N, N] temporaries (S stays in cache), one parallel loop over B·h (ParallelFor).
+//   Linear: one SGEMM into a bias-filled output; with GELU, the exact (erf) GELU applied in place.
+//   ResidualAdd: x + gamma ⊙ y in one pass (addcmul).
 //
 // SGEMM: oneDNN's dnnl_sgemm when the process has it (Debian's libtorch links libdnnl; ~5% faster than OpenBLAS on
 // these shapes), else the Fortran BLAS sgemm_ (OpenBLAS), else at::mm. DINOV3_GEMM=blas|aten forces the latter two
 // (A/B comparisons). OpenMP: see ParallelFor.
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <atomic>
@@ -93,23 +98,25 @@ const int kGemmBackend = [] {
   return v && std::string(v) == "blas" ? 1 : v && std::string(v) == "aten" ? 2 : 0;
 }();
 
-// Row-major C[m, n] = alpha · A[m, k] · op(B) + beta · C, with op(B) = B [k, n] or Bᵀ (B stored [n, k]). Inside a
-// parallel region (omp_in_parallel) oneDNN and OpenBLAS run single-threaded.
-void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// Row-major C[m, n] = alpha · op(A) · op(B) + beta · C, with op(A) = A [m, k] or Aᵀ (A stored [k, m]) and op(B) =
+// B [k, n] or Bᵀ (B stored [n, k]). Inside a parallel region (omp_in_parallel) oneDNN and OpenBLAS run
+// single-threaded.
+void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (dnnl_sgemm && kGemmBackend == 0 &&
-      dnnl_sgemm('N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+      dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
     return;
   if (sgemm_ && kGemmBackend <= 1) {
-    // Row-major C = A·op(B)  ⇔  column-major Cᵀ = op(B)ᵀ·Aᵀ.
-    const char tb = transB ? 'T' : 'N', ta = 'N';
+    // Row-major C = op(A)·op(B)  ⇔  column-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
+    const char tb = transB ? 'T' : 'N', ta = transA ? 'T' : 'N';
     const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
     const int LDB = static_cast<int>(ldb), LDA = static_cast<int>(lda), LDC = static_cast<int>(ldc);
     sgemm_(&tb, &ta, &M, &N, &K, &alpha, b, &LDB, a, &LDA, &beta, c, &LDC);
     return;
   }
   auto opts = at::TensorOptions().dtype(at::kFloat);
-  at::Tensor A = at::from_blob(const_cast<float*>(a), {m, k}, {lda, 1}, opts);
+  at::Tensor A = transA ? at::from_blob(const_cast<float*>(a), {k, m}, {lda, 1}, opts).t()
+                        : at::from_blob(const_cast<float*>(a), {m, k}, {lda, 1}, opts);
   at::Tensor B = transB ? at::from_blob(const_cast<float*>(b), {n, k}, {ldb, 1}, opts).t()
                         : at::from_blob(const_cast<float*>(b), {k, n}, {ldb, 1}, opts);
   at::Tensor C = at::from_blob(c, {m, n}, {ldc, 1}, opts);
@@ -117,6 +124,11 @@ void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, con
     C.copy_(at::mm(A, B).mul_(alpha));
   else
     C.mul_(beta).add_(at::mm(A, B), alpha);
+}
+
+void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  Gemm(false, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 // ---- softmax rows: max, exp(x − max) and the sum, scale by 1/sum ----
@@ -358,58 +370,272 @@ at::Tensor AttentionQkv(const Args& a, const at::Tensor& qkvIn, int64_t heads, c
   return out;
 }
 
-// The weight [out, in] of linearGelu/fusedLinear must match the input's last dim.
-void CheckLinearArgs(const Args& a, const at::Tensor& x, const at::Tensor& w) {
-  if (w.dim() != 2 || x.dim() == 0 || x.size(-1) != w.size(1))
-    a.valueError("input " + Describe(x) + " does not match weight " + Describe(w));
-}
-
 // y = x·wᵀ + b for float32 CPU tensors through GemmRowMajor (bias pre-filled, beta = 1); at::linear otherwise.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b) {
-  const bool f32 = x.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+  const bool f32 = x.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && w.is_cpu() &&
                    (!b || (b->scalar_type() == at::kFloat && b->dim() == 1 && b->is_cpu()));
   if (!f32 || kGemmBackend == 2 || x.numel() == 0) return at::linear(x, w, b);
   const at::Tensor xc = x.contiguous(), wc = w.contiguous();
   const int64_t K = x.size(-1), N = w.size(0), M = x.numel() / K;
   std::vector<int64_t> sizes = x.sizes().vec();
   sizes.back() = N;
-  at::Tensor y = b ? b->expand({M, N}).contiguous() : at::empty({M, N}, x.options());
+  // clone, not contiguous(): for M = 1 the expanded bias is contiguous already and SGEMM would write into it.
+  at::Tensor y = b ? b->expand({M, N}).clone(at::MemoryFormat::Contiguous) : at::empty({M, N}, x.options());
   GemmRowMajor(true, M, N, K, 1.f, xc.data_ptr<float>(), K, wc.data_ptr<float>(), K, b ? 1.f : 0.f,
                y.data_ptr<float>(), N);
   return y.view(sizes);
 }
 
+// The SGEMM linear with autograd (float32 CPU): forward as Linear; backward dx = g·W, dW = gᵀ·x and db = Σ g through
+// the same SGEMM. Under create_graph the backward runs as ATen ops so that it is itself differentiable.
+struct LinearFunction : public torch::autograd::Function<LinearFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const c10::optional<at::Tensor>& b) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["bias"] = b.has_value();
+    return Linear(x, w, b);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    const bool hasBias = ctx->saved_data["bias"].toBool();
+    const int64_t N = w.size(0), K = w.size(1), M = x.numel() / K;
+    at::Tensor g = grads[0].reshape({M, N});
+    at::Tensor gx, gw, gb;
+    if (at::GradMode::is_enabled() || g.scalar_type() != at::kFloat) {
+      if (ctx->needs_input_grad(0)) gx = at::mm(g, w).view(x.sizes());
+      if (ctx->needs_input_grad(1)) gw = at::mm(g.t(), x.reshape({M, K}));
+    } else {
+      g = g.contiguous();
+      if (ctx->needs_input_grad(0)) {
+        const at::Tensor wc = w.contiguous();
+        gx = at::empty({M, K}, g.options());
+        if (M > 0) Gemm(false, false, M, K, N, 1.f, g.data_ptr<float>(), N, wc.data_ptr<float>(), K, 0.f, gx.data_ptr<float>(), K);
+        gx = gx.view(x.sizes());
+      }
+      if (ctx->needs_input_grad(1)) {
+        const at::Tensor xc = x.reshape({M, K}).contiguous();
+        gw = M > 0 ? at::empty({N, K}, g.options()) : at::zeros({N, K}, g.options());
+        if (M > 0) Gemm(true, false, N, K, M, 1.f, g.data_ptr<float>(), N, xc.data_ptr<float>(), K, 0.f, gw.data_ptr<float>(), K);
+      }
+    }
+    if (hasBias && ctx->needs_input_grad(2)) gb = g.sum(0);
+    return {gx, gw, gb};
+  }
+};
+
+// ---- kernel choice ----
+// The layers call one entry per operation (linear(+GELU), attention from qkv, residual add with LayerScale) and the
+// choice of kernel is made here, from the tensors, the grad mode and the policy switch:
+//   fused-cpu   float32 CPU tensors: linear through the SGEMM (LinearFunction when autograd records, so training
+//               gets oneDNN's AVX-512 SGEMM too); attention and residualAdd with grad mode off only (no history)
+//   flash-cuda  attention on CUDA with libtorch >= 2.1: at::scaled_dot_product_attention, which picks the flash or
+//               memory-efficient kernel for 16-bit inputs (the math kernel otherwise)
+//   fused-cuda  residualAdd on CUDA: one addcmul (autograd-capable)
+//   plain       the op-by-op ATen composition (autograd, other dtypes and devices): the reference
+// setFusedKernels(false) (or DINOV3_FUSED=0 at load) forces the plain composition everywhere (tests, A/B benches).
+std::atomic<bool> gFusedKernels{[] {
+  const char* v = std::getenv("DINOV3_FUSED");
+  return !(v && std::string(v) == "0");
+}()};
+
+enum class Kernel { kFusedCpu, kFlashCuda, kFusedCuda, kPlain };
+
+const char* KernelName(Kernel k) {
+  switch (k) {
+    case Kernel::kFusedCpu:
+      return "fused-cpu";
+    case Kernel::kFlashCuda:
+      return "flash-cuda";
+    case Kernel::kFusedCuda:
+      return "fused-cuda";
+    default:
+      return "plain";
+  }
+}
+
+// Under CPU autocast the ATen ops cast to the autocast dtype: the float32 kernels must not run then.
+bool CpuAutocast() {
+#if DINOV3_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+
+bool FusedCpu(const at::Tensor& x) {
+  return gFusedKernels.load(std::memory_order_relaxed) && !at::GradMode::is_enabled() && x.is_cpu() &&
+         x.scalar_type() == at::kFloat && !x.is_meta() && !CpuAutocast();
+}
+
+// Linear: float32 CPU input and weight, with or without autograd (LinearFunction records it).
+Kernel LinearKernel(const at::Tensor& x, const at::Tensor& w) {
+  return gFusedKernels.load(std::memory_order_relaxed) && x.is_cpu() && x.scalar_type() == at::kFloat && !x.is_meta() &&
+                 w.is_cpu() && w.scalar_type() == at::kFloat && !CpuAutocast()
+             ? Kernel::kFusedCpu
+             : Kernel::kPlain;
+}
+
+// RoPE tables (sin, cos) of the attention: float32 CPU tables are read by the fused kernel.
+Kernel AttentionKernel(const at::Tensor& qkv, const at::Tensor& sin, const at::Tensor& cos) {
+  if (FusedCpu(qkv) && (!sin.defined() || (sin.is_cpu() && cos.is_cpu() && sin.scalar_type() == at::kFloat &&
+                                            cos.scalar_type() == at::kFloat)))
+    return Kernel::kFusedCpu;
+#if DINOV3_TORCH_AT_LEAST(2, 1)
+  if (qkv.is_cuda()) return Kernel::kFlashCuda;
+#endif
+  return Kernel::kPlain;
+}
+
+// On CUDA, x + γ ⊙ y is one addcmul launch (with or without autograd: AddcmulBackward gives the same gradients as
+// the mul + add pair, rounded possibly differently).
+Kernel ResidualKernel(const at::Tensor& x) {
+  if (FusedCpu(x)) return Kernel::kFusedCpu;
+  if (x.is_cuda() && gFusedKernels.load(std::memory_order_relaxed)) return Kernel::kFusedCuda;
+  return Kernel::kPlain;
+}
+
+// The shape rule of linear: weight [out, in] with `in` the input's last dim.
+void CheckLinearArgs(const Args& a, const at::Tensor& x, const at::Tensor& w) {
+  if (w.dim() != 2) a.valueError("expected \"weight\" to be 2-D [out, in], received " + Describe(w));
+  if (x.dim() == 0 || x.size(-1) != w.size(1))
+    a.valueError("input " + Describe(x) + " does not match weight " + Describe(w) + ": last dim must be " +
+                 std::to_string(w.size(1)));
+}
+
+// linear(x, w, b) followed by the activation ("none" or "gelu", the exact erf form of nn.GELU).
+at::Tensor LinearAct(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& b, bool gelu) {
+  const bool biasF32 = !b || (b->is_cpu() && b->scalar_type() == at::kFloat && b->dim() == 1);
+  if (LinearKernel(x, w) == Kernel::kFusedCpu && biasF32) {
+    const bool records = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->requires_grad()));
+    if (records) {
+      at::Tensor y = LinearFunction::apply(x, w, b);
+      return gelu ? at::gelu(y) : y;
+    }
+    at::Tensor y = Linear(x, w, b);
+    if (gelu) GeluInplace(y);
+    return y;
+  }
+  at::Tensor y = at::linear(x, w, b);
+  if (!gelu) return y;
+  // Without autograd the activation may overwrite the linear's own output.
+  return at::GradMode::is_enabled() ? at::gelu(y) : at::gelu_(y);
+}
+
+// dinov3/layers/attention.py::rope_apply on the last P tokens of t [B, h, N, d] (SelfAttention.apply_rope): in the
+// tables' dtype, x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁], the prefix tokens untouched, cast back.
+at::Tensor RopePlain(const at::Tensor& t, const at::Tensor& sin, const at::Tensor& cos) {
+  const int64_t n = t.size(2), p = sin.size(-2), prefix = n - p;
+  at::Tensor tr = t.to(sin.scalar_type());
+  at::Tensor x = tr.narrow(2, prefix, p);
+  std::vector<at::Tensor> halves = x.chunk(2, -1);
+  at::Tensor rotated = at::cat({halves[1].neg(), halves[0]}, -1);
+  at::Tensor applied = x.mul(cos).add(rotated.mul(sin));
+  return at::cat({tr.narrow(2, 0, prefix), applied}, 2).to(t.scalar_type());
+}
+
+// dinov3/layers/attention.py::SelfAttention.compute_attention as ATen ops: qkv [B, N, 3D] → q, k, v [B, h, N, d],
+// RoPE on q and k, softmax(q·kᵀ·scale)·v, heads merged → [B, N, D]. `flash`: at::scaled_dot_product_attention.
+at::Tensor AttentionPlain(const at::Tensor& qkv, int64_t heads, const at::Tensor& sin, const at::Tensor& cos,
+                          c10::optional<double> scale, bool flash) {
+  const int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3, d = D / heads;
+  std::vector<at::Tensor> parts = qkv.reshape({B, N, 3, heads, d}).unbind(2);
+  at::Tensor q = parts[0].transpose(1, 2), k = parts[1].transpose(1, 2), v = parts[2].transpose(1, 2);
+  if (sin.defined()) {
+    q = RopePlain(q, sin, cos);
+    k = RopePlain(k, sin, cos);
+  }
+  at::Tensor x;
+#if DINOV3_TORCH_AT_LEAST(2, 1)
+  (void)flash;
+  x = at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
+#else
+  (void)flash;
+  x = at::matmul(q, k.transpose(-2, -1)).mul_(scale ? *scale : 1.0 / std::sqrt(double(d)));
+  x = at::matmul(at::softmax(x, -1), v);
+#endif
+  return x.transpose(1, 2).reshape({B, N, D});
+}
+
+// x + γ ⊙ y (dinov3/layers/block.py: x + ls(y), LayerScale ls(y) = y·γ), or x + y without γ.
+at::Tensor ResidualAdd(const at::Tensor& x, const at::Tensor& y, const c10::optional<at::Tensor>& gamma) {
+  if (!gamma) return at::add(x, y);
+  if (ResidualKernel(x) != Kernel::kPlain) return at::addcmul(x, y, *gamma);  // one pass, no y·γ temporary
+  return at::add(x, at::mul(y, *gamma));
+}
+
 }  // namespace
 
 void InitFused(Napi::Env env, Napi::Object e) {
-  // attentionQkv(qkv [B, N, 3D] float32 CPU, numHeads, sin?, cos? [P, d] float32, scale) → [B, N, D]
-  Def(env, e, "attentionQkv", [](Args& a) {
-    int64_t heads = a.i64(1, "numHeads");
+  // linear(x, weight [out, in], bias? [out], activation?: "none" | "gelu") → act(x·weightᵀ + bias).
+  Def(env, e, "linear", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    const at::Tensor& w = a.t(1, "weight");
+    CheckLinearArgs(a, x, w);
+    const std::string act = a.has(3) ? a.str(3, "activation") : "none";
+    if (act != "none" && act != "gelu") a.valueError("activation must be \"none\" or \"gelu\", received \"" + act + "\"");
+    return a.ret(LinearAct(x, w, a.optT(2, "bias"), act == "gelu"));
+  });
+  // attention(qkv [B, N, 3D], numHeads, sin?, cos? [P, d], scale?) → [B, N, D]: multi-head self-attention from the
+  // fused qkv projection with RoPE on the last P tokens (scale default 1/√d).
+  Def(env, e, "attention", [](Args& a) {
+    const at::Tensor& qkv = a.t(0, "qkv");
+    const int64_t heads = a.i64(1, "numHeads");
     if (heads < 1) a.valueError("numHeads must be >= 1, received " + std::to_string(heads));
-    return a.ret(AttentionQkv(a, a.t(0, "qkv"), heads, a.optT(2, "sin"), a.optT(3, "cos"), a.f64(4, "scale")));
+    if (qkv.dim() != 3 || qkv.size(2) % (3 * heads) != 0)
+      a.valueError("expected \"qkv\" [B, N, 3·D] with D a multiple of numHeads (" + std::to_string(heads) +
+                   "), received " + Describe(qkv));
+    const int64_t N = qkv.size(1), d = qkv.size(2) / 3 / heads;
+    auto sinIn = a.optT(2, "sin"), cosIn = a.optT(3, "cos");
+    if (sinIn.has_value() != cosIn.has_value()) a.valueError("sin and cos must be given together");
+    at::Tensor sin, cos;
+    if (sinIn) {
+      sin = *sinIn;
+      cos = *cosIn;
+      if (sin.dim() != 2 || sin.sizes() != cos.sizes() || sin.size(1) != d || d % 2 != 0)
+        a.valueError("expected RoPE tables [P, " + std::to_string(d) + "], received sin " + Describe(sin) +
+                     " and cos " + Describe(cos));
+      if (sin.size(0) > N)
+        a.valueError("RoPE tables cover " + std::to_string(sin.size(0)) + " tokens but the sequence has only " +
+                     std::to_string(N));
+    }
+    auto scale = a.optF64(4, "scale");
+    switch (AttentionKernel(qkv, sin, cos)) {
+      case Kernel::kFusedCpu:
+        return a.ret(AttentionQkv(a, qkv, heads, sinIn, cosIn, scale ? *scale : 1.0 / std::sqrt(double(d))));
+      case Kernel::kFlashCuda:
+        return a.ret(AttentionPlain(qkv, heads, sin, cos, scale, true));
+      default:
+        return a.ret(AttentionPlain(qkv, heads, sin, cos, scale, false));
+    }
   });
-  // linearGelu(x, weight [out, in], bias?) = gelu(x·weightᵀ + bias), exact GELU, in place on the linear's output.
-  Def(env, e, "linearGelu", [](Args& a) {
-    const at::Tensor& x = a.t(0, "input");
-    const at::Tensor& w = a.t(1, "weight");
-    CheckLinearArgs(a, x, w);
-    at::Tensor y = Linear(x, w, a.optT(2, "bias"));
-    GeluInplace(y);
-    return a.ret(y);
+  // residualAdd(x, y, gamma?) = x + gamma ⊙ y (gamma broadcast over the last dim), or x + y without gamma.
+  Def(env, e, "residualAdd", [](Args& a) {
+    return a.ret(ResidualAdd(a.t(0, "input"), a.t(1, "other"), a.optT(2, "gamma")));
   });
-  // linear(x, weight [out, in], bias?) for inference (oneDNN/BLAS SGEMM on float32 CPU tensors, else at::linear).
-  Def(env, e, "fusedLinear", [](Args& a) {
-    const at::Tensor& x = a.t(0, "input");
-    const at::Tensor& w = a.t(1, "weight");
-    CheckLinearArgs(a, x, w);
-    return a.ret(Linear(x, w, a.optT(2, "bias")));
+  // setFusedKernels(on) → the previous setting: off forces the plain composition in linear/attention/residualAdd.
+  Def(env, e, "setFusedKernels", [](Args& a) {
+    const bool prev = gFusedKernels.exchange(a.b(0, "on"));
+    return Napi::Value(Napi::Boolean::New(a.env(), prev));
   });
-  // residualScale(x, y, gamma?) = x + gamma ⊙ y (gamma broadcast over the last dim), or x + y without gamma.
-  Def(env, e, "residualScale", [](Args& a) {
-    const at::Tensor& x = a.t(0, "input");
-    const at::Tensor& y = a.t(1, "other");
-    auto g = a.optT(2, "gamma");
-    return a.ret(g ? at::addcmul(x, y, *g) : at::add(x, y));
+  // kernelChoice(op, x, w?) → "fused-cpu" | "flash-cuda" | "plain": what linear/attention/residualAdd would run on x
+  // now (attention without RoPE tables, or with float32 CPU ones).
+  Def(env, e, "kernelChoice", [](Args& a) {
+    const std::string op = a.str(0, "op");
+    const at::Tensor& x = a.t(1, "input");
+    Kernel k;
+    if (op == "linear")
+      k = LinearKernel(x, a.has(2) ? a.t(2, "weight") : x);
+    else if (op == "attention")
+      k = AttentionKernel(x, at::Tensor(), at::Tensor());
+    else if (op == "residualAdd")
+      k = ResidualKernel(x);
+    else
+      a.valueError("op must be \"linear\", \"attention\" or \"residualAdd\", received \"" + op + "\"");
+    return Napi::Value(Napi::String::New(a.env(), KernelName(k)));
   });
 }
 

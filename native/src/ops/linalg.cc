@@ -1,4 +1,4 @@
-// Matrix products: matmul, mm, bmm, baddbmm, linear, einsum, outer, cdist.
+// Matrix products: matmul, mm, bmm, baddbmm, einsum, outer, cdist (linear: ops/fused.cc).
 #include "common.h"
 #include "ops/op_helpers.h"
 
@@ -8,16 +8,7 @@ void InitLinalg(Napi::Env env, Napi::Object e) {
   Def(env, e, "matmul", [](Args& a) { return a.ret(at::matmul(a.t(0, "input"), a.t(1, "other"))); });
   Def(env, e, "mm", [](Args& a) { return a.ret(at::mm(a.t(0, "input"), a.t(1, "mat2"))); });
   Def(env, e, "bmm", [](Args& a) { return a.ret(at::bmm(a.t(0, "input"), a.t(1, "mat2"))); });
-  // linear(x, weight [out, in], bias? [out])
-  Def(env, e, "linear", [](Args& a) {
-    const at::Tensor& x = a.t(0, "input");
-    const at::Tensor& w = a.t(1, "weight");
-    if (w.dim() != 2) a.valueError("expected \"weight\" to be 2-D [out, in], received " + Describe(w));
-    if (x.dim() == 0 || x.size(-1) != w.size(1))
-      a.valueError("input " + Describe(x) + " does not match weight " + Describe(w) + ": last dim must be " +
-                   std::to_string(w.size(1)));
-    return a.ret(at::linear(x, w, a.optT(2, "bias")));
-  });
+  // linear(x, weight, bias?, activation?): ops/fused.cc, which picks the kernel.
   Def(env, e, "einsum", [](Args& a) { return a.ret(at::einsum(a.str(0, "equation"), a.tensors(1, "operands"))); });
   Def(env, e, "outer", [](Args& a) { return a.ret(at::outer(a.t(0, "input"), a.t(1, "vec2"))); });
   // baddbmm(input, batch1, batch2, beta, alpha) = beta·input + alpha·(batch1 @ batch2)

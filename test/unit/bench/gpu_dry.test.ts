@@ -1,5 +1,6 @@
-// bench/gpu.ts runs only where a GPU is lent (15 minutes, no time for fixing scripts there): its `--device cpu` dry
-// run here keeps the script working. It checks the JSON's form and that nothing leaked, never the timings.
+// scripts/gpu/bench-matrix.sh runs only where a GPU is lent (15 minutes, no time for fixing scripts there): its
+// DRY=1 run on the CPU here keeps the script and the `dinov3 bench` commands it calls working. It checks the JSON
+// files' form and that nothing leaked, never the timings.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,19 +10,22 @@ import { expect, test } from 'vitest';
 
 import { ensureDist, ROOT } from '../cli/dist.js';
 
-test('bench/gpu.js --device cpu writes the matmul and both feature variants for each model', () => {
+test('scripts/gpu/bench-matrix.sh DRY=1 writes one JSON per entry (a training step and bf16 / autocast features)', () => {
   ensureDist();
-  const dir = mkdtempSync(join(tmpdir(), 'dinov3-gpu-dry-'));
-  const out = join(dir, 'gpu.json');
-  const args = ['--device', 'cpu', '--models', 'vits16', '--batch', '1', '--res', '32', '--iters', '1', '--warmup', '0', '--matmul', '64'];
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'gpu.js'), ...args, '--out', out], { cwd: ROOT, encoding: 'utf8' });
+  const out = mkdtempSync(join(tmpdir(), 'dinov3-gpu-dry-'));
+  const only = 'train-vitl16-b64,features-vits16-224-b256,features-vitl16-224-b256-autocast';
+  const r = spawnSync('bash', ['scripts/gpu/bench-matrix.sh'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OUT: out, DEVICE: 'cpu', DRY: '1', ONLY: only } });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
-  const j = JSON.parse(readFileSync(out, 'utf8'));
-  expect(j.matmul).toMatchObject({ n: 64, dtype: 'bfloat16' });
-  expect(j.features).toHaveLength(1);
-  expect(j.features[0].model).toBe('vits16');
-  for (const v of ['bf16Weights', 'autocastBf16']) expect(j.features[0][v].imgPerSec).toBeGreaterThan(0);
-  expect(j.leakedTensors).toBe(0);
-  rmSync(dir, { recursive: true, force: true });
+  expect(r.stdout).not.toContain('FAILED');
+  const read = (name: string) => JSON.parse(readFileSync(join(out, `bench-${name}.json`), 'utf8'));
+  const train = read('train-vitl16-b64');
+  expect(train).toMatchObject({ bench: 'train', preset: 'tiny', device: 'cpu', crops: '2x32,2x16', leakedTensors: 0, peak: { dtype: 'float32', n: 64 } });
+  expect(train.flops.total).toBeGreaterThan(0);
+  expect(train.imgPerSec).toBeGreaterThan(0);
+  expect(read('features-vits16-224-b256')).toMatchObject({ bench: 'features', dtype: 'bfloat16', autocast: false, leakedTensors: 0, peak: { dtype: 'bfloat16' } });
+  const ac = read('features-vitl16-224-b256-autocast');
+  expect(ac).toMatchObject({ bench: 'features', dtype: 'float32', autocast: true, leakedTensors: 0, peak: { dtype: 'bfloat16' } });
+  expect(ac.mfu).toBeGreaterThan(0);
+  rmSync(out, { recursive: true, force: true });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { type DinoVisionTransformer, ImageError, memory, noGrad, scope, type Tensor } from '../../../src/index.js';
+import { type DinoVisionTransformer, full, ImageError, memory, noGrad, scope, type Tensor, zeros } from '../../../src/index.js';
 import { readSafetensorsFile } from '../../../src/io/safetensors.js';
 import { rawToFloat32 } from '../../../src/io/raw_tensor.js';
 import { loadImages } from '../../../src/data/index.js';
@@ -34,10 +34,13 @@ afterAll(() => {
 const arr = (t: Tensor) => Array.from(t.data() as Float32Array);
 const maxAbsDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
-/** Collects clones of the per-image features (the originals are freed as the iteration moves on). */
+/** Collects the values of the per-image features, disposing each result (the caller owns them). */
 async function collect(it: AsyncIterable<ImageFeatures>) {
   const out: { path: string | undefined; index: number; grid: [number, number]; cls: number[]; storage: number[]; patches: number[]; shapes: number[][] }[] = [];
-  for await (const f of it) out.push({ path: f.path, index: f.index, grid: f.grid, cls: arr(f.cls), storage: arr(f.storage), patches: arr(f.patches), shapes: [f.cls.shape, f.storage.shape, f.patches.shape] });
+  for await (const f of it) {
+    out.push({ path: f.path, index: f.index, grid: f.grid, cls: arr(f.cls), storage: arr(f.storage), patches: arr(f.patches), shapes: [f.cls.shape, f.storage.shape, f.patches.shape] });
+    f.dispose();
+  }
   return out;
 }
 
@@ -70,23 +73,49 @@ describe('extractFeatures', () => {
     expect(memory().liveTensors).toBe(before);
   });
 
-  test('memory stays bounded: one batch alive while iterating, nothing after, also when stopping early', async () => {
+  test('memory stays bounded for callers that dispose (or drop) each result: one batch alive while iterating', async () => {
     const before = memory().liveTensors;
     const live: number[] = [];
     for await (const f of extractFeatures(model, [...GOOD, CHELSEA, COFFEE, EXIF6, GRAY], { resolution: 32, batchSize: 2 })) {
-      expect(f.cls.isDisposed).toBe(false);
+      using g = f;
+      expect(g.cls.isDisposed).toBe(false);
       live.push(memory().liveTensors - before);
     }
     expect(live.length).toBe(7);
-    expect(Math.max(...live)).toBe(6); // 3 batch tensors + the 3 views of the current image
+    expect(Math.max(...live)).toBe(6); // 3 batch tensors + the 3 tensors of the current image
     expect(memory().liveTensors).toBe(before);
-    let kept: ImageFeatures | undefined;
+  });
+
+  test('results are owned by the caller: kept in an array they stay valid after the iteration (no DisposedError)', async () => {
+    const before = memory().liveTensors;
+    const kept: ImageFeatures[] = [];
+    for await (const f of extractFeatures(model, GOOD, { resolution: 32, batchSize: 2 })) kept.push(f);
+    expect(kept.map((f) => f.path)).toEqual(GOOD);
+    expect(memory().liveTensors - before).toBe(3 * GOOD.length); // the batches are freed, the results are not
+    const values = kept.map((f) => [arr(f.cls), arr(f.patches)]);
+    expect(values.every(([c, p]) => c!.length === 64 && p!.length === 2 * 2 * 64 && c!.every(Number.isFinite))).toBe(true);
+    // Stopping early frees the batch, and the result already handed out stays the caller's.
+    let first: ImageFeatures | undefined;
     for await (const f of extractFeatures(model, GOOD, { resolution: 32, batchSize: 2 })) {
-      kept = f;
+      first = f;
       break;
     }
-    expect(kept!.patches.isDisposed).toBe(true);
+    expect(first!.patches.isDisposed).toBe(false);
+    expect(arr(first!.cls)).toEqual(values[0]![0]);
+    first!.dispose();
+    for (const f of kept) f.dispose();
     expect(memory().liveTensors).toBe(before);
+  });
+
+  test("as: 'arrays' gives plain Float32Arrays with shapes, equal to the tensors, and leaves no tensor behind", async () => {
+    const before = memory().liveTensors;
+    const arrays = [];
+    for await (const f of extractFeatures(model, GOOD, { resolution: 32, batchSize: 2, as: 'arrays' })) arrays.push(f);
+    expect(memory().liveTensors).toBe(before);
+    const tensors = await collect(extractFeatures(model, GOOD, { resolution: 32, batchSize: 2 }));
+    expect(arrays.map((f) => [f.cls.shape, f.storage.shape, f.patches.shape])).toEqual(tensors.map((t) => t.shapes));
+    expect(arrays.map((f) => Array.from(f.patches.data))).toEqual(tensors.map((t) => t.patches));
+    expect(arrays.map((f) => Array.from(f.cls.data))).toEqual(tensors.map((t) => t.cls));
   });
 
   test('layers: the last n blocks (or listed blocks) stacked on a leading layer dim', async () => {
@@ -132,6 +161,8 @@ describe('extractFeatures', () => {
     expect(err).toBeInstanceOf(ImageError);
     expect((err as ImageError).path).toBe(CORRUPT);
     await expect(collect(extractFeatures(model, DIR, { batchSize: 0 }))).rejects.toThrow('extractFeatures: batchSize must be a positive integer, received 0');
+    const bad = await collect(extractFeatures(model, DIR, { batchSize: 0 })).catch((e: unknown) => e);
+    expect([bad instanceof RangeError, (bad as { code?: string }).code]).toEqual([true, 'ERR_INVALID_ARG']);
     await expect(collect(extractFeatures(model, DIR, { layers: [] }))).rejects.toThrow(
       'extractFeatures: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received []',
     );
@@ -214,5 +245,33 @@ describe('saveFeatures', () => {
     await expect(saveFeatures(model, [CORRUPT], out, { onError: 'skip', onSkip: () => undefined })).rejects.toThrow(
       `no features to write to "${out}": all 1 images were skipped`,
     );
+  });
+});
+
+// Last in the file: the collector frees the dropped results asynchronously, which would upset the exact tensor
+// counts of the tests above.
+describe('dropped results', () => {
+  test('results dropped without dispose are freed by the garbage collector as the iteration goes on', async () => {
+    // A model that costs nothing: 100 images of 4 MiB of patch features each, none kept, none disposed.
+    const D = 256;
+    const fake = {
+      embedDim: D,
+      patchSize: 1,
+      nStorageTokens: 0,
+      forwardFeatures: (x: Tensor) => ({ clsToken: full([x.shape[0]!, D], 2), storageTokens: zeros([x.shape[0]!, 0, D]), patchTokens: full([x.shape[0]!, 64 * 64, D], 1) }),
+      getIntermediateLayers: () => [],
+    };
+    const x = zeros([100, 3, 64, 64]);
+    const before = memory().liveTensors;
+    let maxLive = 0;
+    let n = 0;
+    for await (const f of extractFeatures(fake, x, { batchSize: 4 })) {
+      expect(f.patches.shape).toEqual([64, 64, D]);
+      maxLive = Math.max(maxLive, memory().liveTensors - before);
+      n++;
+    }
+    x.dispose();
+    expect(n).toBe(100);
+    expect(maxLive).toBeLessThan(150); // of the 300 tensors handed out
   });
 });

@@ -1,0 +1,410 @@
+// `dinov3 bench features|train`: throughput, counted FLOPs (flops.ts), achieved FLOP/s against a matmul peak measured
+// on the same device in the same process, and peak memory, as one JSON object. Weights and inputs are synthetic
+// (speed does not depend on their values). The training step is a function handed in (`TrainStepFactory`): the
+// SSL step of train/ once it exists; until then `standInTrainStep`, a forward and backward of the student backbone
+// with DINO and iBOT heads, an AdamW step, the teacher's forward and its EMA update, on a batch shaped like the
+// official collate (2 global crops with iBOT masks + n local crops).
+import { loadavg } from 'node:os';
+
+import { BACKBONE_PRESETS, getPreset } from '../config/presets.js';
+import { parseVitConfig, type VitConfig } from '../config/vit.js';
+import type { CollatedBatch } from '../data/batch.js';
+import { disposeBatch } from '../data/batch.js';
+import { Rng } from '../data/rng.js';
+import { DINOHead } from '../layers/dino_head.js';
+import { DinoVisionTransformer } from '../models/vision_transformer.js';
+import { addonInfo, native } from '../native/binding.js';
+import { ConfigError } from '../native/errors.js';
+import { index } from '../ops/index.js';
+import { kernelChoice } from '../ops/kernels.js';
+import { linear, matmul } from '../ops/linalg.js';
+import { logSoftmax, softmax } from '../ops/nn.js';
+import { cat } from '../ops/shape.js';
+import { AdamW } from '../optim/adamw.js';
+import { emaUpdate } from '../optim/ema.js';
+import { Generator, randn, tensor, zeros } from '../tensor/creation.js';
+import { cuda, getNumThreads, setNumThreads } from '../tensor/device.js';
+import { autocast, noGrad } from '../tensor/grad_mode.js';
+import { memory, scope } from '../tensor/scope.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
+import { type CropGroup, type HeadDims, maskedPatchCounts, OFFICIAL_HEAD, parseCrops, trainStepFlops, vitForwardFlops } from './flops.js';
+
+/** A tiny ViT (and heads) for dry runs and tests: the bench's code paths in well under a second on a CPU. */
+export const TINY_PRESET = {
+  config: parseVitConfig({
+    embed_dim: 32,
+    depth: 2,
+    num_heads: 2,
+    ffn_ratio: 2,
+    patch_size: 16,
+    n_storage_tokens: 1,
+    layerscale_init: 1e-5,
+    qkv_bias: true,
+    mask_k_bias: true,
+    pos_embed_rope_dtype: 'fp32',
+  }),
+  head: { hiddenDim: 64, bottleneckDim: 32, prototypes: 128, nlayers: 3 } as HeadDims,
+};
+
+/** The ViT config of a bench preset: `tiny` or a released backbone (`vits16`, `vitl16`, …). */
+export function benchPreset(name: string): { name: string; config: VitConfig; head: HeadDims } {
+  if (name === 'tiny') return { name, ...TINY_PRESET };
+  return { name, config: getPreset(name).config, head: OFFICIAL_HEAD };
+}
+export const BENCH_PRESET_NAMES = ['tiny', ...Object.keys(BACKBONE_PRESETS)];
+
+export type BenchDType = 'float32' | 'bfloat16';
+
+export interface BenchCommon {
+  preset: string;
+  batch: number;
+  steps: number;
+  warmup: number;
+  device: Device;
+  /** CPU intra-op threads (default: libtorch's). */
+  threads?: number;
+  /** n of the n×n matmul that measures the peak (0: no peak, MFU null). */
+  peakN?: number;
+}
+
+export interface BenchFeaturesOptions extends BenchCommon {
+  resolution: number;
+  /** Weights and input dtype. */
+  dtype: BenchDType;
+  /** bfloat16 autocast over float32 weights (how the official training forward runs). */
+  autocast?: boolean;
+}
+
+export interface BenchTrainOptions extends BenchCommon {
+  /** Global crops first, then local: `2x224,8x96`. */
+  crops: string;
+  /** bfloat16 autocast over float32 master weights (default on CUDA). */
+  autocast?: boolean;
+  /** Stochastic depth of the student (0). */
+  dropPath?: number;
+  /** Head sizes (default: the official heads; the tiny preset's for `tiny`). */
+  head?: Partial<HeadDims>;
+}
+
+function checkDevice(device: Device): void {
+  if (device.startsWith('cuda') && !cuda.isAvailable())
+    throw new ConfigError(
+      `bench: --device ${device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`,
+    );
+}
+
+const isCuda = (d: Device) => d.startsWith('cuda');
+const sync = (d: Device) => {
+  if (isCuda(d)) cuda.synchronize();
+};
+
+/** Seconds per call of `fn` over `steps` calls after `warmup` (each call's tensors freed by a scope; CUDA synchronised at both ends). */
+function timeSteps(device: Device, steps: number, warmup: number, fn: () => void): { sPerIter: number; minS: number } {
+  for (let i = 0; i < warmup; i++) scope(fn);
+  sync(device);
+  const per: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    const ti = performance.now();
+    scope(fn);
+    if (!isCuda(device)) per.push((performance.now() - ti) / 1000);
+  }
+  sync(device);
+  const sPerIter = (performance.now() - t0) / 1000 / steps;
+  return { sPerIter, minS: per.length ? Math.min(...per) : sPerIter };
+}
+
+const peakCache = new Map<string, { flopsPerSec: number; dtype: BenchDType; n: number; sPerCall: number }>();
+
+/**
+ * The device's matmul peak as this addon reaches it: an n×n·n×n product (bfloat16 `matmul` on CUDA; on the CPU
+ * float32 `linear` without autograd, the SGEMM the model's layers run), best of a few timed rounds.
+ */
+export function measureMatmulPeak(device: Device, dtype: BenchDType, n: number): { flopsPerSec: number; dtype: BenchDType; n: number; sPerCall: number } {
+  const key = `${device}/${dtype}/${n}`;
+  const hit = peakCache.get(key);
+  if (hit) return hit;
+  const g = new Generator(0);
+  const [a, b] = scope(() => [randn([n, n], { generator: g }).to(device).to(dtype), randn([n, n], { generator: g }).to(device).to(dtype)]) as [Tensor, Tensor];
+  const call = isCuda(device) ? () => void matmul(a, b) : () => void noGrad(() => linear(a, b));
+  const reps = isCuda(device) ? 20 : Math.max(2, Math.round(2e9 / (2 * n ** 3)));
+  let best = Infinity;
+  for (let r = 0; r < 4; r++) best = Math.min(best, timeSteps(device, reps, r === 0 ? 1 : 0, call).sPerIter);
+  a.dispose();
+  b.dispose();
+  const out = { flopsPerSec: (2 * n ** 3) / best, dtype, n, sPerCall: best };
+  peakCache.set(key, out);
+  return out;
+}
+
+/** Peak memory: the CUDA allocator's peak since the last reset, or the process's peak resident set on the CPU. */
+function peakMemory(device: Device): { bytes: number; kind: 'cuda-allocated' | 'cpu-max-rss' } {
+  if (isCuda(device)) return { bytes: native.cudaPeakMemory(deviceIndex(device)), kind: 'cuda-allocated' };
+  return { bytes: process.resourceUsage().maxRSS * 1024, kind: 'cpu-max-rss' };
+}
+const deviceIndex = (d: Device) => (d.includes(':') ? Number(d.split(':')[1]) : 0);
+
+function environment(device: Device) {
+  return {
+    libtorch: addonInfo.torchVersion,
+    cudaCompiled: addonInfo.cudaCompiled,
+    device,
+    threads: getNumThreads(),
+    loadavg: loadavg().map((v) => +v.toFixed(2)),
+  };
+}
+
+function rate(flops: number, sPerIter: number, peak: { flopsPerSec: number } | null) {
+  const flopsPerSec = flops / sPerIter;
+  return { flopsPerSec: +flopsPerSec.toPrecision(4), mfu: peak ? +(flopsPerSec / peak.flopsPerSec).toPrecision(4) : null };
+}
+
+function setup(o: BenchCommon) {
+  checkDevice(o.device);
+  if (o.threads) setNumThreads(o.threads);
+  if (isCuda(o.device)) native.cudaPeakMemory(deviceIndex(o.device), true);
+}
+
+/** `dinov3 bench features`: forward_features (no autograd) of a batch at one resolution. */
+export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> {
+  setup(o);
+  const p = benchPreset(o.preset);
+  const before = memory().liveTensors;
+  const model = new DinoVisionTransformer(p.config, { generator: new Generator(0) }).eval();
+  model.to_({ device: o.device, dtype: o.autocast ? 'float32' : o.dtype });
+  const x = scope(() => randn([o.batch, 3, o.resolution, o.resolution], { generator: new Generator(1) }).to(o.device).to(o.autocast ? 'float32' : o.dtype));
+  const forward = () =>
+    noGrad(() => {
+      const run = () => model.forwardFeatures(x).patchTokens;
+      const out = o.autocast ? autocast(run, { device: isCuda(o.device) ? 'cuda' : 'cpu' }) : run();
+      if (!isCuda(o.device)) out.data(); // materialised on the host, as a user would
+    });
+  const kernels = noGrad(() => ({
+    linear: kernelChoice('linear', x),
+    attention: kernelChoice('attention', x),
+    residualAdd: kernelChoice('residualAdd', x),
+  }));
+  const t = timeSteps(o.device, o.steps, o.warmup, forward);
+  const mem = peakMemory(o.device);
+  x.dispose();
+  model.dispose();
+  const computeDtype: BenchDType = o.autocast ? 'bfloat16' : o.dtype;
+  const peak = o.peakN === 0 ? null : measureMatmulPeak(o.device, computeDtype, o.peakN ?? (isCuda(o.device) ? 8192 : 1024));
+  const perImage = vitForwardFlops(p.config, o.resolution).total;
+  return {
+    bench: 'features',
+    preset: p.name,
+    ...environment(o.device),
+    dtype: o.dtype,
+    autocast: o.autocast ?? false,
+    batch: o.batch,
+    resolution: o.resolution,
+    steps: o.steps,
+    warmup: o.warmup,
+    sPerIter: +t.sPerIter.toPrecision(4),
+    minSPerIter: +t.minS.toPrecision(4),
+    imgPerSec: +(o.batch / t.sPerIter).toPrecision(4),
+    flops: { perImage, perIter: perImage * o.batch },
+    ...rate(perImage * o.batch, t.sPerIter, peak),
+    peak: peak && { ...peak, flopsPerSec: +peak.flopsPerSec.toPrecision(4), sPerCall: +peak.sPerCall.toPrecision(4) },
+    peakMemoryBytes: mem.bytes,
+    memoryKind: mem.kind,
+    kernels,
+    leakedTensors: memory().liveTensors - before,
+    date: new Date().toISOString(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Training step
+
+/** What a training step is given: the architecture, the heads, the device and the batch layout. */
+export interface TrainStepContext {
+  config: VitConfig;
+  dinoHead: HeadDims;
+  ibotHead: HeadDims;
+  device: Device;
+  batch: number;
+  crops: CropGroup[];
+  /** bfloat16 autocast over float32 master weights. */
+  autocast: boolean;
+  dropPath: number;
+}
+
+/** One training step per `run(batch)` (forward, backward, optimizer, EMA); the bench times it. */
+export interface TrainStep {
+  /** What runs, for the JSON. */
+  readonly name: string;
+  run(batch: CollatedBatch): void;
+  dispose(): void;
+}
+
+export type TrainStepFactory = (ctx: TrainStepContext) => TrainStep;
+
+/**
+ * A synthetic batch with the official collate's layout (dinov3/data/collate.py::collate_data_and_cast): global and
+ * local crops crop-major, iBOT masks on int(2B·0.5) global crops with int(P·linspace(0.1, 0.5)[i+1]) random patches
+ * each (flops.ts `maskedPatchCounts`), the flat masked indices, their weights 1/(masked patches of the crop) and M.
+ */
+export function syntheticBatch(o: { batch: number; crops: CropGroup[]; patchSize: number; device: Device; seed?: number }): CollatedBatch {
+  const [global, local] = o.crops as [CropGroup, CropGroup | undefined];
+  const rng = Rng.derive(o.seed ?? 0, 1);
+  const g = new Generator(o.seed ?? 0);
+  const nGlobal = global.count * o.batch;
+  const side = global.size / o.patchSize;
+  const P = side * side;
+  const counts = maskedPatchCounts(nGlobal, P);
+  const order = rng.permutation(nGlobal); // the official shuffles which crops get masks
+  const maskFlat = new Uint8Array(nGlobal * P);
+  const indices: number[] = [];
+  const weights: number[] = [];
+  order.forEach((crop, i) => {
+    const k = counts[i]!;
+    for (const patch of rng.permutation(P).slice(0, k)) maskFlat[crop * P + patch] = 1;
+  });
+  for (let crop = 0; crop < nGlobal; crop++) {
+    const row = maskFlat.subarray(crop * P, (crop + 1) * P);
+    const k = row.reduce((s, v) => s + v, 0);
+    row.forEach((v, j) => {
+      if (v) {
+        indices.push(crop * P + j);
+        weights.push(1 / k);
+      }
+    });
+  }
+  return scope(() => {
+    const on = (t: Tensor) => t.to(o.device);
+    const masks = on(tensor(maskFlat, { shape: [nGlobal, P] }).to('bool'));
+    const b: CollatedBatch = {
+      collated_global_crops: on(randn([nGlobal, 3, global.size, global.size], { generator: g })),
+      collated_local_crops: local
+        ? on(randn([local.count * o.batch, 3, local.size, local.size], { generator: g }))
+        : on(zeros([0, 3, o.patchSize, o.patchSize])),
+      collated_masks: masks,
+      mask_indices_list: on(tensor(indices, { dtype: 'int64' })),
+      masks_weight: on(tensor(weights, { dtype: 'float32' })),
+      n_masked_patches: on(tensor([indices.length], { dtype: 'int64' })),
+      upperbound: counts.reduce((s, v) => s + v, 0),
+      global_batch_size: o.batch,
+    };
+    return b;
+  });
+}
+
+/**
+ * The stand-in step until train/ssl_meta_arch.ts exists: the student backbone on the global crops (with their iBOT
+ * masks) and the local crops, the DINO head on every crop's CLS token and the iBOT head on the masked patch tokens,
+ * cross-entropy against the teacher's softmax outputs (teacher: backbone on the global crops and both heads, no
+ * autograd), backward, AdamW step, EMA of the teacher. No centering, no KoLeo, no Sinkhorn: the matrix products and
+ * the memory of the real step, not its losses.
+ */
+export const standInTrainStep: TrainStepFactory = (ctx) => {
+  const g = new Generator(0);
+  const D = ctx.config.embed_dim;
+  const co = { device: ctx.device, generator: g };
+  const student = new DinoVisionTransformer({ ...ctx.config, drop_path_rate: ctx.dropPath }, co).train();
+  const teacher = new DinoVisionTransformer({ ...ctx.config, drop_path_rate: 0 }, co).eval();
+  const head = (h: HeadDims) => new DINOHead(D, h.hiddenDim, h.bottleneckDim, h.prototypes, { ...co, nlayers: h.nlayers });
+  const sDino = head(ctx.dinoHead);
+  const sIbot = head(ctx.ibotHead);
+  const tDino = head(ctx.dinoHead);
+  const tIbot = head(ctx.ibotHead);
+  const studentParams = [...student.parameters(), ...sDino.parameters(), ...sIbot.parameters()];
+  const teacherParams = [...teacher.parameters(), ...tDino.parameters(), ...tIbot.parameters()];
+  for (const t of teacherParams) t.requiresGrad_(false);
+  const opt = new AdamW(studentParams, { lr: 1e-4, weightDecay: 0.04 });
+  const ac = <R>(fn: () => R): R => (ctx.autocast ? autocast(fn, { device: isCuda(ctx.device) ? 'cuda' : 'cpu' }) : fn());
+  const nGlobal = ctx.crops[0]!.count;
+  return {
+    name: 'stand-in (src/cli/bench.ts standInTrainStep): student fwd+bwd with DINO+iBOT heads, AdamW, teacher fwd, EMA',
+    run(batch) {
+      const idx = batch.mask_indices_list;
+      const locals = batch.collated_local_crops.shape[0]! > 0;
+      const [tCls, tPatch] = noGrad(() =>
+        ac(() => {
+          const f = teacher.forwardFeatures(batch.collated_global_crops);
+          const masked = index(f.patchTokens.flatten(0, 1), [idx]);
+          return [softmax(tDino.forward(f.clsToken).to('float32').div(0.07), -1), softmax(tIbot.forward(masked).to('float32').div(0.07), -1)];
+        }),
+      );
+      const loss = ac(() => {
+        const xs = locals ? [batch.collated_global_crops, batch.collated_local_crops] : [batch.collated_global_crops];
+        const feats = student.forwardFeaturesList(xs, locals ? [batch.collated_masks, null] : [batch.collated_masks]);
+        const cls = cat(feats.map((f) => f.clsToken), 0);
+        const sCls = logSoftmax(sDino.forward(cls).to('float32').div(0.1), -1); // [(G + L)·B, K]
+        const b = batch.collated_global_crops.shape[0]! / nGlobal;
+        // Each student crop against the mean of the teacher's global crops of its image.
+        const target = tCls.reshape([nGlobal, b, -1]).mean([0]);
+        const dino = sCls.reshape([-1, b, sCls.shape[1]!]).mul(target).sum([-1]).mean().neg();
+        const masked = index(feats[0]!.patchTokens.flatten(0, 1), [idx]);
+        const ibot = logSoftmax(sIbot.forward(masked).to('float32').div(0.1), -1).mul(tPatch).sum([-1]).mul(batch.masks_weight).sum().neg();
+        return dino.add(ibot);
+      });
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      noGrad(() => emaUpdate(teacherParams, studentParams, 0.996));
+    },
+    dispose() {
+      opt.dispose();
+      for (const m of [student, teacher, sDino, sIbot, tDino, tIbot]) m.dispose();
+    },
+  };
+};
+
+/** `dinov3 bench train`: one SSL training step per iteration on synthetic multi-crop batches. */
+export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = standInTrainStep): Record<string, unknown> {
+  setup(o);
+  const p = benchPreset(o.preset);
+  const crops = parseCrops(o.crops);
+  for (const c of crops)
+    if (c.size % p.config.patch_size !== 0)
+      throw new ConfigError(`bench train: crop size ${c.size} is not a multiple of the patch size ${p.config.patch_size}`);
+  const head: HeadDims = { ...p.head, ...o.head };
+  const useAutocast = o.autocast ?? isCuda(o.device);
+  const before = memory().liveTensors;
+  const batch = syntheticBatch({ batch: o.batch, crops, patchSize: p.config.patch_size, device: o.device });
+  // What the student (autograd) and the teacher (no autograd) run, on float32 inputs of the device.
+  const kernels = scope(() => {
+    const probe = zeros([1, 1, 3], { device: o.device });
+    const choice = () => ({ linear: kernelChoice('linear', probe), attention: kernelChoice('attention', probe), residualAdd: kernelChoice('residualAdd', probe) });
+    return { student: choice(), teacher: noGrad(choice) };
+  });
+  const step = factory({ config: p.config, dinoHead: head, ibotHead: head, device: o.device, batch: o.batch, crops, autocast: useAutocast, dropPath: o.dropPath ?? 0 });
+  let t: { sPerIter: number; minS: number };
+  try {
+    t = timeSteps(o.device, o.steps, o.warmup, () => step.run(batch));
+  } finally {
+    step.dispose();
+  }
+  const mem = peakMemory(o.device);
+  const maskedPatches = batch.upperbound;
+  disposeBatch(batch);
+  const computeDtype: BenchDType = useAutocast ? 'bfloat16' : 'float32';
+  const peak = o.peakN === 0 ? null : measureMatmulPeak(o.device, computeDtype, o.peakN ?? (isCuda(o.device) ? 8192 : 1024));
+  const flops = trainStepFlops(p.config, { batch: o.batch, crops, dinoHead: head, ibotHead: head, maskedPatches });
+  return {
+    bench: 'train',
+    preset: p.name,
+    step: step.name,
+    ...environment(o.device),
+    autocast: useAutocast,
+    batch: o.batch,
+    crops: o.crops,
+    heads: head,
+    dropPath: o.dropPath ?? 0,
+    steps: o.steps,
+    warmup: o.warmup,
+    sPerIter: +t.sPerIter.toPrecision(4),
+    minSPerIter: +t.minS.toPrecision(4),
+    imgPerSec: +(o.batch / t.sPerIter).toPrecision(4),
+    flops,
+    ...rate(flops.total, t.sPerIter, peak),
+    peak: peak && { ...peak, flopsPerSec: +peak.flopsPerSec.toPrecision(4), sPerCall: +peak.sPerCall.toPrecision(4) },
+    peakMemoryBytes: mem.bytes,
+    memoryKind: mem.kind,
+    kernels,
+    leakedTensors: memory().liveTensors - before,
+    date: new Date().toISOString(),
+  };
+}
