@@ -16,6 +16,7 @@ import type { Interpolation, Normalization, ResizePolicy } from '../data/transfo
 import type { FeatureDType, FeatureFileFormat } from '../features/save.js';
 import type { LayerSelection } from '../features/backbone.js';
 import type { CliIO } from './progress.js';
+import { addDistillCommand } from './distill.js';
 import { addTrainCommand } from './train.js';
 
 const positiveInt = (v: string): number => {
@@ -393,6 +394,7 @@ export function buildProgram(io: CliIO): Command {
   );
   pca.action((o: PcaOptions, cmd: Command) => runPca(o, io).catch(fail(cmd)));
   addTrainCommand(program, io, fail);
+  addDistillCommand(program, io, fail);
 
   const evalCmd = program.command('eval').description('k-NN or linear-probe accuracy of a backbone on a labeled train/val pair (JSON result on stdout)').exitOverride();
   for (const mode of ['knn', 'linear'] as const) {

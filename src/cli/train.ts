@@ -71,7 +71,7 @@ export function addTrainCommand(program: Command, io: CliIO, fail: (cmd: Command
     .description('self-supervised DINOv3 pretraining (DINO + iBOT + KoLeo, optional Gram) into a run folder')
     .exitOverride()
     .argument('[overrides...]', 'config overrides as dotted key=value (optim.lr=1e-4 crops.local_crops_number=4)')
-    .requiredOption('--config <yaml|json|preset>', 'config file, or a preset: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny')
+    .requiredOption('--config <yaml|json|preset>', 'config file, or a preset: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny, vit{s,b,l}16_{pretrain,gram_anchor,high_res_adapt}, dinov3_vit7b16_{pretrain,gram_anchor,high_res_adapt}')
     .requiredOption('--data <source>', 'image folder, IDX images file (MNIST/Fashion-MNIST), list file (path[,label] per line), or "synthetic"')
     .requiredOption('--out <runDir>', 'run folder (config, metrics, checkpoints, teacher exports, loss curve)')
     .option('--resume', 'continue from the latest complete checkpoint in --out')

@@ -20,7 +20,6 @@ import { cat, select } from '../ops/shape.js';
 import { setNumThreads } from '../tensor/device.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { memory, scope } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
 import { loadSSLConfig } from '../train/config.js';
 import { trainingLoader } from '../train/data.js';
 import { METRICS_FILE, renderLossCurve } from '../train/logging.js';
@@ -99,8 +98,8 @@ const rgb = noGrad(() =>
     const g = size / cfg.student.patch_size;
     const patches = f.patchTokens.reshape([N * g * g, -1]);
     const fit = pcaFit(patches);
-    const maps = pcaRgb(patches.reshape([N, g, g, -1]), fit) as Tensor; // [8, g, g, 3]
-    return cat(Array.from({ length: N }, (_, i) => select(maps, 0, i)), 1); // [g, 8g, 3]
+    const perImage = patches.reshape([N, g, g, -1]);
+    return cat(Array.from({ length: N }, (_, i) => pcaRgb(select(perImage, 0, i), fit)), 1); // [g, 8g, 3]
   }),
 );
 const scale = 4;

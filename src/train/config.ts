@@ -407,7 +407,7 @@ export function sslPresetNames(): string[] {
 }
 
 /**
- * Builds a config: a preset name (`ssl_default`, `vitl_im1k_lin834`, `cpu_tiny_fmnist`, `cpu_vits_tiny`) or a
+ * Builds a config: a preset name (`ssl_default`, `cpu_tiny_fmnist`, `vits16_gram_anchor`, … see `sslPresetNames()`) or a
  * YAML/JSON file, merged onto the official defaults, then the dotlist overrides, then validated strictly (as
  * `dinov3/configs/config.py::get_cfg_from_args`: default ← file ← overrides).
  * @example await loadSSLConfig('cpu_tiny_fmnist', ['optim.epochs=10', 'train.seed=1'])

@@ -26,6 +26,14 @@ export interface OpenDataOptions {
   onError?: 'skip' | 'fail';
 }
 
+// The image loader takes one resolution; a multi-resolution mix (crops.*_size lists) is drawn per iteration by
+// `cropSizesForIteration` (src/data/crop_sizes.ts), which a loader can call.
+const single = (v: number | readonly number[], what: string): number => {
+  if (typeof v === 'number') return v;
+  if (v.length === 1 && typeof v[0] === 'number') return v[0];
+  throw new ConfigError(`${what}: multi-resolution crop mixes are not supported by the image loader yet (the synthetic source draws them per iteration)`);
+};
+
 /**
  * The multi-crop augmentation options of a config (official `SSLMetaArch.build_data_augmentation_dino` arguments):
  * what the loader's workers construct `MultiCropAugmentation` with.
@@ -79,19 +87,17 @@ export function trainingLoader(dataset: Dataset, cfg: SSLConfig, o: OpenDataOpti
   });
 }
 
-const single = (v: number | readonly number[], what: string): number => {
-  if (typeof v === 'number') return v;
-  if (v.length === 1 && typeof v[0] === 'number') return v[0];
-  throw new ConfigError(`${what}: multi-resolution crop mixes are not supported by this data source`);
-};
+const first = (v: number | readonly number[]): number => (typeof v === 'number' ? v : v[0]!);
 
 /** Opens a data source for `cfg` (its crops, batch size and masking). "synthetic": random crops (dry runs). */
 export async function openTrainingData(source: string, cfg: SSLConfig, o: OpenDataOptions = {}): Promise<TrainingData> {
   if (source === 'synthetic') {
     const s = new SyntheticBatches({
       batchSize: cfg.train.batch_size_per_gpu,
-      globalSize: single(cfg.crops.global_crops_size, 'crops.global_crops_size'),
-      localSize: single(cfg.crops.local_crops_size, 'crops.local_crops_size'),
+      globalSize: first(cfg.crops.global_crops_size),
+      localSize: first(cfg.crops.local_crops_size),
+      // a separate gram teacher needs its crops; the sizes of a multi-resolution mix are drawn per iteration
+      crops: { ...cfg.crops, gram_teacher_crops_size: cfg.gram.use_loss && !cfg.gram.ema_teacher ? cfg.crops.gram_teacher_crops_size : null },
       nLocal: cfg.crops.local_crops_number,
       patchSize: cfg.student.patch_size,
       maskRatio: cfg.ibot.mask_ratio_min_max as [number, number],

@@ -11,3 +11,7 @@ export * from './checkpointer.js';
 export * from './logging.js';
 export * from './synthetic.js';
 export * from './data.js';
+export * from './gram.js';
+export * from './stages.js';
+export * from './multidist_meta_arch.js';
+export { cropSizesForIteration, cropSizeChoices, MULTI_RESOLUTION_SEED, type CropSizes, type CropsConfig } from '../data/crop_sizes.js';

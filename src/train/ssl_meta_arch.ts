@@ -15,7 +15,6 @@ import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { ConfigError, TorchRangeError } from '../native/errors.js';
 import { Module, type StateDict } from '../nn/module.js';
 import { index, indexSelect } from '../ops/index.js';
-import { interpolate } from '../ops/nn.js';
 import { logicalNot } from '../ops/pointwise.js';
 import { cat, flatten, split, unflatten } from '../ops/shape.js';
 import type { Generator } from '../tensor/creation.js';
@@ -23,6 +22,7 @@ import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { emaUpdate } from '../optim/ema.js';
+import { resizePatchTokens } from './gram.js';
 import { type Schedule, linearWarmupCosineDecay } from './schedules.js';
 
 /** A `v2` schedule entry as in the config (`dino.local_loss_weight_schedule`, `gram.loss_weight_schedule`). */
@@ -115,8 +115,9 @@ export class BackboneOnly extends Module {
   }
 }
 
-/** Per-crop-group outputs (official dict keys in comments). */
-interface TeacherGlobal {
+/** Per-crop-group outputs (official dict keys in comments). The teacher's is also what a distillation teacher gives
+ * every student (`multidist_meta_arch.ts`). */
+export interface TeacherGlobal {
   patchPreHead: Tensor; // patch_pre_head [n_crops, B, P, D]
   clsCentered: Tensor; // cls_centered [n_crops, B, K]
   maskedPatchCentered: Tensor; // masked_patch_centered [M, K]
@@ -286,7 +287,7 @@ export class SSLMetaArch extends Module {
    * One forward and backward of the student on a collated batch (official `forward_backward`). Gradients are
    * accumulated into the student's parameters; the returned tensors are owned by the caller (enclosing scope).
    */
-  forwardBackward(batch: CollatedBatch, o: { teacherTemp: number; iteration?: number }): ForwardBackwardResult {
+  forwardBackward(batch: CollatedBatch, o: { teacherTemp: number; iteration?: number; teacherOutput?: TeacherGlobal }): ForwardBackwardResult {
     const it = o.iteration ?? 0;
     const nLocal = this.nLocalCrops;
     const local = batch.collated_local_crops;
@@ -306,7 +307,8 @@ export class SSLMetaArch extends Module {
     return scope('forwardBackward', () => {
       const masks = batch.collated_masks;
       const maskIdx = batch.mask_indices_list;
-      const teacherGlobal = run(() => this.getTeacherOutput(global, B, maskIdx, batch.n_masked_patches, o.teacherTemp));
+      // a distillation teacher's targets, computed once for all students (official MultiDistillationMetaArch), or ours
+      const teacherGlobal = o.teacherOutput ?? run(() => this.getTeacherOutput(global, B, maskIdx, batch.n_masked_patches, o.teacherTemp));
       const [studentGlobal, studentLocal] = run(() => this.getStudentOutput(global, local, B, masks, maskIdx));
       const gramGlobal = this.cfg.gram.use_loss
         ? run(() => this.getGramTeacherOutput(batch.collated_gram_teacher_crops ?? null, masks, teacherGlobal, studentGlobal, global.shape[3]!))
@@ -384,14 +386,7 @@ export class SSLMetaArch extends Module {
           if (tp.shape[1] !== N * N || studentPatches.shape[1] !== Ns * Ns) {
             throw new TorchRangeError(`gram teacher: ${tp.shape[1]} patches for a ${N}×${N} grid, student ${studentPatches.shape[1]} for ${Ns}×${Ns}`, 'ERR_INVALID_ARG');
           }
-          const hw = unflatten(tp.transpose(-2, -1), -1, [N, N]); // [n·B, D, N, N]
-          const resized = interpolate(hw, {
-            size: [Ns, Ns],
-            mode: this.cfg.gram.global_teacher_resize_method as 'bicubic',
-            alignCorners: false,
-            antialias: this.cfg.gram.global_teacher_resize_antialias,
-          });
-          return flatten(resized, -2, -1).transpose(-2, -1); // [n·B, Ns², D]
+          return resizePatchTokens(tp, N, Ns, { mode: this.cfg.gram.global_teacher_resize_method, antialias: this.cfg.gram.global_teacher_resize_antialias });
         });
       }
       let s = studentPatches;

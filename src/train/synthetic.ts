@@ -1,8 +1,12 @@
 // Synthetic collated batches: random crops and iBOT masks with the shapes and mask statistics of the official collate
 // (`dinov3/data/collate.py::collate_data_and_cast`: half of the global crops masked, ratios spread linearly over
 // `ibot.mask_ratio_min_max`), a pure function of (seed, iteration). For benchmarks, tests and dry runs; resumable.
+// With `gramTeacherSize`, each batch also carries `collated_gram_teacher_crops` (2·B crops at that size, as the
+// official collate stacks the samples' "gram_teacher_crops"); with `crops` a multi-resolution mix, the sizes of each
+// iteration are drawn by `cropSizesForIteration` (official build_multi_resolution_data_loader_from_cfg).
 import type { CollatedBatch } from '../data/batch.js';
 import { maskTargets } from '../data/collate.js';
+import { cropSizesForIteration, type CropSizes, type CropsConfig } from '../data/crop_sizes.js';
 import { Rng } from '../data/rng.js';
 import { ConfigError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
@@ -18,6 +22,12 @@ export interface SyntheticBatchOptions {
   maskProbability?: number;
   seed?: number;
   device?: Device;
+  /** Size of the gram teacher's crops (a separate gram teacher); omitted/null: no gram crops. */
+  gramTeacherSize?: number | null;
+  /** A crop-size mix (the config's `crops` section): overrides globalSize/localSize/gramTeacherSize per iteration. */
+  crops?: CropsConfig;
+  /** Seed of the resolution draw (default the official 65537). */
+  cropSeed?: number;
 }
 
 function boolMask(bytes: Uint8Array, shape: number[], device?: Device) {
@@ -33,7 +43,15 @@ function boolMask(bytes: Uint8Array, shape: number[], device?: Device) {
 export class SyntheticBatches implements Iterable<CollatedBatch> {
   #next = 0;
   constructor(readonly o: SyntheticBatchOptions) {
-    if (o.globalSize % o.patchSize !== 0) throw new ConfigError(`globalSize ${o.globalSize} is not a multiple of the patch size ${o.patchSize}`);
+    const sizes = o.crops ? [o.crops.global_crops_size].flat() : [o.globalSize];
+    for (const g of sizes) if (g % o.patchSize !== 0) throw new ConfigError(`globalSize ${g} is not a multiple of the patch size ${o.patchSize}`);
+  }
+
+  /** The crop sizes of iteration `it`. */
+  sizes(it: number): CropSizes {
+    const o = this.o;
+    if (o.crops) return cropSizesForIteration(o.crops, it, o.cropSeed);
+    return { index: 0, globalSize: o.globalSize, localSize: o.localSize, gramTeacherSize: o.gramTeacherSize ?? null };
   }
 
   /** The batch of iteration `it`. */
@@ -41,15 +59,16 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
     const o = this.o;
     const rng = Rng.derive(o.seed ?? 0, it);
     const B = o.batchSize;
-    const N = (o.globalSize / o.patchSize) ** 2;
+    const { globalSize, localSize, gramTeacherSize } = this.sizes(it);
+    const N = (globalSize / o.patchSize) ** 2;
     const normal = (n: number) => {
       const a = new Float32Array(n);
       for (let i = 0; i < n; i++) a[i] = rng.normal();
       return a;
     };
     const dev = { device: o.device };
-    const global = tensor(normal(2 * B * 3 * o.globalSize ** 2), { shape: [2 * B, 3, o.globalSize, o.globalSize], ...dev });
-    const local = tensor(normal(o.nLocal * B * 3 * o.localSize ** 2), { shape: [o.nLocal * B, 3, o.localSize, o.localSize], ...dev }); // [0, …] without local crops
+    const global = tensor(normal(2 * B * 3 * globalSize ** 2), { shape: [2 * B, 3, globalSize, globalSize], ...dev });
+    const local = tensor(normal(o.nLocal * B * 3 * localSize ** 2), { shape: [o.nLocal * B, 3, localSize, localSize], ...dev }); // [0, …] without local crops
     // As the official collate: int(2B · p) crops get masks, with int(N · linspace(lo, hi, n + 1)[k + 1]) patches each
     // (random patches here, blocks there), on a random choice of crops.
     const nMasked = Math.trunc(2 * B * (o.maskProbability ?? 0.5));
@@ -67,7 +86,7 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
       for (let q = 0; q < N; q++) c += masks[s * N + q]!;
       for (let q = 0; q < N; q++) if (masks[s * N + q]) (idx.push(BigInt(s * N + q)), w.push(1 / c));
     }
-    return {
+    const out: CollatedBatch = {
       collated_global_crops: global,
       collated_local_crops: local,
       collated_masks: boolMask(masks, [2 * B, N], o.device),
@@ -77,6 +96,11 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
       upperbound: targets.reduce((a, b) => a + b, 0),
       global_batch_size: B,
     };
+    if (gramTeacherSize != null) {
+      // drawn last: the other crops and masks do not depend on whether gram crops are made
+      out.collated_gram_teacher_crops = tensor(normal(2 * B * 3 * gramTeacherSize ** 2), { shape: [2 * B, 3, gramTeacherSize, gramTeacherSize], ...dev });
+    }
+    return out;
   }
 
   state(): number {

@@ -11,7 +11,7 @@ import { tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { applyOptimScheduler, studentParamGroups, type SSLParamGroup } from './param_groups.js';
-import type { SSLMetaArch } from './ssl_meta_arch.js';
+import type { SSLMetaArch, TeacherGlobal } from './ssl_meta_arch.js';
 import type { TrainSchedules } from './schedules.js';
 
 /** The schedule values of one iteration (official names in `train.py`: lr, wd, mom, teacher_temp, last_layer_lr). */
@@ -86,6 +86,8 @@ export interface IterationOptions {
   nonFiniteStreak?: number;
   /** Stop after this many consecutive non-finite losses (official: more than 2 aborts). Default 3. */
   maxNonFinite?: number;
+  /** Targets of a frozen distillation teacher (shared by every student of the batch) instead of the EMA teacher's. */
+  teacherOutput?: TeacherGlobal;
   /** Called after backward, before clipping (to inspect or log raw gradients). */
   afterBackward?: () => void;
 }
@@ -100,7 +102,7 @@ export function trainIteration(model: SSLMetaArch, optimizer: AdamW, batch: Coll
   applyOptimScheduler(optimizer.paramGroups, { lr: v.lr, wd: v.wd, lastLayerLr: v.lastLayerLr });
   optimizer.zeroGrad();
   const read = scope('trainIteration', () => {
-    const r = model.forwardBackward(batch, { teacherTemp: v.teacherTemp, iteration: o.iteration });
+    const r = model.forwardBackward(batch, { teacherTemp: v.teacherTemp, iteration: o.iteration, teacherOutput: o.teacherOutput });
     o.afterBackward?.();
     const names: string[] = [];
     const values: Tensor[] = [];

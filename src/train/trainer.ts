@@ -24,8 +24,10 @@ import {
 } from './checkpointer.js';
 import { applyScalingRules, loadSSLConfig, writeResolvedConfig, type SSLConfig } from './config.js';
 import { MetricsLog, METRICS_FILE, type MetricsRecord, memoryMetrics, ProgressReporter, renderLossCurve } from './logging.js';
+import { gramLoadDue, gramRefreshDue, hasGramTeacher, loadGramTeacherCheckpoint, officialGramUpdatesBefore } from './gram.js';
 import { buildSchedulers, type TrainSchedules } from './schedules.js';
-import { SSLMetaArch } from './ssl_meta_arch.js';
+import { initStudentFromTeacherCheckpoint } from './stages.js';
+import { SSLMetaArch, type TeacherGlobal } from './ssl_meta_arch.js';
 import { buildOptimizer, scheduleValues, trainIteration, type IterationMetrics } from './train.js';
 
 /** A data source whose position can be saved and restored (the loader of `src/data/loader.ts` is one). */
@@ -127,6 +129,9 @@ export class Trainer {
     const t = new Trainer(cfg, o);
     try {
       if (o.initBackbone) await t.#initBackbone(o.initBackbone);
+      // official SSLMetaArch.init_weights: student ← student.resume_from_teacher_chkpt, gram teacher ← gram.ckpt
+      if (cfg.student.resume_from_teacher_chkpt) await initStudentFromTeacherCheckpoint(t.model, cfg.student.resume_from_teacher_chkpt);
+      if (hasGramTeacher(cfg) && cfg.gram.ckpt != null) await loadGramTeacherCheckpoint(t.model, cfg.gram.ckpt);
       if (o.resume && o.outDir) await t.#resume(o.outDir);
       if (o.outDir) {
         await writeResolvedConfig(o.outDir, cfg);
@@ -151,10 +156,10 @@ export class Trainer {
   }
 
   /** Runs iteration `this.iteration` on `batch` (schedules at that iteration) and advances. */
-  step(batch: CollatedBatch): IterationMetrics {
+  step(batch: CollatedBatch, extra: { teacherOutput?: TeacherGlobal } = {}): IterationMetrics {
     const it = this.iteration;
     const g = this.cfg.gram;
-    if (g.use_loss && g.it_load_ema_teacher === it) this.model.gramLoadEmaTeacher();
+    if (gramLoadDue(this.cfg, it)) this.model.gramLoadEmaTeacher();
     if (g.use_loss && g.ckpt == null && g.ema_teacher === false && !this.model.gramTeacherInitialized && it > g.it_load_ema_teacher && g.it_load_ema_teacher >= 0) {
       // resumed past the load iteration without a saved gram teacher: reload it from the EMA teacher
       this.model.gramLoadEmaTeacher();
@@ -165,17 +170,11 @@ export class Trainer {
       clipGrad: this.cfg.optim.clip_grad,
       nonFiniteStreak: this.#nonFiniteStreak,
       maxNonFinite: this.#o.maxNonFinite,
+      teacherOutput: extra.teacherOutput,
     });
     this.#nonFiniteStreak = m.stepped ? 0 : this.#nonFiniteStreak + 1;
     // Gram refresh after the iteration (official do_train: (it + 1) >= it_first_update and (it + 1) % frequency == 0).
-    if (
-      g.use_loss &&
-      g.rep_update &&
-      this.model.gramTeacher &&
-      it + 1 >= g.it_first_update &&
-      (it + 1) % g.update_frequency === 0 &&
-      (g.max_updates == null || this.#numGramUpdates < g.max_updates)
-    ) {
+    if (this.model.gramTeacher && gramRefreshDue(this.cfg, it, this.#numGramUpdates)) {
       this.model.updateGram();
       this.#numGramUpdates++;
       m.gram_teacher_updates = this.#numGramUpdates;
@@ -282,21 +281,26 @@ export class Trainer {
       };
       this.model.student.loadStateDict(need('student'), { strict: true });
       this.model.teacher.loadStateDict(need('teacher'), { strict: true });
-      if (this.model.gramTeacher && t.gram_teacher) this.model.gramTeacher.loadStateDict(t.gram_teacher, { strict: true });
+      const json = ck.json as { trainer: TrainState; optimizer: OptimizerJson };
+      const s = json.trainer;
+      // A saved gram teacher that holds weights replaces the one from gram.ckpt (official load_checkpoint after
+      // init_weights); one saved before its first load does not.
+      if (this.model.gramTeacher && t.gram_teacher && s.gramTeacherInitialized) {
+        this.model.gramTeacher.loadStateDict(t.gram_teacher, { strict: true });
+        this.model.gramTeacherInitialized = true;
+      }
       const losses = t.losses;
       if (losses) {
         const pick = (p: string) => new Map([...losses].filter(([k]) => k.startsWith(`${p}.`)).map(([k, v]) => [k.slice(p.length + 1), v]));
         this.model.dinoLoss.loadStateDict(pick('dino_loss'));
         this.model.ibotPatchLoss.loadStateDict(pick('ibot_patch_loss'));
       }
-      const json = ck.json as { trainer: TrainState; optimizer: OptimizerJson };
       this.optimizer.loadStateDict(optimizerFromCheckpoint(need('optimizer'), json.optimizer));
       restoreGeneratorStates(need('rng'), { model: this.generator });
-      const s = json.trainer;
       this.iteration = s.iteration;
       this.#nonFiniteStreak = s.nonFiniteStreak;
-      this.#numGramUpdates = s.numGramUpdates;
-      this.model.gramTeacherInitialized = s.gramTeacherInitialized;
+      // official do_train recounts the refreshes from the (possibly new) config rather than saving them
+      this.#numGramUpdates = officialGramUpdatesBefore(this.cfg, s.iteration);
       const data = this.#o.data;
       if (s.data != null && data && typeof data.setState === 'function') data.setState(s.data);
       this.#lastCheckpoint = ck.path;

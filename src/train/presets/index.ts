@@ -1,5 +1,6 @@
 // Built-in SSL training presets. Each is a partial config merged onto the official defaults by `loadSSLConfig`.
 import type { SSLConfigInput } from '../config.js';
+import { stagePresets } from './stages.js';
 
 /** `dinov3/configs/ssl_default_config.yaml` itself. */
 const ssl_default: SSLConfigInput = {};
@@ -68,4 +69,4 @@ const cpu_vits_tiny: SSLConfigInput = {
 };
 
 /** Every built-in preset by name. */
-export const SSL_PRESETS = { ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny } as const satisfies Record<string, SSLConfigInput>;
+export const SSL_PRESETS: Readonly<Record<string, SSLConfigInput>> = { ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny, ...stagePresets() };

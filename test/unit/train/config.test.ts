@@ -37,7 +37,11 @@ describe('defaults', () => {
   test('presets: ssl_default is the defaults; vitl_im1k_lin834 equals the official file merged onto them', async () => {
     expect(await loadSSLConfig('ssl_default')).toEqual(defaultSSLConfig());
     expect(await loadSSLConfig('vitl_im1k_lin834')).toEqual(await readJson('vitl_im1k_lin834.merged.json'));
-    expect(sslPresetNames()).toEqual(['ssl_default', 'vitl_im1k_lin834', 'cpu_tiny_fmnist', 'cpu_vits_tiny']);
+    expect(sslPresetNames()).toEqual([
+      'ssl_default', 'vitl_im1k_lin834', 'cpu_tiny_fmnist', 'cpu_vits_tiny',
+      ...['vits16', 'vitb16', 'vitl16'].flatMap((m) => ['pretrain', 'gram_anchor', 'high_res_adapt'].map((s) => `${m}_${s}`)),
+      'dinov3_vit7b16_pretrain', 'dinov3_vit7b16_gram_anchor', 'dinov3_vit7b16_high_res_adapt',
+    ]);
   });
 
   test('the 7B pretraining file (schedules v2, nulls for v1 keys, keys the default lacks) loads as OmegaConf merges it', async () => {
@@ -152,7 +156,7 @@ describe('files and overrides', () => {
     await expect(loadSSLConfig('ssl_default', ['optim.lrr=1'])).rejects.toThrow(/^✖ Unrecognized key: "lrr" \(did you mean "lr"\?\)\n {2}→ at optim$/);
     await expect(loadSSLConfig('ssl_default', ['train.seed=abc'])).rejects.toThrow(/^✖ Invalid input: expected number, received string\n {2}→ at train\.seed$/);
     await expect(loadSSLConfig('cpu_tiny_fmnst')).rejects.toThrow(
-      'unknown SSL config preset "cpu_tiny_fmnst" (did you mean "cpu_tiny_fmnist"?); known: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny (or a .yaml/.json file)',
+      'unknown SSL config preset "cpu_tiny_fmnst" (did you mean "cpu_tiny_fmnist"?); known: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny, vits16_pretrain, vits16_gram_anchor, vits16_high_res_adapt, vitb16_pretrain, vitb16_gram_anchor, vitb16_high_res_adapt, vitl16_pretrain, vitl16_gram_anchor, vitl16_high_res_adapt, dinov3_vit7b16_pretrain, dinov3_vit7b16_gram_anchor, dinov3_vit7b16_high_res_adapt (or a .yaml/.json file)',
     );
   });
 
