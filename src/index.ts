@@ -16,7 +16,7 @@ export { Module, type StateDict } from './nn/module.js';
 export * from './nn/layers.js';
 export * as init from './nn/init.js';
 export * from './optim/index.js';
-export * from './dist/process_group.js';
+export * from './distributed/process_group.js';
 export * from './layers/dino_head.js';
 export * from './loss/sinkhorn.js';
 export * from './loss/dino_clstoken_loss.js';
