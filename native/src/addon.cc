@@ -25,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDevice(env, exports);
   InitFused(env, exports);
   InitThreads(env, exports);
+  InitDistributed(env, exports);
   return exports;
 }
 
