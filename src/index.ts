@@ -17,6 +17,8 @@ export * from './nn/layers.js';
 export * as init from './nn/init.js';
 export * from './optim/index.js';
 export * from './distributed/process_group.js';
+export * from './distributed/env.js';
+export * from './distributed/c10d.js';
 export * from './layers/dino_head.js';
 export * from './loss/sinkhorn.js';
 export * from './loss/dino_clstoken_loss.js';

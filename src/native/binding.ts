@@ -14,6 +14,9 @@ export type NativeGenerator = { readonly __nativeGenerator: unique symbol };
 /** Opaque native CUDA stream and event handles (only created by CUDA builds). */
 export type NativeCudaStream = { readonly __nativeCudaStream: unique symbol };
 export type NativeCudaEvent = { readonly __nativeCudaEvent: unique symbol };
+/** Opaque native c10d process group and work handles (distributed/c10d.cc). */
+export type NativeDistGroup = { readonly __nativeDistGroup: unique symbol };
+export type NativeDistWork = { readonly __nativeDistWork: unique symbol };
 
 type T = NativeTensor;
 type Num = number;
@@ -21,6 +24,13 @@ type MaybeT = T | null | undefined;
 type Operand = T | number | boolean;
 type Dtype = string;
 type Dev = string;
+
+/** Ranks whose heartbeat stopped (`closed`: those that closed their group on purpose); storeError when the store is gone. */
+export interface DistProbe {
+  silent: number[];
+  closed: number[];
+  storeError: string | null;
+}
 
 export interface NativeBinding {
   // ---- core (tensor/tensor_core.cc) ----
@@ -281,6 +291,26 @@ export interface NativeBinding {
   fusedLinear(x: T, weight: T, bias?: MaybeT): T;
   /** x + gamma ⊙ y (x + y without gamma). */
   residualScale(x: T, y: T, gamma?: MaybeT): T;
+  // ---- distributed (distributed/c10d.cc) ----
+  distBackends(): string[];
+  distCreate(o: {
+    host: string; port: Num; rank: Num; worldSize: Num; isServer: boolean; backend: string; prefix: string;
+    deviceHostname?: string; deviceInterface?: string; timeoutMs: Num; heartbeatMs: Num; threads?: Num;
+  }): Promise<NativeDistGroup>;
+  distInfo(g: NativeDistGroup): { rank: number; worldSize: number; backend: string; host: string; port: number };
+  distDestroy(g: NativeDistGroup): void;
+  distAllReduce(g: NativeDistGroup, t: T, op: 'sum' | 'max' | 'min' | 'product'): NativeDistWork;
+  distAllGatherInto(g: NativeDistGroup, output: T, input: T): NativeDistWork;
+  distReduceScatter(g: NativeDistGroup, output: T, input: T): NativeDistWork;
+  distAllToAll(g: NativeDistGroup, output: T, input: T): NativeDistWork;
+  distBroadcast(g: NativeDistGroup, t: T, src: Num): NativeDistWork;
+  distBarrier(g: NativeDistGroup): NativeDistWork;
+  distAllGatherAutograd(g: NativeDistGroup, t: T): T;
+  distWait(w: NativeDistWork, timeoutMs: Num): void;
+  distWaitAsync(w: NativeDistWork, timeoutMs: Num): Promise<void>;
+  distIsCompleted(w: NativeDistWork): boolean;
+  distProbe(g: NativeDistGroup, windowMs: Num): Promise<DistProbe>;
+  distProbeSync(g: NativeDistGroup, windowMs: Num): DistProbe;
   // ---- threads (tensor/threads.cc) ----
   threadingInfo(): {
     intraOp: number;
