@@ -155,6 +155,8 @@ export class C10dProcessGroup implements CollectiveGroup {
       why = parts.join('; ');
     }
     const code: ErrorCode = failed.length > 0 ? 'ERR_DIST_PEER' : ((e as { code?: ErrorCode }).code ?? 'ERR_DIST_NETWORK');
+    if (!why && code === 'ERR_DIST_TIMEOUT')
+      why = `no rank failed, but the collective did not complete within ${this.timeoutMs} ms (every rank must issue the same collectives in the same order)`;
     const msg = why ? `rank ${this.rank}: ${why}; ${base}` : `rank ${this.rank}: ${base}`;
     const err = new DistributedError(msg, code.startsWith('ERR_DIST_') ? code : 'ERR_DIST_NETWORK', failed, { cause: e });
     this.#failure = err;

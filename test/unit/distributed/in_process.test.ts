@@ -2,7 +2,7 @@
 // the JS thread the other needs.
 import { afterAll, describe, expect, test } from 'vitest';
 
-import { type C10dProcessGroup, initProcessGroup, tensor, zeros } from '../../../src/index.js';
+import { type C10dProcessGroup, DistributedError, initProcessGroup, tensor, zeros } from '../../../src/index.js';
 import { freePort } from './helpers.js';
 
 describe('C10dProcessGroup, two ranks in one process', () => {
@@ -45,5 +45,50 @@ describe('C10dProcessGroup, two ranks in one process', () => {
 
     await Promise.all(pgs.map((p) => p.barrier().wait()));
     for (const t of [...xs, ...ys, ...zs, ...outs, ...ins, ...rsIn, ...rsOut, ...b]) t.dispose();
+  });
+
+  test('no store to reach: ERR_DIST_STORE within the timeout, naming the address', async () => {
+    const port = await freePort();
+    const t0 = Date.now();
+    const e = await initProcessGroup({ rank: 1, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 1500 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DistributedError);
+    expect((e as DistributedError).code).toBe('ERR_DIST_STORE');
+    expect((e as Error).message).toMatch(
+      new RegExp(`^distributed\\.init: rank 1 could not reach the rendezvous store at 127\\.0\\.0\\.1:${port} within 1500 ms \\(is rank 0 running`),
+    );
+    expect(Date.now() - t0).toBeLessThan(8000);
+  });
+
+  test('a rank missing from the rendezvous: ERR_DIST_TIMEOUT within the timeout', async () => {
+    const port = await freePort();
+    const t0 = Date.now();
+    const e = await initProcessGroup({ rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 1500 }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DistributedError);
+    expect((e as DistributedError).code).toBe('ERR_DIST_TIMEOUT');
+    expect((e as Error).message).toMatch(/^distributed\.init: rank 0 of 2: the gloo rendezvous through 127\.0\.0\.1:\d+ did not complete within 1500 ms/);
+    expect(Date.now() - t0).toBeLessThan(8000);
+  });
+
+  test('bad options are refused before any connection', async () => {
+    await expect(initProcessGroup({ rank: 2, worldSize: 2, masterAddr: '127.0.0.1', masterPort: 1 })).rejects.toThrow(
+      'initProcessGroup: rank (2) must be below worldSize (2)',
+    );
+    await expect(initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 1, backend: 'nccl' })).rejects.toMatchObject({
+      code: 'ERR_DIST_BACKEND',
+      message: 'initProcessGroup: the nccl backend is not in this build (available: gloo)',
+    });
+  });
+
+  test('world size 1: a real group whose collectives are identities', async () => {
+    const port = await freePort();
+    const pg = await initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: port });
+    const x = tensor([1, 2]);
+    pg.allReduce(x, 'avg').waitSync();
+    const g = zeros([2]);
+    await pg.allGatherInto(g, x).wait();
+    expect([x.toArray(), g.toArray()]).toEqual([[1, 2], [1, 2]]);
+    pg.destroy();
+    x.dispose();
+    g.dispose();
   });
 });
