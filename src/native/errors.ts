@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'ERR_DIST_STORE'
   | 'ERR_DIST_NETWORK'
   | 'ERR_DIST_TIMEOUT'
-  | 'ERR_DIST_PEER';
+  | 'ERR_DIST_PEER'
+  | 'ERR_DIST_LAUNCH';
 
 /** Any error raised by libtorch that has no more specific class. */
 export class TorchError extends Error {
@@ -121,8 +122,9 @@ export class NanLossError extends Error {
 
 /**
  * A distributed run failed: rendezvous (ERR_DIST_STORE), a backend that is missing or was destroyed
- * (ERR_DIST_BACKEND), a collective that failed (ERR_DIST_NETWORK) or timed out (ERR_DIST_TIMEOUT), or a peer rank
- * that exited or stopped responding (ERR_DIST_PEER). `failedRanks` names the ranks found dead, when known.
+ * (ERR_DIST_BACKEND), a collective that failed (ERR_DIST_NETWORK) or timed out (ERR_DIST_TIMEOUT), a peer rank
+ * that exited or stopped responding (ERR_DIST_PEER), or a launch that was interrupted or could not start a worker
+ * (ERR_DIST_LAUNCH). `failedRanks` names the ranks found dead, when known.
  */
 export class DistributedError extends Error {
   readonly code: ErrorCode;
