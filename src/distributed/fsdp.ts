@@ -1,0 +1,332 @@
+// Fully sharded data parallelism over flat parameter units (RECIPE §9; the official code shards with
+// torch.distributed.fsdp.fully_shard per block, see dinov3/fsdp/ac_compile_parallelize.py::ac_compile_parallelize).
+//
+// Each unit (a submodule such as a transformer block, plus a root unit for the parameters outside every unit) has its
+// parameters flattened in registration order into one fp32 buffer padded to a multiple of the world size W; rank r
+// keeps elements [r·S, (r+1)·S) (S = padded / W) as its master shard and its gradient shard. Between steps the
+// module's parameters are empty: only the shards live. A unit's forward first all-gathers its parameters (the next
+// unit's gather is issued at the same time, so it overlaps this unit's compute) and points each parameter at its slice
+// of the gathered buffer (parameter substitution, the Tensor objects and their autograd identity are kept).
+//   SHARD_GRAD_OP (the official default): parameters stay gathered from forward to the end of backward.
+//   FULL_SHARD: a unit's parameters are freed right after its forward (peak = one unit + the prefetched one) and
+//     gathered again before backward.
+// `backward(loss)` runs the backward pass, then reduce-scatters (averages) each unit's flat gradient into its
+// gradient shard (all units' reduce-scatters are in flight together) and frees the gathered parameters. The
+// optimizer works on `shardedParameters()`: per original parameter, the view of this rank's shard that holds its
+// elements, with its gradient view set, so parameter groups (weight decay, lr multipliers) stay per parameter.
+import { TorchRangeError } from '../native/errors.js';
+import { cat, flatten } from '../ops/shape.js';
+import { sum } from '../ops/reduce.js';
+import { empty, zeros } from '../tensor/creation.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { keep, scope } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Module, StateDict } from '../nn/module.js';
+import type { CollectiveGroup, Work } from './process_group.js';
+
+export type ShardingStrategy = 'FULL_SHARD' | 'SHARD_GRAD_OP';
+
+export interface FsdpOptions {
+  group: CollectiveGroup;
+  /** Default 'SHARD_GRAD_OP' (the official configs' default). */
+  strategy?: ShardingStrategy;
+  /**
+   * Submodules that are each one flat unit, in forward order (their forward is wrapped). Parameters outside them
+   * form the root unit, gathered at the root's forward. Default: every direct child.
+   */
+  units?: Module[];
+  /** Broadcast rank 0's parameter values before sharding (default true), so every rank starts from the same model. */
+  syncModuleStates?: boolean;
+}
+
+interface Segment {
+  name: string;
+  param: Tensor;
+  shape: number[];
+  offset: number; // in the flat buffer
+  numel: number;
+}
+
+type Forward = (...args: unknown[]) => unknown;
+
+class FlatUnit {
+  readonly segments: Segment[];
+  readonly numel: number;
+  readonly padded: number;
+  readonly shardSize: number;
+  readonly shard: Tensor;
+  readonly gradShard: Tensor;
+  /** Per segment, its part of this rank's shard (absent when none of its elements is here). */
+  readonly shardViews: { name: string; view: Tensor; grad: Tensor }[] = [];
+  #full: Tensor | null = null;
+  #pending: Work | null = null;
+  #empty: Tensor;
+
+  constructor(
+    readonly name: string,
+    params: [string, Tensor][],
+    readonly group: CollectiveGroup,
+    sync: boolean,
+  ) {
+    const W = group.worldSize;
+    let offset = 0;
+    this.segments = params.map(([n, p]) => {
+      const s = { name: n, param: p, shape: p.shape, offset, numel: p.numel };
+      offset += p.numel;
+      return s;
+    });
+    for (const s of this.segments)
+      if (s.param.dtype !== 'float32') throw new TorchRangeError(`FullyShardedModule: parameter "${s.name}" is ${s.param.dtype}; sharding keeps fp32 masters (convert the module to float32 first)`, 'ERR_INVALID_ARG');
+    this.numel = offset;
+    this.shardSize = Math.max(1, Math.ceil(offset / W));
+    this.padded = this.shardSize * W;
+    const device = this.segments[0]?.param.device ?? 'cpu';
+    this.#empty = keep(empty([0], { device }));
+    const flat = scope(() => {
+      const parts = this.segments.map((s) => flatten(s.param.detach()));
+      if (this.padded > offset) parts.push(zeros([this.padded - offset], { device }));
+      return cat(parts);
+    });
+    if (sync && W > 1) group.broadcast(flat, 0).waitSync();
+    const r = group.rank;
+    this.shard = keep(noGrad(() => scope(() => flat.narrow(0, r * this.shardSize, this.shardSize).clone())));
+    this.gradShard = keep(zeros([this.shardSize], { device }));
+    flat.dispose();
+    const lo = r * this.shardSize;
+    const hi = lo + this.shardSize;
+    for (const s of this.segments) {
+      const a = Math.max(lo, s.offset);
+      const b = Math.min(hi, s.offset + s.numel);
+      if (b > a) this.shardViews.push({ name: s.name, view: keep(this.shard.narrow(0, a - lo, b - a)), grad: keep(this.gradShard.narrow(0, a - lo, b - a)) });
+    }
+    this.release();
+  }
+
+  get gathered(): boolean {
+    return this.#full !== null;
+  }
+
+  /** Issues the all-gather of this unit's parameters (no-op when gathered or in flight). */
+  prefetch(): void {
+    if (this.#full || this.#pending) return;
+    const full = keep(empty([this.padded], { device: this.shard.device }));
+    this.#pending = this.group.allGatherInto(full, this.shard);
+    this.#fullInFlight = full;
+  }
+  #fullInFlight: Tensor | null = null;
+
+  /** Waits for the gather and points every parameter at its slice of the gathered buffer. */
+  gather(): void {
+    if (this.#full) return;
+    this.prefetch();
+    this.#pending!.waitSync();
+    this.#pending = null;
+    const full = this.#fullInFlight!;
+    this.#fullInFlight = null;
+    this.#full = full;
+    for (const s of this.segments) scope(() => s.param.replaceData(full.narrow(0, s.offset, s.numel).view(s.shape)));
+  }
+
+  /** Frees the gathered parameters (they become empty tensors until the next gather). */
+  release(): void {
+    for (const s of this.segments) s.param.replaceData(this.#empty);
+    this.#full?.dispose();
+    this.#full = null;
+  }
+
+  /** Issues the reduce-scatter (average over ranks) of the parameters' gradients into the gradient shard. */
+  reduceGradients(): { work: Work; flat: Tensor } {
+    const device = this.shard.device;
+    const flat = keep(
+      noGrad(() =>
+        scope(() => {
+          const parts = this.segments.map((s) => {
+            const g = s.param.grad;
+            return g ? flatten(g) : zeros([s.numel], { device });
+          });
+          if (this.padded > this.numel) parts.push(zeros([this.padded - this.numel], { device }));
+          return cat(parts);
+        }),
+      ),
+    );
+    for (const s of this.segments) s.param.grad = null;
+    return { work: this.group.reduceScatter(this.gradShard, flat, 'avg'), flat };
+  }
+
+  dispose(): void {
+    this.#pending?.waitSync();
+    this.#fullInFlight?.dispose();
+    this.release();
+    for (const v of this.shardViews) {
+      v.view.grad = null;
+      v.view.dispose();
+      v.grad.dispose();
+    }
+    this.shard.dispose();
+    this.gradShard.dispose();
+    this.#empty.dispose();
+  }
+}
+
+/**
+ * A module whose parameters, gradients and optimizer state are sharded over the ranks of `group`.
+ * @example
+ * const fsdp = new FullyShardedModule(model, { group: pg, units: model.blocks });
+ * const opt = new AdamW(fsdp.shardedParameters());
+ * const loss = lossOf(model.forward(x));   // the units gather their parameters as they run
+ * fsdp.backward(loss);                      // gradients reduce-scattered into the shards
+ * opt.step();
+ */
+export class FullyShardedModule<M extends Module> {
+  readonly strategy: ShardingStrategy;
+  readonly group: CollectiveGroup;
+  readonly #units: FlatUnit[];
+  readonly #root: FlatUnit;
+  readonly #restore: [Module, Forward][] = [];
+  #disposed = false;
+
+  constructor(
+    readonly module: M,
+    o: FsdpOptions,
+  ) {
+    this.group = o.group;
+    this.strategy = o.strategy ?? 'SHARD_GRAD_OP';
+    if (this.strategy !== 'FULL_SHARD' && this.strategy !== 'SHARD_GRAD_OP')
+      throw new TorchRangeError(`FullyShardedModule: strategy must be "FULL_SHARD" or "SHARD_GRAD_OP", received ${JSON.stringify(this.strategy)}`, 'ERR_INVALID_ARG');
+    const sync = o.syncModuleStates ?? true;
+    const unitModules = o.units ?? module.children().map(([, m]) => m);
+    const names = new Map(module.namedModules().map(([n, m]) => [m, n] as const));
+    const owned = new Set<Tensor>();
+    this.#units = unitModules.map((m, i) => {
+      const name = names.get(m);
+      if (name === undefined || name === '') throw new TorchRangeError(`FullyShardedModule: units[${i}] is not a submodule of the module`, 'ERR_INVALID_ARG');
+      const params = m.namedParameters(name).filter(([, t]) => !owned.has(t));
+      for (const [, t] of params) owned.add(t);
+      return new FlatUnit(name, params, this.group, sync);
+    });
+    this.#root = new FlatUnit('', module.namedParameters().filter(([, t]) => !owned.has(t)), this.group, sync);
+    // Pre-forward hooks: the root gathers its own parameters and prefetches the first unit; each unit waits for its
+    // gather and prefetches the next.
+    this.#wrap(module, () => {
+      this.#root.gather();
+      this.#units[0]?.prefetch();
+    }, null);
+    this.#units.forEach((u, i) => {
+      const m = unitModules[i]!;
+      this.#wrap(m, () => {
+        u.gather();
+        this.#units[i + 1]?.prefetch();
+      }, this.strategy === 'FULL_SHARD' ? () => u.release() : null);
+    });
+  }
+
+  #wrap(m: Module, before: () => void, after: (() => void) | null): void {
+    const host = m as unknown as { forward?: Forward };
+    const orig = host.forward;
+    if (typeof orig !== 'function') throw new TorchRangeError('FullyShardedModule: every unit needs a forward method', 'ERR_INVALID_ARG');
+    this.#restore.push([m, orig]);
+    const self = this;
+    host.forward = function (this: unknown, ...args: unknown[]): unknown {
+      self.#live('forward');
+      before();
+      const out = orig.apply(this, args);
+      after?.();
+      return out;
+    };
+  }
+
+  #live(op: string): void {
+    if (this.#disposed) throw new TorchRangeError(`FullyShardedModule.${op}: disposed`, 'ERR_INVALID_ARG');
+  }
+
+  /**
+   * Backward of `loss` (FULL_SHARD first gathers every unit again), then each unit's gradient averaged over the ranks
+   * into its gradient shard; the gathered parameters are freed. Every rank must call it once per step.
+   */
+  backward(loss: Tensor, opts: { retainGraph?: boolean } = {}): void {
+    this.#live('backward');
+    const all = [this.#root, ...this.#units];
+    if (this.strategy === 'FULL_SHARD') {
+      for (const u of all) u.prefetch();
+      for (const u of all) u.gather();
+    }
+    loss.backward({ retainGraph: opts.retainGraph ?? false });
+    // The units finish backward in reverse order: reduce the last first (as hooks would), all in flight together.
+    const inFlight = [...all].reverse().map((u) => u.reduceGradients());
+    for (const { work, flat } of inFlight) {
+      work.waitSync();
+      flat.dispose();
+    }
+    for (const u of all) {
+      u.release();
+      for (const v of u.shardViews) v.view.grad = v.grad;
+    }
+  }
+
+  /** Per original parameter with elements on this rank: its view of the master shard (what the optimizer updates). */
+  namedShardedParameters(): [string, Tensor][] {
+    return [this.#root, ...this.#units].flatMap((u) => u.shardViews.map((v) => [v.name, v.view] as [string, Tensor]));
+  }
+  shardedParameters(): Tensor[] {
+    return this.namedShardedParameters().map(([, t]) => t);
+  }
+
+  /** Drops the shard gradients (set again by the next backward). */
+  zeroGrad(): void {
+    for (const u of [this.#root, ...this.#units]) for (const v of u.shardViews) v.view.grad = null;
+  }
+
+  /**
+   * Scales the shard gradients so that their global L2 norm is at most `maxNorm`; returns the norm before clipping
+   * (torch.nn.utils.clip_grad_norm_ over the whole sharded module: the squared norms of the shards are all-reduced).
+   */
+  clipGradNorm_(maxNorm: number): number {
+    const sq = noGrad(() =>
+      scope(() => {
+        const s = zeros([1], { device: this.#root.gradShard.device });
+        for (const u of [this.#root, ...this.#units]) s.add_(sum(u.gradShard.mul(u.gradShard)));
+        return s;
+      }),
+    );
+    this.group.allReduce(sq, 'sum').waitSync();
+    const norm = Math.sqrt(sq.item());
+    sq.dispose();
+    const coef = maxNorm / (norm + 1e-6);
+    if (coef < 1) noGrad(() => [this.#root, ...this.#units].forEach((u) => u.gradShard.mul_(coef)));
+    return norm;
+  }
+
+  /** The full parameters (gathered on every rank; new tensors owned by the caller), by state-dict key. */
+  fullStateDict(): StateDict {
+    this.#live('fullStateDict');
+    const out: StateDict = new Map();
+    for (const u of [this.#root, ...this.#units]) {
+      const full = empty([u.padded], { device: u.shard.device });
+      this.group.allGatherInto(full, u.shard).waitSync();
+      for (const s of u.segments) out.set(s.name, keep(noGrad(() => scope(() => full.narrow(0, s.offset, s.numel).view(s.shape).clone()))));
+      full.dispose();
+    }
+    return out;
+  }
+
+  /** Bytes held on this rank by the parameter shards and gradient shards (optimizer state: see the optimizer). */
+  shardBytes(): { params: number; grads: number; unshardedParams: number } {
+    const units = [this.#root, ...this.#units];
+    return {
+      params: units.reduce((a, u) => a + u.shardSize * 4, 0),
+      grads: units.reduce((a, u) => a + u.shardSize * 4, 0),
+      unshardedParams: units.reduce((a, u) => a + u.numel * 4, 0),
+    };
+  }
+
+  /** Frees the shards and restores the module's forward methods (its parameters stay empty). Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const [m, f] of this.#restore) (m as unknown as { forward: Forward }).forward = f;
+    for (const u of [this.#root, ...this.#units]) u.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,131 @@
+// Sharded training of a small MLP: 2 Gloo ranks (each with half the global batch) match one process on the whole
+// batch, for FULL_SHARD and SHARD_GRAD_OP, with SGD and AdamW; each rank holds half the parameter and optimizer bytes.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+
+import { AdamW, FullyShardedModule, Linear, LocalProcessGroup, manualSeed, memory, Module, mseLoss, randn, Generator, scope, type Tensor } from '../../../src/index.js';
+import { compileLibrary } from '../lifecycle/compiled_library.js';
+import { emitted, runRanks } from './helpers.js';
+
+let lib: { indexUrl: string; cleanup: () => void };
+beforeAll(() => {
+  lib = compileLibrary();
+});
+afterAll(() => lib.cleanup());
+
+const STEPS = 5;
+const B = 8;
+
+// The model and the loop, shared by the ranks (sharded) and by the one-process reference (plain).
+const train = (o: { sharded: boolean; strategy?: string; optim: 'sgd' | 'adamw' }) => `
+  class MLP extends lib.Module {
+    constructor() {
+      super();
+      this.fc1 = this.registerModule('fc1', new lib.Linear(6, 8));
+      this.fc2 = this.registerModule('fc2', new lib.Linear(8, 8));
+      this.fc3 = this.registerModule('fc3', new lib.Linear(8, 3));
+      this.scale = this.registerParameter('scale', lib.ones([3]));
+    }
+    forward(x) { return this.fc3.forward(this.fc2.forward(this.fc1.forward(x).relu()).tanh()).mul(this.scale); }
+  }
+  lib.manualSeed(${o.sharded ? 'rank' : '0'} * 1000); // different inits on the ranks: syncModuleStates broadcasts rank 0's
+  const model = new MLP();
+  const pg = ${o.sharded ? 'await lib.initProcessGroup({ timeoutMs: 30000 })' : 'new lib.LocalProcessGroup()'};
+  const fsdp = ${o.sharded ? `new lib.FullyShardedModule(model, { group: pg, strategy: '${o.strategy}', units: [model.fc1, model.fc2, model.fc3] })` : 'null'};
+  const params = fsdp ? fsdp.shardedParameters() : model.parameters();
+  const opt = ${o.optim === 'adamw' ? 'new lib.AdamW(params, { lr: 0.05, weightDecay: 0.1 })' : 'null'};
+  const n = ${B} / pg.worldSize;
+  const losses = [];
+  for (let step = 0; step < ${STEPS}; step++) {
+    const x = lib.randn([${B}, 6], { generator: new lib.Generator(100 + step) }).narrow(0, pg.rank * n, n);
+    const y = lib.randn([${B}, 3], { generator: new lib.Generator(200 + step) }).narrow(0, pg.rank * n, n);
+    const loss = lib.mseLoss(model.forward(x), y);
+    if (fsdp) fsdp.backward(loss); else loss.backward();
+    losses.push(loss.item());
+    if (opt) opt.step();
+    else lib.noGrad(() => { for (const p of params) p.sub_(p.grad.mul(0.1)); });
+    if (!fsdp) model.zeroGrad();
+  }
+  const sd = fsdp ? fsdp.fullStateDict() : model.stateDict();
+  const between = model.parameters().map((p) => p.numel);
+  emit({ losses, params: Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()])), between,
+         bytes: fsdp ? fsdp.shardBytes() : null, optBytes: opt ? opt.stateDict().state.flatMap((s) => [...s.expAvg, ...s.expAvgSq]).reduce((a, t) => a + t.numel * 4, 0) : null });
+  if (fsdp) pg.destroy();`;
+
+type Out = { losses: number[]; params: Record<string, number[]>; between: number[]; bytes: { params: number; grads: number; unshardedParams: number } | null; optBytes: number | null };
+
+describe('FullyShardedModule', () => {
+  for (const optim of ['sgd', 'adamw'] as const) {
+    let reference: Out;
+    test(`${optim}: one-process reference`, async () => {
+      const [r] = await runRanks(1, lib.indexUrl, train({ sharded: false, optim }));
+      expect(r!.stderr).toBe('');
+      reference = emitted(r!)[0] as Out;
+      expect(reference.losses).toHaveLength(STEPS);
+    });
+    for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD'])
+      test(`${optim}, ${strategy}: 2 ranks × ${B / 2} samples = 1 process × ${B} (losses and parameters within 1e-5)`, async () => {
+        const rs = await runRanks(2, lib.indexUrl, train({ sharded: true, strategy, optim }));
+        for (const r of rs) expect({ rank: r.rank, code: r.code, stderr: r.stderr }).toEqual({ rank: r.rank, code: 0, stderr: '' });
+        const [a, b] = rs.map((r) => emitted(r)[0] as Out);
+        const rel = (x: number, y: number, scale: number) => Math.abs(x - y) / Math.max(scale, 1e-12);
+        // The global loss is the mean of the ranks' losses (equal local batches).
+        a!.losses.forEach((l, i) => expect(rel((l + b!.losses[i]!) / 2, reference.losses[i]!, Math.abs(reference.losses[i]!))).toBeLessThanOrEqual(1e-5));
+        expect(reference.losses[STEPS - 1]).not.toBeCloseTo(reference.losses[0]!, 3); // it trained
+        for (const [k, ref] of Object.entries(reference.params)) {
+          const scale = Math.max(...ref.map(Math.abs));
+          for (const got of [a!.params[k]!, b!.params[k]!]) expect(Math.max(...got.map((v, i) => rel(v, ref[i]!, scale))), k).toBeLessThanOrEqual(1e-5);
+        }
+        // Between steps the module's parameters are empty; each rank holds half of the (padded) flat parameters.
+        expect(a!.between).toEqual([0, 0, 0, 0, 0, 0, 0]);
+        const total = reference.params ? Object.values(reference.params).reduce((s, v) => s + v.length, 0) : 0;
+        expect(a!.bytes).toEqual({ params: 4 * (28 + 36 + 14 + 2), grads: 4 * (28 + 36 + 14 + 2), unshardedParams: 4 * total });
+        if (optim === 'adamw') {
+          expect(a!.optBytes! + b!.optBytes!).toBe(2 * 4 * total); // two fp32 moments, split between the ranks
+          expect(Math.max(a!.optBytes!, b!.optBytes!)).toBeLessThanOrEqual(4 * (28 + 36 + 14 + 2) * 2);
+        }
+      });
+  }
+
+  test('world size 1 (LocalProcessGroup): same as plain training, and no tensor leaks once disposed', () => {
+    class Net extends Module {
+      readonly a: Linear;
+      readonly b: Linear;
+      constructor() {
+        super();
+        this.a = this.registerModule('a', new Linear(4, 5));
+        this.b = this.registerModule('b', new Linear(5, 2));
+      }
+      forward(x: Tensor): Tensor {
+        return this.b.forward(this.a.forward(x).relu());
+      }
+    }
+    const run = (sharded: boolean) => {
+      manualSeed(3);
+      const net = new Net();
+      const fsdp = sharded ? new FullyShardedModule(net, { group: new LocalProcessGroup(), strategy: 'FULL_SHARD' }) : null;
+      const opt = new AdamW(fsdp ? fsdp.shardedParameters() : net.parameters(), { lr: 0.1 });
+      for (let i = 0; i < 3; i++)
+        scope(() => {
+          const loss = mseLoss(net.forward(randn([6, 4], { generator: new Generator(i) })), randn([6, 2], { generator: new Generator(10 + i) }));
+          if (fsdp) fsdp.backward(loss);
+          else loss.backward();
+          opt.step();
+          net.zeroGrad();
+        });
+      const sd = fsdp ? fsdp.fullStateDict() : new Map([...net.stateDict()].map(([k, t]) => [k, t.clone()]));
+      const out = Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()]));
+      for (const t of sd.values()) t.dispose();
+      opt.dispose();
+      fsdp?.dispose();
+      net.dispose();
+      return out;
+    };
+    const before = memory().liveTensors;
+    const plain = run(false);
+    expect(memory().liveTensors).toBe(before);
+    const sharded = run(true);
+    expect(Object.keys(sharded)).toEqual(['a.weight', 'a.bias', 'b.weight', 'b.bias']);
+    for (const k of Object.keys(plain)) expect(sharded[k]!.map((v, i) => Math.abs(v - plain[k]![i]!)).every((d) => d <= 1e-6), k).toBe(true);
+    expect(memory().liveTensors).toBe(before);
+  });
+});
