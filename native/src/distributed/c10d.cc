@@ -28,6 +28,7 @@
 #endif
 
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -67,6 +68,7 @@ struct Group {
   std::mutex hbMutex;
   std::condition_variable hbCv;
   bool hbStop = false;
+  bool hbExited = false;
   ms hbInterval{500};
 
   void StartHeartbeat() {
@@ -83,12 +85,22 @@ struct Group {
         } catch (...) {
           // The store is gone (its host exited): the collectives will fail and the probe will say so.
           lock.lock();
-          return;
+          break;
         }
         lock.lock();
         hbCv.wait_for(lock, hbInterval, [this] { return hbStop; });
       }
+      hbExited = true;
+      hbCv.notify_all();
     });
+  }
+  // At process exit: asks the thread to stop and gives it a moment, without joining (a store that hangs must not
+  // hold the exit up), so that it is not inside the store while libtorch's statics are destroyed.
+  void StopHeartbeatAtExit() {
+    std::unique_lock<std::mutex> lock(hbMutex);
+    hbStop = true;
+    hbCv.notify_all();
+    if (hb.joinable()) hbCv.wait_for(lock, ms(1000), [this] { return hbExited; });
   }
   void StopHeartbeat() {
     {
@@ -106,6 +118,18 @@ std::mutex gRegistryMutex;
 std::map<int64_t, std::weak_ptr<Group>> gRegistry;
 std::atomic<int64_t> gNextId{1};
 
+void StopAllHeartbeatsAtExit() {
+  std::vector<std::shared_ptr<Group>> live;
+  {
+    std::lock_guard<std::mutex> lock(gRegistryMutex);
+    for (auto& [id, w] : gRegistry)
+      if (auto g = w.lock()) live.push_back(std::move(g));
+  }
+  for (auto& g : live) g->StopHeartbeatAtExit();
+  // The groups (and their threads) are deliberately leaked: the process is ending.
+  for (auto& g : live) new std::shared_ptr<Group>(std::move(g));
+}
+
 std::shared_ptr<Group> FindGroup(int64_t id) {
   std::lock_guard<std::mutex> lock(gRegistryMutex);
   auto it = gRegistry.find(id);
@@ -119,8 +143,8 @@ struct Pending {
   std::function<void()> post;
   std::string what;  // "allReduce(sum) float32 [4]", for messages
   bool nccl = false;
-  std::mutex m;
-  bool finished = false;
+  std::mutex m;  // held by the waiter (one at a time); `finished` can be read without it
+  std::atomic<bool> finished{false};
   std::exception_ptr error;
 
   void Wait(ms timeout) {
@@ -140,10 +164,9 @@ struct Pending {
     }
     finished = true;
   }
-  bool Completed() {
-    std::lock_guard<std::mutex> lock(m);
-    return finished || work->isCompleted();
-  }
+  // Never blocks (a waiter may hold `m` for the whole collective). A finished work whose local part has not run yet
+  // counts as not completed.
+  bool Completed() { return finished.load() || (!post && work->isCompleted()); }
 };
 
 std::shared_ptr<Group>& GroupArg(const Args& a, size_t i) {
@@ -371,6 +394,8 @@ class CreateWorker : public Napi::AsyncWorker {
                " ms (every rank must join with the same world size): " + m);
       return;
     }
+    static std::once_flag atExit;
+    std::call_once(atExit, [] { std::atexit(StopAllHeartbeatsAtExit); });
     g->id = gNextId++;
     {
       std::lock_guard<std::mutex> lock(gRegistryMutex);
