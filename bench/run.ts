@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['op_overhead', 'losses', 'features'] as const;
+const BENCHES = ['op_overhead', 'losses', 'features', 'distributed'] as const;
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const at = argv.indexOf('--only');
