@@ -21,6 +21,7 @@ export * from './distributed/env.js';
 export * from './distributed/c10d.js';
 export * from './distributed/launch.js';
 export * from './distributed/fsdp.js';
+export * from './distributed/fsdp_checkpoint.js';
 export * from './layers/dino_head.js';
 export * from './loss/sinkhorn.js';
 export * from './loss/dino_clstoken_loss.js';

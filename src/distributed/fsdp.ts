@@ -49,7 +49,17 @@ interface Segment {
 
 type Forward = (...args: unknown[]) => unknown;
 
-class FlatUnit {
+/** @internal What a sharded checkpoint needs to know of a flat unit. */
+export interface FlatUnitInfo {
+  readonly name: string;
+  readonly numel: number;
+  readonly shardSize: number;
+  readonly shard: Tensor;
+  readonly segments: readonly { name: string; shape: number[]; offset: number; numel: number }[];
+  readonly shardViews: readonly { name: string; view: Tensor; shardOffset: number }[];
+}
+
+class FlatUnit implements FlatUnitInfo {
   readonly segments: Segment[];
   readonly numel: number;
   readonly padded: number;
@@ -57,7 +67,7 @@ class FlatUnit {
   readonly shard: Tensor;
   readonly gradShard: Tensor;
   /** Per segment, its part of this rank's shard (absent when none of its elements is here). */
-  readonly shardViews: { name: string; view: Tensor; grad: Tensor }[] = [];
+  readonly shardViews: { name: string; view: Tensor; grad: Tensor; shardOffset: number }[] = [];
   #full: Tensor | null = null;
   #pending: Work | null = null;
   #empty: Tensor;
@@ -97,7 +107,13 @@ class FlatUnit {
     for (const s of this.segments) {
       const a = Math.max(lo, s.offset);
       const b = Math.min(hi, s.offset + s.numel);
-      if (b > a) this.shardViews.push({ name: s.name, view: keep(this.shard.narrow(0, a - lo, b - a)), grad: keep(this.gradShard.narrow(0, a - lo, b - a)) });
+      if (b > a)
+        this.shardViews.push({
+          name: s.name,
+          view: keep(this.shard.narrow(0, a - lo, b - a)),
+          grad: keep(this.gradShard.narrow(0, a - lo, b - a)),
+          shardOffset: a - lo,
+        });
     }
     this.release();
   }
@@ -261,6 +277,11 @@ export class FullyShardedModule<M extends Module> {
       u.release();
       for (const v of u.shardViews) v.view.grad = v.grad;
     }
+  }
+
+  /** @internal The flat units, root first (for sharded checkpoints). */
+  get flatUnits(): readonly FlatUnitInfo[] {
+    return [this.#root, ...this.#units];
   }
 
   /** Per original parameter with elements on this rank: its view of the master shard (what the optimizer updates). */
