@@ -18,7 +18,7 @@ import { TorchRangeError } from '../native/errors.js';
 import { cat, flatten } from '../ops/shape.js';
 import { sum } from '../ops/reduce.js';
 import { empty, zeros } from '../tensor/creation.js';
-import { noGrad } from '../tensor/grad_mode.js';
+import { isGradEnabled, noGrad } from '../tensor/grad_mode.js';
 import { keep, scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Module, StateDict } from '../nn/module.js';
@@ -143,8 +143,14 @@ class FlatUnit implements FlatUnitInfo {
     for (const s of this.segments) scope(() => s.param.replaceData(full.narrow(0, s.offset, s.numel).view(s.shape)));
   }
 
-  /** Frees the gathered parameters (they become empty tensors until the next gather). */
+  /** Frees the gathered parameters (they become empty tensors until the next gather); waits for a prefetch. */
   release(): void {
+    if (this.#pending) {
+      this.#pending.waitSync();
+      this.#pending = null;
+      this.#fullInFlight?.dispose();
+      this.#fullInFlight = null;
+    }
     for (const s of this.segments) s.param.replaceData(this.#empty);
     this.#full?.dispose();
     this.#full = null;
@@ -170,8 +176,6 @@ class FlatUnit implements FlatUnitInfo {
   }
 
   dispose(): void {
-    this.#pending?.waitSync();
-    this.#fullInFlight?.dispose();
     this.release();
     for (const v of this.shardViews) {
       v.view.grad = null;
@@ -223,20 +227,26 @@ export class FullyShardedModule<M extends Module> {
     this.#root = new FlatUnit('', module.namedParameters().filter(([, t]) => !owned.has(t)), this.group, sync);
     // Pre-forward hooks: the root gathers its own parameters and prefetches the first unit; each unit waits for its
     // gather and prefetches the next.
+    // Without autograd (an EMA teacher, evaluation) nothing needs the parameters after a forward: they are freed at
+    // once whatever the strategy.
     this.#wrap(module, () => {
       this.#root.gather();
       this.#units[0]?.prefetch();
-    }, null);
+    }, () => {
+      if (!isGradEnabled()) this.reshard();
+    });
     this.#units.forEach((u, i) => {
       const m = unitModules[i]!;
       this.#wrap(m, () => {
         u.gather();
         this.#units[i + 1]?.prefetch();
-      }, this.strategy === 'FULL_SHARD' ? () => u.release() : null);
+      }, () => {
+        if (this.strategy === 'FULL_SHARD' || !isGradEnabled()) u.release();
+      });
     });
   }
 
-  #wrap(m: Module, before: () => void, after: (() => void) | null): void {
+  #wrap(m: Module, before: () => void, after: () => void): void {
     const host = m as unknown as { forward?: Forward };
     const orig = host.forward;
     if (typeof orig !== 'function') throw new TorchRangeError('FullyShardedModule: every unit needs a forward method', 'ERR_INVALID_ARG');
@@ -246,7 +256,7 @@ export class FullyShardedModule<M extends Module> {
       self.#live('forward');
       before();
       const out = orig.apply(this, args);
-      after?.();
+      after();
       return out;
     };
   }
@@ -277,6 +287,23 @@ export class FullyShardedModule<M extends Module> {
       u.release();
       for (const v of u.shardViews) v.view.grad = v.grad;
     }
+  }
+
+  /**
+   * Frees every gathered parameter now (waiting for prefetches in flight). `backward` and no-grad forwards do it
+   * themselves; call it after a forward with autograd on that is not followed by `backward` (the gathered values
+   * would otherwise be reused by the next forward, stale once the shards have been stepped).
+   */
+  reshard(): void {
+    for (const u of [this.#root, ...this.#units]) u.release();
+  }
+
+  /**
+   * The master shard buffers, root first: the EMA teacher update on shards is
+   * `emaUpdate(teacher.flatShards(), student.flatShards(), m)` for a teacher sharded with the same units.
+   */
+  flatShards(): Tensor[] {
+    return [this.#root, ...this.#units].map((u) => u.shard);
   }
 
   /** @internal The flat units, root first (for sharded checkpoints). */

@@ -86,6 +86,54 @@ describe('FullyShardedModule', () => {
       });
   }
 
+  test('an EMA teacher sharded like the student: updated on the shards, its no-grad forward frees its parameters', async () => {
+    const body = (sharded: boolean) => `
+      class MLP extends lib.Module {
+        constructor() {
+          super();
+          this.fc1 = this.registerModule('fc1', new lib.Linear(6, 8));
+          this.fc2 = this.registerModule('fc2', new lib.Linear(8, 3));
+        }
+        forward(x) { return this.fc2.forward(this.fc1.forward(x).tanh()); }
+      }
+      lib.manualSeed(5);
+      const student = new MLP();
+      lib.manualSeed(5);
+      const teacher = new MLP();
+      const pg = ${sharded ? 'await lib.initProcessGroup({ timeoutMs: 30000 })' : 'new lib.LocalProcessGroup()'};
+      const wrap = (m) => ${sharded ? "new lib.FullyShardedModule(m, { group: pg, units: [m.fc1, m.fc2] })" : 'null'};
+      const fs = wrap(student), ft = wrap(teacher);
+      const opt = new lib.AdamW(fs ? fs.shardedParameters() : student.parameters(), { lr: 0.05 });
+      const probe = lib.randn([5, 6], { generator: new lib.Generator(9) });
+      const n = ${B} / pg.worldSize;
+      const outs = [];
+      for (let step = 0; step < 3; step++) {
+        const x = lib.randn([${B}, 6], { generator: new lib.Generator(100 + step) }).narrow(0, pg.rank * n, n);
+        const y = lib.randn([${B}, 3], { generator: new lib.Generator(200 + step) }).narrow(0, pg.rank * n, n);
+        const loss = lib.mseLoss(student.forward(x), y);
+        if (fs) fs.backward(loss); else loss.backward();
+        opt.step();
+        if (!fs) student.zeroGrad();
+        if (fs) lib.emaUpdate(ft.flatShards(), fs.flatShards(), 0.9); else lib.emaUpdate(teacher, student, 0.9);
+        outs.push(lib.noGrad(() => teacher.forward(probe)).toArray());
+      }
+      emit({ outs, between: teacher.parameters().map((p) => p.numel) });
+      ${sharded ? 'pg.destroy();' : ''}`;
+    const [ref] = (await runRanks(1, lib.indexUrl, body(false))).map((r) => emitted(r)[0] as { outs: number[][] });
+    const rs = await runRanks(2, lib.indexUrl, body(true));
+    for (const r of rs) expect({ rank: r.rank, code: r.code, stderr: r.stderr }).toEqual({ rank: r.rank, code: 0, stderr: '' });
+    for (const r of rs) {
+      const got = emitted(r)[0] as { outs: number[][]; between: number[] };
+      expect(got.between).toEqual([0, 0, 0, 0]);
+      got.outs.forEach((o, step) => {
+        const e = ref!.outs[step]!;
+        const scale = Math.max(...e.map(Math.abs));
+        expect(Math.max(...o.map((v, i) => Math.abs(v - e[i]!) / scale)), `step ${step}`).toBeLessThanOrEqual(1e-5);
+      });
+    }
+    expect(ref!.outs[2]).not.toEqual(ref!.outs[0]); // the teacher moved
+  });
+
   test('world size 1 (LocalProcessGroup): same as plain training, and no tensor leaks once disposed', () => {
     class Net extends Module {
       readonly a: Linear;
