@@ -2,7 +2,7 @@
 // the JS thread the other needs.
 import { afterAll, describe, expect, test } from 'vitest';
 
-import { type C10dProcessGroup, DistributedError, initProcessGroup, tensor, zeros } from '../../../src/index.js';
+import { type C10dProcessGroup, DistributedError, initProcessGroup, LocalProcessGroup, ones, tensor, TorchRangeError, zeros } from '../../../src/index.js';
 import { freePort } from './helpers.js';
 
 describe('C10dProcessGroup, two ranks in one process', () => {
@@ -90,5 +90,30 @@ describe('C10dProcessGroup, two ranks in one process', () => {
     pg.destroy();
     x.dispose();
     g.dispose();
+  });
+
+  test('bad collective arguments are refused before anything is sent', async () => {
+    const port = await freePort();
+    const pg = await initProcessGroup({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: port });
+    const local = new LocalProcessGroup();
+    const x = ones([2, 3]);
+    const xt = x.t();
+    const i = tensor([1, 2], { dtype: 'int64' });
+    for (const g of [pg, local]) {
+      expect(() => g.allReduce(i, 'avg')).toThrow(TorchRangeError);
+      expect(() => g.allReduce(i, 'avg')).toThrow('allReduce: op "avg" needs a floating-point tensor, received int64');
+      expect(() => g.allReduce(x, 'mean' as 'sum')).toThrow('allReduce: op must be one of "sum", "avg", "max", "min", "product", received "mean"');
+      expect(() => g.allGatherInto(zeros([3, 3]), x)).toThrow(
+        'allGatherInto: expected "output" to be "input"\'s dtype with 1 × its first dimension, received output float32 [3, 3] and input float32 [2, 3]',
+      );
+      expect(() => g.reduceScatter(zeros([2, 3]), zeros([2, 3], { dtype: 'float64' }))).toThrow(
+        'reduceScatter: expected "input" to be "output"\'s dtype with 1 × its first dimension, received input float64 [2, 3] and output float32 [2, 3]',
+      );
+    }
+    expect(() => pg.allReduce(xt)).toThrow('distAllReduce: "tensor" must be contiguous, received a strided float32 [3, 2]');
+    expect(() => pg.broadcast(x, 1)).toThrow('distBroadcast: src must be in [0, 1), received 1');
+    expect(() => local.broadcast(x, 1)).toThrow('broadcast: src must be 0 in a one-process group, received 1');
+    pg.destroy();
+    for (const t of [x, xt, i]) t.dispose();
   });
 });

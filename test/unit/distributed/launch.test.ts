@@ -39,6 +39,29 @@ describe('launch', () => {
     expect(JSON.parse(out.get(1)!)).toEqual({ env: ['1', '1', '0', '2', '2', '127.0.0.1'], run: true, sum: 3 });
   });
 
+  test('two "nodes" on this machine (nnodes 2, node ranks 0 and 1) form one group of 4', async () => {
+    const { findFreePort } = await import('../../../src/index.js');
+    const masterPort = await findFreePort();
+    const outs = [collect(), collect()];
+    const body = worker(`
+      const pg = await lib.initProcessGroup({ timeoutMs: 30000 });
+      const x = lib.tensor([2 ** pg.rank]);
+      await pg.allReduce(x).wait();
+      pg.destroy();
+      process.stdout.write(JSON.stringify({ rank: pg.rank, world: pg.worldSize, local: process.env.LOCAL_RANK, node: process.env.GROUP_RANK, sum: x.item() }));`);
+    const rs = await Promise.all(
+      [0, 1].map((nodeRank) => launch({ nprocPerNode: 2, nnodes: 2, nodeRank, masterAddr: '127.0.0.1', masterPort, parentEnv: {}, output: outs[nodeRank]!.output, argv: body })),
+    );
+    expect(rs.map((r) => r.role)).toEqual(['launcher', 'launcher']);
+    const got = outs.flatMap((o) => [...o.out.values()].map((v) => JSON.parse(v)));
+    expect(got.sort((a, b) => a.rank - b.rank)).toEqual([
+      { rank: 0, world: 4, local: '0', node: '0', sum: 15 },
+      { rank: 1, world: 4, local: '1', node: '0', sum: 15 },
+      { rank: 2, world: 4, local: '0', node: '1', sum: 15 },
+      { rank: 3, world: 4, local: '1', node: '1', sum: 15 },
+    ]);
+  });
+
   test('a failing worker is named and the others are stopped', async () => {
     const { out, output } = collect();
     const t0 = Date.now();
