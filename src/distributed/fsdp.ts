@@ -37,6 +37,12 @@ export interface FsdpOptions {
   units?: Module[];
   /** Broadcast rank 0's parameter values before sharding (default true), so every rank starts from the same model. */
   syncModuleStates?: boolean;
+  /**
+   * Methods of the module and of each unit that use their parameters, wrapped with the gather (and the release).
+   * Default: every method whose name starts with "forward" (forward, forwardList, forwardFeaturesList, …) and
+   * getIntermediateLayers. Nested calls of wrapped methods of one module act once, at the outermost.
+   */
+  methods?: readonly string[];
 }
 
 interface Segment {
@@ -202,7 +208,7 @@ export class FullyShardedModule<M extends Module> {
   readonly group: CollectiveGroup;
   readonly #units: FlatUnit[];
   readonly #root: FlatUnit;
-  readonly #restore: [Module, Forward][] = [];
+  readonly #restore: [Module, string, Forward | undefined][] = [];
   #disposed = false;
 
   constructor(
@@ -229,7 +235,7 @@ export class FullyShardedModule<M extends Module> {
     // gather and prefetches the next.
     // Without autograd (an EMA teacher, evaluation) nothing needs the parameters after a forward: they are freed at
     // once whatever the strategy.
-    this.#wrap(module, () => {
+    this.#wrap(module, o.methods, () => {
       this.#root.gather();
       this.#units[0]?.prefetch();
     }, () => {
@@ -237,7 +243,7 @@ export class FullyShardedModule<M extends Module> {
     });
     this.#units.forEach((u, i) => {
       const m = unitModules[i]!;
-      this.#wrap(m, () => {
+      this.#wrap(m, o.methods, () => {
         u.gather();
         this.#units[i + 1]?.prefetch();
       }, () => {
@@ -246,19 +252,34 @@ export class FullyShardedModule<M extends Module> {
     });
   }
 
-  #wrap(m: Module, before: () => void, after: () => void): void {
-    const host = m as unknown as { forward?: Forward };
-    const orig = host.forward;
-    if (typeof orig !== 'function') throw new TorchRangeError('FullyShardedModule: every unit needs a forward method', 'ERR_INVALID_ARG');
-    this.#restore.push([m, orig]);
+  // Replaces the module's parameter-using methods (own properties shadowing the prototype's) by wrappers that run
+  // `before` at the outermost call and `after` when it returns.
+  #wrap(m: Module, methods: readonly string[] | undefined, before: () => void, after: () => void): void {
+    const host = m as unknown as Record<string, unknown>;
+    const names = new Set<string>();
+    if (methods) for (const n of methods) names.add(n);
+    else
+      for (let proto = Object.getPrototypeOf(m) as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null)
+        for (const n of Object.getOwnPropertyNames(proto))
+          if ((n.startsWith('forward') || n === 'getIntermediateLayers') && typeof host[n] === 'function') names.add(n);
+    const wrapped = [...names].filter((n) => typeof host[n] === 'function');
+    if (wrapped.length === 0)
+      throw new TorchRangeError(`FullyShardedModule: ${m.constructor.name} has none of the methods to wrap (${methods ? methods.join(', ') : 'forward…'})`, 'ERR_INVALID_ARG');
+    let depth = 0;
     const self = this;
-    host.forward = function (this: unknown, ...args: unknown[]): unknown {
-      self.#live('forward');
-      before();
-      const out = orig.apply(this, args);
-      after();
-      return out;
-    };
+    for (const n of wrapped) {
+      const orig = host[n] as Forward;
+      this.#restore.push([m, n, Object.prototype.hasOwnProperty.call(m, n) ? orig : undefined]);
+      host[n] = function (this: unknown, ...args: unknown[]): unknown {
+        self.#live(n);
+        if (depth++ === 0) before();
+        try {
+          return orig.apply(this, args);
+        } finally {
+          if (--depth === 0) after();
+        }
+      };
+    }
   }
 
   #live(op: string): void {
@@ -344,16 +365,22 @@ export class FullyShardedModule<M extends Module> {
     return norm;
   }
 
-  /** The full parameters (gathered on every rank; new tensors owned by the caller), by state-dict key. */
+  /**
+   * The module's state dict with the full parameters (gathered on every rank) and copies of its persistent buffers,
+   * in the module's key order; new tensors owned by the caller. Every rank must call it.
+   */
   fullStateDict(): StateDict {
     this.#live('fullStateDict');
-    const out: StateDict = new Map();
+    const params = new Map<string, Tensor>();
     for (const u of [this.#root, ...this.#units]) {
       const full = empty([u.padded], { device: u.shard.device });
       this.group.allGatherInto(full, u.shard).waitSync();
-      for (const s of u.segments) out.set(s.name, keep(noGrad(() => scope(() => full.narrow(0, s.offset, s.numel).view(s.shape).clone()))));
+      for (const s of u.segments) params.set(s.name, keep(noGrad(() => scope(() => full.narrow(0, s.offset, s.numel).view(s.shape).clone()))));
       full.dispose();
     }
+    // The module's state-dict order, its persistent buffers included (copies).
+    const out: StateDict = new Map();
+    for (const [k, t] of this.module.stateDict()) out.set(k, params.get(k) ?? keep(noGrad(() => t.clone())));
     return out;
   }
 
@@ -371,7 +398,11 @@ export class FullyShardedModule<M extends Module> {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const [m, f] of this.#restore) (m as unknown as { forward: Forward }).forward = f;
+    for (const [m, n, own] of this.#restore) {
+      const host = m as unknown as Record<string, unknown>;
+      if (own) host[n] = own;
+      else delete host[n];
+    }
     for (const u of [this.#root, ...this.#units]) u.dispose();
   }
   [Symbol.dispose](): void {

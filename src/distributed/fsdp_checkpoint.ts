@@ -31,6 +31,8 @@ interface Manifest {
   version: 1;
   worldSize: number;
   units: ManifestUnit[];
+  /** The module's state-dict keys in order (parameters and persistent buffers; the buffers live in shard 0). */
+  keys: string[];
   /** AdamW step count, betas, eps and group hyperparameters (without the per-parameter steps), when saved. */
   optimizer: { step: number; betas: [number, number]; eps: number; paramGroups: Record<string, unknown>[] } | null;
 }
@@ -93,6 +95,7 @@ export async function saveShardedCheckpoint<M extends Module>(dir: string, fsdp:
     );
     optimizer = { step: sd.step, betas: sd.betas, eps: sd.eps, paramGroups: sd.paramGroups.map(({ steps: _s, ...hyper }) => hyper) };
   }
+  if (rank === 0) for (const [k, t] of fsdp.module.namedBuffers('', true)) tensors.set(`buffer.${k}`, raw(t));
   await writeSafetensorsFile(shardFile(dir, rank, worldSize), tensors, { format: FORMAT, rank: String(rank), steps: JSON.stringify(steps) });
   if (rank === 0) {
     const manifest: Manifest = {
@@ -100,6 +103,7 @@ export async function saveShardedCheckpoint<M extends Module>(dir: string, fsdp:
       version: 1,
       worldSize,
       units: units.map((u) => ({ name: u.name, numel: u.numel, segments: u.segments.map((s) => ({ ...s })) })),
+      keys: [...fsdp.module.stateDict().keys()],
       optimizer,
     };
     await atomicWriteFile(join(dir, 'manifest.json'), [Buffer.from(JSON.stringify(manifest, null, 1) + '\n')]);
@@ -176,6 +180,17 @@ export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp:
       }
     }
   }
+  // Persistent buffers, from shard 0.
+  const buffers = fsdp.module.namedBuffers('', true);
+  if (buffers.length) {
+    if (!files.has(0)) files.set(0, readSafetensorsFile(shardFile(dir, 0, m.worldSize)));
+    const f0 = await files.get(0)!;
+    for (const [k, t] of buffers) {
+      const r = f0.tensors.get(`buffer.${k}`);
+      if (!r) throw new CheckpointError(`${shardFile(dir, 0, m.worldSize)}: the buffer "${k}" is missing`);
+      noGrad(() => scope(() => t.copy_(fromBuffer(r.data.slice(), r.dtype, r.shape))));
+    }
+  }
   if (o.optimizer && sd && m.optimizer) {
     // Per-parameter steps: from any old shard that held part of the parameter (they agree).
     const steps = new Map<string, number>();
@@ -198,22 +213,28 @@ export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp:
 }
 
 /**
- * The full parameters of a sharded checkpoint, by state-dict key (no process group needed). With `prefix`, only the
+ * The module's state dict stored in a sharded checkpoint (full parameters and persistent buffers, in the module's
+ * key order; no process group needed). With `prefix`, only the
  * keys under it, with the prefix removed (e.g. 'backbone.' for the backbone); with `out`, also written there as one
  * .safetensors file (atomically).
  */
 export async function consolidateShardedCheckpoint(dir: string, o: { prefix?: string; out?: string } = {}): Promise<Map<string, RawTensor>> {
   const m = await readManifest(dir);
   const files = new Map<number, Promise<Awaited<ReturnType<typeof readSafetensorsFile>>>>();
-  const result = new Map<string, RawTensor>();
+  const all = new Map<string, RawTensor>();
   for (let k = 0; k < m.units.length; k++) {
     const u = m.units[k]!;
     const flat = await readRange(dir, m, files, k, 'params', 0, u.numel);
-    for (const s of u.segments) {
-      if (o.prefix !== undefined && !s.name.startsWith(o.prefix)) continue;
-      const part = flat.slice(s.offset, s.offset + s.numel);
-      result.set(o.prefix ? s.name.slice(o.prefix.length) : s.name, { dtype: 'float32', shape: s.shape, data: new Uint8Array(part.buffer) });
-    }
+    for (const s of u.segments) all.set(s.name, { dtype: 'float32', shape: s.shape, data: new Uint8Array(flat.slice(s.offset, s.offset + s.numel).buffer) });
+  }
+  if (!files.has(0)) files.set(0, readSafetensorsFile(shardFile(dir, 0, m.worldSize)));
+  for (const [name, r] of (await files.get(0)!).tensors) if (name.startsWith('buffer.')) all.set(name.slice(7), { ...r, data: r.data.slice() });
+  const result = new Map<string, RawTensor>();
+  for (const key of m.keys ?? [...all.keys()]) {
+    const r = all.get(key);
+    if (!r) throw new CheckpointError(`${dir}: "${key}" is listed in manifest.json but stored in no shard`);
+    if (o.prefix === undefined) result.set(key, r);
+    else if (key.startsWith(o.prefix)) result.set(key.slice(o.prefix.length), r);
   }
   if (o.out) await writeSafetensorsFile(o.out, result, { format: 'pt' });
   return result;

@@ -134,6 +134,42 @@ describe('FullyShardedModule', () => {
     expect(ref!.outs[2]).not.toEqual(ref!.outs[0]); // the teacher moved
   });
 
+  test('a tiny DinoVisionTransformer sharded per block (forwardFeaturesList, forwardList wrapped): 2 ranks = 1 process', async () => {
+    const body = (sharded: boolean, strategy = 'SHARD_GRAD_OP') => `
+      const cfg = { embed_dim: 32, depth: 3, num_heads: 2, layerscale_init: 0.5, n_storage_tokens: 2, pos_embed_rope_dtype: 'fp32', img_size: 32 };
+      const vit = new lib.DinoVisionTransformer(cfg, { generator: new lib.Generator(1) }).eval(); // eval: no RoPE jitter
+      const pg = ${sharded ? 'await lib.initProcessGroup({ timeoutMs: 30000 })' : 'new lib.LocalProcessGroup()'};
+      const fsdp = ${sharded ? `new lib.FullyShardedModule(vit, { group: pg, strategy: '${strategy}', units: vit.blocks })` : 'null'};
+      const params = fsdp ? fsdp.shardedParameters() : vit.parameters();
+      const n = 4 / pg.worldSize;
+      const losses = [];
+      for (let step = 0; step < 2; step++) {
+        const x = lib.randn([4, 3, 32, 32], { generator: new lib.Generator(10 + step) }).narrow(0, pg.rank * n, n);
+        const y = lib.randn([4, 32], { generator: new lib.Generator(20 + step) }).narrow(0, pg.rank * n, n);
+        const [f] = vit.forwardFeaturesList([x]);
+        const loss = lib.mseLoss(f.clsToken, y).add(f.patchTokens.pow(2).mean().mul(0.1));
+        if (fsdp) fsdp.backward(loss); else loss.backward();
+        losses.push(loss.item());
+        lib.noGrad(() => { for (const p of params) p.sub_(p.grad.mul(0.5)); });
+        if (!fsdp) vit.zeroGrad();
+      }
+      const sd = fsdp ? fsdp.fullStateDict() : vit.stateDict();
+      emit({ losses, params: Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()])) });
+      ${sharded ? 'pg.destroy();' : ''}`;
+    const [ref] = (await runRanks(1, lib.indexUrl, body(false))).map((r) => emitted(r)[0] as { losses: number[]; params: Record<string, number[]> });
+    for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD']) {
+      const rs = await runRanks(2, lib.indexUrl, body(true, strategy));
+      for (const r of rs) expect({ rank: r.rank, code: r.code, stderr: r.stderr }).toEqual({ rank: r.rank, code: 0, stderr: '' });
+      const [a, b] = rs.map((r) => emitted(r)[0] as { losses: number[]; params: Record<string, number[]> });
+      a!.losses.forEach((l, i) => expect(Math.abs((l + b!.losses[i]!) / 2 - ref!.losses[i]!) / ref!.losses[i]!, `${strategy} loss ${i}`).toBeLessThanOrEqual(1e-5));
+      expect(Object.keys(a!.params)).toEqual(Object.keys(ref!.params)); // the module's state dict, buffers included
+      for (const [k, e] of Object.entries(ref!.params)) {
+        const scale = Math.max(...e.map(Math.abs), 1e-6);
+        expect(Math.max(...a!.params[k]!.map((v, i) => Math.abs(v - e[i]!) / scale)), `${strategy} ${k}`).toBeLessThanOrEqual(1e-5);
+      }
+    }
+  });
+
   test('world size 1 (LocalProcessGroup): same as plain training, and no tensor leaks once disposed', () => {
     class Net extends Module {
       readonly a: Linear;
