@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { AdamW, CheckpointError, consolidateShardedCheckpoint, FullyShardedModule, Linear, loadShardedCheckpoint, LocalProcessGroup, Module, type Tensor } from '../../../src/index.js';
+import { AdamW, CheckpointError, consolidateShardedCheckpoint, FullyShardedModule, Linear, loadShardedCheckpoint, LocalProcessGroup, Module, saveShardedCheckpoint, tensor, type Tensor } from '../../../src/index.js';
 import { compileLibrary } from '../lifecycle/compiled_library.js';
 import { emitted, runRanks } from './helpers.js';
 
@@ -110,6 +110,33 @@ describe('sharded checkpoints', () => {
     const fc1 = await consolidateShardedCheckpoint(join(tmp, 'w2'), { prefix: 'fc1.', out });
     expect([...fc1].map(([k, r]) => [k, r.shape])).toEqual([['weight', [8, 6]], ['bias', [8]]]);
     expect(readdirSync(tmp)).toContain('fc1.safetensors');
+  });
+
+  test('persistent buffers travel in shard 0 (non-persistent ones do not)', async () => {
+    class WithBuffers extends Module {
+      readonly fc: Linear;
+      readonly periods: Tensor;
+      constructor() {
+        super();
+        this.fc = this.registerModule('fc', new Linear(2, 2));
+        this.periods = this.registerBuffer('periods', tensor([1, 2, 4]));
+        this.registerBuffer('cache', tensor([7]), false);
+      }
+      forward(x: Tensor): Tensor {
+        return this.fc.forward(x);
+      }
+    }
+    const dir = join(tmp, 'buffers');
+    const m = new WithBuffers();
+    const fsdp = new FullyShardedModule(m, { group: new LocalProcessGroup(), units: [m.fc] });
+    await saveShardedCheckpoint(dir, fsdp);
+    m.periods.mul_(10);
+    await loadShardedCheckpoint(dir, fsdp);
+    expect(m.periods.toArray()).toEqual([1, 2, 4]);
+    const sd = await consolidateShardedCheckpoint(dir);
+    expect([...sd].map(([k, r]) => [k, r.dtype, r.shape])).toEqual([['periods', 'float32', [3]], ['fc.weight', 'float32', [2, 2]], ['fc.bias', 'float32', [2]]]);
+    fsdp.dispose();
+    m.dispose();
   });
 
   test('a checkpoint of another model is refused with the differences', async () => {
