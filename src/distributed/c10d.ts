@@ -125,6 +125,11 @@ export class C10dProcessGroup implements CollectiveGroup {
     this.#g = g;
   }
 
+  /** @internal The native group (for the native FSDP units). */
+  get nativeGroup(): NativeDistGroup {
+    return this.#group('nativeGroup');
+  }
+
   /** The rendezvous store's address (rank 0 hosts it). */
   get store(): { host: string; port: number } {
     const i = native.distInfo(this.#group('store'));

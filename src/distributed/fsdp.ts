@@ -4,24 +4,31 @@
 // Each unit (a submodule such as a transformer block, plus a root unit for the parameters outside every unit) has its
 // parameters flattened in registration order into one fp32 buffer padded to a multiple of the world size W; rank r
 // keeps elements [r·S, (r+1)·S) (S = padded / W) as its master shard and its gradient shard. Between steps the
-// module's parameters are empty: only the shards live. A unit's forward first all-gathers its parameters (the next
-// unit's gather is issued at the same time, so it overlaps this unit's compute) and points each parameter at its slice
-// of the gathered buffer (parameter substitution, the Tensor objects and their autograd identity are kept).
-//   SHARD_GRAD_OP (the official default): parameters stay gathered from forward to the end of backward.
-//   FULL_SHARD: a unit's parameters are freed right after its forward (peak = one unit + the prefetched one) and
-//     gathered again before backward.
-// `backward(loss)` runs the backward pass, then reduce-scatters (averages) each unit's flat gradient into its
-// gradient shard (all units' reduce-scatters are in flight together) and frees the gathered parameters. The
-// optimizer works on `shardedParameters()`: per original parameter, the view of this rank's shard that holds its
-// elements, with its gradient view set, so parameter groups (weight decay, lr multipliers) stay per parameter.
+// module's parameters are empty: only the shards live. A unit's forward (every `forward*` method) first all-gathers
+// its parameters (the next unit's gather is issued at the same time, so it overlaps this unit's compute) and points
+// each parameter at its slice of the gathered buffer (parameter substitution: the Tensor objects and their autograd
+// identity are kept, so layers stay as they are).
+//   SHARD_GRAD_OP (the official default): a unit's parameters stay gathered from its forward to its backward.
+//   FULL_SHARD: they are freed right after its forward (peak = one unit + the prefetched one) and gathered again when
+//     backward reaches the unit (prefetching the unit before it).
+// On a C10dProcessGroup the units are native (distributed/c10d.cc) and autograd hooks on each unit's outputs and
+// inputs do this during backward: the output hook gathers (FULL_SHARD), the input hook — once the unit's backward is
+// done — reduce-scatters (averages) the unit's flat gradient into its gradient shard and frees its parameters, so
+// the reductions overlap the backward of the units before it. `backward(loss)` runs the backward pass, issues what
+// the hooks did not (the root, a unit whose inputs need no gradient), and waits for all. On other groups (one
+// process, test doubles) everything happens after backward. The optimizer works on `shardedParameters()`: per
+// original parameter, the view of this rank's shard that holds its elements, with its gradient view set, so
+// parameter groups (weight decay, lr multipliers) stay per parameter.
+import { native, type NativeFsdpUnit } from '../native/binding.js';
 import { TorchRangeError } from '../native/errors.js';
 import { cat, flatten } from '../ops/shape.js';
 import { sum } from '../ops/reduce.js';
 import { empty, zeros } from '../tensor/creation.js';
 import { isGradEnabled, noGrad } from '../tensor/grad_mode.js';
 import { keep, scope } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { handleOf, Tensor, wrap } from '../tensor/tensor.js';
 import type { Module, StateDict } from '../nn/module.js';
+import { C10dProcessGroup } from './c10d.js';
 import type { CollectiveGroup, Work } from './process_group.js';
 
 export type ShardingStrategy = 'FULL_SHARD' | 'SHARD_GRAD_OP';
@@ -121,15 +128,37 @@ class FlatUnit implements FlatUnitInfo {
           shardOffset: a - lo,
         });
     }
+    // On a c10d group the gathers, releases and reduce-scatters run natively, so that autograd hooks can run them in
+    // the middle of backward; on any other group (one process, test doubles) they run here, at the end of backward.
+    if (group instanceof C10dProcessGroup)
+      this.native = native.distFsdpUnit(
+        group.nativeGroup,
+        this.segments.map((x, i) => handleOf(x.param, 'FullyShardedModule', `${name || 'root'} parameters[${i}]`)),
+        handleOf(this.shard, 'FullyShardedModule', 'shard'),
+        handleOf(this.gradShard, 'FullyShardedModule', 'gradShard'),
+        this.segments.map((x) => x.offset),
+        this.padded,
+      );
     this.release();
   }
 
+  /** The native unit (c10d groups only). */
+  readonly native: NativeFsdpUnit | null = null;
+  /** Whether an output hook was placed since the last step (its backward will gather the unit again). */
+  outputHooked = false;
+
   get gathered(): boolean {
-    return this.#full !== null;
+    return this.native ? native.distFsdpIsGathered(this.native) : this.#full !== null;
+  }
+
+  // The Tensor objects cache their shape: refresh them after the native side changed their data.
+  #refresh(): void {
+    for (const s of this.segments) scope(() => s.param.replaceData(s.param.detach()));
   }
 
   /** Issues the all-gather of this unit's parameters (no-op when gathered or in flight). */
   prefetch(): void {
+    if (this.native) return native.distFsdpPrefetch(this.native);
     if (this.#full || this.#pending) return;
     const full = keep(empty([this.padded], { device: this.shard.device }));
     this.#pending = this.group.allGatherInto(full, this.shard);
@@ -139,6 +168,10 @@ class FlatUnit implements FlatUnitInfo {
 
   /** Waits for the gather and points every parameter at its slice of the gathered buffer. */
   gather(): void {
+    if (this.native) {
+      native.distFsdpGather(this.native);
+      return this.#refresh();
+    }
     if (this.#full) return;
     this.prefetch();
     this.#pending!.waitSync();
@@ -151,6 +184,11 @@ class FlatUnit implements FlatUnitInfo {
 
   /** Frees the gathered parameters (they become empty tensors until the next gather); waits for a prefetch. */
   release(): void {
+    if (this.native) {
+      native.distFsdpRelease(this.native);
+      for (const s of this.segments) s.param.replaceData(this.#empty);
+      return;
+    }
     if (this.#pending) {
       this.#pending.waitSync();
       this.#pending = null;
@@ -183,6 +221,7 @@ class FlatUnit implements FlatUnitInfo {
 
   dispose(): void {
     this.release();
+    if (this.native) native.distFsdpDispose(this.native);
     for (const v of this.shardViews) {
       v.view.grad = null;
       v.view.dispose();
@@ -192,6 +231,16 @@ class FlatUnit implements FlatUnitInfo {
     this.gradShard.dispose();
     this.#empty.dispose();
   }
+}
+
+// A tensor, or an array of tensors, through a unit's hook (anything else unchanged; the same value when nothing changed).
+function hookTensors(v: unknown, unit: FlatUnit, kind: 0 | 1): unknown {
+  if (v instanceof Tensor) return v.requiresGrad ? wrap(native.distFsdpHook(unit.native!, handleOf(v, 'FullyShardedModule', 'tensor'), kind)) : v;
+  if (Array.isArray(v) && v.length > 0 && v.every((x) => x instanceof Tensor)) {
+    const out = v.map((x) => hookTensors(x, unit, kind));
+    return out.some((x, i) => x !== v[i]) ? out : v;
+  }
+  return v;
 }
 
 /**
@@ -248,13 +297,18 @@ export class FullyShardedModule<M extends Module> {
         this.#units[i + 1]?.prefetch();
       }, () => {
         if (this.strategy === 'FULL_SHARD' || !isGradEnabled()) u.release();
-      });
+      }, u);
+      // In backward, a unit's gradient arriving prefetches the unit before it.
+      if (u.native) native.distFsdpSetPrev(u.native, this.#units[i - 1]?.native ?? null);
     });
   }
 
   // Replaces the module's parameter-using methods (own properties shadowing the prototype's) by wrappers that run
   // `before` at the outermost call and `after` when it returns.
-  #wrap(m: Module, methods: readonly string[] | undefined, before: () => void, after: () => void): void {
+  // With a native unit and autograd on, the tensors going in go through the unit's input hook (whose backward
+  // reduce-scatters the unit's gradients and frees its parameters once the unit's backward is done) and the tensors
+  // coming out through its output hook (whose backward gathers the parameters again first).
+  #wrap(m: Module, methods: readonly string[] | undefined, before: () => void, after: () => void, unit?: FlatUnit): void {
     const host = m as unknown as Record<string, unknown>;
     const names = new Set<string>();
     if (methods) for (const n of methods) names.add(n);
@@ -272,9 +326,15 @@ export class FullyShardedModule<M extends Module> {
       this.#restore.push([m, n, Object.prototype.hasOwnProperty.call(m, n) ? orig : undefined]);
       host[n] = function (this: unknown, ...args: unknown[]): unknown {
         self.#live(n);
-        if (depth++ === 0) before();
+        const outer = depth++ === 0;
+        if (outer) before();
         try {
-          return orig.apply(this, args);
+          const hooks = outer && unit?.native && isGradEnabled() ? unit : null;
+          if (!hooks) return orig.apply(this, args);
+          const out = orig.apply(this, args.map((a) => hookTensors(a, hooks, 0)));
+          const hooked = hookTensors(out, hooks, 1);
+          if (hooked !== out) hooks.outputHooked = true;
+          return hooked;
         } finally {
           if (--depth === 0) after();
         }
@@ -293,19 +353,30 @@ export class FullyShardedModule<M extends Module> {
   backward(loss: Tensor, opts: { retainGraph?: boolean } = {}): void {
     this.#live('backward');
     const all = [this.#root, ...this.#units];
+    // FULL_SHARD freed the units after their forward; those whose backward will not gather them (no output hook:
+    // a group without native units, or outputs that are not tensors) are gathered now.
     if (this.strategy === 'FULL_SHARD') {
-      for (const u of all) u.prefetch();
-      for (const u of all) u.gather();
+      const again = all.filter((u) => !(u.native && u.outputHooked));
+      for (const u of again) u.prefetch();
+      for (const u of again) u.gather();
     }
     loss.backward({ retainGraph: opts.retainGraph ?? false });
-    // The units finish backward in reverse order: reduce the last first (as hooks would), all in flight together.
-    const inFlight = [...all].reverse().map((u) => u.reduceGradients());
+    // Native units: the input hooks issued most reduce-scatters during backward; issue the rest (last unit first, as
+    // backward reaches them), then wait for all. Other groups: all reduce-scatters now, in flight together.
+    const reversed = [...all].reverse();
+    const inFlight: { work: Work; flat: Tensor }[] = [];
+    for (const u of reversed) {
+      if (u.native) native.distFsdpIssueReduce(u.native);
+      else inFlight.push(u.reduceGradients());
+    }
+    for (const u of reversed) if (u.native) native.distFsdpFinishReduce(u.native);
     for (const { work, flat } of inFlight) {
       work.waitSync();
       flat.dispose();
     }
     for (const u of all) {
       u.release();
+      u.outputHooked = false;
       for (const v of u.shardViews) v.view.grad = v.grad;
     }
   }
@@ -316,7 +387,11 @@ export class FullyShardedModule<M extends Module> {
    * would otherwise be reused by the next forward, stale once the shards have been stepped).
    */
   reshard(): void {
-    for (const u of [this.#root, ...this.#units]) u.release();
+    for (const u of [this.#root, ...this.#units]) {
+      if (u.native) native.distFsdpFinishReduce(u.native); // also forgets the hooks of a forward without backward
+      u.release();
+      u.outputHooked = false;
+    }
   }
 
   /**
@@ -382,6 +457,15 @@ export class FullyShardedModule<M extends Module> {
     const out: StateDict = new Map();
     for (const [k, t] of this.module.stateDict()) out.set(k, params.get(k) ?? keep(noGrad(() => t.clone())));
     return out;
+  }
+
+  /**
+   * Per unit (root first, by name): how many gathers (FULL_SHARD re-gathers) and gradient reduce-scatters its autograd
+   * hooks ran during backward so far; null for units without native hooks (groups other than C10dProcessGroup).
+   */
+  hookStats(): { unit: string; hookGathers: number; hookReduces: number }[] | null {
+    if (!this.#root.native) return null;
+    return [this.#root, ...this.#units].map((u) => ({ unit: u.name, ...native.distFsdpStats(u.native!) }));
   }
 
   /** Bytes held on this rank by the parameter shards and gradient shards (optimizer state: see the optimizer). */

@@ -17,6 +17,7 @@ export type NativeCudaEvent = { readonly __nativeCudaEvent: unique symbol };
 /** Opaque native c10d process group and work handles (distributed/c10d.cc). */
 export type NativeDistGroup = { readonly __nativeDistGroup: unique symbol };
 export type NativeDistWork = { readonly __nativeDistWork: unique symbol };
+export type NativeFsdpUnit = { readonly __nativeFsdpUnit: unique symbol };
 
 type T = NativeTensor;
 type Num = number;
@@ -311,6 +312,18 @@ export interface NativeBinding {
   distIsCompleted(w: NativeDistWork): boolean;
   distProbe(g: NativeDistGroup, windowMs: Num): Promise<DistProbe>;
   distProbeSync(g: NativeDistGroup, windowMs: Num): DistProbe;
+  distFsdpUnit(g: NativeDistGroup, params: T[], shard: T, gradShard: T, offsets: number[], padded: Num): NativeFsdpUnit;
+  distFsdpSetPrev(u: NativeFsdpUnit, prev: NativeFsdpUnit | null): void;
+  distFsdpPrefetch(u: NativeFsdpUnit): void;
+  distFsdpGather(u: NativeFsdpUnit): void;
+  distFsdpRelease(u: NativeFsdpUnit): void;
+  distFsdpIsGathered(u: NativeFsdpUnit): boolean;
+  distFsdpStats(u: NativeFsdpUnit): { hookGathers: number; hookReduces: number };
+  distFsdpIssueReduce(u: NativeFsdpUnit): void;
+  distFsdpFinishReduce(u: NativeFsdpUnit): void;
+  /** `t` through the unit's autograd hook (kind 0: an input, 1: an output); `t` itself when it needs no gradient. */
+  distFsdpHook(u: NativeFsdpUnit, t: T, kind: 0 | 1): T;
+  distFsdpDispose(u: NativeFsdpUnit): void;
   // ---- threads (tensor/threads.cc) ----
   threadingInfo(): {
     intraOp: number;

@@ -525,6 +525,148 @@ ms TimeoutArg(const Args& a, size_t i, const char* name) {
   return ms(static_cast<int64_t>(v));
 }
 
+
+// ---- FSDP flat units (src/distributed/fsdp.ts): gather, release and gradient reduce-scatter of one unit's flat
+// parameters, and the autograd hooks that run them during backward: on a unit's outputs (the gradient reaches the
+// unit: gather its parameters again under FULL_SHARD, prefetch the unit before it) and on its inputs (the unit's
+// backward is done, its parameters' gradients are complete: reduce-scatter them and free the parameters). The hooks
+// run wherever the autograd engine runs the node (the JS thread for CPU graphs, a device thread for CUDA), so they
+// never call into JS.
+const napi_type_tag kUnitTag = {0x5c2e8a71f94b06d3ULL, 0x2b9f4d6e18c07a35ULL};
+
+struct FsdpUnit {
+  std::shared_ptr<Group> g;
+  std::vector<at::Tensor> params;  // the module's parameters (the same TensorImpls as the JS handles)
+  std::vector<int64_t> offsets, numels;
+  std::vector<std::vector<int64_t>> shapes;
+  at::Tensor shard, gradShard, empty;
+  int64_t padded = 0;
+  int64_t numel = 0;
+  int64_t id = 0;
+  at::Tensor full, fullInFlight;
+  std::shared_ptr<Pending> gathering;
+  std::shared_ptr<Pending> reducing;
+  at::Tensor gradFlat;
+  int inputsPending = 0;  // input hooks of this step whose backward has not run yet
+  bool reduced = false;
+  int64_t hookGathers = 0;  // gathers done by output hooks (FULL_SHARD re-gathers during backward)
+  int64_t hookReduces = 0;  // reduce-scatters issued by input hooks (during backward)
+  std::weak_ptr<FsdpUnit> prev;  // the unit before this one in forward order (prefetched during backward)
+
+  void Prefetch() {
+    if (full.defined() || gathering) return;
+    fullInFlight = at::empty({padded}, shard.options());
+    gathering = IssueAllGatherInto(*g, fullInFlight, shard);
+  }
+  void Gather() {
+    if (full.defined()) return;
+    Prefetch();
+    gathering->Wait(g->timeout);
+    gathering.reset();
+    full = fullInFlight;
+    fullInFlight = at::Tensor();
+    for (size_t i = 0; i < params.size(); ++i) params[i].set_data(full.narrow(0, offsets[i], numels[i]).view(shapes[i]));
+  }
+  void Release() {
+    if (gathering) {
+      gathering->Wait(g->timeout);
+      gathering.reset();
+      fullInFlight = at::Tensor();
+    }
+    for (auto& p : params) p.set_data(empty);
+    full = at::Tensor();
+  }
+  // The average over ranks of the flat gradient, into gradShard (issued; FinishReduce waits).
+  void IssueReduce() {
+    if (reduced) return;
+    reduced = true;
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> parts;
+    for (size_t i = 0; i < params.size(); ++i) {
+      at::Tensor gr = params[i].grad();
+      parts.push_back(gr.defined() ? gr.reshape({-1}).to(shard.scalar_type()) : at::zeros({numels[i]}, shard.options()));
+      params[i].mutable_grad().reset();
+    }
+    if (padded > numel) parts.push_back(at::zeros({padded - numel}, shard.options()));
+    gradFlat = at::cat(parts);
+    reducing = IssueReduceScatterSum(*g, gradShard, gradFlat);
+    reducing->what = "reduceScatter (gradients of a sharded unit)";
+    at::Tensor gs = gradShard;
+    int w = g->size;
+    auto before = reducing->post;
+    reducing->post = [before, gs, w]() mutable {
+      if (before) before();
+      at::NoGradGuard ng2;
+      gs.div_(w);
+    };
+  }
+  void FinishReduce() {
+    if (!reducing) return;
+    auto r = reducing;
+    reducing.reset();
+    r->Wait(g->timeout);
+    gradFlat = at::Tensor();
+  }
+};
+
+std::recursive_mutex gUnitMutex;  // every unit operation (hooks may run on an autograd device thread)
+std::map<int64_t, std::weak_ptr<FsdpUnit>> gUnits;
+std::atomic<int64_t> gNextUnit{1};
+
+std::shared_ptr<FsdpUnit> FindUnit(int64_t id) {
+  std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+  auto it = gUnits.find(id);
+  return it == gUnits.end() ? nullptr : it->second.lock();
+}
+
+struct UnitHookFn : public torch::autograd::Function<UnitHookFn> {
+  // kind 0: on an input of the unit (post-backward); kind 1: on an output (pre-backward).
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x, int64_t unitId, int64_t kind) {
+    ctx->saved_data["unit"] = unitId;
+    ctx->saved_data["kind"] = kind;
+    return {x.view_as(x)};
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto u = FindUnit(ctx->saved_data["unit"].toInt());
+    if (u) {
+      std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+      if (ctx->saved_data["kind"].toInt() == 1) {
+        if (!u->full.defined()) ++u->hookGathers;
+        u->Gather();
+        if (auto p = u->prev.lock()) p->Prefetch();
+      } else if (--u->inputsPending == 0) {
+        if (!u->reduced) ++u->hookReduces;
+        u->IssueReduce();
+        u->Release();
+      }
+    }
+    return {grads[0], at::Tensor(), at::Tensor()};
+  }
+};
+
+std::shared_ptr<FsdpUnit>& UnitArg(const Args& a, size_t i) {
+  bool ok = false;
+  if (i >= a.size() || !a.raw(i).IsExternal() || napi_check_object_type_tag(a.env(), a.raw(i), &kUnitTag, &ok) != napi_ok || !ok)
+    a.typeError(i, "unit", "a native FSDP unit");
+  auto& u = *a.raw(i).As<Napi::External<std::shared_ptr<FsdpUnit>>>().Data();
+  if (!u) a.valueError("the FSDP unit has been disposed");
+  return u;
+}
+
+// Runs a unit operation with the unit lock, turning failures into JS errors with a distributed code.
+template <typename F>
+void UnitOp(const Args& a, F f) {
+  try {
+    std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+    f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    std::string m = MessageOf(std::current_exception());
+    throw Napi::Error(MakeError(a.env(), ErrKind::Torch, std::string(a.op()) + ": " + m, CodeOf(m, "ERR_DIST_NETWORK")));
+  }
+}
+
 }  // namespace
 
 void InitDistributed(Napi::Env env, Napi::Object e) {
@@ -752,6 +894,116 @@ void InitDistributed(Napi::Env env, Napi::Object e) {
   Def(env, e, "distProbeSync", [](Args& a) -> Napi::Value {
     auto g = GroupArg(a, 0);
     return ProbeToJs(a.env(), Probe(*g, TimeoutArg(a, 1, "windowMs")));
+  });
+
+  // ---- FSDP units ----
+  // distFsdpUnit(group, params, shard, gradShard, offsets, padded) → unit (the parameters are left empty)
+  Def(env, e, "distFsdpUnit", [](Args& a) -> Napi::Value {
+    auto& g = GroupArg(a, 0);
+    auto u = std::make_shared<FsdpUnit>();
+    u->g = g;
+    u->params = a.tensors(1, "params");
+    u->shard = a.t(2, "shard");
+    u->gradShard = a.t(3, "gradShard");
+    u->offsets = a.ints(4, "offsets");
+    u->padded = a.i64(5, "padded");
+    if (u->offsets.size() != u->params.size()) a.valueError("offsets must have one entry per parameter");
+    for (auto& p : u->params) {
+      u->numels.push_back(p.numel());
+      u->shapes.push_back(p.sizes().vec());
+      u->numel += p.numel();
+    }
+    if (u->shard.dim() != 1 || u->shard.numel() * g->size != u->padded || !u->gradShard.sizes().equals(u->shard.sizes()))
+      a.valueError("shard and gradShard must be 1-D with padded / worldSize elements");
+    u->empty = at::empty({0}, u->shard.options());
+    u->id = gNextUnit++;
+    {
+      std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+      gUnits[u->id] = u;
+      u->Release();
+    }
+    auto ext = Napi::External<std::shared_ptr<FsdpUnit>>::New(a.env(), new std::shared_ptr<FsdpUnit>(u),
+                                                              [](Napi::Env, std::shared_ptr<FsdpUnit>* p) { delete p; });
+    napi_type_tag_object(a.env(), ext, &kUnitTag);
+    return ext;
+  });
+  // distFsdpSetPrev(unit, prev | null): the unit prefetched when this one's backward starts.
+  Def(env, e, "distFsdpSetPrev", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    if (a.has(1)) u->prev = UnitArg(a, 1);
+    else u->prev.reset();
+    return a.undef();
+  });
+  Def(env, e, "distFsdpPrefetch", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    UnitOp(a, [&] { u->Prefetch(); });
+    return a.undef();
+  });
+  Def(env, e, "distFsdpGather", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    UnitOp(a, [&] { u->Gather(); });
+    return a.undef();
+  });
+  Def(env, e, "distFsdpRelease", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    UnitOp(a, [&] { u->Release(); });
+    return a.undef();
+  });
+  // distFsdpStats(unit) → {hookGathers, hookReduces}: what its autograd hooks did so far.
+  Def(env, e, "distFsdpStats", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+    Napi::Object o = Napi::Object::New(a.env());
+    o.Set("hookGathers", static_cast<double>(u->hookGathers));
+    o.Set("hookReduces", static_cast<double>(u->hookReduces));
+    return o;
+  });
+  Def(env, e, "distFsdpIsGathered", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+    return Napi::Boolean::New(a.env(), u->full.defined());
+  });
+  // distFsdpIssueReduce(unit): reduce-scatter now unless its input hooks already did (idempotent per step).
+  Def(env, e, "distFsdpIssueReduce", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    UnitOp(a, [&] { u->IssueReduce(); });
+    return a.undef();
+  });
+  // distFsdpFinishStep(unit) → whether its hooks had issued the reduce-scatter: waits for it, resets the step state.
+  Def(env, e, "distFsdpFinishReduce", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    UnitOp(a, [&] {
+      u->FinishReduce();
+      u->reduced = false;
+      u->inputsPending = 0;
+    });
+    return a.undef();
+  });
+  // distFsdpHook(unit, t, kind) → t through the unit's hook (kind 0: an input, counted; 1: an output).
+  Def(env, e, "distFsdpHook", [](Args& a) -> Napi::Value {
+    auto& u = UnitArg(a, 0);
+    at::Tensor t = a.t(1, "tensor");
+    int64_t kind = a.i64(2, "kind");
+    if (!t.requires_grad()) return a.ret(t);
+    if (kind == 0) {
+      std::lock_guard<std::recursive_mutex> lock(gUnitMutex);
+      ++u->inputsPending;
+    }
+    return a.ret(UnitHookFn::apply(t, u->id, kind)[0]);
+  });
+  Def(env, e, "distFsdpDispose", [](Args& a) -> Napi::Value {
+    bool ok = false;
+    if (!a.has(0) || !a.raw(0).IsExternal() || napi_check_object_type_tag(a.env(), a.raw(0), &kUnitTag, &ok) != napi_ok || !ok)
+      a.typeError(0, "unit", "a native FSDP unit");
+    auto& u = *a.raw(0).As<Napi::External<std::shared_ptr<FsdpUnit>>>().Data();
+    if (!u) return a.undef();
+    UnitOp(a, [&] {
+      u->FinishReduce();
+      u->Release();
+      gUnits.erase(u->id);
+    });
+    u.reset();
+    return a.undef();
   });
 }
 

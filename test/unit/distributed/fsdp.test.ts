@@ -154,13 +154,23 @@ describe('FullyShardedModule', () => {
         if (!fsdp) vit.zeroGrad();
       }
       const sd = fsdp ? fsdp.fullStateDict() : vit.stateDict();
-      emit({ losses, params: Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()])) });
+      emit({ losses, params: Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()])), hooks: fsdp ? fsdp.hookStats() : null });
       ${sharded ? 'pg.destroy();' : ''}`;
     const [ref] = (await runRanks(1, lib.indexUrl, body(false))).map((r) => emitted(r)[0] as { losses: number[]; params: Record<string, number[]> });
     for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD']) {
       const rs = await runRanks(2, lib.indexUrl, body(true, strategy));
       for (const r of rs) expect({ rank: r.rank, code: r.code, stderr: r.stderr }).toEqual({ rank: r.rank, code: 0, stderr: '' });
-      const [a, b] = rs.map((r) => emitted(r)[0] as { losses: number[]; params: Record<string, number[]> });
+      const [a, b] = rs.map((r) => emitted(r)[0] as { losses: number[]; params: Record<string, number[]>; hooks: unknown });
+      // Each block's gradients were reduce-scattered by its hook as backward left it (2 steps), and under FULL_SHARD
+      // its parameters gathered again by its hook as backward reached it; the root (patch embedding, norms) is
+      // reduced after backward.
+      const g = strategy === 'FULL_SHARD' ? 2 : 0;
+      expect(a!.hooks).toEqual([
+        { unit: '', hookGathers: 0, hookReduces: 0 },
+        { unit: 'blocks.0', hookGathers: g, hookReduces: 2 },
+        { unit: 'blocks.1', hookGathers: g, hookReduces: 2 },
+        { unit: 'blocks.2', hookGathers: g, hookReduces: 2 },
+      ]);
       a!.losses.forEach((l, i) => expect(Math.abs((l + b!.losses[i]!) / 2 - ref!.losses[i]!) / ref!.losses[i]!, `${strategy} loss ${i}`).toBeLessThanOrEqual(1e-5));
       expect(Object.keys(a!.params)).toEqual(Object.keys(ref!.params)); // the module's state dict, buffers included
       for (const [k, e] of Object.entries(ref!.params)) {
