@@ -425,6 +425,8 @@ export class FullyShardedModule<M extends Module> {
    * (torch.nn.utils.clip_grad_norm_ over the whole sharded module: the squared norms of the shards are all-reduced).
    */
   clipGradNorm_(maxNorm: number): number {
+    if (typeof maxNorm !== 'number' || !(maxNorm >= 0))
+      throw new TorchRangeError(`FullyShardedModule.clipGradNorm_: "maxNorm" must be a number >= 0, received ${String(maxNorm)}`, 'ERR_INVALID_ARG');
     const sq = noGrad(() =>
       scope(() => {
         const s = zeros([1], { device: this.#root.gradShard.device });

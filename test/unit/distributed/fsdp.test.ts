@@ -16,7 +16,7 @@ const STEPS = 5;
 const B = 8;
 
 // The model and the loop, shared by the ranks (sharded) and by the one-process reference (plain).
-const train = (o: { sharded: boolean; strategy?: string; optim: 'sgd' | 'adamw' }) => `
+const train = (o: { sharded: boolean; strategy?: string; optim: 'sgd' | 'adamw'; clip?: number }) => `
   class MLP extends lib.Module {
     constructor() {
       super();
@@ -35,23 +35,25 @@ const train = (o: { sharded: boolean; strategy?: string; optim: 'sgd' | 'adamw' 
   const opt = ${o.optim === 'adamw' ? 'new lib.AdamW(params, { lr: 0.05, weightDecay: 0.1 })' : 'null'};
   const n = ${B} / pg.worldSize;
   const losses = [];
+  const norms = [];
   for (let step = 0; step < ${STEPS}; step++) {
     const x = lib.randn([${B}, 6], { generator: new lib.Generator(100 + step) }).narrow(0, pg.rank * n, n);
     const y = lib.randn([${B}, 3], { generator: new lib.Generator(200 + step) }).narrow(0, pg.rank * n, n);
     const loss = lib.mseLoss(model.forward(x), y);
     if (fsdp) fsdp.backward(loss); else loss.backward();
     losses.push(loss.item());
+    ${o.clip ? `norms.push(fsdp ? fsdp.clipGradNorm_(${o.clip}) : lib.clipGradNorm(params, ${o.clip}));` : ''}
     if (opt) opt.step();
     else lib.noGrad(() => { for (const p of params) p.sub_(p.grad.mul(0.1)); });
     if (!fsdp) model.zeroGrad();
   }
   const sd = fsdp ? fsdp.fullStateDict() : model.stateDict();
   const between = model.parameters().map((p) => p.numel);
-  emit({ losses, params: Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()])), between,
+  emit({ losses, norms, params: Object.fromEntries([...sd].map(([k, t]) => [k, t.toArray()])), between,
          bytes: fsdp ? fsdp.shardBytes() : null, optBytes: opt ? opt.stateDict().state.flatMap((s) => [...s.expAvg, ...s.expAvgSq]).reduce((a, t) => a + t.numel * 4, 0) : null });
   if (fsdp) pg.destroy();`;
 
-type Out = { losses: number[]; params: Record<string, number[]>; between: number[]; bytes: { params: number; grads: number; unshardedParams: number } | null; optBytes: number | null };
+type Out = { losses: number[]; norms: number[]; params: Record<string, number[]>; between: number[]; bytes: { params: number; grads: number; unshardedParams: number } | null; optBytes: number | null };
 
 describe('FullyShardedModule', () => {
   for (const optim of ['sgd', 'adamw'] as const) {
@@ -85,6 +87,20 @@ describe('FullyShardedModule', () => {
         }
       });
   }
+
+  test('gradient clipping on the shards (global norm over ranks) = clipGradNorm in one process', async () => {
+    const [ref] = (await runRanks(1, lib.indexUrl, train({ sharded: false, optim: 'sgd', clip: 0.05 }))).map((r) => emitted(r)[0] as Out);
+    const rs = await runRanks(2, lib.indexUrl, train({ sharded: true, strategy: 'FULL_SHARD', optim: 'sgd', clip: 0.05 }));
+    for (const r of rs) expect({ rank: r.rank, code: r.code, stderr: r.stderr }).toEqual({ rank: r.rank, code: 0, stderr: '' });
+    const [a, b] = rs.map((r) => emitted(r)[0] as Out);
+    expect(ref!.norms.every((n) => n > 0.05)).toBe(true); // every step clipped
+    expect(a!.norms).toEqual(b!.norms);
+    a!.norms.forEach((n, i) => expect(Math.abs(n - ref!.norms[i]!) / ref!.norms[i]!).toBeLessThanOrEqual(1e-5));
+    for (const [k, e] of Object.entries(ref!.params)) {
+      const scale = Math.max(...e.map(Math.abs));
+      expect(Math.max(...a!.params[k]!.map((v, i) => Math.abs(v - e[i]!) / scale)), k).toBeLessThanOrEqual(1e-5);
+    }
+  });
 
   test('an EMA teacher sharded like the student: updated on the shards, its no-grad forward frees its parameters', async () => {
     const body = (sharded: boolean) => `
