@@ -19,6 +19,8 @@ export interface InitProcessGroupOptions {
   backend?: 'gloo' | 'nccl';
   rank?: number;
   worldSize?: number;
+  /** This process's index on its node (default LOCAL_RANK, else the rank): the CUDA device of an NCCL rank. */
+  localRank?: number;
   /** Host of the rendezvous store (rank 0 serves it). */
   masterAddr?: string;
   masterPort?: number;
@@ -97,7 +99,8 @@ export async function initProcessGroup(o: InitProcessGroupOptions = {}): Promise
   } catch (e) {
     throw asDistributedError(e, [], 'ERR_DIST_NETWORK');
   }
-  return new C10dProcessGroup(g, rank, worldSize, backend, timeoutMs, heartbeatMs);
+  const localRank = o.localRank ?? (o.rank === undefined ? env?.localRank : undefined) ?? rank;
+  return new C10dProcessGroup(g, rank, worldSize, backend, timeoutMs, heartbeatMs, localRank);
 }
 
 function asDistributedError(e: unknown, failedRanks: readonly number[], fallback: ErrorCode, prefix = ''): DistributedError {
@@ -121,6 +124,8 @@ export class C10dProcessGroup implements CollectiveGroup {
     /** Limit of each collective, in ms. */
     readonly timeoutMs: number,
     private readonly heartbeatMs: number,
+    /** This process's index on its node: use `cuda:${localRank}` for its tensors with the nccl backend. */
+    readonly localRank: number = rank,
   ) {
     this.#g = g;
   }

@@ -81,16 +81,24 @@ export function launchedEnv(env: Record<string, string | undefined> = process.en
  * ERR_DIST_LAUNCH once the workers have exited, whatever their exit codes.
  *
  * In a process that torchrun, SLURM or `launch` already started (RANK/WORLD_SIZE or SLURM_PROCID set), nothing is
- * started: it resolves `{ role: 'worker', env }` and the caller goes on as that worker. So a program can relaunch
+ * started: it resolves `{ role: 'worker', env }` and the caller goes on as that worker. The exception is a SLURM
+ * job with one task per node and `nprocPerNode` > 1: each task then launches its node's workers (nnodes = tasks,
+ * nodeRank = SLURM_PROCID, node 0 = the first host of SLURM_JOB_NODELIST, or MASTER_ADDR/MASTER_PORT). So a program can relaunch
  * itself: `if ((await launch({ nprocPerNode: 2, argv: process.argv.slice(1) })).role === 'worker') train();`
  * @throws ConfigError for bad options; DistributedError (ERR_DIST_LAUNCH) when a worker cannot be started.
  */
 export async function launch(o: LaunchOptions): Promise<LaunchOutcome> {
-  const existing = launchedEnv(o.parentEnv ?? process.env);
-  if (existing) return { role: 'worker', env: existing };
-  const nproc = positiveInt(o.nprocPerNode, 'nprocPerNode', 1);
-  const nnodes = positiveInt(o.nnodes ?? 1, 'nnodes', 1);
-  const nodeRank = positiveInt(o.nodeRank ?? 0, 'nodeRank', 0);
+  const parentEnv = o.parentEnv ?? process.env;
+  const existing = launchedEnv(parentEnv);
+  const nprocOpt = positiveInt(o.nprocPerNode, 'nprocPerNode', 1);
+  // SLURM with one task per node (srun --ntasks-per-node=1) and several workers asked for: each task is its node's
+  // launcher (nodes = tasks, node rank = task id, node 0's address and the job's port).
+  const slurmNodes = existing?.source === 'slurm' && existing.localWorldSize === 1 && parentEnv.RANK === undefined && nprocOpt > 1 ? existing : null;
+  if (existing && !slurmNodes) return { role: 'worker', env: existing };
+  const nproc = nprocOpt;
+  const nnodes = slurmNodes ? slurmNodes.worldSize : positiveInt(o.nnodes ?? 1, 'nnodes', 1);
+  const nodeRank = slurmNodes ? slurmNodes.rank : positiveInt(o.nodeRank ?? 0, 'nodeRank', 0);
+  if (slurmNodes) o = { ...o, masterAddr: slurmNodes.masterAddr, masterPort: slurmNodes.masterPort };
   if (nodeRank >= nnodes) throw new ConfigError(`launch: nodeRank (${nodeRank}) must be below nnodes (${nnodes})`);
   if (nnodes > 1 && (o.masterAddr === undefined || o.masterPort === undefined))
     throw new ConfigError('launch: masterAddr and masterPort must be given when nnodes > 1 (node 0 hosts the rendezvous store)');
@@ -145,7 +153,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchOutcome> {
           MASTER_PORT: String(masterPort),
           TORCHELASTIC_RUN_ID: runId,
         },
-        stdio: o.output ? ['inherit', 'pipe', 'pipe'] : 'inherit',
+        // No stdin: a worker never waits on the terminal.
+        stdio: o.output ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'],
         // Its own process group: a terminal's Ctrl-C reaches the launcher only, which forwards it once.
         detached: true,
       });

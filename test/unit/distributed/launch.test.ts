@@ -139,10 +139,34 @@ describe('launch', () => {
       role: 'worker',
       env: { source: 'torchrun', rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, masterAddr: '10.1.1.1', masterPort: 29400 },
     });
-    expect(await launch({ nprocPerNode: 4, argv: [], parentEnv: { SLURM_JOB_ID: '9', SLURM_PROCID: '0', SLURM_NTASKS: '1', SLURM_LOCALID: '0' } })).toMatchObject({
+    // SLURM started one task per worker (2 tasks on 1 node), or one task and one worker is asked for.
+    const slurm = { SLURM_JOB_ID: '9', SLURM_PROCID: '1', SLURM_NTASKS: '2', SLURM_LOCALID: '1', SLURM_JOB_NUM_NODES: '1' };
+    expect(await launch({ nprocPerNode: 4, argv: [], parentEnv: slurm })).toMatchObject({ role: 'worker', env: { source: 'slurm', rank: 1, localWorldSize: 2 } });
+    expect(await launch({ nprocPerNode: 1, argv: [], parentEnv: { ...slurm, SLURM_PROCID: '0', SLURM_NTASKS: '1', SLURM_LOCALID: '0' } })).toMatchObject({
       role: 'worker',
       env: { source: 'slurm', rank: 0 },
     });
+  });
+
+  test('a SLURM task per node with nprocPerNode 2 launches its node\'s workers', async () => {
+    const { findFreePort } = await import('../../../src/index.js');
+    const port = await findFreePort();
+    const { out, output } = collect();
+    const parentEnv = { SLURM_JOB_ID: '77', SLURM_PROCID: '0', SLURM_NTASKS: '1', SLURM_LOCALID: '0', SLURM_JOB_NUM_NODES: '1', SLURM_JOB_NODELIST: 'localhost', MASTER_PORT: String(port) };
+    const r = await launch({
+      nprocPerNode: 2,
+      parentEnv,
+      output,
+      env: { SLURM_PROCID: '0', SLURM_JOB_ID: '77' }, // what srun would leave in the workers' environment
+      argv: worker(`
+        const pg = await lib.initProcessGroup({ timeoutMs: 20000 });
+        const x = lib.tensor([pg.rank + 1]);
+        await pg.allReduce(x).wait();
+        pg.destroy();
+        process.stdout.write(JSON.stringify({ rank: pg.rank, world: pg.worldSize, addr: process.env.MASTER_ADDR, port: process.env.MASTER_PORT, sum: x.item() }));`),
+    });
+    expect(r).toMatchObject({ role: 'launcher', worldSize: 2 });
+    expect([0, 1].map((k) => JSON.parse(out.get(k)!))).toEqual([0, 1].map((rank) => ({ rank, world: 2, addr: 'localhost', port: String(port), sum: 3 })));
   });
 
   test('bad options are ConfigErrors', async () => {

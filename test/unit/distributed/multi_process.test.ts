@@ -24,7 +24,7 @@ describe('two Gloo processes', () => {
       lib.indexUrl,
       `
       const pg = await lib.initProcessGroup({ timeoutMs: 20000 });
-      const out = { rank: pg.rank, world: pg.worldSize, backend: pg.backend };
+      const out = { rank: pg.rank, world: pg.worldSize, backend: pg.backend, localRank: pg.localRank };
       const a = lib.tensor([rank + 1, 2 * rank, 5], { dtype: 'int64' });
       pg.allReduce(a).waitSync();                       // sum, blocking
       out.sum = a.toArray();
@@ -74,8 +74,8 @@ describe('two Gloo processes', () => {
       after: ['DistributedError', 'ERR_DIST_BACKEND', 'barrier: the process group has been destroyed'],
     };
     // reduce-scatter (avg): rank r gets the mean over ranks of rows r: [(1+2)/2·[1, 2], (1+2)/2·[3, 4]].
-    expect(r0).toEqual({ ...common, rank: 0, reduceScatterAvg: [1.5, 3] });
-    expect(r1).toEqual({ ...common, rank: 1, reduceScatterAvg: [4.5, 6] });
+    expect(r0).toEqual({ ...common, rank: 0, localRank: 0, reduceScatterAvg: [1.5, 3] });
+    expect(r1).toEqual({ ...common, rank: 1, localRank: 1, reduceScatterAvg: [4.5, 6] });
   });
 
   test('distributed Sinkhorn-Knopp and KoLeo on 2 ranks equal one process on the concatenated batch', async () => {
