@@ -329,7 +329,6 @@ class CreateWorker : public Napi::AsyncWorker {
     g->timeout = o_.timeout;
     g->hbInterval = o_.heartbeat;
     const std::string where = o_.host + ":" + std::to_string(o_.port);
-    stage_ = "store";
     try {
       ::c10d::TCPStoreOptions so;
       so.port = static_cast<std::uint16_t>(o_.port);
@@ -419,7 +418,6 @@ class CreateWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   CreateOptions o_;
   std::shared_ptr<Group> group_;
-  const char* stage_ = "";
   const char* code_ = "ERR_DIST_NETWORK";
 };
 
