@@ -7,7 +7,6 @@
 // ranks' heartbeats in the store and names the ranks that exited or stopped responding in the DistributedError.
 import { native, type NativeDistGroup, type NativeDistWork } from '../native/binding.js';
 import { DistributedError, type ErrorCode } from '../native/errors.js';
-import { empty } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { handleOf, wrap, type Tensor } from '../tensor/tensor.js';
 import { readDistributedEnv, type DistributedEnv } from './env.js';
@@ -296,9 +295,4 @@ export class C10dProcessGroup implements CollectiveGroup {
       },
     };
   }
-}
-
-/** A [n, …] buffer for an all-gather or reduce-scatter result, on the device and dtype of `like`. */
-export function stackedLike(like: Tensor, rows: number): Tensor {
-  return empty([rows, ...like.shape.slice(1)], { dtype: like.dtype, device: like.device });
 }

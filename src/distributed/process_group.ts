@@ -65,14 +65,14 @@ export const DONE: Work = Object.freeze({ wait: () => Promise.resolve(), waitSyn
 
 const OPS: readonly string[] = ['sum', 'avg', 'max', 'min', 'product'];
 
-/** Checks a reduce op name and that 'avg' is asked of a floating tensor (shared by the groups). */
+/** @internal Checks a reduce op name and that 'avg' is asked of a floating tensor (shared by the groups). */
 export function checkReduceOp(op: string, t: Tensor, where: string): void {
   if (!OPS.includes(op)) throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${JSON.stringify(op)}`, 'ERR_INVALID_ARG');
   if (op === 'avg' && !t.dtype.startsWith('float') && t.dtype !== 'bfloat16')
     throw new TorchRangeError(`${where}: op "avg" needs a floating-point tensor, received ${t.dtype}`, 'ERR_INVALID_ARG');
 }
 
-/** Checks that `big` is `small` with `world` × its first dimension (all-gather and reduce-scatter shapes). */
+/** @internal Checks that `big` is `small` with `world` × its first dimension (all-gather and reduce-scatter shapes). */
 export function checkStacked(big: Tensor, small: Tensor, world: number, where: string, bigName: string, smallName: string): void {
   const b = big.shape;
   const s = small.shape;
