@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BENCHES = ['op_overhead', 'losses', 'features', 'loader_memory', 'eval_fashion_mnist'] as const;
+const BENCHES = ['op_overhead', 'losses', 'features', 'loader_memory', 'eval_fashion_mnist', 'distributed'] as const;
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const at = argv.indexOf('--only');

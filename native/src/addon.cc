@@ -30,6 +30,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBench(env, exports);
   InitThreads(env, exports);
   InitAugment(env, exports);
+  InitDistributed(env, exports);
   return exports;
 }
 

@@ -134,5 +134,6 @@ void InitDevice(Napi::Env env, Napi::Object exports);
 void InitFused(Napi::Env env, Napi::Object exports);
 void InitBench(Napi::Env env, Napi::Object exports);
 void InitThreads(Napi::Env env, Napi::Object exports);
+void InitDistributed(Napi::Env env, Napi::Object exports);
 
 }  // namespace dinov3

@@ -1,6 +1,6 @@
 // DINO CLS-token loss: RECIPE §5.2 (official: dinov3/loss/dino_clstoken_loss.py `DINOLoss`), with the teacher targets
 // of §5.1 (Sinkhorn-Knopp, or the unreachable softmax-centering alternative and its EMA centre).
-import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../dist/process_group.js';
+import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { Module } from '../nn/module.js';
 import { arange, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';

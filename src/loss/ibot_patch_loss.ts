@@ -1,6 +1,6 @@
 // iBOT masked-patch loss: RECIPE §5.3 (official: dinov3/loss/ibot_patch_loss.py `iBOTPatchLoss`, `forward_masked`),
 // with its Sinkhorn-Knopp targets (§5.1, B_tot = all-reduced masked count) and the softmax-centering alternative.
-import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../dist/process_group.js';
+import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { TorchRangeError } from '../native/errors.js';
 import { Module } from '../nn/module.js';
 import { zeros } from '../tensor/creation.js';

@@ -1,6 +1,6 @@
 // KoLeo regulariser: RECIPE §5.4 (official: dinov3/loss/koleo_loss.py `KoLeoLoss`, `KoLeoLossDistributed`).
 // Applied by the caller to each global crop's student CLS tokens separately, then averaged over the crops.
-import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../dist/process_group.js';
+import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { TorchRangeError } from '../native/errors.js';
 import { arange, eye } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';

@@ -3,7 +3,7 @@
 //
 // Layout: the official code works on Q = exp(Z/τ)ᵀ [K, n]; we keep Z's layout [n, K], so the official "row sums"
 // (per prototype, all-reduced) are our sums over dim 0 and its "column sums" (per sample, local) our sums over dim 1.
-import { allReduceMax_, LOCAL_PROCESS_GROUP, type ProcessGroup } from '../dist/process_group.js';
+import { allReduceMax_, LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { full } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';

@@ -14,6 +14,10 @@ export type NativeGenerator = { readonly __nativeGenerator: unique symbol };
 /** Opaque native CUDA stream and event handles (only created by CUDA builds). */
 export type NativeCudaStream = { readonly __nativeCudaStream: unique symbol };
 export type NativeCudaEvent = { readonly __nativeCudaEvent: unique symbol };
+/** Opaque native c10d process group and work handles (distributed/c10d.cc). */
+export type NativeDistGroup = { readonly __nativeDistGroup: unique symbol };
+export type NativeDistWork = { readonly __nativeDistWork: unique symbol };
+export type NativeFsdpUnit = { readonly __nativeFsdpUnit: unique symbol };
 
 type T = NativeTensor;
 type Num = number;
@@ -21,6 +25,13 @@ type MaybeT = T | null | undefined;
 type Operand = T | number | boolean;
 type Dtype = string;
 type Dev = string;
+
+/** Ranks whose heartbeat stopped (`closed`: those that closed their group on purpose); storeError when the store is gone. */
+export interface DistProbe {
+  silent: number[];
+  closed: number[];
+  storeError: string | null;
+}
 
 export interface NativeBinding {
   // ---- core (tensor/tensor_core.cc) ----
@@ -285,6 +296,38 @@ export interface NativeBinding {
   // ---- bench (ops/bench.cc) ----
   /** Peak allocated bytes of the CUDA caching allocator (0 without CUDA); `reset` starts a new peak. */
   cudaPeakMemory(device?: Num | null, reset?: boolean): number;
+  // ---- distributed (distributed/c10d.cc) ----
+  distBackends(): string[];
+  distCreate(o: {
+    host: string; port: Num; rank: Num; worldSize: Num; isServer: boolean; backend: string; prefix: string;
+    deviceHostname?: string; deviceInterface?: string; timeoutMs: Num; heartbeatMs: Num; threads?: Num;
+  }): Promise<NativeDistGroup>;
+  distInfo(g: NativeDistGroup): { rank: number; worldSize: number; backend: string; host: string; port: number };
+  distDestroy(g: NativeDistGroup): void;
+  distAllReduce(g: NativeDistGroup, t: T, op: 'sum' | 'max' | 'min' | 'product'): NativeDistWork;
+  distAllGatherInto(g: NativeDistGroup, output: T, input: T): NativeDistWork;
+  distReduceScatter(g: NativeDistGroup, output: T, input: T): NativeDistWork;
+  distAllToAll(g: NativeDistGroup, output: T, input: T): NativeDistWork;
+  distBroadcast(g: NativeDistGroup, t: T, src: Num): NativeDistWork;
+  distBarrier(g: NativeDistGroup): NativeDistWork;
+  distAllGatherAutograd(g: NativeDistGroup, t: T): T;
+  distWait(w: NativeDistWork, timeoutMs: Num): void;
+  distWaitAsync(w: NativeDistWork, timeoutMs: Num): Promise<void>;
+  distIsCompleted(w: NativeDistWork): boolean;
+  distProbe(g: NativeDistGroup, windowMs: Num): Promise<DistProbe>;
+  distProbeSync(g: NativeDistGroup, windowMs: Num): DistProbe;
+  distFsdpUnit(g: NativeDistGroup, params: T[], shard: T, gradShard: T, offsets: number[], padded: Num): NativeFsdpUnit;
+  distFsdpSetPrev(u: NativeFsdpUnit, prev: NativeFsdpUnit | null): void;
+  distFsdpPrefetch(u: NativeFsdpUnit): void;
+  distFsdpGather(u: NativeFsdpUnit): void;
+  distFsdpRelease(u: NativeFsdpUnit): void;
+  distFsdpIsGathered(u: NativeFsdpUnit): boolean;
+  distFsdpStats(u: NativeFsdpUnit): { hookGathers: number; hookReduces: number };
+  distFsdpIssueReduce(u: NativeFsdpUnit): void;
+  distFsdpFinishReduce(u: NativeFsdpUnit): void;
+  /** `t` through the unit's autograd hook (kind 0: an input, 1: an output); `t` itself when it needs no gradient. */
+  distFsdpHook(u: NativeFsdpUnit, t: T, kind: 0 | 1): T;
+  distFsdpDispose(u: NativeFsdpUnit): void;
   // ---- threads (tensor/threads.cc) ----
   threadingInfo(): {
     intraOp: number;

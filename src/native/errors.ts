@@ -22,7 +22,10 @@ export type ErrorCode =
   | 'ERR_WORKER'
   | 'ERR_DIST_BACKEND'
   | 'ERR_DIST_STORE'
-  | 'ERR_DIST_NETWORK';
+  | 'ERR_DIST_NETWORK'
+  | 'ERR_DIST_TIMEOUT'
+  | 'ERR_DIST_PEER'
+  | 'ERR_DIST_LAUNCH';
 
 /** Any error raised by libtorch that has no more specific class. */
 export class TorchError extends Error {
@@ -137,6 +140,23 @@ export class NanLossError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'NanLossError';
+  }
+}
+
+/**
+ * A distributed run failed: rendezvous (ERR_DIST_STORE), a backend that is missing or was destroyed
+ * (ERR_DIST_BACKEND), a collective that failed (ERR_DIST_NETWORK) or timed out (ERR_DIST_TIMEOUT), a peer rank
+ * that exited or stopped responding (ERR_DIST_PEER), or a launch that was interrupted or could not start a worker
+ * (ERR_DIST_LAUNCH). `failedRanks` names the ranks found dead, when known.
+ */
+export class DistributedError extends Error {
+  readonly code: ErrorCode;
+  readonly failedRanks: readonly number[];
+  constructor(message: string, code: ErrorCode = 'ERR_DIST_NETWORK', failedRanks: readonly number[] = [], options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DistributedError';
+    this.code = code;
+    this.failedRanks = failedRanks;
   }
 }
 

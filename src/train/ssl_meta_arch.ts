@@ -5,7 +5,7 @@
 // collated batch; the rest of an iteration (schedules, clipping, optimizer, EMA) is `train.ts::trainIteration`.
 import { trainingBackboneConfig, type StudentArchConfig } from '../config/presets.js';
 import type { CollatedBatch } from '../data/batch.js';
-import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../dist/process_group.js';
+import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { DINOHead } from '../layers/dino_head.js';
 import { DINOLoss } from '../loss/dino_clstoken_loss.js';
 import { gramLoss } from '../loss/gram_loss.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
 import { batchTensors, type CollatedBatch } from '../data/batch.js';
-import type { ProcessGroup } from '../dist/process_group.js';
+import type { ProcessGroup } from '../distributed/process_group.js';
 import { ConfigError } from '../native/errors.js';
 import type { StateDict } from '../nn/module.js';
 import { Generator } from '../tensor/creation.js';
