@@ -18,6 +18,7 @@ import { setNumThreads } from '../src/tensor/device.js';
 import { loadSSLConfig } from '../src/train/config.js';
 import { SyntheticBatches } from '../src/train/synthetic.js';
 import { Trainer } from '../src/train/trainer.js';
+import { scheduleValues, trainIteration } from '../src/train/train.js';
 import { batchTensors } from '../src/data/batch.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -78,12 +79,21 @@ const cfg = await loadSSLConfig('ssl_default', [...overrides, 'optim.epochs=100'
 const trainer = await Trainer.create(cfg, {});
 const data = new SyntheticBatches({ batchSize: c.batch, globalSize: c.global, localSize: c.local, nLocal: c.nLocal, patchSize: c.patch });
 
-function ours(n: number): number[] {
+const phases: Record<string, number> = {};
+let timedIters = 0;
+function ours(n: number, timed = true): number[] {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const b = data.batch(trainer.iteration);
     const t0 = performance.now();
-    trainer.step(b);
+    trainIteration(trainer.model, trainer.optimizer, b, {
+      iteration: trainer.iteration,
+      values: scheduleValues(trainer.schedules, trainer.iteration),
+      clipGrad: cfg.optim.clip_grad,
+      timings: timed ? phases : undefined,
+    });
+    trainer.iteration++;
+    if (timed) timedIters++;
     out.push((performance.now() - t0) / 1000);
     for (const t of batchTensors(b)) t.dispose();
   }
@@ -107,7 +117,7 @@ function peer(n: number): { s: number[]; result: Record<string, unknown> } {
 }
 
 const load0 = loadavg();
-ours(warmup);
+ours(warmup, false);
 const oursS: number[] = [];
 const peerS: number[] = [];
 let peerResult: Record<string, unknown> = {};
@@ -129,6 +139,7 @@ const res = {
   ours: summary(oursS),
   official: summary(peerS),
   ratio: oursS.length && peerS.length ? +(median(peerS) / median(oursS)).toFixed(3) : null,
+  ours_phase_s_mean: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +(v / 1000 / Math.max(timedIters, 1)).toFixed(4)])),
   official_meta: { torch: peerResult.torch, fsdp: peerResult.fsdp, param_dtype: peerResult.param_dtype, rope_dtype: peerResult.rope_dtype, phase_s_median: peerResult.phase_s_median },
   addon: addonInfo,
   loadavg_start: load0.map((x) => +x.toFixed(2)),

@@ -24,20 +24,8 @@ import { loadSSLConfig } from '../train/config.js';
 import { trainingLoader } from '../train/data.js';
 import { METRICS_FILE, renderLossCurve } from '../train/logging.js';
 import { Trainer } from '../train/trainer.js';
-import { Budget, idxEvalBatch, idxKnn } from './ssl_quickstart.js';
+import { Budget, evalBatch, idxImages, knnTop1, QUICKSTART_OVERRIDES } from './ssl_quickstart.js';
 
-/** The short-run recipe on top of the `cpu_tiny_fmnist` preset (see README "It learns"). */
-export const QUICKSTART_OVERRIDES = [
-  'student.drop_path_rate=0.0',
-  'student.layerscale=0.1',
-  'teacher.momentum_teacher=0.95',
-  'teacher.final_momentum_teacher=0.995',
-  'teacher.warmup_teacher_temp_epochs=1',
-  'optim.warmup_epochs=1',
-  'optim.freeze_last_layer_epochs=0',
-  'optim.epochs=10',
-  'train.OFFICIAL_EPOCH_LENGTH=100',
-];
 
 const program = new Command('demo')
   .option('--minutes <m>', 'training budget in minutes (wall clock, evaluations excluded)', Number, 3)
@@ -66,7 +54,9 @@ const loader = trainingLoader(train, cfg, { workers: o.workers });
 const trainer = await Trainer.create(cfg, { data: loader, outDir: join(out, 'run'), maxIterations: 1_000_000, scheduleIndex: () => budget.position(P) });
 const knnOpts = { size, ntrain: Math.min(o.evalTrain, train.length), ntest: Math.min(o.evalTest, test.length), centred: true };
 log(`dinov3-ts quickstart: self-supervised pretraining of a ${cfg.student.embed_dim}-wide, ${cfg.student.depth}-block ViT (patch ${cfg.student.patch_size}) on Fashion-MNIST, no labels, ${o.minutes} min`);
-const before = idxKnn(trainer.model.teacher.backbone, train, test, knnOpts);
+const trainSet = idxImages(train);
+const testSet = idxImages(test);
+const before = knnTop1(trainer.model.teacher.backbone, trainSet, testSet, knnOpts);
 log(`k-NN@20 of the random-init network: ${(100 * before.top1).toFixed(1)}% (centred features: ${(100 * before.centredTop1!).toFixed(1)}%)`);
 
 const it = loader[Symbol.asyncIterator]();
@@ -85,7 +75,7 @@ while (!budget.done) {
 budget.pause();
 await it.return?.();
 await loader.close();
-const after = idxKnn(trainer.model.teacher.backbone, train, test, knnOpts);
+const after = knnTop1(trainer.model.teacher.backbone, trainSet, testSet, knnOpts);
 log(`k-NN@20 of the trained teacher after ${trainer.iteration} iterations: ${(100 * after.top1).toFixed(1)}% (centred: ${(100 * after.centredTop1!).toFixed(1)}%)`);
 
 // PCA of the teacher's patch features over 8 test images (one fit for all), beside the images.
@@ -94,7 +84,7 @@ const rgb = noGrad(() =>
   scope(() => {
     const m = trainer.model.teacher.backbone;
     m.eval();
-    const f = m.forwardFeatures(idxEvalBatch(test, 0, N, size)); // patches [8, g·g, D]
+    const f = m.forwardFeatures(evalBatch(testSet, 0, N, size)); // patches [8, g·g, D]
     const g = size / cfg.student.patch_size;
     const patches = f.patchTokens.reshape([N * g * g, -1]);
     const fit = pcaFit(patches);

@@ -2,6 +2,7 @@
 // transform (official `make_eval_transform`: bicubic resize to the crop size, ImageNet mean/std on 3 channels), CLS
 // features of a backbone, the official k-NN protocol on them, and a wall-clock budget that can pause for evaluations.
 import type { IdxDataset } from '../data/datasets/idx.js';
+import type { RgbImage } from '../data/datasets/types.js';
 import { knnEval } from '../eval/knn.js';
 import type { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { interpolate, normalize } from '../ops/nn.js';
@@ -12,31 +13,67 @@ import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
+/** The short-run recipe on top of the `cpu_tiny_fmnist` preset (see README "It learns"). */
+export const QUICKSTART_OVERRIDES = [
+  'student.drop_path_rate=0.0',
+  'student.layerscale=0.1',
+  'teacher.momentum_teacher=0.95',
+  'teacher.final_momentum_teacher=0.995',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'optim.warmup_epochs=1',
+  'optim.freeze_last_layer_epochs=0',
+  'optim.epochs=10',
+  'train.OFFICIAL_EPOCH_LENGTH=100',
+];
+
 const MEAN = [0.485, 0.456, 0.406];
 const STD = [0.229, 0.224, 0.225];
 
-/** Images [start, start + n) of a grey IDX dataset as normalised RGB [n, 3, size, size] (bicubic, like PIL's resize). */
-export function idxEvalBatch(ds: IdxDataset, start: number, n: number, size: number): Tensor {
+/** Labeled RGB images held in memory (an IDX split, decoded files). */
+export interface LabeledImages {
+  readonly length: number;
+  image(i: number): RgbImage;
+  readonly labels: Int32Array;
+}
+
+/** An IDX split (grey) as RGB images. */
+export function idxImages(ds: IdxDataset): LabeledImages {
+  const px = ds.rows * ds.cols;
+  return {
+    length: ds.length,
+    labels: ds.labels!,
+    image(i) {
+      const data = new Uint8Array(px * 3);
+      const src = ds.images.subarray(i * px, (i + 1) * px);
+      for (let j = 0; j < px; j++) data[3 * j] = data[3 * j + 1] = data[3 * j + 2] = src[j]!;
+      return { data, width: ds.cols, height: ds.rows };
+    },
+  };
+}
+
+/** Images [start, start + n) as normalised RGB [n, 3, size, size]: bicubic resize (antialiased, rounded to 8 bits, as PIL). */
+export function evalBatch(set: LabeledImages, start: number, n: number, size: number): Tensor {
   return scope(() => {
-    const px = ds.rows * ds.cols;
-    const src = ds.images.subarray(start * px, (start + n) * px);
-    const x = interpolate(tensor(Float32Array.from(src), { shape: [n, 1, ds.rows, ds.cols] }), { size: [size, size], mode: 'bicubic', antialias: true })
-      .round()
-      .clamp(0, 255)
-      .div(255);
-    return cat([0, 1, 2].map((c) => x.sub(MEAN[c]!).div(STD[c]!)), 1);
+    const parts: Tensor[] = [];
+    for (let i = start; i < start + n; i++) {
+      const im = set.image(i);
+      const x = tensor(Float32Array.from(im.data), { shape: [1, im.height, im.width, 3] }).permute([0, 3, 1, 2]);
+      parts.push(im.width === size && im.height === size ? x : interpolate(x, { size: [size, size], mode: 'bicubic', antialias: true }));
+    }
+    const x = cat(parts, 0).round().clamp(0, 255).div(255);
+    return cat([0, 1, 2].map((c) => x.narrow(1, c, 1).sub(MEAN[c]!).div(STD[c]!)), 1);
   });
 }
 
 /** CLS features (`x_norm_clstoken`) of the first `n` images, in eval mode, [n, D]. */
-export function idxFeatures(model: DinoVisionTransformer, ds: IdxDataset, n: number, size: number, batch = 500): Tensor {
+export function clsFeatures(model: DinoVisionTransformer, set: LabeledImages, n: number, size: number, batch = 500): Tensor {
   const was = model.training;
   model.eval();
   try {
     return noGrad(() =>
       scope(() => {
         const parts: Tensor[] = [];
-        for (let s = 0; s < n; s += batch) parts.push(model.forward(idxEvalBatch(ds, s, Math.min(batch, n - s), size)));
+        for (let s = 0; s < n; s += batch) parts.push(model.forward(evalBatch(set, s, Math.min(batch, n - s), size)));
         return cat(parts, 0);
       }),
     );
@@ -50,21 +87,33 @@ export function idxFeatures(model: DinoVisionTransformer, ds: IdxDataset, n: num
  * `ntest` test images; with `centred`, also after subtracting the mean train feature (a diagnostic for near-constant
  * features, as the official-code peer reports for random init).
  */
-export function idxKnn(
+export function knnTop1(
   model: DinoVisionTransformer,
-  train: IdxDataset,
-  test: IdxDataset,
-  o: { size: number; ntrain?: number; ntest?: number; k?: number; centred?: boolean },
+  train: LabeledImages,
+  test: LabeledImages,
+  o: { size: number; ntrain?: number; ntest?: number; k?: number; centred?: boolean; numClasses?: number },
 ): { top1: number; centredTop1: number | undefined } {
   const ntr = o.ntrain ?? train.length;
   const nte = o.ntest ?? test.length;
   return scope(() => {
-    const a = idxFeatures(model, train, ntr, o.size);
-    const b = idxFeatures(model, test, nte, o.size);
+    const a = clsFeatures(model, train, ntr, o.size);
+    const b = clsFeatures(model, test, nte, o.size);
     const run = (x: Tensor, y: Tensor) =>
-      knnEval(normalize(x, 2, -1), train.labels!.subarray(0, ntr), normalize(y, 2, -1), test.labels!.subarray(0, nte), { ks: [o.k ?? 20], numClasses: 10 })[0]!.top1;
+      knnEval(normalize(x, 2, -1), train.labels.subarray(0, ntr), normalize(y, 2, -1), test.labels.subarray(0, nte), { ks: [o.k ?? 20], numClasses: o.numClasses })[0]!.top1;
     const m = o.centred ? mean(a, 0, true) : undefined;
     return { top1: run(a, b), centredTop1: m ? run(a.sub(m), b.sub(m)) : undefined };
+  });
+}
+
+/** The same k-NN on the raw pixels (flattened, resized to `size`, normalised): the baseline to approach. */
+export function pixelKnnTop1(train: LabeledImages, test: LabeledImages, o: { size: number; k?: number; numClasses?: number }): number {
+  return scope(() => {
+    const flat = (set: LabeledImages) => {
+      const parts: Tensor[] = [];
+      for (let s = 0; s < set.length; s += 1000) parts.push(evalBatch(set, s, Math.min(1000, set.length - s), o.size).flatten(1));
+      return normalize(cat(parts, 0), 2, -1);
+    };
+    return knnEval(flat(train), train.labels, flat(test), test.labels, { ks: [o.k ?? 20], numClasses: o.numClasses })[0]!.top1;
   });
 }
 

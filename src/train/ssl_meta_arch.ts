@@ -287,7 +287,10 @@ export class SSLMetaArch extends Module {
    * One forward and backward of the student on a collated batch (official `forward_backward`). Gradients are
    * accumulated into the student's parameters; the returned tensors are owned by the caller (enclosing scope).
    */
-  forwardBackward(batch: CollatedBatch, o: { teacherTemp: number; iteration?: number; teacherOutput?: TeacherGlobal }): ForwardBackwardResult {
+  forwardBackward(
+    batch: CollatedBatch,
+    o: { teacherTemp: number; iteration?: number; teacherOutput?: TeacherGlobal; timings?: Record<string, number> },
+  ): ForwardBackwardResult {
     const it = o.iteration ?? 0;
     const nLocal = this.nLocalCrops;
     const local = batch.collated_local_crops;
@@ -308,13 +311,26 @@ export class SSLMetaArch extends Module {
       const masks = batch.collated_masks;
       const maskIdx = batch.mask_indices_list;
       // a distillation teacher's targets, computed once for all students (official MultiDistillationMetaArch), or ours
+      // Optional wall-clock of each phase (the CPU computes eagerly, so phase boundaries are real; on CUDA they are
+      // launch times unless the caller synchronises).
+      let t = performance.now();
+      const lap = (k: string) => {
+        if (!o.timings) return;
+        const now = performance.now();
+        o.timings[k] = (o.timings[k] ?? 0) + (now - t);
+        t = now;
+      };
       const teacherGlobal = o.teacherOutput ?? run(() => this.getTeacherOutput(global, B, maskIdx, batch.n_masked_patches, o.teacherTemp));
+      lap('teacher');
       const [studentGlobal, studentLocal] = run(() => this.getStudentOutput(global, local, B, masks, maskIdx));
+      lap('student_forward');
       const gramGlobal = this.cfg.gram.use_loss
         ? run(() => this.getGramTeacherOutput(batch.collated_gram_teacher_crops ?? null, masks, teacherGlobal, studentGlobal, global.shape[3]!))
         : null;
       const { loss, lossDict } = this.computeLosses(teacherGlobal, studentGlobal, studentLocal, gramGlobal, masks, maskIdx, batch.masks_weight, it);
+      lap('losses');
       loss.backward();
+      lap('backward');
       return { loss: loss.detach(), lossDict, localBatchSize: B, globalBatchSize: batch.global_batch_size ?? B * this.group.worldSize };
     });
   }

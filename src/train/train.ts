@@ -23,6 +23,13 @@ export interface IterationValues {
   lastLayerLr: number;
 }
 
+/** Adds the time since `t` to `timings[key]` (when timing) and returns now. */
+function lap(timings: Record<string, number> | undefined, key: string, t: number): number {
+  const now = performance.now();
+  if (timings) timings[key] = (timings[key] ?? 0) + (now - t);
+  return now;
+}
+
 /** The values of `schedules` at iteration `it`. */
 export function scheduleValues(s: TrainSchedules, it: number): IterationValues {
   return { lr: s.lr.at(it), wd: s.wd.at(it), momentum: s.momentum.at(it), teacherTemp: s.teacherTemp.at(it), lastLayerLr: s.lastLayerLr.at(it) };
@@ -90,6 +97,8 @@ export interface IterationOptions {
   teacherOutput?: TeacherGlobal;
   /** Called after backward, before clipping (to inspect or log raw gradients). */
   afterBackward?: () => void;
+  /** Filled with milliseconds per phase (teacher, student_forward, losses, backward, clip, metrics_read, optimizer, ema). */
+  timings?: Record<string, number>;
 }
 
 /**
@@ -102,8 +111,9 @@ export function trainIteration(model: SSLMetaArch, optimizer: AdamW, batch: Coll
   applyOptimScheduler(optimizer.paramGroups, { lr: v.lr, wd: v.wd, lastLayerLr: v.lastLayerLr });
   optimizer.zeroGrad();
   const read = scope('trainIteration', () => {
-    const r = model.forwardBackward(batch, { teacherTemp: v.teacherTemp, iteration: o.iteration, teacherOutput: o.teacherOutput });
+    const r = model.forwardBackward(batch, { teacherTemp: v.teacherTemp, iteration: o.iteration, teacherOutput: o.teacherOutput, timings: o.timings });
     o.afterBackward?.();
+    let t = performance.now();
     const names: string[] = [];
     const values: Tensor[] = [];
     const dev = r.loss.device;
@@ -118,12 +128,15 @@ export function trainIteration(model: SSLMetaArch, optimizer: AdamW, batch: Coll
         values.push(clipGradNorm(m.parameters(), o.clipGrad));
       }
     }
+    t = lap(o.timings, 'clip', t);
     names.push('total_loss');
     values.push(r.loss.float());
     const all = stack(values);
     const finite = isfinite(all);
     // The one host synchronisation of the step.
-    return { names, numbers: Array.from(all.toFloat32Array()), finite: finite.toArray(), B: r.localBatchSize, G: r.globalBatchSize };
+    const out = { names, numbers: Array.from(all.toFloat32Array()), finite: finite.toArray(), B: r.localBatchSize, G: r.globalBatchSize };
+    lap(o.timings, 'metrics_read', t);
+    return out;
   });
   const byName = new Map(read.names.map((n, i) => [n, read.numbers[i]!]));
   const total = byName.get('total_loss')!;
@@ -138,8 +151,11 @@ export function trainIteration(model: SSLMetaArch, optimizer: AdamW, batch: Coll
       );
     }
   } else {
+    let t = performance.now();
     optimizer.step();
+    t = lap(o.timings, 'optimizer', t);
     model.updateEma(v.momentum);
+    lap(o.timings, 'ema', t);
   }
   const gradNorms: Record<string, number> = {};
   for (const [n, x] of byName) if (n.endsWith('_grad_norm')) gradNorms[n.slice(0, -'_grad_norm'.length)] = x;
