@@ -15,6 +15,7 @@ import type { Tensor } from '../tensor/tensor.js';
 
 /** The short-run recipe on top of the `cpu_tiny_fmnist` preset (see README "It learns"). */
 export const QUICKSTART_OVERRIDES = [
+  'compute_precision.param_dtype=bf16',
   'student.drop_path_rate=0.0',
   'student.layerscale=0.1',
   'teacher.momentum_teacher=0.95',

@@ -8,7 +8,6 @@
 import { join } from 'node:path';
 
 import type { CollatedBatch } from '../data/batch.js';
-import { batchTensors } from '../data/batch.js';
 import { DINOHead } from '../layers/dino_head.js';
 import { DINOLoss } from '../loss/dino_clstoken_loss.js';
 import { IBOTPatchLoss } from '../loss/ibot_patch_loss.js';
@@ -26,7 +25,7 @@ import { loadSSLConfig, mergeConfig, parseSSLConfig, readConfigFile, type SSLCon
 import { SSLModel, type TeacherGlobal } from './ssl_meta_arch.js';
 import { loadSSLModelCheckpoint } from './stages.js';
 import type { IterationMetrics } from './train.js';
-import { Trainer, type BatchSource, type ResumableData } from './trainer.js';
+import { runBatches, Trainer, type BatchSource, type ResumableData } from './trainer.js';
 
 /** The teacher's raw outputs on a batch (before centring), shared by every student. */
 export interface TeacherLogits {
@@ -248,34 +247,18 @@ export class MultiDistiller {
   async fit(): Promise<{ iterations: number; stoppedBy: 'end' | 'abort' | 'data'; exports: Record<string, string> }> {
     const data = this.#o.data;
     if (!data) throw new ConfigError('MultiDistiller.fit: no data');
-    const iterator = Symbol.asyncIterator in data ? data[Symbol.asyncIterator]() : (data as Iterable<CollatedBatch>)[Symbol.iterator]();
-    let stoppedBy: 'end' | 'abort' | 'data' = 'end';
-    try {
-      while (this.iteration < this.maxIterations) {
-        if (this.#o.signal?.aborted) {
-          stoppedBy = 'abort';
-          break;
+    const stoppedBy = await runBatches(data, {
+      signal: this.#o.signal,
+      more: () => this.iteration < this.maxIterations,
+      step: (batch) => this.step(batch),
+      after: async () => {
+        if (!this.#o.outDir) return;
+        for (const { trainer } of this.students) {
+          const period = trainer.cfg.checkpointing.period;
+          if (trainer.iteration % period === 0 && trainer.iteration < this.maxIterations) await trainer.saveCheckpoint();
         }
-        const next = await iterator.next();
-        if (next.done) {
-          stoppedBy = 'data';
-          break;
-        }
-        try {
-          this.step(next.value);
-        } finally {
-          for (const t of batchTensors(next.value)) t.dispose();
-        }
-        if (this.#o.outDir) {
-          for (const { trainer } of this.students) {
-            const period = trainer.cfg.checkpointing.period;
-            if (trainer.iteration % period === 0 && trainer.iteration < this.maxIterations) await trainer.saveCheckpoint();
-          }
-        }
-      }
-    } finally {
-      await iterator.return?.();
-    }
+      },
+    });
     const exports: Record<string, string> = {};
     if (this.#o.outDir && this.iteration > 0) {
       for (const { name, trainer } of this.students) {

@@ -305,8 +305,11 @@ export class SSLMetaArch extends Module {
         'ERR_INVALID_ARG',
       );
     }
-    const useAutocast = this.cfg.compute_precision.param_dtype === 'bf16' && global.device.startsWith('cuda');
-    const run = <R>(fn: () => R): R => (useAutocast ? autocast(fn, { device: 'cuda', dtype: 'bfloat16' }) : fn());
+    // compute_precision.param_dtype bf16/fp16: matmul-like ops in that dtype over fp32 master weights (the official
+    // FSDP2 MixedPrecisionPolicy computes in param_dtype; reductions and losses stay fp32 here).
+    const pd = this.cfg.compute_precision.param_dtype;
+    const device = global.device.startsWith('cuda') ? 'cuda' : 'cpu';
+    const run = <R>(fn: () => R): R => (pd === 'fp32' ? fn() : autocast(fn, { device, dtype: pd === 'bf16' ? 'bfloat16' : 'float16' }));
     return scope('forwardBackward', () => {
       const masks = batch.collated_masks;
       const maskIdx = batch.mask_indices_list;

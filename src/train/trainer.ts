@@ -191,34 +191,20 @@ export class Trainer {
   async fit(): Promise<FitResult> {
     const data = this.#o.data;
     if (!data) throw new ConfigError('Trainer.fit: no data (pass options.data, or call step() with your own batches)');
-    const iterator = Symbol.asyncIterator in data ? data[Symbol.asyncIterator]() : (data as Iterable<CollatedBatch>)[Symbol.iterator]();
     const period = this.cfg.checkpointing.period;
     let last: IterationMetrics | undefined;
-    let stoppedBy: FitResult['stoppedBy'] = 'end';
-    try {
-      while (this.iteration < this.maxIterations) {
-        if (this.#o.signal?.aborted) {
-          stoppedBy = 'abort';
-          break;
-        }
-        const next = await iterator.next();
-        if (next.done) {
-          stoppedBy = 'data';
-          break;
-        }
-        const batch = next.value;
-        try {
-          last = this.step(batch);
-        } finally {
-          for (const t of batchTensors(batch)) t.dispose();
-        }
+    const stoppedBy = await runBatches(data, {
+      signal: this.#o.signal,
+      more: () => this.iteration < this.maxIterations,
+      step: (batch) => {
+        last = this.step(batch);
+      },
+      after: async () => {
         if (this.#o.outDir && this.iteration % period === 0 && this.iteration < this.maxIterations) await this.saveCheckpoint();
         const evalPeriod = this.cfg.evaluation.eval_period_iterations;
         if (this.#o.outDir && evalPeriod > 0 && this.iteration % evalPeriod === 0) await this.exportTeacher(this.iteration - 1);
-      }
-    } finally {
-      await iterator.return?.();
-    }
+      },
+    });
     if (this.#o.outDir) {
       await this.saveCheckpoint();
       if (stoppedBy !== 'abort') {
@@ -324,6 +310,33 @@ export class Trainer {
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+}
+
+/**
+ * The loop of `fit()`: pulls batches while `more()` holds, the data lasts and `signal` is not aborted; each batch
+ * goes to `step` and is disposed after it, then `after` runs (checkpoints, exports). Returns why it stopped.
+ */
+export async function runBatches(
+  data: BatchSource,
+  o: { signal?: AbortSignal; more: () => boolean; step: (b: CollatedBatch) => void; after?: () => Promise<void> },
+): Promise<'end' | 'abort' | 'data'> {
+  const iterator = Symbol.asyncIterator in data ? data[Symbol.asyncIterator]() : (data as Iterable<CollatedBatch>)[Symbol.iterator]();
+  try {
+    while (o.more()) {
+      if (o.signal?.aborted) return 'abort';
+      const next = await iterator.next();
+      if (next.done) return 'data';
+      try {
+        o.step(next.value);
+      } finally {
+        for (const t of batchTensors(next.value)) t.dispose();
+      }
+      await o.after?.();
+    }
+    return 'end';
+  } finally {
+    await iterator.return?.();
   }
 }
 
