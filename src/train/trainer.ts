@@ -2,17 +2,21 @@
 // gram-teacher load and refreshes, JSONL metrics and progress, periodic atomic checkpoints with everything needed for
 // an exact continuation (student, teacher, gram teacher, optimizer, generator states, data position, counters,
 // config), teacher exports, and a clean stop on an AbortSignal. A script can drive `step()` itself or call `fit()`.
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
 import { batchTensors, type CollatedBatch } from '../data/batch.js';
+import { loadShardedCheckpoint, saveShardedCheckpoint } from '../distributed/fsdp_checkpoint.js';
 import type { ProcessGroup } from '../distributed/process_group.js';
-import { ConfigError } from '../native/errors.js';
+import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { StateDict } from '../nn/module.js';
 import { Generator } from '../tensor/creation.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import {
+  checkpointDir,
   exportTeacherBackbone,
+  listCheckpoints,
   generatorStates,
   loadLatestCheckpoint,
   optimizerFromCheckpoint,
@@ -27,6 +31,7 @@ import { MetricsLog, METRICS_FILE, type MetricsRecord, memoryMetrics, ProgressRe
 import { gramLoadDue, gramRefreshDue, hasGramTeacher, loadGramTeacherCheckpoint, officialGramUpdatesBefore } from './gram.js';
 import { buildSchedulers, type TrainSchedules } from './schedules.js';
 import { initStudentFromTeacherCheckpoint } from './stages.js';
+import { isCollectiveGroup, ShardedSSL, type ShardMemoryReport, type TrainerSharding } from './sharded.js';
 import { SSLMetaArch, type TeacherGlobal } from './ssl_meta_arch.js';
 import { buildOptimizer, scheduleValues, trainIteration, type IterationMetrics } from './train.js';
 
@@ -49,8 +54,20 @@ export interface TrainerOptions {
   onProgress?: (line: string) => void;
   /** Stops `fit()` cleanly: a checkpoint is written, then it returns. */
   signal?: AbortSignal;
-  /** Ranks sharing the losses' statistics (default: this process). */
+  /**
+   * Ranks sharing the losses' statistics (default: this process). With more than one rank the student is trained
+   * data-parallel over them (see `sharding`); the group must then be a CollectiveGroup (e.g. from initProcessGroup),
+   * each rank gets its own part of the global batch (`batch_size_per_gpu` images), and rank 0 writes the run folder.
+   */
   group?: ProcessGroup;
+  /**
+   * How the student and teacher are spread over the ranks (official `compute_precision.sharding_strategy`, its
+   * default when the group has more than one rank): 'SHARD_GRAD_OP' or 'FULL_SHARD' (FullyShardedModule per
+   * submodule, blocks as units; sharded checkpoints, loadable at another world size) or 'NO_SHARD' (replicas, gradients
+   * all-reduced). Given explicitly with one rank it shards over that rank (so a sharded checkpoint can be resumed, or
+   * written, by one process). Default with one rank: none (the plain single-process path).
+   */
+  sharding?: TrainerSharding;
   device?: Device;
   /** Continue from the latest complete checkpoint of `outDir` (a folder holding another run is refused otherwise). */
   resume?: boolean;
@@ -97,7 +114,9 @@ interface TrainState {
 export class Trainer {
   readonly cfg: SSLConfig;
   readonly model: SSLMetaArch;
-  readonly optimizer: ReturnType<typeof buildOptimizer>;
+  optimizer: ReturnType<typeof buildOptimizer>;
+  /** The data-parallel / sharded setup (null: plain single-process training). */
+  sharded: ShardedSSL | null = null;
   readonly schedules: TrainSchedules;
   readonly generator: Generator;
   readonly maxIterations: number;
@@ -125,15 +144,21 @@ export class Trainer {
   /** Builds a trainer; with `outDir`, prepares the run folder (refusing another run unless `resume`). */
   static async create(config: SSLConfig | string, o: TrainerOptions = {}): Promise<Trainer> {
     const cfg = typeof config === 'string' ? await loadSSLConfig(config) : config;
-    if (o.outDir) await prepareRunDir(o.outDir, { resume: o.resume });
+    const world = o.group?.worldSize ?? 1;
+    const rank = o.group?.rank ?? 0;
+    // Rank 0 owns the run folder (config, metrics, progress, the checkpoint manifests); the others write shards only.
+    if (rank !== 0) o = { ...o, onProgress: undefined };
+    if (o.outDir && rank === 0) await prepareRunDir(o.outDir, { resume: o.resume });
     const t = new Trainer(cfg, o);
     try {
       if (o.initBackbone) await t.#initBackbone(o.initBackbone);
       // official SSLMetaArch.init_weights: student ← student.resume_from_teacher_chkpt, gram teacher ← gram.ckpt
       if (cfg.student.resume_from_teacher_chkpt) await initStudentFromTeacherCheckpoint(t.model, cfg.student.resume_from_teacher_chkpt);
       if (hasGramTeacher(cfg) && cfg.gram.ckpt != null) await loadGramTeacherCheckpoint(t.model, cfg.gram.ckpt);
+      const sharding = o.sharding ?? (world > 1 ? (cfg.compute_precision.sharding_strategy as TrainerSharding) : undefined);
+      if (sharding) t.#distribute(sharding);
       if (o.resume && o.outDir) await t.#resume(o.outDir);
-      if (o.outDir) {
+      if (o.outDir && rank === 0) {
         await writeResolvedConfig(o.outDir, cfg);
         t.#metricsLog = await MetricsLog.open(join(o.outDir, METRICS_FILE), { resumeFrom: t.iteration - 1 });
       }
@@ -146,6 +171,26 @@ export class Trainer {
       throw e;
     }
     return t;
+  }
+
+  // Wraps the student and teacher for data-parallel training and rebuilds the optimizer over this rank's shards.
+  #distribute(sharding: TrainerSharding): void {
+    const group = this.#o.group ?? this.model.group;
+    if (!isCollectiveGroup(group))
+      throw new ConfigError('Trainer: data-parallel training needs a CollectiveGroup (initProcessGroup, or LocalProcessGroup for one rank)');
+    const groups = ShardedSSL.optimizerGroups(this.model, this.cfg.optim);
+    this.sharded = new ShardedSSL(this.model, group, sharding);
+    this.optimizer.dispose();
+    this.optimizer = this.sharded.buildOptimizer(groups, this.cfg.optim);
+  }
+
+  /** Per-rank parameter, gradient and optimizer bytes against the unsharded totals (null without a group setup). */
+  memoryReport(): ShardMemoryReport | null {
+    return this.sharded?.memoryReport(this.optimizer) ?? null;
+  }
+
+  get #rank(): number {
+    return this.#o.group?.rank ?? 0;
   }
 
   async #initBackbone(source: string): Promise<void> {
@@ -224,6 +269,8 @@ export class Trainer {
       if (stoppedBy !== 'abort') {
         await this.exportTeacher();
         this.#metricsLog?.sync();
+      }
+      if (stoppedBy !== 'abort' && this.#rank === 0) {
         await renderLossCurve(join(this.#o.outDir, METRICS_FILE), join(this.#o.outDir, 'loss_curve.png')).catch((e: unknown) => {
           if (!(e instanceof ConfigError)) throw e; // no metrics yet: no curve
         });
@@ -248,6 +295,7 @@ export class Trainer {
     const outDir = this.#o.outDir;
     if (!outDir) throw new ConfigError('Trainer.saveCheckpoint: no outDir');
     if (this.iteration === 0) throw new ConfigError('Trainer.saveCheckpoint: no iteration has run yet');
+    if (this.sharded) return this.#saveDistributedCheckpoint(outDir);
     const opt = optimizerToCheckpoint(this.optimizer.stateDict());
     const gens = generatorStates({ model: this.generator });
     try {
@@ -269,6 +317,47 @@ export class Trainer {
     }
   }
 
+  // Sharded: every rank writes its shards of each student and teacher submodule (and the AdamW moments) under
+  // <outDir>/ckpt_sharded/<iteration>/, then rank 0 writes the checkpoint folder that makes them complete (training
+  // state, loss centres, generator, config). NO_SHARD: rank 0 writes the usual checkpoint. A barrier ends both.
+  async #saveDistributedCheckpoint(outDir: string): Promise<string> {
+    const sh = this.sharded!;
+    const it = this.iteration - 1;
+    const rel = join(SHARDED_DIR, String(it));
+    if (sh.sharded) {
+      for (const [k, f] of sh.student) await saveShardedCheckpoint(join(outDir, rel, `student.${k}`), f, { optimizer: this.optimizer });
+      for (const [k, f] of sh.teacher) await saveShardedCheckpoint(join(outDir, rel, `teacher.${k}`), f);
+    }
+    const path = join(checkpointDir(outDir), String(it));
+    if (this.#rank === 0) {
+      const optimizerJson = sh.sharded ? null : optimizerToCheckpoint(this.optimizer.stateDict());
+      const gens = generatorStates({ model: this.generator });
+      try {
+        const tensors: Record<string, StateDict> = {
+          losses: new Map([...this.model.dinoLoss.stateDict('dino_loss'), ...this.model.ibotPatchLoss.stateDict('ibot_patch_loss')]),
+          rng: gens,
+        };
+        if (optimizerJson) {
+          tensors.student = this.model.student.stateDict();
+          tensors.teacher = this.model.teacher.stateDict();
+          tensors.optimizer = optimizerJson.tensors;
+        }
+        const sharded = sh.sharded ? { dir: rel, worldSize: sh.group.worldSize, strategy: sh.strategy } : null;
+        const json = { trainer: this.#state(), optimizer: optimizerJson?.json ?? null, sharded, config: this.cfg as unknown };
+        await saveCheckpoint(outDir, it, { tensors, json: JSON.parse(JSON.stringify(json)) as unknown }, { keepLast: this.cfg.checkpointing.max_to_keep });
+      } finally {
+        for (const t of gens.values()) t.dispose();
+      }
+      // Shards of checkpoints that were pruned (or never completed) go too.
+      const live = new Set((await listCheckpoints(outDir)).map((c) => String(c.iteration)));
+      const present = await readdir(join(outDir, SHARDED_DIR)).catch(() => [] as string[]);
+      for (const d of present) if (!live.has(d) && d !== String(it)) await rm(join(outDir, SHARDED_DIR, d), { recursive: true, force: true });
+    }
+    await sh.group.barrier().wait();
+    this.#lastCheckpoint = path;
+    return path;
+  }
+
   async #resume(outDir: string): Promise<void> {
     const ck = await loadLatestCheckpoint(outDir);
     if (!ck) return; // nothing saved yet: a fresh start in this folder
@@ -279,8 +368,23 @@ export class Trainer {
         if (!m) throw new ConfigError(`${ck.path}: no "${k}" tensors in the checkpoint`);
         return m;
       };
-      this.model.student.loadStateDict(need('student'), { strict: true });
-      this.model.teacher.loadStateDict(need('teacher'), { strict: true });
+      const shardedInfo = (ck.json as { sharded?: { dir: string; worldSize: number } | null }).sharded ?? null;
+      const sh = this.sharded?.sharded ? this.sharded : null;
+      if (!!shardedInfo !== !!sh)
+        throw new CheckpointError(
+          shardedInfo
+            ? `${ck.path}: a sharded checkpoint (${shardedInfo.worldSize} ranks); resume it with sharding (any world size; Trainer option "sharding" for one process)`
+            : `${ck.path}: an unsharded checkpoint; resume it without sharding (or with NO_SHARD)`,
+        );
+      if (sh && shardedInfo) {
+        const names = this.optimizer.paramGroups.map((g) => g.names);
+        for (const [k, f] of sh.student) await loadShardedCheckpoint(join(outDir, shardedInfo.dir, `student.${k}`), f, { optimizer: this.optimizer });
+        for (const [k, f] of sh.teacher) await loadShardedCheckpoint(join(outDir, shardedInfo.dir, `teacher.${k}`), f);
+        this.optimizer.paramGroups.forEach((g, i) => (g.names = names[i]!));
+      } else {
+        this.model.student.loadStateDict(need('student'), { strict: true });
+        this.model.teacher.loadStateDict(need('teacher'), { strict: true });
+      }
       const json = ck.json as { trainer: TrainState; optimizer: OptimizerJson };
       const s = json.trainer;
       // A saved gram teacher that holds weights replaces the one from gram.ckpt (official load_checkpoint after
@@ -295,7 +399,7 @@ export class Trainer {
         this.model.dinoLoss.loadStateDict(pick('dino_loss'));
         this.model.ibotPatchLoss.loadStateDict(pick('ibot_patch_loss'));
       }
-      this.optimizer.loadStateDict(optimizerFromCheckpoint(need('optimizer'), json.optimizer));
+      if (!sh) this.optimizer.loadStateDict(optimizerFromCheckpoint(need('optimizer'), json.optimizer));
       restoreGeneratorStates(need('rng'), { model: this.generator });
       this.iteration = s.iteration;
       this.#nonFiniteStreak = s.nonFiniteStreak;
@@ -313,12 +417,23 @@ export class Trainer {
   async exportTeacher(iteration?: number): Promise<string> {
     const outDir = this.#o.outDir;
     if (!outDir) throw new ConfigError('Trainer.exportTeacher: no outDir');
-    return exportTeacherBackbone(outDir, this.model.teacher.backbone.stateDict(), iteration === undefined ? {} : { iteration });
+    const f = this.sharded?.teacher.get('backbone');
+    if (!f) return exportTeacherBackbone(outDir, this.model.teacher.backbone.stateDict(), iteration === undefined ? {} : { iteration });
+    // Sharded: every rank gathers the full teacher backbone, rank 0 writes it.
+    const sd = f.fullStateDict();
+    try {
+      const path = this.#rank === 0 ? await exportTeacherBackbone(outDir, sd, iteration === undefined ? {} : { iteration }) : '';
+      await this.sharded!.group.barrier().wait();
+      return path;
+    } finally {
+      for (const t of sd.values()) t.dispose();
+    }
   }
 
   dispose(): void {
     this.#metricsLog?.close();
     this.optimizer.dispose();
+    this.sharded?.dispose();
     this.model.dispose();
   }
 
@@ -337,6 +452,8 @@ function metricsRecord(m: IterationMetrics): MetricsRecord {
   for (const [k, v] of Object.entries(m.grad_norms)) out[`${k}_grad_norm`] = v;
   return { ...out, ...memoryMetrics() };
 }
+
+const SHARDED_DIR = 'ckpt_sharded';
 
 /** `Trainer.create` + `fit()` + `dispose()`. */
 export async function train(config: SSLConfig | string, o: TrainerOptions = {}): Promise<FitResult> {
