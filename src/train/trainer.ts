@@ -209,14 +209,21 @@ export class Trainer {
       // resumed past the load iteration without a saved gram teacher: reload it from the EMA teacher
       this.model.gramLoadEmaTeacher();
     }
-    const m = trainIteration(this.model, this.optimizer, batch, {
-      iteration: it,
-      values: scheduleValues(this.schedules, this.#o.scheduleIndex ? this.#o.scheduleIndex(it) : it),
-      clipGrad: this.cfg.optim.clip_grad,
-      nonFiniteStreak: this.#nonFiniteStreak,
-      maxNonFinite: this.#o.maxNonFinite,
-      teacherOutput: extra.teacherOutput,
-    });
+    let m: IterationMetrics;
+    try {
+      m = trainIteration(this.model, this.optimizer, batch, {
+        iteration: it,
+        values: scheduleValues(this.schedules, this.#o.scheduleIndex ? this.#o.scheduleIndex(it) : it),
+        clipGrad: this.cfg.optim.clip_grad,
+        nonFiniteStreak: this.#nonFiniteStreak,
+        maxNonFinite: this.#o.maxNonFinite,
+        teacherOutput: extra.teacherOutput,
+      });
+    } catch (e) {
+      // A failed peer seen by communication the group did not issue itself (the sharded units'): name the rank.
+      const g = this.#o.group as { explainFailure?: (e: unknown) => unknown } | undefined;
+      throw g?.explainFailure ? g.explainFailure(e) : e;
+    }
     this.#nonFiniteStreak = m.stepped ? 0 : this.#nonFiniteStreak + 1;
     // Gram refresh after the iteration (official do_train: (it + 1) >= it_first_update and (it + 1) % frequency == 0).
     if (this.model.gramTeacher && gramRefreshDue(this.cfg, it, this.#numGramUpdates)) {
