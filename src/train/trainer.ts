@@ -11,7 +11,7 @@ import { loadShardedCheckpoint, saveShardedCheckpoint } from '../distributed/fsd
 import type { ProcessGroup } from '../distributed/process_group.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { StateDict } from '../nn/module.js';
-import { Generator } from '../tensor/creation.js';
+import { Generator, tensor } from '../tensor/creation.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import {
   checkpointDir,
@@ -249,7 +249,7 @@ export class Trainer {
     let stoppedBy: FitResult['stoppedBy'] = 'end';
     try {
       while (this.iteration < this.maxIterations) {
-        if (this.#o.signal?.aborted) {
+        if (this.#stopRequested()) {
           stoppedBy = 'abort';
           break;
         }
@@ -284,6 +284,20 @@ export class Trainer {
       }
     }
     return { iterations: this.iteration, stoppedBy, lastMetrics: last, checkpoint: this.#lastCheckpoint };
+  }
+
+  // Whether to stop before the next iteration. With several ranks they decide together (one rank's signal stops all,
+  // at the same iteration, so that their collectives and checkpoints stay in step).
+  #stopRequested(): boolean {
+    const local = this.#o.signal?.aborted ?? false;
+    const g = this.#o.group;
+    if (!g || g.worldSize === 1) return local;
+    const flag = tensor([local ? 1 : 0]);
+    try {
+      return g.allReduceSum_(flag).item() > 0;
+    } finally {
+      flag.dispose();
+    }
   }
 
   #state(): TrainState {
