@@ -1,10 +1,13 @@
 // The SSL Trainer data-parallel over two Gloo processes on 127.0.0.1 (issue 11's equivalence test): 5 iterations of a
 // tiny ViT with a global batch of B images split over 2 ranks equal one process with batch B (losses and parameters
-// within 1e-5 relative), under SHARD_GRAD_OP and FULL_SHARD; each rank holds half the parameter and optimizer bytes.
+// within 1e-5 relative), under SHARD_GRAD_OP, FULL_SHARD and NO_SHARD (replicas); with sharding each rank holds half
+// the parameter and optimizer bytes.
 //
 // The comparison is exact with the distributed KoLeo (dino.koleo_loss_distributed=true: neighbours over all ranks,
 // = one process on the whole batch). With the official default (non-distributed KoLeo) each rank's KoLeo sees only
-// its own images, as officially, which is not the one-process loss on the global batch. Drop path is off: its
+// its own images, as officially (dinov3/loss/koleo_loss.py::KoLeoLoss), which is not the one-process loss on the
+// global batch, and one process cannot reproduce it by config (KoLeoLossDistributed's loss_group_size must be a
+// multiple of the local batch). Drop path is off: its
 // per-sample draws depend on the local batch size. LayerScale starts at 1 (not 1e-5): with 1e-5 the tiny untrained
 // ViT maps every noise image to nearly the same CLS token (KoLeo ≈ 12, nearest-neighbour distances ≈ 1e-5), and the
 // KoLeo gradient, a difference of two almost equal unit vectors, is then float noise that differs with the batch
@@ -35,6 +38,7 @@ interface RunOut {
   losses: Record<string, number>[];
   params: Record<string, number[]>;
   memory: { paramBytes: number; optimizerBytes: number; gradBytes: number; unshardedParamBytes: number; unshardedOptimizerBytes: number; fraction: number } | null;
+  hooks: { unit: string; hookGathers: number; hookReduces: number }[] | null;
 }
 
 /** A rank's script: the Trainer over `world` ranks (world 1: the plain single-process path, no group). */
@@ -53,15 +57,33 @@ const body = (world: number, strategy: string | null) => `
   }
   const params = {};
   const memory = t.memoryReport();
+  const hooks = t.sharded && t.sharded.sharded ? t.sharded.student.get('backbone').hookStats() : null;
   if (t.sharded && t.sharded.sharded) {
     for (const [side, fs] of [['student', t.sharded.student], ['teacher', t.sharded.teacher]])
       for (const [k, f] of fs) for (const [n, v] of f.fullStateDict()) params[side + '.' + k + '.' + n] = Array.from(v.toFloat32Array());
   } else {
     for (const side of ['student', 'teacher']) for (const [n, v] of t.model[side].stateDict()) params[side + '.' + n] = Array.from(v.toFloat32Array());
   }
-  if (!pg || pg.rank === 0) emit({ losses, params, memory });
+  if (!pg || pg.rank === 0) emit({ losses, params, memory, hooks });
   t.dispose();
   pg?.destroy();`;
+
+function expectSame(got: RunOut, ref: RunOut): void {
+  const bad: string[] = [];
+  got.losses.forEach((l, i) => {
+    for (const [k, v] of Object.entries(ref.losses[i]!)) {
+      const rel = Math.abs(l[k]! - v) / Math.max(Math.abs(v), 1e-6);
+      if (!(rel <= 1e-5)) bad.push(`iteration ${i} ${k}: ${l[k]} vs ${v} (${rel.toExponential(2)})`);
+    }
+  });
+  expect(Object.keys(got.params).sort()).toEqual(Object.keys(ref.params).sort());
+  for (const [k, e] of Object.entries(ref.params)) {
+    const scale = Math.max(...e.map(Math.abs), 1e-6);
+    const rel = Math.max(...got.params[k]!.map((v, i) => Math.abs(v - e[i]!) / scale));
+    if (!(rel <= 1e-5)) bad.push(`${k}: ${rel.toExponential(2)} (scale ${scale.toExponential(2)}, worst at ${got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0)} of ${e.length}: ${(() => { const j = got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0); return `${got.params[k]![j]} vs ${e[j]}`; })()})`);
+  }
+  expect(bad).toEqual([]);
+}
 
 const ok = (rs: Awaited<ReturnType<typeof runRanks>>) => {
   for (const r of rs) expect({ rank: r.rank, code: r.code, stderr: r.stderr.slice(-3000) }).toEqual({ rank: r.rank, code: 0, stderr: '' });
@@ -78,29 +100,29 @@ describe('Trainer data-parallel over 2 Gloo processes', () => {
     expect(ref.losses[0]!.total_loss - ref.losses[ITERS - 1]!.total_loss).toBeGreaterThan(0.05);
   });
 
-  for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD'])
+  for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD', 'NO_SHARD'])
     test(`${strategy}: 2 ranks × ${B / 2} images = 1 process × ${B} (5 iterations; losses, grad norms, student and teacher within 1e-5 relative)`, { timeout: 300_000 }, async () => {
       const rs = await runRanks(2, lib.indexUrl, body(2, strategy), { timeoutMs: 280_000 });
       ok(rs);
       const got = emitted(rs[0]!)[0] as RunOut;
-      const bad: string[] = [];
-      got.losses.forEach((l, i) => {
-        for (const [k, v] of Object.entries(ref.losses[i]!)) {
-          const rel = Math.abs(l[k]! - v) / Math.max(Math.abs(v), 1e-6);
-          if (!(rel <= 1e-5)) bad.push(`iteration ${i} ${k}: ${l[k]} vs ${v} (${rel.toExponential(2)})`);
-        }
-      });
-      expect(Object.keys(got.params).sort()).toEqual(Object.keys(ref.params).sort());
-      for (const [k, e] of Object.entries(ref.params)) {
-        const scale = Math.max(...e.map(Math.abs), 1e-6);
-        const rel = Math.max(...got.params[k]!.map((v, i) => Math.abs(v - e[i]!) / scale));
-        if (!(rel <= 1e-5)) bad.push(`${k}: ${rel.toExponential(2)} (scale ${scale.toExponential(2)}, worst at ${got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0)} of ${e.length}: ${(() => { const j = got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0); return `${got.params[k]![j]} vs ${e[j]}`; })()})`);
-      }
-      expect(bad).toEqual([]);
-      // Memory: each rank holds ~1/2 of the parameters and AdamW moments (padding to a multiple of 2 per unit only).
+      expectSame(got, ref);
       const m = got.memory!;
+      expect(m.unshardedOptimizerBytes).toBe(m.unshardedParamBytes); // 2 moments of the student = student + teacher
+      if (strategy === 'NO_SHARD') {
+        expect(m.fraction).toBe(1); // replicas
+        expect(got.hooks).toBeNull();
+        return;
+      }
+      // Memory: each rank holds ~1/2 of the parameters and AdamW moments (padding to a multiple of 2 per unit only).
       expect(m.fraction).toBeGreaterThanOrEqual(0.5);
       expect(m.fraction).toBeLessThan(0.5 + 1e-3);
-      expect(m.unshardedOptimizerBytes).toBeGreaterThan(0);
+      // Each block's gradients were reduce-scattered by its autograd hook during backward (overlapping the backward of
+      // the blocks before it), once per iteration; FULL_SHARD also gathered each block again in backward.
+      const g = strategy === 'FULL_SHARD' ? ITERS : 0;
+      expect(got.hooks).toEqual([
+        { unit: '', hookGathers: 0, hookReduces: 0 },
+        { unit: 'blocks.0', hookGathers: g, hookReduces: ITERS },
+        { unit: 'blocks.1', hookGathers: g, hookReduces: ITERS },
+      ]);
     });
 });
