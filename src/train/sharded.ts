@@ -78,18 +78,21 @@ export class ShardedSSL {
       params: all.reduce((a, p) => a + p.numel * 4, 0),
       trainable: model.student.parameters().filter((p) => p.requiresGrad).reduce((a, p) => a + p.numel, 0),
     };
+    // Every rank starts from rank 0's weights (official: FSDP's sync_module_states / DDP's broadcast). Broadcast in
+    // place on the parameters, not on FullyShardedModule's flat copies: a finished c10d work still references its
+    // tensors until the JS garbage collector frees it, which for a flat copy would keep a second full-size model alive.
+    if (group.worldSize > 1) {
+      const works = [...model.student.parameters(), ...model.teacher.parameters()].map((p) => group.broadcast(p, 0));
+      for (const w of works) w.waitSync();
+    }
     if (strategy !== 'NO_SHARD') {
       const teacherParts = new Map(model.teacher.children());
       for (const [name, m] of model.studentSubmodules()) {
         const t = teacherParts.get(name);
         if (!t) throw new ConfigError(`sharded training: the teacher has no "${name}" submodule`);
-        this.student.set(name, new FullyShardedModule(m, { group, strategy, units: unitsOf(m) }));
-        this.teacher.set(name, new FullyShardedModule(t, { group, strategy, units: unitsOf(t) }));
+        this.student.set(name, new FullyShardedModule(m, { group, strategy, units: unitsOf(m), syncModuleStates: false }));
+        this.teacher.set(name, new FullyShardedModule(t, { group, strategy, units: unitsOf(t), syncModuleStates: false }));
       }
-    } else if (group.worldSize > 1) {
-      // Replicas start from rank 0's weights (as DDP's broadcast of the module states).
-      const works = [...model.student.parameters(), ...model.teacher.parameters()].map((p) => group.broadcast(p, 0));
-      for (const w of works) w.waitSync();
     }
     model.distributed = {
       backward: (loss) => this.backward(loss),

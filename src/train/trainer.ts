@@ -134,7 +134,8 @@ export class Trainer {
     this.#o = o;
     this.generator = new Generator(o.seed ?? cfg.train.seed);
     this.model = new SSLMetaArch(cfg, { generator: this.generator, group: o.group, device: o.device });
-    this.optimizer = buildOptimizer(this.model, cfg.optim);
+    // Sharded: the optimizer is built over the shards once they exist (#distribute); no unsharded moments meanwhile.
+    this.optimizer = shardingOf(cfg, o) ? (null as unknown as ReturnType<typeof buildOptimizer>) : buildOptimizer(this.model, cfg.optim);
     const world = o.group?.worldSize ?? 1;
     this.schedules = buildSchedulers(applyScalingRules(cfg, world), world);
     this.maxIterations = o.maxIterations ?? cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH;
@@ -144,7 +145,6 @@ export class Trainer {
   /** Builds a trainer; with `outDir`, prepares the run folder (refusing another run unless `resume`). */
   static async create(config: SSLConfig | string, o: TrainerOptions = {}): Promise<Trainer> {
     const cfg = typeof config === 'string' ? await loadSSLConfig(config) : config;
-    const world = o.group?.worldSize ?? 1;
     const rank = o.group?.rank ?? 0;
     // Rank 0 owns the run folder (config, metrics, progress, the checkpoint manifests); the others write shards only.
     if (rank !== 0) o = { ...o, onProgress: undefined };
@@ -155,7 +155,7 @@ export class Trainer {
       // official SSLMetaArch.init_weights: student ← student.resume_from_teacher_chkpt, gram teacher ← gram.ckpt
       if (cfg.student.resume_from_teacher_chkpt) await initStudentFromTeacherCheckpoint(t.model, cfg.student.resume_from_teacher_chkpt);
       if (hasGramTeacher(cfg) && cfg.gram.ckpt != null) await loadGramTeacherCheckpoint(t.model, cfg.gram.ckpt);
-      const sharding = o.sharding ?? (world > 1 ? (cfg.compute_precision.sharding_strategy as TrainerSharding) : undefined);
+      const sharding = shardingOf(cfg, o);
       if (sharding) t.#distribute(sharding);
       if (o.resume && o.outDir) await t.#resume(o.outDir);
       if (o.outDir && rank === 0) {
@@ -180,7 +180,6 @@ export class Trainer {
       throw new ConfigError('Trainer: data-parallel training needs a CollectiveGroup (initProcessGroup, or LocalProcessGroup for one rank)');
     const groups = ShardedSSL.optimizerGroups(this.model, this.cfg.optim);
     this.sharded = new ShardedSSL(this.model, group, sharding);
-    this.optimizer.dispose();
     this.optimizer = this.sharded.buildOptimizer(groups, this.cfg.optim);
   }
 
@@ -438,22 +437,23 @@ export class Trainer {
   async exportTeacher(iteration?: number): Promise<string> {
     const outDir = this.#o.outDir;
     if (!outDir) throw new ConfigError('Trainer.exportTeacher: no outDir');
-    const f = this.sharded?.teacher.get('backbone');
-    if (!f) return exportTeacherBackbone(outDir, this.model.teacher.backbone.stateDict(), iteration === undefined ? {} : { iteration });
-    // Sharded: every rank gathers the full teacher backbone, rank 0 writes it.
-    const sd = f.fullStateDict();
+    const opts = iteration === undefined ? {} : { iteration };
+    if (!this.sharded) return exportTeacherBackbone(outDir, this.model.teacher.backbone.stateDict(), opts);
+    // Data-parallel: rank 0 writes (sharded: after every rank has gathered the full teacher backbone).
+    const f = this.sharded.teacher.get('backbone');
+    const sd = f ? f.fullStateDict() : this.model.teacher.backbone.stateDict();
     try {
-      const path = this.#rank === 0 ? await exportTeacherBackbone(outDir, sd, iteration === undefined ? {} : { iteration }) : '';
-      await this.sharded!.group.barrier().wait();
+      const path = this.#rank === 0 ? await exportTeacherBackbone(outDir, sd, opts) : join(outDir, ...(iteration === undefined ? [] : ['eval', String(iteration)]), 'teacher_checkpoint.safetensors');
+      await this.sharded.group.barrier().wait();
       return path;
     } finally {
-      for (const t of sd.values()) t.dispose();
+      if (f) for (const t of sd.values()) t.dispose();
     }
   }
 
   dispose(): void {
     this.#metricsLog?.close();
-    this.optimizer.dispose();
+    (this.optimizer as typeof this.optimizer | null)?.dispose();
     this.sharded?.dispose();
     this.model.dispose();
   }
@@ -475,6 +475,11 @@ function metricsRecord(m: IterationMetrics): MetricsRecord {
 }
 
 const SHARDED_DIR = 'ckpt_sharded';
+
+/** The data-parallel mode of a run: the option, else the config's with several ranks, else none. */
+function shardingOf(cfg: SSLConfig, o: TrainerOptions): TrainerSharding | undefined {
+  return o.sharding ?? ((o.group?.worldSize ?? 1) > 1 ? (cfg.compute_precision.sharding_strategy as TrainerSharding) : undefined);
+}
 
 /** `Trainer.create` + `fit()` + `dispose()`. */
 export async function train(config: SSLConfig | string, o: TrainerOptions = {}): Promise<FitResult> {
