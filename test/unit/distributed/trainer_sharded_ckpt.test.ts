@@ -1,7 +1,7 @@
 // Sharded checkpoints through the Trainer (each rank its shards + manifests under ckpt_sharded/<iteration>/, rank 0
 // the checkpoint folder that completes them): resharding 2 → 1 and 1 → 2 ranks continues exactly as a straight
-// 2-rank run (within 1e-5), and a rank killed mid-run makes the other fail with an error naming it, after which the
-// last checkpoint loads and training resumes to the same result.
+// 2-rank run (within 1e-5); a rank killed mid-run makes the other fail with an error naming it, after which the
+// last checkpoint loads and training resumes to the same result; a stop signal seen by one rank stops all together.
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,17 +45,20 @@ interface Out {
 }
 
 /** Trainer.fit over `world` ranks (world 1: a LocalProcessGroup, sharded over its one rank), rank 0 emits. */
-const body = (o: { world: number; out: string; maxIterations: number; resume?: boolean; killRank?: number; killAfter?: number }) => `
+const body = (o: { world: number; out: string; maxIterations: number; resume?: boolean; killRank?: number; killAfter?: number; abortRank?: number; abortAfter?: number }) => `
   const W = ${o.world};
   const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify(TINY)}.concat(['train.batch_size_per_gpu=' + (${B} / W)]));
   const pg = W > 1 ? await lib.initProcessGroup({ timeoutMs: 30000, heartbeatMs: 200 }) : new lib.LocalProcessGroup();
   const data = new lib.SyntheticBatches({ batchSize: ${B} / W, globalSize: 16, localSize: 8, nLocal: 2, patchSize: 8, seed: 3, rank: pg.rank, worldSize: W });
   const losses = [];
+  const ac = new AbortController();
   const t = await lib.Trainer.create(cfg, {
+    signal: ac.signal,
     group: pg, sharding: 'SHARD_GRAD_OP', seed: 11, data, outDir: ${JSON.stringify(o.out)}, maxIterations: ${o.maxIterations}, resume: ${o.resume ?? false},
     onMetrics: (m) => {
       losses.push({ iteration: m.iteration, total_loss: m.total_loss });
       if (pg.rank === ${o.killRank ?? -1} && m.iteration === ${o.killAfter ?? -1}) process.kill(process.pid, 'SIGKILL');
+      if (pg.rank === ${o.abortRank ?? -1} && m.iteration === ${o.abortAfter ?? -1}) ac.abort();
     },
   });
   const start = t.iteration;
@@ -70,6 +73,7 @@ const body = (o: { world: number; out: string; maxIterations: number; resume?: b
   for (const [side, fs] of [['student', t.sharded.student], ['teacher', t.sharded.teacher]])
     for (const [k, f] of fs) for (const [n, v] of f.fullStateDict()) params[side + '.' + k + '.' + n] = Array.from(v.toFloat32Array());
   if (pg.rank === 0) emit({ start, losses, params, fit: { iterations: fit.iterations, stoppedBy: fit.stoppedBy } });
+  else emit({ fit: { iterations: fit.iterations, stoppedBy: fit.stoppedBy } });
   t.dispose();
   pg.destroy();`;
 
@@ -143,5 +147,18 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     const again = await run({ world: 2, out, maxIterations: ITERS, resume: true });
     ok(again);
     expectSameContinuation(emitted(again[0]!)[0] as Out, straight, 4);
+  });
+
+  test('a stop signal on one rank (rank 1, after iteration 2) stops every rank after the same iteration, with a checkpoint; resuming continues exactly', { timeout: 300_000 }, async () => {
+    const out = tmp();
+    const rs = await run({ world: 2, out, maxIterations: ITERS, abortRank: 1, abortAfter: 2 });
+    ok(rs);
+    const [a, b] = rs.map((r) => (emitted(r)[0] as Out).fit);
+    expect(a).toEqual({ iterations: 3, stoppedBy: 'abort' });
+    expect(b).toEqual({ iterations: 3, stoppedBy: 'abort' });
+    expect(readdirSync(join(out, 'ckpt')).filter((d) => /^\d+$/.test(d))).toEqual(['1', '2']);
+    const again = await run({ world: 2, out, maxIterations: ITERS, resume: true });
+    ok(again);
+    expectSameContinuation(emitted(again[0]!)[0] as Out, straight, 3);
   });
 });
