@@ -12,6 +12,9 @@ import type { ProcessGroup } from '../distributed/process_group.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { StateDict } from '../nn/module.js';
 import { Generator, tensor } from '../tensor/creation.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { scope } from '../tensor/scope.js';
+import type { AdamWStateDict } from '../optim/adamw.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import {
   checkpointDir,
@@ -23,6 +26,7 @@ import {
   optimizerToCheckpoint,
   prepareRunDir,
   restoreGeneratorStates,
+  type LoadedCheckpoint,
   saveCheckpoint,
   type OptimizerJson,
 } from './checkpointer.js';
@@ -150,14 +154,31 @@ export class Trainer {
     if (rank !== 0) o = { ...o, onProgress: undefined };
     if (o.outDir && rank === 0) await prepareRunDir(o.outDir, { resume: o.resume });
     const t = new Trainer(cfg, o);
+    let ck: LoadedCheckpoint | null | undefined;
     try {
       if (o.initBackbone) await t.#initBackbone(o.initBackbone);
       // official SSLMetaArch.init_weights: student ← student.resume_from_teacher_chkpt, gram teacher ← gram.ckpt
       if (cfg.student.resume_from_teacher_chkpt) await initStudentFromTeacherCheckpoint(t.model, cfg.student.resume_from_teacher_chkpt);
       if (hasGramTeacher(cfg) && cfg.gram.ckpt != null) await loadGramTeacherCheckpoint(t.model, cfg.gram.ckpt);
       const sharding = shardingOf(cfg, o);
+      // Resuming an unsharded checkpoint sharded (a one-process run continued on several ranks): its full weights go
+      // into the model before the wrap, its optimizer moments are sliced into the shards by #resume.
+      if (sharding && sharding !== 'NO_SHARD' && o.resume && o.outDir) {
+        ck = await loadLatestCheckpoint(o.outDir);
+        if (ck && !(ck.json as { sharded?: unknown }).sharded) {
+          const need = (k: string) => {
+            const m = ck!.tensors[k];
+            if (!m) throw new ConfigError(`${ck!.path}: no "${k}" tensors in the checkpoint`);
+            return m;
+          };
+          t.model.student.loadStateDict(need('student'), { strict: true });
+          t.model.teacher.loadStateDict(need('teacher'), { strict: true });
+        }
+      }
       if (sharding) t.#distribute(sharding);
-      if (o.resume && o.outDir) await t.#resume(o.outDir);
+      const loaded = ck;
+      ck = undefined; // #resume disposes it
+      if (o.resume && o.outDir) await t.#resume(o.outDir, loaded);
       if (o.outDir && rank === 0) {
         await writeResolvedConfig(o.outDir, cfg);
         t.#metricsLog = await MetricsLog.open(join(o.outDir, METRICS_FILE), { resumeFrom: t.iteration - 1 });
@@ -167,6 +188,7 @@ export class Trainer {
         t.#progress = new ProgressReporter({ total: t.maxIterations, imagesPerIteration: images, write: o.onProgress, every: o.progressEvery ?? 10 });
       }
     } catch (e) {
+      ck?.dispose();
       t.dispose();
       throw e;
     }
@@ -378,8 +400,8 @@ export class Trainer {
     return path;
   }
 
-  async #resume(outDir: string): Promise<void> {
-    const ck = await loadLatestCheckpoint(outDir);
+  async #resume(outDir: string, loaded?: LoadedCheckpoint | null): Promise<void> {
+    const ck = loaded === undefined ? await loadLatestCheckpoint(outDir) : loaded;
     if (!ck) return; // nothing saved yet: a fresh start in this folder
     try {
       const t = ck.tensors;
@@ -390,13 +412,15 @@ export class Trainer {
       };
       const shardedInfo = (ck.json as { sharded?: { dir: string; worldSize: number } | null }).sharded ?? null;
       const sh = this.sharded?.sharded ? this.sharded : null;
-      if (!!shardedInfo !== !!sh)
+      if (shardedInfo && !sh)
         throw new CheckpointError(
-          shardedInfo
-            ? `${ck.path}: a sharded checkpoint (${shardedInfo.worldSize} ranks); resume it with sharding (any world size; Trainer option "sharding" for one process)`
-            : `${ck.path}: an unsharded checkpoint; resume it without sharding (or with NO_SHARD)`,
+          `${ck.path}: a sharded checkpoint (${shardedInfo.worldSize} ranks); resume it with sharding (any world size; Trainer option "sharding" for one process)`,
         );
-      if (sh && shardedInfo) {
+      const json0 = ck.json as { optimizer: OptimizerJson };
+      if (sh && !shardedInfo) {
+        // an unsharded checkpoint: the weights were loaded before the wrap (create); the moments are sliced here
+        this.#loadFullOptimizerIntoShards(optimizerFromCheckpoint(need('optimizer'), json0.optimizer));
+      } else if (sh && shardedInfo) {
         const names = this.optimizer.paramGroups.map((g) => g.names);
         for (const [k, f] of sh.student) await loadShardedCheckpoint(join(outDir, shardedInfo.dir, `student.${k}`), f, { optimizer: this.optimizer });
         for (const [k, f] of sh.teacher) await loadShardedCheckpoint(join(outDir, shardedInfo.dir, `teacher.${k}`), f);
@@ -431,6 +455,43 @@ export class Trainer {
     } finally {
       ck.dispose();
     }
+  }
+
+  // The moments of an unsharded AdamW (same parameter groups, full tensors) → this rank's slices of them.
+  #loadFullOptimizerIntoShards(full: AdamWStateDict): void {
+    const sh = this.sharded!;
+    const rank = sh.group.rank;
+    // name → where its shard view starts inside the full parameter
+    const starts = new Map<string, number>();
+    for (const [k, f] of sh.student)
+      for (const u of f.flatUnits)
+        for (const v of u.shardViews) {
+          const seg = u.segments.find((x) => x.name === v.name)!;
+          starts.set(`${k}.${v.name}`, rank * u.shardSize + v.shardOffset - seg.offset);
+        }
+    const sd = this.optimizer.stateDict();
+    if (full.paramGroups.length !== sd.paramGroups.length)
+      throw new CheckpointError(`the checkpoint's optimizer has ${full.paramGroups.length} parameter groups, this run ${sd.paramGroups.length}`);
+    this.optimizer.paramGroups.forEach((g, gi) => {
+      const fullNames = (full.paramGroups[gi] as { names?: string[] }).names ?? [];
+      (g as unknown as { names: string[] }).names.forEach((n, j) => {
+        const i = fullNames.indexOf(n);
+        if (i < 0) throw new CheckpointError(`the checkpoint's optimizer has no state for "${n}" in group ${gi}`);
+        const view = g.params[j]!;
+        const start = starts.get(n)!;
+        noGrad(() =>
+          scope(() => {
+            sd.state[gi]!.expAvg[j]!.copy_(full.state[gi]!.expAvg[i]!.reshape([-1]).narrow(0, start, view.numel));
+            sd.state[gi]!.expAvgSq[j]!.copy_(full.state[gi]!.expAvgSq[i]!.reshape([-1]).narrow(0, start, view.numel));
+          }),
+        );
+        sd.paramGroups[gi]!.steps[j] = full.paramGroups[gi]!.steps[i]!;
+      });
+    });
+    sd.step = full.step;
+    sd.betas = full.betas;
+    sd.eps = full.eps;
+    this.optimizer.loadStateDict(sd);
   }
 
   /** Exports the teacher backbone as `.safetensors` (readable by `loadBackbone`). */

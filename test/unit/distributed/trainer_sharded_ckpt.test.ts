@@ -45,7 +45,7 @@ interface Out {
 }
 
 /** Trainer.fit over `world` ranks (world 1: a LocalProcessGroup, sharded over its one rank), rank 0 emits. */
-const body = (o: { world: number; out: string; maxIterations: number; resume?: boolean; killRank?: number; killAfter?: number; abortRank?: number; abortAfter?: number }) => `
+const body = (o: { world: number; out: string; maxIterations: number; resume?: boolean; killRank?: number; killAfter?: number; abortRank?: number; abortAfter?: number; plain?: boolean }) => `
   const W = ${o.world};
   const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify(TINY)}.concat(['train.batch_size_per_gpu=' + (${B} / W)]));
   const pg = W > 1 ? await lib.initProcessGroup({ timeoutMs: 30000, heartbeatMs: 200 }) : new lib.LocalProcessGroup();
@@ -54,7 +54,7 @@ const body = (o: { world: number; out: string; maxIterations: number; resume?: b
   const ac = new AbortController();
   const t = await lib.Trainer.create(cfg, {
     signal: ac.signal,
-    group: pg, sharding: 'SHARD_GRAD_OP', seed: 11, data, outDir: ${JSON.stringify(o.out)}, maxIterations: ${o.maxIterations}, resume: ${o.resume ?? false},
+    ${o.plain ? '' : "group: pg, sharding: 'SHARD_GRAD_OP',"} seed: 11, data, outDir: ${JSON.stringify(o.out)}, maxIterations: ${o.maxIterations}, resume: ${o.resume ?? false},
     onMetrics: (m) => {
       losses.push({ iteration: m.iteration, total_loss: m.total_loss });
       if (pg.rank === ${o.killRank ?? -1} && m.iteration === ${o.killAfter ?? -1}) process.kill(process.pid, 'SIGKILL');
@@ -70,7 +70,7 @@ const body = (o: { world: number; out: string; maxIterations: number; resume?: b
     process.exit(3);
   }
   const params = {};
-  for (const [side, fs] of [['student', t.sharded.student], ['teacher', t.sharded.teacher]])
+  if (t.sharded) for (const [side, fs] of [['student', t.sharded.student], ['teacher', t.sharded.teacher]])
     for (const [k, f] of fs) for (const [n, v] of f.fullStateDict()) params[side + '.' + k + '.' + n] = Array.from(v.toFloat32Array());
   if (pg.rank === 0) emit({ start, losses, params, fit: { iterations: fit.iterations, stoppedBy: fit.stoppedBy } });
   else emit({ fit: { iterations: fit.iterations, stoppedBy: fit.stoppedBy } });
@@ -160,5 +160,26 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     const again = await run({ world: 2, out, maxIterations: ITERS, resume: true });
     ok(again);
     expectSameContinuation(emitted(again[0]!)[0] as Out, straight, 3);
+  });
+
+  test('an unsharded one-process run (the plain path) → checkpoint at 3 iterations → 2 sharded ranks resume it: the same continuation', { timeout: 300_000 }, async () => {
+    const out = tmp();
+    ok(await run({ world: 1, out, maxIterations: 3, plain: true }));
+    expect(readdirSync(out)).not.toContain('ckpt_sharded');
+    const rs = await run({ world: 2, out, maxIterations: ITERS, resume: true });
+    ok(rs);
+    expectSameContinuation(emitted(rs[0]!)[0] as Out, straight, 3);
+  });
+
+  test('a sharded checkpoint is refused by an unsharded trainer, with the way to resume it', { timeout: 300_000 }, async () => {
+    const out = tmp();
+    ok(await run({ world: 2, out, maxIterations: 2 }));
+    const [r] = await runRanks(1, lib.indexUrl, `
+      const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify(TINY)}.concat(['train.batch_size_per_gpu=${B}']));
+      try { await lib.Trainer.create(cfg, { outDir: ${JSON.stringify(out)}, resume: true }); emit({ unexpected: true }); }
+      catch (e) { emit({ name: e.name, message: e.message }); }`);
+    const [e] = emitted(r!) as { name: string; message: string }[];
+    expect(e!.name).toBe('CheckpointError');
+    expect(e!.message).toMatch(/ckpt\/1: a sharded checkpoint \(2 ranks\); resume it with sharding \(any world size; Trainer option "sharding" for one process\)$/);
   });
 });
