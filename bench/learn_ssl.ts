@@ -61,11 +61,12 @@ const P = cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH; // schedule positi
 const budgetMs = minutes * 60_000;
 
 const G = cfg.crops.global_crops_size as number;
+const bf16 = cfg.compute_precision.param_dtype === 'bf16'; // the official eval autocasts to param_dtype
 const { trainSet, testSet, trainData, numClasses } = values.dataset === 'emoji' ? await emoji(values['emoji-dir']!) : fmnist();
 const knn = (model: Parameters<typeof knnTop1>[0], ntrain?: number, ntest?: number) =>
-  knnTop1(model, trainSet, testSet, { size: G, ntrain: ntrain && Math.min(ntrain, trainSet.length), ntest: ntest && Math.min(ntest, testSet.length), numClasses }).top1;
+  knnTop1(model, trainSet, testSet, { size: G, ntrain: ntrain && Math.min(ntrain, trainSet.length), ntest: ntest && Math.min(ntest, testSet.length), numClasses, bf16 }).top1;
 const knnBoth = (model: Parameters<typeof knnTop1>[0]) => {
-  const r = knnTop1(model, trainSet, testSet, { size: G, centred: true, numClasses });
+  const r = knnTop1(model, trainSet, testSet, { size: G, centred: true, numClasses, bf16 });
   return { knn20: r.top1, knn20_centred: r.centredTop1 };
 };
 

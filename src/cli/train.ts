@@ -1,5 +1,7 @@
 // `dinov3 train`: self-supervised pretraining from a config (YAML/JSON file or preset) and dotlist overrides, on a
-// data source, into a run folder; resumable, stops cleanly on SIGINT/SIGTERM (checkpoint first).
+// data source, into a run folder; resumable, stops cleanly on SIGINT/SIGTERM (checkpoint first). With
+// --nproc-per-node N it starts N workers (distributed/launch.ts, torchrun-style environment) that train data-parallel
+// over a c10d group; inside a process that torchrun, SLURM or the launcher started, it is that worker.
 import { type Command, InvalidArgumentError } from 'commander';
 
 import type { CliIO } from './progress.js';
@@ -21,6 +23,40 @@ export interface TrainCliOptions {
   workers?: number;
   seed?: number;
   progressEvery: number;
+  nprocPerNode?: number;
+  nnodes?: number;
+  nodeRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+}
+
+const nonNegativeInt = (v: string): number => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer.');
+  return n;
+};
+
+async function runTrainCommand(overrides: string[], o: TrainCliOptions, io: CliIO): Promise<void> {
+  const { launch, launchedEnv } = await import('../distributed/launch.js');
+  const distributedOpts = o.nnodes !== undefined || o.nodeRank !== undefined || o.masterAddr !== undefined || o.masterPort !== undefined;
+  if (o.nprocPerNode === undefined && distributedOpts) {
+    const { ConfigError } = await import('../native/errors.js');
+    throw new ConfigError('--nnodes, --node-rank, --master-addr and --master-port need --nproc-per-node');
+  }
+  if (o.nprocPerNode !== undefined && !launchedEnv()) {
+    // The launcher: the workers run this same command line (each sees the torchrun-style variables and trains).
+    const r = await launch({
+      nprocPerNode: o.nprocPerNode,
+      nnodes: o.nnodes,
+      nodeRank: o.nodeRank,
+      masterAddr: o.masterAddr,
+      masterPort: o.masterPort,
+      argv: process.argv.slice(1),
+      output: (_rank, stream, chunk) => (stream === 'stdout' ? io.stdout : io.stderr).write(chunk.toString()),
+    });
+    if (r.role === 'launcher') return;
+  }
+  return runTrain(overrides, o, io);
 }
 
 async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Promise<void> {
@@ -29,8 +65,22 @@ async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Pro
   const { openTrainingData } = await import('../train/data.js');
   const { setNumThreads } = await import('../tensor/device.js');
   if (o.threads) setNumThreads(o.threads);
+  const { launchedEnv } = await import('../distributed/launch.js');
   const cfg = await loadSSLConfig(o.config, [...overrides, `train.output_dir=${o.out}`]);
-  const data = await openTrainingData(o.data, cfg, { workers: o.workers, seed: o.seed, onWarning: (m) => io.stderr.write(`warning: ${m}\n`) });
+  // A worker of a distributed run (our launcher, torchrun or SLURM): join the group, train on this rank's data.
+  const env = launchedEnv();
+  let group: import('../distributed/c10d.js').C10dProcessGroup | undefined;
+  if (env && env.worldSize > 1) {
+    const { initProcessGroup } = await import('../distributed/c10d.js');
+    group = await initProcessGroup();
+  }
+  const rank = group?.rank ?? 0;
+  const data = await openTrainingData(o.data, cfg, {
+    workers: o.workers,
+    seed: o.seed,
+    onWarning: (m) => io.stderr.write(`warning: ${rank > 0 ? `[rank ${rank}] ` : ''}${m}\n`),
+    ...(group ? { rank: group.rank, worldSize: group.worldSize } : {}),
+  });
   const ac = new AbortController();
   const stop = () => {
     if (!ac.signal.aborted) io.stderr.write('stopping after this iteration (checkpoint first)…\n');
@@ -47,13 +97,14 @@ async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Pro
       maxIterations: o.maxIterations,
       seed: o.seed,
       signal: ac.signal,
+      group,
       progressEvery: o.progressEvery,
       onProgress: (line) => io.stderr.write(`${line}\n`),
     });
     try {
-      if (o.resume && trainer.iteration > 0) io.stderr.write(`resuming at iteration ${trainer.iteration}\n`);
+      if (o.resume && trainer.iteration > 0 && rank === 0) io.stderr.write(`resuming at iteration ${trainer.iteration}\n`);
       const r = await trainer.fit();
-      io.stdout.write(`${JSON.stringify({ iterations: r.iterations, stoppedBy: r.stoppedBy, checkpoint: r.checkpoint, out: o.out, last: r.lastMetrics })}\n`);
+      if (rank === 0) io.stdout.write(`${JSON.stringify({ iterations: r.iterations, stoppedBy: r.stoppedBy, checkpoint: r.checkpoint, out: o.out, last: r.lastMetrics })}\n`);
     } finally {
       trainer.dispose();
     }
@@ -61,6 +112,7 @@ async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Pro
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     await data.close?.();
+    group?.destroy();
   }
 }
 
@@ -80,7 +132,12 @@ export function addTrainCommand(program: Command, io: CliIO, fail: (cmd: Command
     .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
     .option('--workers <n>', 'data-loading worker threads', positiveInt)
     .option('--seed <n>', 'seed of the model and data randomness (default train.seed)', (v) => Number(v))
-    .option('--progress-every <n>', 'progress line every n iterations', positiveInt, 10);
-  cmd.action((overrides: string[], o: TrainCliOptions, c: Command) => runTrain(overrides, o, io).catch(fail(c)));
+    .option('--progress-every <n>', 'progress line every n iterations', positiveInt, 10)
+    .option('--nproc-per-node <n>', 'data-parallel workers on this node (each trains on its share of every global batch; compute_precision.sharding_strategy)', positiveInt)
+    .option('--nnodes <n>', 'nodes in the job (with --nproc-per-node)', positiveInt)
+    .option('--node-rank <r>', "this node's index, 0 hosts the rendezvous (with --nproc-per-node)", nonNegativeInt)
+    .option('--master-addr <host>', 'address of node 0 (required with --nnodes > 1)')
+    .option('--master-port <port>', 'rendezvous port on node 0 (default: a free port on one node)', positiveInt);
+  cmd.action((overrides: string[], o: TrainCliOptions, c: Command) => runTrainCommand(overrides, o, io).catch(fail(c)));
   return cmd;
 }

@@ -9,7 +9,7 @@ import { interpolate, normalize } from '../ops/nn.js';
 import { mean } from '../ops/reduce.js';
 import { cat } from '../ops/shape.js';
 import { tensor } from '../tensor/creation.js';
-import { noGrad } from '../tensor/grad_mode.js';
+import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -18,7 +18,10 @@ export const QUICKSTART_OVERRIDES = [
   'compute_precision.param_dtype=bf16',
   'student.drop_path_rate=0.0',
   'student.layerscale=0.1',
-  'teacher.momentum_teacher=0.95',
+  'dino.head_n_prototypes=256',
+  'ibot.head_n_prototypes=256',
+  'optim.lr=2e-3',
+  'teacher.momentum_teacher=0.9',
   'teacher.final_momentum_teacher=0.995',
   'teacher.warmup_teacher_temp_epochs=1',
   'optim.warmup_epochs=1',
@@ -66,15 +69,20 @@ export function evalBatch(set: LabeledImages, start: number, n: number, size: nu
   });
 }
 
-/** CLS features (`x_norm_clstoken`) of the first `n` images, in eval mode, [n, D]. */
-export function clsFeatures(model: DinoVisionTransformer, set: LabeledImages, n: number, size: number, batch = 500): Tensor {
+/**
+ * CLS features (`x_norm_clstoken`) of the first `n` images, in eval mode, [n, D] float32; `bf16` runs the backbone
+ * under bf16 autocast (as the official k-NN eval autocasts to the training's param_dtype).
+ */
+export function clsFeatures(model: DinoVisionTransformer, set: LabeledImages, n: number, size: number, o: { batch?: number; bf16?: boolean } = {}): Tensor {
+  const batch = o.batch ?? 500;
+  const fwd = (x: Tensor) => (o.bf16 ? autocast(() => model.forward(x).float(), { device: 'cpu', dtype: 'bfloat16' }) : model.forward(x));
   const was = model.training;
   model.eval();
   try {
     return noGrad(() =>
       scope(() => {
         const parts: Tensor[] = [];
-        for (let s = 0; s < n; s += batch) parts.push(model.forward(evalBatch(set, s, Math.min(batch, n - s), size)));
+        for (let s = 0; s < n; s += batch) parts.push(fwd(evalBatch(set, s, Math.min(batch, n - s), size)));
         return cat(parts, 0);
       }),
     );
@@ -92,13 +100,13 @@ export function knnTop1(
   model: DinoVisionTransformer,
   train: LabeledImages,
   test: LabeledImages,
-  o: { size: number; ntrain?: number; ntest?: number; k?: number; centred?: boolean; numClasses?: number },
+  o: { size: number; ntrain?: number; ntest?: number; k?: number; centred?: boolean; numClasses?: number; bf16?: boolean },
 ): { top1: number; centredTop1: number | undefined } {
   const ntr = o.ntrain ?? train.length;
   const nte = o.ntest ?? test.length;
   return scope(() => {
-    const a = clsFeatures(model, train, ntr, o.size);
-    const b = clsFeatures(model, test, nte, o.size);
+    const a = clsFeatures(model, train, ntr, o.size, { bf16: o.bf16 });
+    const b = clsFeatures(model, test, nte, o.size, { bf16: o.bf16 });
     const run = (x: Tensor, y: Tensor) =>
       knnEval(normalize(x, 2, -1), train.labels.subarray(0, ntr), normalize(y, 2, -1), test.labels.subarray(0, nte), { ks: [o.k ?? 20], numClasses: o.numClasses })[0]!.top1;
     const m = o.centred ? mean(a, 0, true) : undefined;

@@ -202,6 +202,21 @@ export class C10dProcessGroup implements CollectiveGroup {
     };
   }
 
+  /**
+   * The DistributedError for a failure of a communication this group did not issue itself (the native FSDP units'
+   * gathers and reduce-scatters, a collective inside autograd): the ranks whose heartbeat stopped are named, and the
+   * group is marked failed. A DistributedError passes through; an error that is not about communication (its code
+   * does not start with ERR_DIST_) is returned unchanged.
+   */
+  explainFailure(e: unknown): unknown {
+    if (e instanceof DistributedError) return e;
+    const code = (e as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string' || !code.startsWith('ERR_DIST_')) return e;
+    if (this.#failure) return new DistributedError(`${this.#failure.message}`, this.#failure.code, this.#failure.failedRanks, { cause: e });
+    const g = this.#g;
+    return this.#explain(e, g ? native.distProbeSync(g, 3 * this.heartbeatMs) : null);
+  }
+
   // ---- ProcessGroup (the losses' synchronous surface) ----
 
   allReduceSum_(t: Tensor): Tensor {

@@ -351,6 +351,17 @@ export class FullyShardedModule<M extends Module> {
    * into its gradient shard; the gathered parameters are freed. Every rank must call it once per step.
    */
   backward(loss: Tensor, opts: { retainGraph?: boolean } = {}): void {
+    this.beforeBackward();
+    loss.backward({ retainGraph: opts.retainGraph ?? false });
+    this.afterBackward();
+  }
+
+  /**
+   * The part of `backward` before the backward pass (FULL_SHARD: gathers again the units whose backward will not).
+   * With several sharded modules under one loss: `beforeBackward()` on each, one `loss.backward()`, then
+   * `afterBackward()` on each, in the same order on every rank.
+   */
+  beforeBackward(): void {
     this.#live('backward');
     const all = [this.#root, ...this.#units];
     // FULL_SHARD freed the units after their forward; those whose backward will not gather them (no output hook:
@@ -360,7 +371,12 @@ export class FullyShardedModule<M extends Module> {
       for (const u of again) u.prefetch();
       for (const u of again) u.gather();
     }
-    loss.backward({ retainGraph: opts.retainGraph ?? false });
+  }
+
+  /** The part of `backward` after the backward pass: the gradients reduce-scattered into the shards, parameters freed. */
+  afterBackward(): void {
+    this.#live('backward');
+    const all = [this.#root, ...this.#units];
     // Native units: the input hooks issued most reduce-scatters during backward; issue the rest (last unit first, as
     // backward reaches them), then wait for all. Other groups: all reduce-scatters now, in flight together.
     const reversed = [...all].reverse();

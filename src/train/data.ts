@@ -103,6 +103,8 @@ export async function openTrainingData(source: string, cfg: SSLConfig, o: OpenDa
       maskRatio: cfg.ibot.mask_ratio_min_max as [number, number],
       maskProbability: cfg.ibot.mask_sample_probability,
       seed: o.seed ?? cfg.train.seed,
+      // data-parallel: this rank's images of the global batch
+      ...(o.worldSize === undefined ? {} : { rank: o.rank ?? 0, worldSize: o.worldSize }),
     });
     return {
       state: () => s.state(),

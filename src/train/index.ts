@@ -10,6 +10,7 @@ export * from './trainer.js';
 export * from './checkpointer.js';
 export * from './logging.js';
 export * from './synthetic.js';
+export * from './sharded.js';
 export * from './data.js';
 export * from './gram.js';
 export * from './stages.js';

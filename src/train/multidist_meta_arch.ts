@@ -248,7 +248,7 @@ export class MultiDistiller {
     const data = this.#o.data;
     if (!data) throw new ConfigError('MultiDistiller.fit: no data');
     const stoppedBy = await runBatches(data, {
-      signal: this.#o.signal,
+      stop: () => this.#o.signal?.aborted ?? false,
       more: () => this.iteration < this.maxIterations,
       step: (batch) => this.step(batch),
       after: async () => {

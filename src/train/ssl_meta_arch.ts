@@ -176,6 +176,15 @@ export class SSLMetaArch extends Module {
   readonly embedDim: number;
   /** Whether the gram teacher holds weights (loaded from a checkpoint or the EMA teacher). */
   gramTeacherInitialized = false;
+  /**
+   * Data-parallel / sharded training hooks (set by `train/sharded.ts::ShardedSSL`): the backward with the gradient
+   * averaging over the ranks, the EMA on the shards, the per-submodule clipping on the shards. Null: one process.
+   */
+  distributed: {
+    backward(loss: Tensor): void;
+    updateEma(momentum: number): void;
+    clipGradNorms(max: number): [string, number][] | null;
+  } | null = null;
   readonly #dinoLocalLossSchedule: Schedule | null;
   readonly #gramLossSchedule: Schedule | null;
   readonly #device: Device | undefined;
@@ -332,7 +341,8 @@ export class SSLMetaArch extends Module {
         : null;
       const { loss, lossDict } = this.computeLosses(teacherGlobal, studentGlobal, studentLocal, gramGlobal, masks, maskIdx, batch.masks_weight, it);
       lap('losses');
-      loss.backward();
+      if (this.distributed) this.distributed.backward(loss);
+      else loss.backward();
       lap('backward');
       return { loss: loss.detach(), lossDict, localBatchSize: B, globalBatchSize: batch.global_batch_size ?? B * this.group.worldSize };
     });
@@ -495,6 +505,7 @@ export class SSLMetaArch extends Module {
 
   /** teacher ← m·teacher + (1 − m)·student over every student submodule (official `update_ema`). */
   updateEma(momentum: number): void {
+    if (this.distributed) return this.distributed.updateEma(momentum);
     emaUpdate(this.modelEma.parameters(), this.student.parameters(), momentum);
   }
 

@@ -10,6 +10,8 @@ import { cropSizesForIteration, type CropSizes, type CropsConfig } from '../data
 import { Rng } from '../data/rng.js';
 import { ConfigError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
+import { indexSelect } from '../ops/index.js';
+import { scope } from '../tensor/scope.js';
 import type { Device } from '../tensor/tensor.js';
 
 export interface SyntheticBatchOptions {
@@ -28,6 +30,12 @@ export interface SyntheticBatchOptions {
   crops?: CropsConfig;
   /** Seed of the resolution draw (default the official 65537). */
   cropSeed?: number;
+  /**
+   * Data-parallel: this rank's part of a global batch of `batchSize × worldSize` images (the same global batches
+   * whatever the world size; see `rankSlice`). Default rank 0 of 1.
+   */
+  rank?: number;
+  worldSize?: number;
 }
 
 function boolMask(bytes: Uint8Array, shape: number[], device?: Device) {
@@ -54,11 +62,21 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
     return { index: 0, globalSize: o.globalSize, localSize: o.localSize, gramTeacherSize: o.gramTeacherSize ?? null };
   }
 
-  /** The batch of iteration `it`. */
+  /** The batch of iteration `it` (this rank's part of the global batch when `worldSize` > 1). */
   batch(it: number): CollatedBatch {
+    const W = this.o.worldSize ?? 1;
+    if (W === 1) return this.#global(it, this.o.batchSize);
+    const g = this.#global(it, this.o.batchSize * W);
+    try {
+      return rankSlice(g, this.o.rank ?? 0, W);
+    } finally {
+      for (const t of batchTensorList(g)) t.dispose();
+    }
+  }
+
+  #global(it: number, B: number): CollatedBatch {
     const o = this.o;
     const rng = Rng.derive(o.seed ?? 0, it);
-    const B = o.batchSize;
     const { globalSize, localSize, gramTeacherSize } = this.sizes(it);
     const N = (globalSize / o.patchSize) ** 2;
     const normal = (n: number) => {
@@ -114,4 +132,55 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
   *[Symbol.iterator](): Iterator<CollatedBatch> {
     for (;;) yield this.batch(this.#next++);
   }
+}
+
+function batchTensorList(b: CollatedBatch) {
+  return [b.collated_global_crops, b.collated_local_crops, b.collated_masks, b.mask_indices_list, b.masks_weight, b.n_masked_patches, b.collated_gram_teacher_crops].filter(
+    (t): t is NonNullable<typeof t> => t !== undefined,
+  );
+}
+
+/**
+ * Rank `rank`'s part of a collated global batch of B images: images rank·B/W … (rank+1)·B/W of every crop group (the
+ * crops are crop-major: [crop 0 of all images, crop 1 of all images, …]), their masks, and the mask indices, weights
+ * and count recomputed for the local layout (official `collate_data_and_cast` on the local samples: the weights are
+ * per mask row, so they are those of the global batch). `global_batch_size` stays B. New tensors.
+ */
+export function rankSlice(batch: CollatedBatch, rank: number, worldSize: number): CollatedBatch {
+  const B = batch.collated_global_crops.shape[0]! / 2;
+  if (!Number.isInteger(B / worldSize) || !(rank >= 0 && rank < worldSize))
+    throw new ConfigError(`rankSlice: a global batch of ${B} images cannot be split into ${worldSize} equal parts (rank ${rank})`);
+  const b = B / worldSize;
+  const dev = { device: batch.collated_global_crops.device };
+  const rows = (nCrops: number) => {
+    const r: bigint[] = [];
+    for (let c = 0; c < nCrops; c++) for (let j = 0; j < b; j++) r.push(BigInt(c * B + rank * b + j));
+    return tensor(BigInt64Array.from(r), { shape: [r.length], ...dev });
+  };
+  const nLocal = batch.collated_local_crops.shape[0]! / B;
+  return scope(() => {
+    const g = rows(2);
+    const masks = indexSelect(batch.collated_masks, 0, g);
+    const N = masks.shape[1]!;
+    const bytes = masks.to('uint8').toArray() as number[];
+    const idx: bigint[] = [];
+    const w: number[] = [];
+    for (let s = 0; s < 2 * b; s++) {
+      let c = 0;
+      for (let q = 0; q < N; q++) c += bytes[s * N + q]!;
+      for (let q = 0; q < N; q++) if (bytes[s * N + q]) (idx.push(BigInt(s * N + q)), w.push(1 / c));
+    }
+    const out: CollatedBatch = {
+      collated_global_crops: indexSelect(batch.collated_global_crops, 0, g),
+      collated_local_crops: indexSelect(batch.collated_local_crops, 0, rows(nLocal)),
+      collated_masks: masks,
+      mask_indices_list: tensor(BigInt64Array.from(idx), { shape: [idx.length], ...dev }),
+      masks_weight: tensor(Float32Array.from(w), { shape: [w.length], ...dev }),
+      n_masked_patches: tensor(BigInt64Array.from([BigInt(idx.length)]), { shape: [1], ...dev }),
+      upperbound: batch.upperbound,
+      global_batch_size: B,
+    };
+    if (batch.collated_gram_teacher_crops) out.collated_gram_teacher_crops = indexSelect(batch.collated_gram_teacher_crops, 0, g);
+    return out;
+  });
 }

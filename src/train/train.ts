@@ -122,15 +122,32 @@ export function trainIteration(model: SSLMetaArch, optimizer: AdamW, batch: Coll
       names.push(k);
       values.push(typeof t === 'number' ? scalar(t) : (t as Tensor).detach().float());
     }
+    // Data-parallel: the loss terms reported are their means over the ranks (the one-process values of the global
+    // batch; official do_train logs all-reduced losses), so every rank takes the same non-finite decision.
+    let totalLoss = r.loss.float();
+    if (model.group.worldSize > 1) {
+      const W = model.group.worldSize;
+      const reduced = model.group.allReduceSum_(stack([...values, totalLoss])).div(W);
+      values.splice(0, values.length, ...values.map((_, i) => reduced.select(0, i)));
+      totalLoss = reduced.select(0, values.length);
+    }
     if (o.clipGrad) {
-      for (const [k, m] of model.studentSubmodules()) {
-        names.push(`${k}_grad_norm`);
-        values.push(clipGradNorm(m.parameters(), o.clipGrad));
+      const sharded = model.distributed?.clipGradNorms(o.clipGrad);
+      if (sharded) {
+        for (const [k, n] of sharded) {
+          names.push(`${k}_grad_norm`);
+          values.push(scalar(n));
+        }
+      } else {
+        for (const [k, m] of model.studentSubmodules()) {
+          names.push(`${k}_grad_norm`);
+          values.push(clipGradNorm(m.parameters(), o.clipGrad));
+        }
       }
     }
     t = lap(o.timings, 'clip', t);
     names.push('total_loss');
-    values.push(r.loss.float());
+    values.push(totalLoss);
     const all = stack(values);
     const finite = isfinite(all);
     // The one host synchronisation of the step.
