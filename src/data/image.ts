@@ -3,7 +3,7 @@
 // Decoding runs on libuv's thread pool, so several images decode in parallel off the JS thread.
 import { readFile } from 'node:fs/promises';
 
-import { ImageError } from '../native/errors.js';
+import { ImageError, TorchRangeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/creation.js';
@@ -142,7 +142,7 @@ export async function decodeImages(
   options: ResizeOptions & LoadManyOptions = {},
 ): Promise<{ images: DecodedImage[]; skipped: ImageError[] }> {
   const onError = options.onError ?? 'fail';
-  if (onError !== 'skip' && onError !== 'fail') throw new RangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`);
+  if (onError !== 'skip' && onError !== 'fail') throw new TorchRangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`, 'ERR_INVALID_ARG');
   const settled = await Promise.allSettled(sources.map((s) => decodeImage(s, options)));
   const images: DecodedImage[] = [];
   const skipped: ImageError[] = [];
@@ -170,8 +170,9 @@ export async function loadImages(
   if (images.length === 0) return { batch: null, paths, skipped };
   const sizes = new Set(images.map((im) => `${im.width}×${im.height}`));
   if (sizes.size > 1)
-    throw new RangeError(
+    throw new TorchRangeError(
       `loadImages: the images have different sizes (${[...sizes].join(', ')}); use resize "square" or "shortSide" to batch them, or loadImage one at a time`,
+      'ERR_INVALID_ARG',
     );
   return { batch: rgbToTensor(images, options), paths, skipped };
 }

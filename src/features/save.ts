@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { ConfigError, ImageError, TorchRangeError } from '../native/errors.js';
+import { ConfigError, Dinov3Error, ImageError, TorchRangeError } from '../native/errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { normalizationStats } from '../data/transforms.js';
 import { type FeatureBackbone, modelNormalization } from './backbone.js';
@@ -94,7 +94,7 @@ function copyRange(fromPath: string, offset: number, bytes: number, fd: number, 
     const buf = Buffer.allocUnsafe(Math.min(bytes, 16 << 20) || 1);
     for (let done = 0; done < bytes; ) {
       const n = readSync(src, buf, 0, Math.min(buf.length, bytes - done), offset + done);
-      if (n === 0) throw new Error(`${fromPath}: unexpected end of a temporary feature file`);
+      if (n === 0) throw new Dinov3Error(`${fromPath}: unexpected end of a temporary feature file`, 'ERR_IO');
       for (let w = 0; w < n; ) w += writeSync(fd, buf, w, n - w, at + done + w);
       done += n;
     }

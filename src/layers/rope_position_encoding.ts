@@ -11,6 +11,7 @@ import { arange, empty, full, type Generator, linspace } from '../tensor/creatio
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
+import { TorchRangeError } from '../native/errors.js';
 
 export type RopeComputeDtype = 'float32' | 'bfloat16' | 'float16';
 
@@ -53,13 +54,13 @@ export class RopePositionEmbedding extends Module {
   constructor(readonly embedDim: number, o: RopeOptions) {
     super();
     if (embedDim % (4 * o.numHeads) !== 0)
-      throw new RangeError(`RopePositionEmbedding: embedDim (${embedDim}) must be a multiple of 4·numHeads (${4 * o.numHeads})`);
+      throw new TorchRangeError(`RopePositionEmbedding: embedDim (${embedDim}) must be a multiple of 4·numHeads (${4 * o.numHeads})`, 'ERR_INVALID_ARG');
     this.base = o.base === undefined ? 100 : o.base;
     this.minPeriod = o.minPeriod ?? null;
     this.maxPeriod = o.maxPeriod ?? null;
     const both = this.minPeriod !== null && this.maxPeriod !== null;
     if ((this.base === null && !both) || (this.base !== null && both))
-      throw new RangeError('RopePositionEmbedding: either `base` or `minPeriod`+`maxPeriod` must be provided');
+      throw new TorchRangeError('RopePositionEmbedding: either `base` or `minPeriod`+`maxPeriod` must be provided', 'ERR_INVALID_ARG');
     this.headDim = embedDim / o.numHeads;
     this.dtype = o.dtype ?? 'bfloat16';
     this.normalizeCoords = o.normalizeCoords ?? 'separate';

@@ -12,12 +12,12 @@ import { RopePositionEmbedding, type RopeTables } from '../layers/rope_position_
 import { normal_, truncNormal_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { TorchTypeError } from '../native/errors.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { where } from '../ops/pointwise.js';
 import { cat, narrow, select } from '../ops/shape.js';
 import { type CreateOptions, empty, type Generator } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import type { DType, Tensor } from '../tensor/tensor.js';
+import { type DType, Tensor } from '../tensor/tensor.js';
 
 /** Outputs of `forwardFeatures` for one crop group (official keys in comments). */
 export interface BackboneFeatures {
@@ -212,7 +212,15 @@ export class DinoVisionTransformer extends Module {
    * use `local_cls_norm` when it exists.
    */
   forwardFeaturesList(xs: Tensor[], masksList: (Tensor | null)[] = xs.map(() => null)): BackboneFeatures[] {
-    if (xs.length !== masksList.length) throw new RangeError(`forwardFeaturesList: ${xs.length} inputs but ${masksList.length} masks`);
+    if (!Array.isArray(xs)) throw new TorchTypeError('forwardFeaturesList: expected "xs" to be an array of Tensors', 'ERR_INVALID_ARG');
+    if (!Array.isArray(masksList)) throw new TorchTypeError('forwardFeaturesList: expected "masksList" to be an array of bool Tensors or nulls', 'ERR_INVALID_ARG');
+    if (xs.length !== masksList.length) throw new TorchRangeError(`forwardFeaturesList: ${xs.length} inputs but ${masksList.length} masks`, 'ERR_INVALID_ARG');
+    for (const [i, x] of xs.entries()) {
+      checkImageBatch(x, 'forwardFeatures', xs.length === 1 ? '"x"' : `input ${i}`);
+      const m = masksList[i];
+      if (m !== null && m !== undefined && !(m instanceof Tensor))
+        throw new TorchTypeError(`forwardFeatures: expected "masks" ${i} to be a bool Tensor or null, received ${describeValue(m)}`, 'ERR_INVALID_ARG');
+    }
     return scope(() => {
       const prepared = xs.map((x, i) => this.prepareTokensWithMasks(x, masksList[i] ?? null));
       let tokens = prepared.map((p) => p.tokens);
@@ -266,7 +274,8 @@ export class DinoVisionTransformer extends Module {
     const take = typeof n === 'number' ? Array.from({ length: n }, (_, i) => this.nBlocks - n + i) : n;
     for (const i of take)
       if (!Number.isInteger(i) || i < 0 || i >= this.nBlocks)
-        throw new RangeError(`getIntermediateLayers: block index ${i} is out of range for a ${this.nBlocks}-block model`);
+        throw new TorchRangeError(`getIntermediateLayers: block index ${i} is out of range for a ${this.nBlocks}-block model`, 'ERR_INVALID_ARG');
+    checkImageBatch(x, 'getIntermediateLayers', '"x"');
     return scope(() => {
       const { tokens, H, W } = this.prepareTokensWithMasks(x);
       const r1 = this.nStorageTokens + 1;
@@ -297,4 +306,18 @@ export class DinoVisionTransformer extends Module {
       });
     });
   }
+}
+
+/** Throws unless `x` is a 4-D Tensor (an image batch). */
+function checkImageBatch(x: unknown, op: string, what: string): asserts x is Tensor {
+  if (!(x instanceof Tensor) || x.ndim !== 4)
+    throw new TorchTypeError(`${op}: expected ${what} to be an image batch Tensor [B, C, H, W], received ${describeValue(x)}`, 'ERR_INVALID_ARG');
+}
+
+/** A short description of a value for error messages: a Tensor's dtype and shape, or a JS value's kind. */
+function describeValue(v: unknown): string {
+  if (v instanceof Tensor) return `${v.dtype} Tensor [${v.shape.join(', ')}]`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v;
 }

@@ -2,12 +2,13 @@
 import { native } from '../native/binding.js';
 import type { Tensor } from './tensor.js';
 import { handleOf } from './tensor.js';
+import { TorchTypeError } from '../native/errors.js';
 
 function withGradMode<R>(on: boolean, fn: () => R): R {
   const prev = native.setGradEnabled(on);
   try {
     const r = fn();
-    if (r instanceof Promise) throw new TypeError('noGrad/enableGrad: the function returned a Promise; grad mode scopes are synchronous');
+    if (r instanceof Promise) throw new TorchTypeError('noGrad/enableGrad: the function returned a Promise; grad mode scopes are synchronous', 'ERR_INVALID_ARG');
     return r;
   } finally {
     native.setGradEnabled(prev);
@@ -34,7 +35,7 @@ export function autocast<R>(fn: () => R, o: { device?: 'cpu' | 'cuda'; dtype?: '
   const prev = native.autocastEnter(o.device ?? 'cpu', o.dtype ?? 'bfloat16');
   try {
     const r = fn();
-    if (r instanceof Promise) throw new TypeError('autocast: the function returned a Promise; autocast regions are synchronous');
+    if (r instanceof Promise) throw new TorchTypeError('autocast: the function returned a Promise; autocast regions are synchronous', 'ERR_INVALID_ARG');
     return r;
   } finally {
     native.autocastExit(prev);

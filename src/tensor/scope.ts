@@ -1,6 +1,7 @@
 // Deterministic lifetime of native tensors. Every tensor has one owner: a Module, an Optimizer, the innermost active
 // scope, or the caller. `scope(fn)` disposes everything created inside that is not returned or kept.
 import { native } from '../native/binding.js';
+import { TorchTypeError } from '../native/errors.js';
 
 /** Anything that can be disposed and tracked by a scope. */
 export interface Disposable {
@@ -73,9 +74,10 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
       if (result! instanceof Promise) {
         for (const t of frame.items) t.dispose();
         // eslint-disable-next-line no-unsafe-finally
-        throw new TypeError(
+        throw new TorchTypeError(
           `scope "${name}": the function returned a Promise; scopes are synchronous (await interleaves them). ` +
             'Use `using` declarations or dispose() in async code.',
+            'ERR_INVALID_ARG',
         );
       }
       collect(result!, keepSet);
