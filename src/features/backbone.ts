@@ -1,6 +1,6 @@
 // The part of a backbone that feature extraction needs. DinoVisionTransformer (src/models/vision_transformer.ts)
 // satisfies it; tests use small fakes. Running the model and splitting its outputs lives here too.
-import { TorchRangeError } from '../native/errors.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
@@ -51,6 +51,8 @@ export function modelPlacement(model: FeatureBackbone): { device: Device; dtype:
 
 /** Throws if the model would apply training-time behaviour (drop path, RoPE augmentation). */
 export function assertEval(model: FeatureBackbone, op: string): void {
+  if (model === null || typeof model !== 'object' || typeof (model as { forwardFeatures?: unknown }).forwardFeatures !== 'function')
+    throw new TorchTypeError(`${op}: expected "model" to be a backbone (an object with forwardFeatures), received ${model === null ? 'null' : typeof model}`, 'ERR_INVALID_ARG');
   if (model.training) throw new TorchRangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`, 'ERR_INVALID_ARG');
 }
 

@@ -5,6 +5,7 @@ import { handleOf } from './tensor.js';
 import { TorchTypeError } from '../native/errors.js';
 
 function withGradMode<R>(on: boolean, fn: () => R): R {
+  if (typeof fn !== 'function') throw new TorchTypeError(`${on ? 'enableGrad' : 'noGrad'}: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
   const prev = native.setGradEnabled(on);
   try {
     const r = fn();
@@ -32,6 +33,8 @@ export function zeroGrad(tensors: Tensor[]): void {
  * @example const logits = autocast(() => model.forward(x), { device: 'cuda' });
  */
 export function autocast<R>(fn: () => R, o: { device?: 'cpu' | 'cuda'; dtype?: 'bfloat16' | 'float16' } = {}): R {
+  if (typeof fn !== 'function') throw new TorchTypeError(`autocast: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
+  if (o === null || typeof o !== 'object') throw new TorchTypeError('autocast: expected the options to be an object', 'ERR_INVALID_ARG');
   const prev = native.autocastEnter(o.device ?? 'cpu', o.dtype ?? 'bfloat16');
   try {
     const r = fn();

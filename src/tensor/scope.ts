@@ -60,6 +60,7 @@ export function scope<R>(name: string, fn: () => R): R;
 export function scope<R>(a: string | (() => R), b?: () => R): R {
   const name = typeof a === 'string' ? a : 'scope';
   const fn = (typeof a === 'function' ? a : b) as () => R;
+  if (typeof fn !== 'function') throw new TorchTypeError(`scope: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
   const frame: Frame = { name, items: new Set() };
   stack.push(frame);
   let result: R;
