@@ -2,7 +2,7 @@
 // (dinov3/models/vision_transformer.py vit_small … vit_7b; dinov3/models/__init__.py build_model).
 // RECIPE §1.1 (tables and QUIRKs), §10 (normalisation constants), §11 (README parameter counts).
 import { ConfigError } from '../native/errors.js';
-import { closest } from '../nn/module.js';
+import { closest } from '../util/suggest.js';
 import { parseVitConfig, type VitConfig, type VitConfigInput } from './vit.js';
 
 export type PretrainWeights = 'LVD1689M' | 'SAT493M';

@@ -105,13 +105,25 @@ export interface StateDictReport {
   mismatched: { key: string; expected: number[]; received: number[] }[];
 }
 
-/** Raised by strict `loadStateDict` when keys are missing, unexpected or of the wrong shape. */
+/**
+ * Raised by strict `loadStateDict` when keys are missing, unexpected or of the wrong shape. The message lists the first
+ * keys of each kind and their count; `missing`, `unexpected` and `mismatched` hold the full lists.
+ */
 export class StateDictError extends Dinov3Error {
   readonly report: StateDictReport;
+  /** Every missing key (the message shows the first few and a count). */
+  readonly missing: readonly string[];
+  /** Every unexpected key. */
+  readonly unexpected: readonly string[];
+  /** Every key whose shape differs. */
+  readonly mismatched: StateDictReport['mismatched'];
   constructor(message: string, report: StateDictReport) {
     super(message, 'ERR_STATE_DICT');
     this.name = 'StateDictError';
     this.report = report;
+    this.missing = report.missing;
+    this.unexpected = report.unexpected;
+    this.mismatched = report.mismatched;
   }
 }
 

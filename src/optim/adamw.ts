@@ -9,6 +9,7 @@ import { CheckpointError, DisposedError, StateDictError, type StateDictReport, T
 import { fromBuffer, zeros } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { assertLive, describe as describeValue, handleOf, Tensor } from '../tensor/tensor.js';
+import { previewList } from '../util/suggest.js';
 
 /** One parameter group: params, lr, weightDecay and any metadata (lrMult, wdMult, isLastLayer, name, …). `lr` and
  * `weightDecay` may be reassigned before any step. */
@@ -417,9 +418,9 @@ function checkStateDictShape(op: string, sd: unknown): asserts sd is AdamWStateD
 
 function formatReport(op: string, r: StateDictReport): string {
   const lines = [`${op}: the optimizer state does not match the parameters`];
-  if (r.missing.length) lines.push(`missing (${r.missing.length}): ${r.missing.join(', ')}`);
-  if (r.unexpected.length) lines.push(`unexpected (${r.unexpected.length}): ${r.unexpected.join(', ')}`);
+  if (r.missing.length) lines.push(`missing (${r.missing.length}): ${previewList(r.missing)}`);
+  if (r.unexpected.length) lines.push(`unexpected (${r.unexpected.length}): ${previewList(r.unexpected)}`);
   if (r.mismatched.length)
-    lines.push(`shape mismatches (${r.mismatched.length}): ` + r.mismatched.map((m) => `${m.key}: expected ${fmt(m.expected)}, received ${fmt(m.received)}`).join('; '));
+    lines.push(`shape mismatches (${r.mismatched.length}): ${previewList(r.mismatched, (m) => `${m.key}: expected ${fmt(m.expected)}, received ${fmt(m.received)}`, '; ')}`);
   return lines.join('\n');
 }
