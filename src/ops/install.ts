@@ -1,4 +1,7 @@
 // Installs op functions as Tensor methods: `installMethods({ add })` makes `x.add(y)` call `add(x, y)`.
+// Rule: every op of src/ops whose first argument is a Tensor is also a Tensor method of the same name (checked by
+// test/unit/ops/methods.test.ts). Exceptions: ops whose first argument is not the tensor operated on (`where`'s
+// condition, `einsum`'s equation, `cat`/`stack`'s lists).
 import { Tensor } from '../tensor/tensor.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -78,7 +78,23 @@ export const mseLoss = (x: Tensor, target: Tensor, reduction: 'mean' | 'sum' | '
 export const pairwiseDistance = (x1: Tensor, x2: Tensor, p = 2, eps = 1e-6, keepdim = false) =>
   wrap(native.pairwiseDistance(h(x1, 'pairwiseDistance', 'x1'), h(x2, 'pairwiseDistance', 'x2'), p, eps, keepdim));
 
-const methods = { softmax, logSoftmax };
+const methods = {
+  conv2d,
+  layerNorm,
+  rmsNorm,
+  softmax,
+  logSoftmax,
+  scaledDotProductAttention,
+  sdpaMath,
+  interpolate,
+  pad,
+  avgPool2d,
+  adaptiveAvgPool2d,
+  normalize,
+  crossEntropy,
+  mseLoss,
+  pairwiseDistance,
+};
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;
