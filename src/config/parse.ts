@@ -1,5 +1,5 @@
 // Validation of config objects with zod: one ConfigError whose message is z.prettifyError output (dotted paths),
-// with "did you mean" hints for misspelled keys (STYLE §4, §6).
+// with "did you mean" hints for misspelled keys.
 import { z } from 'zod';
 import { ConfigError } from '../native/errors.js';
 import { suggest } from '../util/suggest.js';

@@ -1,4 +1,4 @@
-// Image decoding with sharp (libvips) and the model-input transform of RECIPE §10: EXIF orientation applied, any
+// Image decoding with sharp (libvips) and the model-input transform of dinov3/data/transforms.py::make_eval_transform: EXIF orientation applied, any
 // colour space / bit depth / alpha → 8-bit sRGB, antialiased resize (+ centre crop), [0, 1], mean/std normalisation.
 // Decoding runs on libuv's thread pool, so several images decode in parallel off the JS thread.
 import { readFile } from 'node:fs/promises';

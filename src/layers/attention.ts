@@ -1,6 +1,6 @@
 // Multi-head self-attention with a fused qkv projection and RoPE on the patch tokens (dinov3/layers/attention.py).
-// RECIPE §1.4: qkv Linear(D → 3D) reshaped [B, N, 3, h, d]; LinearKMaskedBias multiplies the qkv bias by the
-// `bias_mask` buffer (1 on q and v, 0 on k); SDPA with scale 1/√d; proj Linear(D → D). RECIPE §1.3: RoPE on q and k
+// dinov3/layers/attention.py::SelfAttention, ::LinearKMaskedBias: qkv Linear(D → 3D) reshaped [B, N, 3, h, d]; LinearKMaskedBias multiplies the qkv bias by the
+// `bias_mask` buffer (1 on q and v, 0 on k); SDPA with scale 1/√d; proj Linear(D → D). SelfAttention.apply_rope: RoPE on q and k
 // of the last P tokens only, rot(x) = [−x₂, x₁] (half split), computed in the RoPE dtype and cast back.
 import { ones_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';

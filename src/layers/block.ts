@@ -1,4 +1,4 @@
-// Pre-norm transformer block (dinov3/layers/block.py SelfAttentionBlock). RECIPE §1.4:
+// Pre-norm transformer block (dinov3/layers/block.py::SelfAttentionBlock):
 //   x ← x + LS1(Attn(Norm1(x)));  x ← x + LS2(FFN(Norm2(x)))
 // Stochastic depth in train mode (rate p > 0, same in every block): per residual branch and per crop group of b
 // images, a random subset of b_keep = max(⌊b(1−p)⌋, 1) images (randperm) gets the branch, scaled by b/b_keep; the

@@ -1,9 +1,9 @@
 // Axial 2-D rotary position embedding without learnable weights (dinov3/layers/rope_position_encoding.py).
-// RECIPE §1.3: periods buffer `periods` [d/4] (base^(4j/d), or geometric from min to max period); patch-centre
+// dinov3/layers/rope_position_encoding.py::RopePositionEmbedding: periods buffer `periods` [d/4] (base^(4j/d), or geometric from min to max period); patch-centre
 // coordinates normalised "separate"/"max"/"min" into [−1, 1]; train-mode shift, jitter and rescale augmentations drawn
 // on every call (so per block and per crop group); angles 2π·coord/period laid out [row, col, row, col] → sin, cos.
 // In a reduced dtype (bf16, the training-code default) every step is an eager op rounded to that dtype, in the order
-// of §1.3; this is reproduced here by computing each op in fp32 and rounding its result, which is what PyTorch's CPU
+// of RopePositionEmbedding.forward; this is reproduced here by computing each op in fp32 and rounding its result, which is what PyTorch's CPU
 // kernels do for bf16 operands and for Python-scalar operands (kept in fp32 "opmath").
 import { Module } from '../nn/module.js';
 import { uniform_ } from '../nn/init.js';

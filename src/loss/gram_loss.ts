@@ -1,4 +1,4 @@
-// Gram anchoring loss: RECIPE §5.5 (official: dinov3/loss/gram_loss.py `GramLoss`).
+// Gram anchoring loss (official: dinov3/loss/gram_loss.py::GramLoss).
 import { TorchRangeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
@@ -21,7 +21,7 @@ export interface GramLossOptions {
 }
 
 /**
- * MSE between the Gram matrices of the student and teacher patch features (RECIPE §5.5), in float32:
+ * MSE between the Gram matrices of the student and teacher patch features (dinov3/loss/gram_loss.py::GramLoss.forward), in float32:
  *
  *     X ← norm2(X) (applyNorm);  G = X Xᵀ per image (imgLevel) or over the flattened batch
  *     loss = mean((G_s − G_t)²)

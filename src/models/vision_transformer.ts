@@ -1,6 +1,6 @@
 // The DINOv3 ViT backbone (dinov3/models/vision_transformer.py DinoVisionTransformer), read top-down.
-// RECIPE §1.2 tokenisation, §1.3 RoPE, §1.4 blocks, §1.5 output norms and forward_features, §1.6
-// get_intermediate_layers, §1.7 init_weights, §1.8 state-dict keys (the module names below are those keys).
+// Official: dinov3/models/vision_transformer.py::DinoVisionTransformer (prepare_tokens_with_masks, forward_features_list,
+// get_intermediate_layers, init_weights); the module names below are its state-dict keys.
 import { parseVitConfig, ROPE_TENSOR_DTYPE, type VitConfig, type VitConfigInput } from '../config/vit.js';
 import { SelfAttentionBlock } from '../layers/block.js';
 import { LinearKMaskedBias } from '../layers/attention.js';
@@ -147,7 +147,7 @@ export class DinoVisionTransformer extends Module {
     if (o.init ?? true) this.initWeights(o.generator);
   }
 
-  /** Official `init_weights` (RECIPE §1.7), drawing from `generator` (default: the one given at construction). */
+  /** Official `DinoVisionTransformer.init_weights` and `init_weights_vit`, drawing from `generator` (default: the one given at construction). */
   initWeights(generator = this.#generator): void {
     if (this.clsToken.device === 'meta') return;
     this.ropeEmbed.resetParameters();
@@ -167,7 +167,7 @@ export class DinoVisionTransformer extends Module {
     visit(this);
   }
 
-  /** Patch embedding, mask tokens and prefix tokens: `[N, 1+R+P, D]` and the patch grid (RECIPE §1.2). */
+  /** Patch embedding, mask tokens and prefix tokens: `[N, 1+R+P, D]` and the patch grid (official `prepare_tokens_with_masks`). */
   prepareTokensWithMasks(x: Tensor, masks: Tensor | null = null): { tokens: Tensor; H: number; W: number } {
     return scope(() => {
       const wdtype = this.patchEmbed.proj.weight.dtype;
@@ -193,7 +193,7 @@ export class DinoVisionTransformer extends Module {
     });
   }
 
-  /** The final norm of one group's tokens → (normed prefix tokens, normed patches). RECIPE §1.5. */
+  /** The final norm of one group's tokens → (normed prefix tokens, normed patches), as in official `forward_features_list`. */
   #finalNorm(x: Tensor, groupIndex: number): { prefix: Tensor; patches: Tensor } {
     const r1 = this.nStorageTokens + 1;
     const n = x.shape[1]!;
@@ -261,7 +261,7 @@ export class DinoVisionTransformer extends Module {
   }
 
   /**
-   * Official `get_intermediate_layers` (RECIPE §1.6): outputs of the last `n` blocks (or of the listed blocks), each
+   * Official `get_intermediate_layers`: outputs of the last `n` blocks (or of the listed blocks), each
    * optionally normed, split into patches (optionally `[N, D, H/p, W/p]`), CLS and storage tokens. Call it on an
    * eval-mode model. Each layer gives `patches`, `[patches, cls]`, `[patches, storage]` or `[patches, cls, storage]`.
    */

@@ -17,7 +17,7 @@ export const conv2d = (x: Tensor, weight: Tensor, bias?: Tensor | null, o: Conv2
   wrap(native.conv2d(h(x, 'conv2d', 'input'), h(weight, 'conv2d', 'weight'), opt(bias, 'conv2d', 'bias'), pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
 export const layerNorm = (x: Tensor, normalizedShape: number[], weight: Tensor | null, bias: Tensor | null, eps = 1e-5) =>
   wrap(native.layerNorm(h(x, 'layerNorm', 'input'), normalizedShape, opt(weight, 'layerNorm', 'weight'), opt(bias, 'layerNorm', 'bias'), eps));
-/** RMSNorm computed in float32: x·rsqrt(mean(x²)+eps), cast back, times weight (RECIPE §1.1). */
+/** RMSNorm computed in float32: x·rsqrt(mean(x²)+eps), cast back, times weight (dinov3/layers/rms_norm.py::RMSNorm). */
 export const rmsNorm = (x: Tensor, weight: Tensor | null, eps = 1e-5) => wrap(native.rmsNorm(h(x, 'rmsNorm', 'input'), opt(weight, 'rmsNorm', 'weight'), eps));
 export const softmax = (x: Tensor, dim: number, dtype?: DType) => wrap(native.softmax(h(x, 'softmax', 'input'), dim, dtype));
 export const logSoftmax = (x: Tensor, dim: number, dtype?: DType) => wrap(native.logSoftmax(h(x, 'logSoftmax', 'input'), dim, dtype));

@@ -1,7 +1,8 @@
-// AdamW over parameter groups (RECIPE §6.1, dinov3/train/train.py `build_optimizer`): torch.optim.AdamW's foreach
-// algorithm, one native call per group per step (native/src/optim/optim.cc). lr and weight decay are plain fields
-// of each group, rewritten every iteration by the schedules (§4 step 1); the fp32 moments and the per-parameter step
-// counts are owned by the optimizer. A group with lr = 0 still updates its moments and steps (§6.2 last-layer freeze).
+// AdamW over parameter groups (dinov3/train/train.py::build_optimizer): torch.optim.AdamW's foreach algorithm, one
+// native call per group per step (native/src/optim/optim.cc). lr and weight decay are plain fields of each group,
+// rewritten every iteration by the schedules (dinov3/train/train.py::apply_optim_scheduler); the fp32 moments and the
+// per-parameter step counts are owned by the optimizer. A group with lr = 0 still updates its moments and steps (the
+// last-layer freeze of dinov3/train/train.py::build_schedulers).
 import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw_tensor.js';
 import { native } from '../native/binding.js';

@@ -29,7 +29,7 @@ export function zeroGrad(tensors: Tensor[]): void {
 
 /**
  * Runs `fn` with autocast: on `device`, matmul-like ops (linear, matmul, conv, sdpa) compute in `dtype` (bf16 by
- * default) while parameters, their gradients and reductions stay float32 (RECIPE §9 mixed precision).
+ * default) while parameters, their gradients and reductions stay float32 (the mixed precision of dinov3/configs/ssl_default_config.yaml `compute_precision`).
  * @example const logits = autocast(() => model.forward(x), { device: 'cuda' });
  */
 export function autocast<R>(fn: () => R, o: { device?: 'cpu' | 'cuda'; dtype?: 'bfloat16' | 'float16' } = {}): R {
