@@ -1,5 +1,5 @@
-// Process groups: the collectives the losses need (global sums of DINOLoss.sinkhorn_knopp_teacher, the gradient-carrying all-gather of KoLeoLossDistributed, FSDP)
-// and the fuller set sharded training needs (`CollectiveGroup`: in-place all-reduce, all-gather into one tensor,
+// Process groups: the collectives the losses need (the global sums of DINOLoss.sinkhorn_knopp_teacher, the
+// gradient-carrying all-gather of KoLeoLossDistributed) and the fuller set sharded training needs (`CollectiveGroup`: in-place all-reduce, all-gather into one tensor,
 // reduce-scatter, broadcast, barrier, each returning a `Work` to wait for). `LocalProcessGroup` is the single-process
 // group (world size 1) used on one device and in tests; `C10dProcessGroup` (c10d.ts) is the multi-process one.
 import { amax } from '../ops/reduce.js';
