@@ -1,5 +1,6 @@
 // Inference-time preprocessing (dinov3/data/transforms.py::make_eval_transform, ::make_normalize_transform): resize
-// policies, rounding to the patch size, scaling to [0, 1] and the LVD-1689M (ImageNet) / SAT-493M normalisations. Pure size planning lives here; decoding is in image.ts.
+// policies, rounding to the patch size, scaling to [0, 1] and the LVD-1689M (ImageNet) / SAT-493M normalisations.
+// Pure size planning lives here; decoding is in image.ts.
 import { ImageError, TorchRangeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
