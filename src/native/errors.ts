@@ -46,6 +46,7 @@ export class Dinov3Error extends Error {
 
   static override [Symbol.hasInstance](value: unknown): boolean {
     // Subclasses inherit this static: for them, use the ordinary prototype-chain check.
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class `instanceof` was called on, not Dinov3Error
     if (this !== Dinov3Error) return Function.prototype[Symbol.hasInstance].call(this, value);
     return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
   }

@@ -1,6 +1,6 @@
 // Indexing ops (mirrors native/src/ops/index.cc).
 import { native } from '../native/binding.js';
-import { handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 import { TorchTypeError } from '../native/errors.js';
 

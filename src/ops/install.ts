@@ -4,7 +4,7 @@
 // condition, `einsum`'s equation, `cat`/`stack`'s lists).
 import { Tensor } from '../tensor/tensor.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: each op has its own argument list
 type OpFn = (self: Tensor, ...args: any[]) => unknown;
 
 export function installMethods(fns: Record<string, OpFn>): void {

@@ -1,6 +1,6 @@
 // Matrix products (mirrors native/src/ops/linalg.cc).
 import { native } from '../native/binding.js';
-import { handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 export const matmul = (a: Tensor, b: Tensor) => wrap(native.matmul(h(a, 'matmul', 'input'), h(b, 'matmul', 'other')));

@@ -1,6 +1,6 @@
 // Reductions (mirrors native/src/ops/reduce.cc).
 import { native } from '../native/binding.js';
-import { type DType, handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { type DType, handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 type Dims = number | number[];

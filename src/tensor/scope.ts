@@ -74,7 +74,7 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
     if (ok) {
       if (result! instanceof Promise) {
         for (const t of frame.items) t.dispose();
-        // eslint-disable-next-line no-unsafe-finally
+        // biome-ignore lint/correctness/noUnsafeFinally: the Promise check must run after the frame is popped
         throw new TorchTypeError(
           `scope "${name}": the function returned a Promise; scopes are synchronous (await interleaves them). ` +
             'Use `using` declarations or dispose() in async code.',

@@ -156,7 +156,7 @@ export async function openListFile(file: string): Promise<FileDataset> {
   const n = raw.filter((r) => r !== undefined).length;
   if (n === 0) return new FileDataset(paths);
   if (n !== raw.length) {
-    const line = raw.findIndex((r) => r === undefined);
+    const line = raw.indexOf(undefined);
     throw new DatasetError(`list file "${file}": entry ${line + 1} ("${paths[line]}") has no label but others do`);
   }
   const labelsRaw = raw as string[];

@@ -40,7 +40,7 @@ export class MemoryDataset implements Dataset {
     const n = raw.filter((r) => r !== undefined).length;
     let classes = o.classes;
     if (n === 0) this.labels = null;
-    else if (n !== raw.length) throw new DatasetError(`dataset item ${raw.findIndex((r) => r === undefined)} has no label but others do`);
+    else if (n !== raw.length) throw new DatasetError(`dataset item ${raw.indexOf(undefined)} has no label but others do`);
     else if (raw.every((r) => typeof r === 'number')) {
       if (raw.some((r) => !Number.isInteger(r) || (r as number) < 0)) throw new DatasetError('dataset labels must be non-negative integers or class names');
       this.labels = Int32Array.from(raw as number[]);

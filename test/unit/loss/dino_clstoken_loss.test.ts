@@ -7,7 +7,6 @@ import {
   randn,
   scope,
   sinkhornKnopp,
-  tensor,
   type Tensor,
   TorchRangeError,
   TorchTypeError,

@@ -11,7 +11,6 @@ import {
   sinkhornKnopp,
   sum,
   tensor,
-  type Tensor,
   totalMaskedPatches,
   TorchRangeError,
   TorchTypeError,
