@@ -2,7 +2,7 @@
 // (dinov3/models/vision_transformer.py vit_small … vit_7b; dinov3/models/__init__.py build_model).
 // Official: dinov3/hub/backbones.py (hub constructors), dinov3/models/vision_transformer.py::vit_small … ::vit_7b
 // (training archs), dinov3/data/transforms.py::make_normalize_transform (normalisation constants).
-import { ConfigError } from '../native/errors.js';
+import { ConfigError, TorchTypeError } from '../native/errors.js';
 import { closest } from '../util/suggest.js';
 import { parseVitConfig, type VitConfig, type VitConfigInput } from './vit.js';
 
@@ -108,6 +108,7 @@ export const PRESET_NAMES = Object.keys(BACKBONE_PRESETS) as PresetName[];
  * @throws ConfigError for an unknown name, with a did-you-mean hint.
  */
 export function getPreset(name: string): BackbonePreset {
+  if (typeof name !== 'string') throw new TorchTypeError(`getPreset: expected "name" to be a string, received ${typeof name}`, 'ERR_INVALID_ARG');
   const key = name.startsWith('dinov3_') ? name.slice('dinov3_'.length) : name;
   const p = (BACKBONE_PRESETS as Record<string, BackbonePreset>)[key];
   if (p) return p;

@@ -3,7 +3,7 @@
 // Decoding runs on libuv's thread pool, so several images decode in parallel off the JS thread.
 import { readFile } from 'node:fs/promises';
 
-import { ImageError, TorchRangeError } from '../native/errors.js';
+import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/creation.js';
@@ -141,6 +141,7 @@ export async function decodeImages(
   sources: readonly string[],
   options: ResizeOptions & LoadManyOptions = {},
 ): Promise<{ images: DecodedImage[]; skipped: ImageError[] }> {
+  if (!Array.isArray(sources)) throw new TorchTypeError('decodeImages: expected "sources" to be an array', 'ERR_INVALID_ARG');
   const onError = options.onError ?? 'fail';
   if (onError !== 'skip' && onError !== 'fail') throw new TorchRangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`, 'ERR_INVALID_ARG');
   const settled = await Promise.allSettled(sources.map((s) => decodeImage(s, options)));
@@ -165,6 +166,7 @@ export async function loadImages(
   sources: readonly string[],
   options: PreprocessOptions & LoadManyOptions = {},
 ): Promise<{ batch: Tensor | null; paths: string[]; skipped: ImageError[] }> {
+  if (!Array.isArray(sources)) throw new TorchTypeError('loadImages: expected "sources" to be an array of paths', 'ERR_INVALID_ARG');
   const { images, skipped } = await decodeImages(sources, options);
   const paths = images.map((im) => im.path!);
   if (images.length === 0) return { batch: null, paths, skipped };

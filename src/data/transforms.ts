@@ -1,7 +1,7 @@
 // Inference-time preprocessing (dinov3/data/transforms.py::make_eval_transform, ::make_normalize_transform): resize
 // policies, rounding to the patch size, scaling to [0, 1] and the LVD-1689M (ImageNet) / SAT-493M normalisations.
 // Pure size planning lives here; decoding is in image.ts.
-import { ImageError, TorchRangeError } from '../native/errors.js';
+import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { DType, Device, Tensor } from '../tensor/tensor.js';
@@ -9,6 +9,7 @@ import { clamp, div, sub } from '../ops/pointwise.js';
 import { interpolate } from '../ops/nn.js';
 import { max, min } from '../ops/reduce.js';
 import { permute, reshape } from '../ops/shape.js';
+import { expectTensor } from '../nn/module.js';
 
 /** Mean/std of LVD-1689M models (the ImageNet statistics). */
 export const LVD1689M_MEAN = [0.485, 0.456, 0.406] as const;
@@ -184,6 +185,7 @@ export interface TensorOptions {
  * @throws RangeError if the images differ in size or a buffer has the wrong length.
  */
 export function rgbToTensor(images: readonly { data: Uint8Array; width: number; height: number }[], o: TensorOptions = {}): Tensor {
+  if (!Array.isArray(images)) throw new TorchTypeError('rgbToTensor: expected "images" to be an array of { data, width, height }', 'ERR_INVALID_ARG');
   if (images.length === 0) throw new TorchRangeError('rgbToTensor: expected at least one image', 'ERR_INVALID_ARG');
   const { width: W, height: H } = images[0]!;
   const plane = W * H * 3;
@@ -213,6 +215,7 @@ function statTensor(v: readonly number[], like: Tensor): Tensor {
  * `Resize(antialias=True)` on tensors); values are clamped to the input range for the cubic kernel's overshoot.
  */
 export function resizeTensor(x: Tensor, size: [number, number], interpolation: Exclude<Interpolation, 'lanczos3'> = 'bicubic'): Tensor {
+  expectTensor(x, 'resizeTensor', 'x');
   return scope(() => {
     const batched = x.ndim === 4 ? x : reshape(x, [1, ...x.shape]);
     const f = batched.dtype === 'float32' || batched.dtype === 'float64' ? batched : batched.to('float32');

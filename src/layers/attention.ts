@@ -4,7 +4,7 @@
 // of the last P tokens only, rot(x) = [−x₂, x₁] (half split), computed in the RoPE dtype and cast back.
 import { ones_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';
-import { Module } from '../nn/module.js';
+import { expectTensor, Module } from '../nn/module.js';
 import { attention } from '../ops/kernels.js';
 import { linear } from '../ops/linalg.js';
 import { cat, chunk, narrow } from '../ops/shape.js';
@@ -25,6 +25,9 @@ export function ropeRotateHalf(x: Tensor): Tensor {
 
 /** `x ⊙ cos + rot(x) ⊙ sin`. */
 export function ropeApply(x: Tensor, sin: Tensor, cos: Tensor): Tensor {
+  expectTensor(x, 'ropeApply', 'x');
+  expectTensor(sin, 'ropeApply', 'sin');
+  expectTensor(cos, 'ropeApply', 'cos');
   return scope(() => x.mul(cos).add(ropeRotateHalf(x).mul(sin)));
 }
 

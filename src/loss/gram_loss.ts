@@ -7,6 +7,7 @@ import { matmul } from '../ops/linalg.js';
 import { mseLoss, normalize } from '../ops/nn.js';
 import { logicalAnd, lt, maskedFill } from '../ops/pointwise.js';
 import { expectFloat, fmtShape } from './checks.js';
+import { expectTensor } from '../nn/module.js';
 
 export interface GramLossOptions {
   /** L2-normalise every token first (ε 1e-12), so the Gram entries are cosine similarities. Default true. */
@@ -35,6 +36,8 @@ export interface GramLossOptions {
  * @throws TorchTypeError / TorchRangeError (ERR_INVALID_ARG) for mismatched shapes or conflicting options.
  */
 export function gramLoss(studentFeats: Tensor, teacherFeats: Tensor, o: GramLossOptions = {}): Tensor {
+  expectTensor(studentFeats, 'gramLoss', 'studentFeats');
+  expectTensor(teacherFeats, 'gramLoss', 'teacherFeats');
   const op = 'gramLoss';
   const imgLevel = o.imgLevel ?? false;
   if (o.removeNeg && o.removeOnlyTeacherNeg)

@@ -108,7 +108,11 @@ process.on('unhandledRejection', (e) => out(`U ${outcome(e)}`));
 
 const per = Number(perArg) || 4;
 let n = 0;
+const seed = Number(seedArg) >>> 0;
 for (const [name, f, kind] of targets) {
+  // Each export draws from its own stream (seed and name), so adding an export does not change the others' calls.
+  state = seed;
+  for (const ch of name) state = (Math.imul(state ^ ch.charCodeAt(0), 0x01000193) >>> 0) || 1;
   for (let i = 0; i < per; i++) {
     const args = Array.from({ length: Math.floor(rand() * 4) }, () => value());
     const self = kind === 'method' ? pickTensor() : undefined;
