@@ -3,7 +3,7 @@
 import { loadFashionMnist } from '../src/demo/fashion_mnist.js';
 import { Generator, noGrad, scope, tensor, type Tensor, setNumThreads, manualSeed, memory } from '../src/index.js';
 import { interpolate } from '../src/ops/nn.js';
-import { cat, stack, flip } from '../src/ops/shape.js';
+import { cat, flip } from '../src/ops/shape.js';
 import { mm, } from '../src/ops/linalg.js';
 import { topk } from '../src/ops/reduce.js';
 import { normalize, softmax } from '../src/ops/nn.js';

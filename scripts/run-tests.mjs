@@ -1,7 +1,17 @@
 #!/usr/bin/env node
-// Runs the vitest suite and ends with the plain summary line `N passed, N failed` that CI reads.
+// Runs the linter (biome, ~1 s), then the vitest suite, and ends with the plain summary line `N passed, N failed`
+// that CI reads (a lint failure counts as one failed test). Set DINOV3_SKIP_LINT=1 to skip the linter.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+
+let lintFailed = 0;
+if (process.env.DINOV3_SKIP_LINT !== '1') {
+  const lint = spawnSync('npx', ['biome', 'lint', '--error-on-warnings', '.'], { stdio: 'inherit' });
+  if (lint.status !== 0) {
+    console.log('biome lint failed (see above; `npx biome lint --write .` applies the safe fixes)');
+    lintFailed = 1;
+  }
+}
 
 const report = '.vitest-report.json';
 rmSync(report, { force: true });
@@ -20,5 +30,6 @@ if (existsSync(report)) {
 } else {
   failed = 1;
 }
+failed += lintFailed;
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(r.status === 0 && failed === 0 ? 0 : 1);

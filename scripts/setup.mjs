@@ -168,6 +168,7 @@ async function stepApt() {
     return;
   }
   const pkgs = buildGyp ? [...APT_PACKAGES, ...APT_PACKAGES_GYP] : APT_PACKAGES;
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format
   const q = spawnSync('dpkg-query', ['-W', '-f=${Package}\t${Status}\n', ...pkgs], { encoding: 'utf8' });
   const installed = new Set(
     (q.stdout ?? '').split('\n').map((l) => l.split('\t')).filter(([, s]) => s === 'install ok installed').map(([p]) => p.replace(/:.*$/, '')),

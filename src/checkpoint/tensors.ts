@@ -26,6 +26,7 @@ function rawOf(t: unknown, what: string): RawTensor {
  * @throws TorchTypeError for a value that is not a Tensor or metadata that is not a string
  */
 export async function saveTensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+  expectPath(path, 'saveTensors');
   if (tensors === null || typeof tensors !== 'object') throw new TorchTypeError('saveTensors: expected a Map or a record of Tensors', 'ERR_INVALID_ARG');
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   const raw = new Map(entries.map(([k, t]) => [k, rawOf(t, `saveTensors: "${k}"`)]));
@@ -37,6 +38,7 @@ export async function saveTensors(path: string, tensors: Map<string, Tensor> | R
  * @throws CheckpointError naming the file
  */
 export async function loadTensors(path: string, o: { device?: Device; dtype?: DType } = {}): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
+  expectPath(path, 'loadTensors');
   const { tensors, metadata } = openSafetensors(path);
   const out = new Map<string, Tensor>();
   try {
@@ -129,4 +131,8 @@ export async function loadNpy(path: string): Promise<Tensor> {
   const bytes = numel(shape) * itemSize(dtype!);
   if (start + bytes !== src.size) fail(`shape (${shape.join(', ')}) ${dtype} needs ${bytes} bytes of data, the file has ${src.size - start}`);
   return fromBuffer(src.read(start, bytes), dtype!, shape);
+}
+
+function expectPath(path: unknown, op: string): asserts path is string {
+  if (typeof path !== 'string' || path === '') throw new TorchTypeError(`${op}: expected "path" to be a non-empty string, received ${typeof path}`, 'ERR_INVALID_ARG');
 }

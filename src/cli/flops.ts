@@ -5,6 +5,7 @@
 // gradients), except the patch embedding, whose input needs no gradient (once).
 import { maskTargets } from '../data/collate.js';
 import { ffnHiddenDim, type VitConfig } from '../config/vit.js';
+import { TorchRangeError } from '../native/errors.js';
 
 /** FLOPs of one image through the backbone (forward), by part. */
 export interface VitForwardFlops {
@@ -22,7 +23,7 @@ export interface VitForwardFlops {
 /** Forward FLOPs of one `height`×`width` image (multiples of the patch size) through `cfg`'s backbone. */
 export function vitForwardFlops(cfg: VitConfig, height: number, width = height): VitForwardFlops {
   const p = cfg.patch_size;
-  if (height % p !== 0 || width % p !== 0) throw new RangeError(`vitForwardFlops: ${height}×${width} is not a multiple of the patch size ${p}`);
+  if (height % p !== 0 || width % p !== 0) throw new TorchRangeError(`vitForwardFlops: ${height}×${width} is not a multiple of the patch size ${p}`, 'ERR_INVALID_ARG');
   const D = cfg.embed_dim;
   const patches = (height / p) * (width / p);
   const N = patches + 1 + cfg.n_storage_tokens;
@@ -64,11 +65,11 @@ export interface CropGroup {
 export function parseCrops(spec: string): CropGroup[] {
   const groups = spec.split(',').map((s) => {
     const m = /^\s*(\d+)\s*x\s*(\d+)\s*$/.exec(s);
-    if (!m) throw new RangeError(`crops: expected <count>x<size>[,<count>x<size>] such as 2x224,8x96, received "${spec}"`);
+    if (!m) throw new TorchRangeError(`crops: expected <count>x<size>[,<count>x<size>] such as 2x224,8x96, received "${spec}"`, 'ERR_INVALID_ARG');
     return { count: Number(m[1]), size: Number(m[2]) };
   });
   if (groups.length > 2 || groups.some((g) => g.count < 1 || g.size < 1))
-    throw new RangeError(`crops: expected one global group and at most one local group with positive counts and sizes, received "${spec}"`);
+    throw new TorchRangeError(`crops: expected one global group and at most one local group with positive counts and sizes, received "${spec}"`, 'ERR_INVALID_ARG');
   return groups;
 }
 
@@ -114,7 +115,7 @@ export interface TrainStepSpec {
  */
 export function trainStepFlops(cfg: VitConfig, s: TrainStepSpec): TrainStepFlops {
   const [global, ...locals] = s.crops;
-  if (!global) throw new RangeError('trainStepFlops: expected at least the global crops');
+  if (!global) throw new TorchRangeError('trainStepFlops: expected at least the global crops', 'ERR_INVALID_ARG');
   const D = cfg.embed_dim;
   const g = vitForwardFlops(cfg, global.size);
   const globalImages = s.batch * global.count;

@@ -11,7 +11,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 // Types only: the library (libtorch, sharp) is imported when a command runs, so that --help and option errors are
 // instant.
 import type { Device, DType } from '../tensor/tensor.js';
-import type { ImageError } from '../native/errors.js';
+import { ConfigError, type ImageError } from '../native/errors.js';
 import type { Interpolation, Normalization, ResizePolicy } from '../data/transforms.js';
 import type { FeatureDType, FeatureFileFormat } from '../features/save.js';
 import type { LayerSelection } from '../features/backbone.js';
@@ -147,7 +147,7 @@ async function loadModel(o: CommonOptions) {
   ]);
   if (o.threads) setNumThreads(o.threads);
   if (o.device.startsWith('cuda') && !cuda.isAvailable())
-    throw new Error(`--device ${o.device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`);
+    throw new ConfigError(`--device ${o.device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`);
   const preset = o.model ? getPreset(o.model) : presetForFileName(o.weights);
   const normalization: Normalization = o.normalization ?? (preset?.weights === 'SAT493M' ? 'sat493m' : 'lvd1689m');
   const { model } = await loadBackbone(o.weights, { preset: o.model, device: o.device, dtype: o.dtype });
@@ -218,7 +218,7 @@ async function runPca(o: PcaOptions, io: CliIO): Promise<void> {
 }
 
 async function runEval(mode: 'knn' | 'linear', o: EvalOptions, io: CliIO): Promise<void> {
-  if (o.layers !== undefined) throw new Error('eval: --layers is not supported (evaluation uses the final CLS token [+ mean patch token])');
+  if (o.layers !== undefined) throw new ConfigError('eval: --layers is not supported (evaluation uses the final CLS token [+ mean patch token])');
   const started = Date.now();
   const [{ openDataset }, { checkEvalDatasets, evaluateBackbone }, { progressBar }] = await Promise.all([
     import('../data/datasets/index.js'),

@@ -1,8 +1,10 @@
 // Validation of config objects with zod: one ConfigError whose message is z.prettifyError output (dotted paths),
-// with "did you mean" hints for misspelled keys (STYLE §4, §6).
+// with "did you mean" hints for misspelled keys.
 import { z } from 'zod';
 import { ConfigError } from '../native/errors.js';
-import { closest } from '../nn/module.js';
+import { suggest } from '../util/suggest.js';
+
+export { suggest };
 
 /** The object schema reached by following `path` from `schema` (through defaults, optionals and nullables). */
 function shapeAt(schema: z.ZodType, path: PropertyKey[]): Record<string, z.ZodType> | undefined {
@@ -20,12 +22,6 @@ function shapeAt(schema: z.ZodType, path: PropertyKey[]): Record<string, z.ZodTy
     s = (s.shape as Record<string, z.ZodType>)[String(key)];
   }
   return undefined;
-}
-
-/** The key a misspelt `key` most likely meant: a known key it abbreviates, else the closest by edit distance. */
-export function suggest(key: string, known: string[]): string | undefined {
-  const extensions = known.filter((k) => k.startsWith(key)).sort((a, b) => a.length - b.length);
-  return extensions[0] ?? closest(key, known);
 }
 
 /**

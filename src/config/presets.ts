@@ -1,19 +1,20 @@
 // Released DINOv3 ViT backbones (dinov3/hub/backbones.py) and the training-code architecture constructors
 // (dinov3/models/vision_transformer.py vit_small … vit_7b; dinov3/models/__init__.py build_model).
-// RECIPE §1.1 (tables and QUIRKs), §10 (normalisation constants), §11 (README parameter counts).
-import { ConfigError } from '../native/errors.js';
-import { closest } from '../nn/module.js';
+// Official: dinov3/hub/backbones.py (hub constructors), dinov3/models/vision_transformer.py::vit_small … ::vit_7b
+// (training archs), dinov3/data/transforms.py::make_normalize_transform (normalisation constants).
+import { ConfigError, TorchTypeError } from '../native/errors.js';
+import { closest } from '../util/suggest.js';
 import { parseVitConfig, type VitConfig, type VitConfigInput } from './vit.js';
 
 export type PretrainWeights = 'LVD1689M' | 'SAT493M';
 
-/** ImageNet mean/std for LVD-1689M models; SAT-493M models use their own (RECIPE §10). */
+/** ImageNet mean/std for LVD-1689M models; SAT-493M models use their own (dinov3/data/transforms.py). */
 export const NORMALIZATION: Record<PretrainWeights, { mean: [number, number, number]; std: [number, number, number] }> = {
   LVD1689M: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
   SAT493M: { mean: [0.43, 0.411, 0.296], std: [0.213, 0.156, 0.143] },
 };
 
-/** Settings shared by every hub constructor (RECIPE §1.1 "Common to all"). */
+/** Settings shared by every hub constructor (dinov3/hub/backbones.py::_make_dinov3_vit). */
 const HUB_COMMON: VitConfigInput = {
   img_size: 224,
   patch_size: 16,
@@ -107,6 +108,7 @@ export const PRESET_NAMES = Object.keys(BACKBONE_PRESETS) as PresetName[];
  * @throws ConfigError for an unknown name, with a did-you-mean hint.
  */
 export function getPreset(name: string): BackbonePreset {
+  if (typeof name !== 'string') throw new TorchTypeError(`getPreset: expected "name" to be a string, received ${typeof name}`, 'ERR_INVALID_ARG');
   const key = name.startsWith('dinov3_') ? name.slice('dinov3_'.length) : name;
   const p = (BACKBONE_PRESETS as Record<string, BackbonePreset>)[key];
   if (p) return p;
@@ -120,7 +122,7 @@ export function presetForFileName(path: string): BackbonePreset | undefined {
   return Object.values(BACKBONE_PRESETS).find((p: BackbonePreset) => base === p.fileName || base.endsWith(p.fileName.slice(-13)));
 }
 
-/** Training-code architecture constructors: width, depth, heads and the hard-wired ffn_ratio (RECIPE §1.1). */
+/** Training-code architecture constructors: width, depth, heads and the hard-wired ffn_ratio (dinov3/models/vision_transformer.py::vit_small … ::vit_7b). */
 export const TRAINING_ARCHS = {
   vit_small: { embed_dim: 384, depth: 12, num_heads: 6, ffn_ratio: 4 },
   vit_base: { embed_dim: 768, depth: 12, num_heads: 12, ffn_ratio: 4 },
@@ -166,7 +168,7 @@ export interface StudentArchConfig {
 
 /**
  * The backbone architecture the official training builder makes from `student.*` (pure). Mirrors the QUIRKs of
- * RECIPE §1.1: `ffn_ratio` comes from the arch constructor and `pos_embed_rope_dtype` is never forwarded (the
+ * As in dinov3/models/__init__.py::build_model: `ffn_ratio` comes from the arch constructor and `pos_embed_rope_dtype` is never forwarded (the
  * constructor default bf16 applies); the teacher gets no drop path.
  * @throws ConfigError for an unknown arch
  */

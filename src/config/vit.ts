@@ -1,6 +1,7 @@
 // Architecture config of the DINOv3 ViT backbone. Keys and defaults are the keyword arguments of the official
 // `DinoVisionTransformer.__init__` (dinov3/models/vision_transformer.py; the hub constructors in dinov3/hub/backbones.py
-// pass the same names). RECIPE §1.1 (architecture table, norms, FFN widths), §1.3 (RoPE parameters).
+// pass the same names). See dinov3/models/vision_transformer.py::DinoVisionTransformer.__init__ (architecture, norms, FFN widths) and
+// dinov3/layers/rope_position_encoding.py::RopePositionEmbedding (RoPE parameters).
 import { z } from 'zod';
 import { parseConfig } from './parse.js';
 
@@ -83,14 +84,14 @@ export function parseVitConfig(input: unknown): VitConfig {
   return parseConfig(VitConfigSchema, input ?? {});
 }
 
-/** LayerNorm eps of each norm type (RECIPE §1.1); RMSNorm uses 1e-5. */
+/** LayerNorm eps of each norm type (dinov3/models/vision_transformer.py `norm_layer_dict`); RMSNorm uses 1e-5. */
 export const NORM_EPS: Record<NormLayer, number> = { layernorm: 1e-6, layernormbf16: 1e-5, rmsnorm: 1e-5 };
 
 /** SwiGLU alignment of each FFN type (0 for the plain MLP). */
 export const FFN_ALIGN: Record<FfnLayer, number> = { mlp: 0, swiglu: 8, swiglu32: 32, swiglu64: 64, swiglu128: 128 };
 
 /**
- * FFN hidden width F (RECIPE §1.1): MLP `int(D·ratio)`; SwiGLU `int(int(D·ratio)·2/3)` rounded up to the alignment.
+ * FFN hidden width F (dinov3/layers/ffn_layers.py::Mlp, ::SwiGLUFFN): MLP `int(D·ratio)`; SwiGLU `int(int(D·ratio)·2/3)` rounded up to the alignment.
  * @example ffnHiddenDim(4096, 3, 'swiglu64') // 8192
  */
 export function ffnHiddenDim(embedDim: number, ffnRatio: number, ffnLayer: FfnLayer): number {

@@ -1,9 +1,9 @@
-// Image decoding with sharp (libvips) and the model-input transform of RECIPE §10: EXIF orientation applied, any
+// Image decoding with sharp (libvips) and the model-input transform of dinov3/data/transforms.py::make_eval_transform: EXIF orientation applied, any
 // colour space / bit depth / alpha → 8-bit sRGB, antialiased resize (+ centre crop), [0, 1], mean/std normalisation.
 // Decoding runs on libuv's thread pool, so several images decode in parallel off the JS thread.
 import { readFile } from 'node:fs/promises';
 
-import { ImageError } from '../native/errors.js';
+import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/creation.js';
@@ -141,8 +141,9 @@ export async function decodeImages(
   sources: readonly string[],
   options: ResizeOptions & LoadManyOptions = {},
 ): Promise<{ images: DecodedImage[]; skipped: ImageError[] }> {
+  if (!Array.isArray(sources)) throw new TorchTypeError('decodeImages: expected "sources" to be an array', 'ERR_INVALID_ARG');
   const onError = options.onError ?? 'fail';
-  if (onError !== 'skip' && onError !== 'fail') throw new RangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`);
+  if (onError !== 'skip' && onError !== 'fail') throw new TorchRangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`, 'ERR_INVALID_ARG');
   const settled = await Promise.allSettled(sources.map((s) => decodeImage(s, options)));
   const images: DecodedImage[] = [];
   const skipped: ImageError[] = [];
@@ -165,13 +166,15 @@ export async function loadImages(
   sources: readonly string[],
   options: PreprocessOptions & LoadManyOptions = {},
 ): Promise<{ batch: Tensor | null; paths: string[]; skipped: ImageError[] }> {
+  if (!Array.isArray(sources)) throw new TorchTypeError('loadImages: expected "sources" to be an array of paths', 'ERR_INVALID_ARG');
   const { images, skipped } = await decodeImages(sources, options);
   const paths = images.map((im) => im.path!);
   if (images.length === 0) return { batch: null, paths, skipped };
   const sizes = new Set(images.map((im) => `${im.width}×${im.height}`));
   if (sizes.size > 1)
-    throw new RangeError(
+    throw new TorchRangeError(
       `loadImages: the images have different sizes (${[...sizes].join(', ')}); use resize "square" or "shortSide" to batch them, or loadImage one at a time`,
+      'ERR_INVALID_ARG',
     );
   return { batch: rgbToTensor(images, options), paths, skipped };
 }

@@ -1,4 +1,4 @@
-// Image loading and preprocessing for inference (RECIPE §10).
+// Image loading and preprocessing for inference (dinov3/data/transforms.py::make_eval_transform).
 export * from './transforms.js';
 export * from './image.js';
 export * from './image_list.js';

@@ -4,7 +4,7 @@
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { ImageError } from '../native/errors.js';
+import { ImageError, TorchTypeError } from '../native/errors.js';
 import type { Dataset, RgbImage } from './datasets/types.js';
 import { Rng } from './rng.js';
 
@@ -38,12 +38,12 @@ export async function loadTransform(spec: TransformModule): Promise<SampleTransf
   const name = spec.export ?? 'default';
   const f = mod[name];
   const method = spec.method ?? 'apply';
-  if (typeof f !== 'function') throw new TypeError(`transform module "${spec.module}" has no function or class export "${name}"`);
+  if (typeof f !== 'function') throw new TorchTypeError(`transform module "${spec.module}" has no function or class export "${name}"`, 'ERR_INVALID_ARG');
   const isClass = /^class[\s{]/.test(Function.prototype.toString.call(f));
   const made: unknown = isClass ? new (f as new (o: unknown) => unknown)(spec.options) : await (f as (o: unknown) => unknown)(spec.options);
   if (typeof made === 'function') return made as SampleTransform;
   const m = (made as Record<string, unknown> | null)?.[method];
-  if (typeof m !== 'function') throw new TypeError(`transform module "${spec.module}": "${name}" gave no transform function (nor an object with a "${method}" method)`);
+  if (typeof m !== 'function') throw new TorchTypeError(`transform module "${spec.module}": "${name}" gave no transform function (nor an object with a "${method}" method)`, 'ERR_INVALID_ARG');
   return (img, rng) => (m as SampleTransform).call(made, img, rng);
 }
 

@@ -1,6 +1,7 @@
-// Inference-time preprocessing (RECIPE §10): resize policies, rounding to the patch size, scaling to [0, 1] and the
-// LVD-1689M (ImageNet) / SAT-493M normalisations. Pure size planning lives here; decoding is in image.ts.
-import { ImageError } from '../native/errors.js';
+// Inference-time preprocessing (dinov3/data/transforms.py::make_eval_transform, ::make_normalize_transform): resize
+// policies, rounding to the patch size, scaling to [0, 1] and the LVD-1689M (ImageNet) / SAT-493M normalisations.
+// Pure size planning lives here; decoding is in image.ts.
+import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { DType, Device, Tensor } from '../tensor/tensor.js';
@@ -8,6 +9,7 @@ import { clamp, div, sub } from '../ops/pointwise.js';
 import { interpolate } from '../ops/nn.js';
 import { max, min } from '../ops/reduce.js';
 import { permute, reshape } from '../ops/shape.js';
+import { expectTensor } from '../nn/module.js';
 
 /** Mean/std of LVD-1689M models (the ImageNet statistics). */
 export const LVD1689M_MEAN = [0.485, 0.456, 0.406] as const;
@@ -94,7 +96,7 @@ function checkMultiple(v: number, what: string, o: Required<Pick<ResizeOptions, 
   const msg = `${what} ${v} is not a multiple of the patch size ${m}${path ? ` (image "${path}")` : ''}: use ${lo === hi ? lo : `${lo} or ${hi}`}, or sizeMultiple: 'round' to round it`;
   // An image's own size is a property of that image (it may be skipped); a resolution is a setting.
   if (path !== undefined) throw new ImageError(msg, path);
-  throw new RangeError(msg);
+  throw new TorchRangeError(msg, 'ERR_INVALID_ARG');
 }
 
 /** Validates resize options and fills in the defaults. */
@@ -108,16 +110,16 @@ export function resolveResizeOptions(o: ResizeOptions = {}): Required<ResizeOpti
     sizeMultiple: o.sizeMultiple ?? 'reject',
   } satisfies Required<ResizeOptions>;
   for (const k of ['resolution', 'resizeShortSide', 'patchSize'] as const) {
-    if (!isPosInt(r[k])) throw new RangeError(`preprocess: ${k} must be a positive integer, received ${String(r[k])}`);
+    if (!isPosInt(r[k])) throw new TorchRangeError(`preprocess: ${k} must be a positive integer, received ${String(r[k])}`, 'ERR_INVALID_ARG');
   }
   if (!['square', 'shortSide', 'keepAspect', 'none'].includes(r.resize))
-    throw new RangeError(`preprocess: resize must be one of square, shortSide, keepAspect, none; received "${String(r.resize)}"`);
+    throw new TorchRangeError(`preprocess: resize must be one of square, shortSide, keepAspect, none; received "${String(r.resize)}"`, 'ERR_INVALID_ARG');
   if (!['bicubic', 'bilinear', 'nearest', 'lanczos3'].includes(r.interpolation))
-    throw new RangeError(`preprocess: interpolation must be one of bicubic, bilinear, nearest, lanczos3; received "${String(r.interpolation)}"`);
+    throw new TorchRangeError(`preprocess: interpolation must be one of bicubic, bilinear, nearest, lanczos3; received "${String(r.interpolation)}"`, 'ERR_INVALID_ARG');
   if (r.sizeMultiple !== 'round' && r.sizeMultiple !== 'reject')
-    throw new RangeError(`preprocess: sizeMultiple must be "round" or "reject", received "${String(r.sizeMultiple)}"`);
+    throw new TorchRangeError(`preprocess: sizeMultiple must be "round" or "reject", received "${String(r.sizeMultiple)}"`, 'ERR_INVALID_ARG');
   if (r.resize === 'shortSide' && r.resizeShortSide < r.resolution)
-    throw new RangeError(`preprocess: resizeShortSide ${r.resizeShortSide} is smaller than the crop size ${r.resolution}`);
+    throw new TorchRangeError(`preprocess: resizeShortSide ${r.resizeShortSide} is smaller than the crop size ${r.resolution}`, 'ERR_INVALID_ARG');
   return r;
 }
 
@@ -163,8 +165,9 @@ export function normalizationStats(n: Normalization): { mean: readonly number[];
   if (n === 'lvd1689m' || n === 'imagenet') return { mean: LVD1689M_MEAN, std: LVD1689M_STD };
   if (n === 'sat493m') return { mean: SAT493M_MEAN, std: SAT493M_STD };
   if (typeof n === 'object' && n !== null && n.mean?.length === 3 && n.std?.length === 3 && n.std.every((s) => s > 0)) return n;
-  throw new RangeError(
+  throw new TorchRangeError(
     `preprocess: normalization must be "lvd1689m", "imagenet", "sat493m", "none" or { mean: [r, g, b], std: [r, g, b] } with std > 0, received ${JSON.stringify(n)}`,
+    'ERR_INVALID_ARG',
   );
 }
 
@@ -182,14 +185,15 @@ export interface TensorOptions {
  * @throws RangeError if the images differ in size or a buffer has the wrong length.
  */
 export function rgbToTensor(images: readonly { data: Uint8Array; width: number; height: number }[], o: TensorOptions = {}): Tensor {
-  if (images.length === 0) throw new RangeError('rgbToTensor: expected at least one image');
+  if (!Array.isArray(images)) throw new TorchTypeError('rgbToTensor: expected "images" to be an array of { data, width, height }', 'ERR_INVALID_ARG');
+  if (images.length === 0) throw new TorchRangeError('rgbToTensor: expected at least one image', 'ERR_INVALID_ARG');
   const { width: W, height: H } = images[0]!;
   const plane = W * H * 3;
   const buf = new Uint8Array(plane * images.length);
   images.forEach((im, i) => {
     if (im.width !== W || im.height !== H)
-      throw new RangeError(`rgbToTensor: image ${i} is ${im.width}×${im.height}, image 0 is ${W}×${H}; a batch needs one size`);
-    if (im.data.length !== plane) throw new RangeError(`rgbToTensor: image ${i} has ${im.data.length} bytes, expected ${plane} (${W}×${H}×3)`);
+      throw new TorchRangeError(`rgbToTensor: image ${i} is ${im.width}×${im.height}, image 0 is ${W}×${H}; a batch needs one size`, 'ERR_INVALID_ARG');
+    if (im.data.length !== plane) throw new TorchRangeError(`rgbToTensor: image ${i} has ${im.data.length} bytes, expected ${plane} (${W}×${H}×3)`, 'ERR_INVALID_ARG');
     buf.set(im.data, i * plane);
   });
   const stats = normalizationStats(o.normalization ?? 'lvd1689m');
@@ -211,6 +215,7 @@ function statTensor(v: readonly number[], like: Tensor): Tensor {
  * `Resize(antialias=True)` on tensors); values are clamped to the input range for the cubic kernel's overshoot.
  */
 export function resizeTensor(x: Tensor, size: [number, number], interpolation: Exclude<Interpolation, 'lanczos3'> = 'bicubic'): Tensor {
+  expectTensor(x, 'resizeTensor', 'x');
   return scope(() => {
     const batched = x.ndim === 4 ? x : reshape(x, [1, ...x.shape]);
     const f = batched.dtype === 'float32' || batched.dtype === 'float64' ? batched : batched.to('float32');

@@ -1,4 +1,4 @@
-// Fully sharded data parallelism over flat parameter units (RECIPE §9; the official code shards with
+// Fully sharded data parallelism over flat parameter units (dinov3/fsdp/ac_compile_parallelize.py; the official code shards with
 // torch.distributed.fsdp.fully_shard per block, see dinov3/fsdp/ac_compile_parallelize.py::ac_compile_parallelize).
 //
 // Each unit (a submodule such as a transformer block, plus a root unit for the parameters outside every unit) has its

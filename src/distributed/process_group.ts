@@ -1,6 +1,7 @@
-// Process groups: the collectives the losses need (RECIPE §5.1 global sums, §5.4 gradient-carrying all-gather, §9)
-// and the fuller set sharded training needs (`CollectiveGroup`: in-place all-reduce, all-gather into one tensor,
-// reduce-scatter, broadcast, barrier, each returning a `Work` to wait for). `LocalProcessGroup` is the single-process
+// Process groups: the collectives the losses need (the global sums of DINOLoss.sinkhorn_knopp_teacher, the
+// gradient-carrying all-gather of KoLeoLossDistributed) and the fuller set sharded training needs (`CollectiveGroup`:
+// in-place all-reduce, all-gather into one tensor, reduce-scatter, broadcast, barrier, each returning a `Work` to wait
+// for). `LocalProcessGroup` is the single-process
 // group (world size 1) used on one device and in tests; `C10dProcessGroup` (c10d.ts) is the multi-process one.
 import { amax } from '../ops/reduce.js';
 import { stack, view } from '../ops/shape.js';

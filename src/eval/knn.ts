@@ -2,7 +2,7 @@
 // similarity is the cosine (a dot product), the max(ks) nearest train features vote with weights
 // softmax(sim / T) over those neighbours (T = 0.07), the class scores for each k sum the first k votes, and top-1 /
 // top-5 accuracies are counted against the labels.
-import { DatasetError } from '../native/errors.js';
+import { DatasetError, TorchRangeError } from '../native/errors.js';
 import { tensor, zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -53,17 +53,17 @@ export function checkEvalInputs(
 ): { nTrain: number; nVal: number; dim: number; numClasses: number } {
   const [nTrain, dim] = trainFeatures.shape as [number, number];
   const [nVal, dimVal] = valFeatures.shape as [number, number];
-  if (trainFeatures.ndim !== 2 || valFeatures.ndim !== 2) throw new RangeError(`${op}: features must be [N, D] tensors, got [${trainFeatures.shape.join(', ')}] and [${valFeatures.shape.join(', ')}]`);
+  if (trainFeatures.ndim !== 2 || valFeatures.ndim !== 2) throw new TorchRangeError(`${op}: features must be [N, D] tensors, got [${trainFeatures.shape.join(', ')}] and [${valFeatures.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   if (nTrain === 0) throw new DatasetError(`${op}: the train set is empty`);
   if (nVal === 0) throw new DatasetError(`${op}: the validation set is empty`);
-  if (dim !== dimVal) throw new RangeError(`${op}: train features have ${dim} dims, validation features ${dimVal}`);
-  if (trainLabels.numel !== nTrain) throw new RangeError(`${op}: ${nTrain} train features but ${trainLabels.numel} labels`);
-  if (valLabels.numel !== nVal) throw new RangeError(`${op}: ${nVal} validation features but ${valLabels.numel} labels`);
+  if (dim !== dimVal) throw new TorchRangeError(`${op}: train features have ${dim} dims, validation features ${dimVal}`, 'ERR_INVALID_ARG');
+  if (trainLabels.numel !== nTrain) throw new TorchRangeError(`${op}: ${nTrain} train features but ${trainLabels.numel} labels`, 'ERR_INVALID_ARG');
+  if (valLabels.numel !== nVal) throw new TorchRangeError(`${op}: ${nVal} validation features but ${valLabels.numel} labels`, 'ERR_INVALID_ARG');
   const maxLabel = Math.max(...[trainLabels, valLabels].map((l) => scope(() => l.max().item())));
   const minLabel = Math.min(...[trainLabels, valLabels].map((l) => scope(() => l.min().item())));
-  if (minLabel < 0) throw new RangeError(`${op}: labels must be non-negative, got ${minLabel}`);
+  if (minLabel < 0) throw new TorchRangeError(`${op}: labels must be non-negative, got ${minLabel}`, 'ERR_INVALID_ARG');
   const C = numClasses ?? maxLabel + 1;
-  if (maxLabel >= C) throw new RangeError(`${op}: label ${maxLabel} is out of range for ${C} classes`);
+  if (maxLabel >= C) throw new TorchRangeError(`${op}: label ${maxLabel} is out of range for ${C} classes`, 'ERR_INVALID_ARG');
   return { nTrain, nVal, dim, numClasses: C };
 }
 
@@ -74,9 +74,9 @@ export function checkEvalInputs(
  */
 export function knnEval(trainFeatures: Tensor, trainLabels: Tensor | ArrayLike<number>, valFeatures: Tensor, valLabels: Tensor | ArrayLike<number>, o: KnnOptions = {}): KnnResult[] {
   const ks = [...(o.ks ?? [20])];
-  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new RangeError(`knnEval: ks must be positive integers, got [${ks.join(', ')}]`);
+  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new TorchRangeError(`knnEval: ks must be positive integers, got [${ks.join(', ')}]`, 'ERR_INVALID_ARG');
   const T = o.temperature ?? 0.07;
-  if (!(T > 0)) throw new RangeError(`knnEval: temperature must be positive, got ${T}`);
+  if (!(T > 0)) throw new TorchRangeError(`knnEval: temperature must be positive, got ${T}`, 'ERR_INVALID_ARG');
   const chunk = o.chunkSize ?? 256;
   const ownTrain = labelTensor(trainLabels);
   const ownVal = labelTensor(valLabels);

@@ -1,14 +1,16 @@
 // The part of a backbone that feature extraction needs. DinoVisionTransformer (src/models/vision_transformer.ts)
 // satisfies it; tests use small fakes. Running the model and splitting its outputs lives here too.
-import { TorchRangeError } from '../native/errors.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
 import type { Normalization } from '../data/transforms.js';
+import { expectTensor } from '../nn/module.js';
 
 /** The normalisation to use: the explicit one, else the model's (its weights'), else LVD-1689M. */
 export function modelNormalization(model: FeatureBackbone, explicit: Normalization | undefined): Normalization {
+  checkModel(model, 'modelNormalization');
   return explicit ?? model.normalization ?? 'lvd1689m';
 }
 
@@ -43,14 +45,22 @@ export interface BatchFeatures {
   patches: Tensor;
 }
 
+/** Throws unless `model` looks like a backbone (an object with forwardFeatures). */
+export function checkModel(model: unknown, op: string): asserts model is FeatureBackbone {
+  if (model === null || typeof model !== 'object' || typeof (model as { forwardFeatures?: unknown }).forwardFeatures !== 'function')
+    throw new TorchTypeError(`${op}: expected "model" to be a backbone (an object with forwardFeatures), received ${model === null ? 'null' : typeof model}`, 'ERR_INVALID_ARG');
+}
+
 /** The device and dtype of the model's parameters (cpu/float32 for a parameter-less fake). */
 export function modelPlacement(model: FeatureBackbone): { device: Device; dtype: DType } {
+  checkModel(model, 'modelPlacement');
   const p = model.parameters?.()[0];
   return p ? { device: p.device, dtype: p.dtype } : { device: 'cpu', dtype: 'float32' };
 }
 
 /** Throws if the model would apply training-time behaviour (drop path, RoPE augmentation). */
 export function assertEval(model: FeatureBackbone, op: string): void {
+  checkModel(model, op);
   if (model.training) throw new TorchRangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`, 'ERR_INVALID_ARG');
 }
 
@@ -71,6 +81,8 @@ export function checkLayers(model: FeatureBackbone, layers: LayerSelection, op: 
  * With `layers`, the outputs of those blocks (each with the final norm unless `norm` is false) are stacked on dim 1.
  */
 export function runBackbone(model: FeatureBackbone, x: Tensor, layers: LayerSelection, norm = true): BatchFeatures {
+  checkModel(model, 'runBackbone');
+  expectTensor(x, 'runBackbone', 'x');
   const [B, , H, W] = x.shape as [number, number, number, number];
   const h = Math.floor(H / model.patchSize);
   const w = Math.floor(W / model.patchSize);

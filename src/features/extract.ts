@@ -8,7 +8,7 @@ import { select } from '../ops/shape.js';
 import type { DecodedImage, LoadManyOptions } from '../data/image.js';
 import { decodeImages } from '../data/image.js';
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
-import { ImageError, TorchRangeError } from '../native/errors.js';
+import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Normalization, ResizeOptions } from '../data/transforms.js';
 import { planResize, resizeTensor, resolveResizeOptions, rgbToTensor } from '../data/transforms.js';
@@ -89,6 +89,7 @@ export interface ImageFeatureArrays extends FeatureInfo {
 const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
 
 function checkOptions(model: FeatureBackbone, o: ExtractOptions): void {
+  if (o === null || typeof o !== 'object') throw new TorchTypeError('extractFeatures: expected the options to be an object', 'ERR_INVALID_ARG');
   checkLayers(model, o.layers, 'extractFeatures');
   if (o.batchSize !== undefined && !isPosInt(o.batchSize)) throw new TorchRangeError(`extractFeatures: batchSize must be a positive integer, received ${String(o.batchSize)}`, 'ERR_INVALID_ARG');
   if (o.onError !== undefined && o.onError !== 'skip' && o.onError !== 'fail')
@@ -158,8 +159,8 @@ export async function* extractFeatures(
   input: string | readonly string[] | Tensor,
   options: ExtractOptions = {},
 ): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined> {
-  checkOptions(model, options);
   assertEval(model, 'extractFeatures');
+  checkOptions(model, options);
   if (input instanceof Tensor) {
     yield* extractFromTensor(model, input, resolvedOptions(model, options));
     return;
@@ -185,8 +186,8 @@ function resolvedOptions(model: FeatureBackbone, options: ExtractOptions): Resol
  * then extracts exactly those files). Options are checked here too.
  */
 export async function* extractListing(model: FeatureBackbone, listing: ImageListing, options: ExtractOptions = {}): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined> {
-  checkOptions(model, options);
   assertEval(model, 'extractFeatures');
+  checkOptions(model, options);
   const o = resolvedOptions(model, options);
   const resize: ResizeOptions = { ...options, patchSize: model.patchSize };
   const paths = listing.paths;

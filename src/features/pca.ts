@@ -4,7 +4,7 @@
 import { realpath } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
-import { ConfigError, TorchRangeError } from '../native/errors.js';
+import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -18,6 +18,7 @@ import type { Interpolation, Normalization } from '../data/transforms.js';
 import { rgbToTensor } from '../data/transforms.js';
 import { assertEval, checkLayers, type FeatureBackbone, type LayerSelection, modelNormalization, modelPlacement, runBackbone } from './backbone.js';
 import { linalgEigh } from './decomp.js';
+import { expectTensor } from '../nn/module.js';
 
 /** A fitted PCA: `mean [D]`, unit `components [k, D]` (rows, by decreasing variance), their variances `[k]`. */
 export interface PcaFit {
@@ -33,6 +34,7 @@ export interface PcaFit {
  * @throws TorchRangeError (ERR_INVALID_ARG) for fewer than 2 samples or k > min(P, D).
  */
 export function pcaFit(features: Tensor, k = 3): PcaFit {
+  expectTensor(features, 'pcaFit', 'features');
   const D = features.shape[features.ndim - 1]!;
   const P = features.numel / D;
   if (P < 2 || !Number.isInteger(k) || k < 1 || k > Math.min(P, D))
@@ -67,6 +69,8 @@ export function pcaFit(features: Tensor, k = 3): PcaFit {
 
 /** Scores `[..., k]` of features `[..., D]` on a fitted PCA (float32). */
 export function pcaProject(features: Tensor, fit: PcaFit): Tensor {
+  expectTensor(features, 'pcaProject', 'features');
+  if (fit === null || typeof fit !== 'object') throw new TorchTypeError('pcaProject: expected "fit" to be the result of pcaFit', 'ERR_INVALID_ARG');
   return scope(() => matmul(sub(features.to('float32'), fit.mean), transpose(fit.components)));
 }
 
@@ -75,6 +79,7 @@ export function pcaProject(features: Tensor, fit: PcaFit): Tensor {
  * these features unless `fit` is given, e.g. one fit shared by several images), each min-max normalised.
  */
 export function pcaRgb(patches: Tensor, fit?: PcaFit): Tensor {
+  expectTensor(patches, 'pcaRgb', 'patches');
   if (patches.ndim !== 3) throw new TorchRangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   return scope(() => {
     const f = fit ?? pcaFit(patches, 3);

@@ -11,10 +11,10 @@ import { randomBytes } from 'node:crypto';
 
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
 import { openSafetensors } from '../io/safetensors.js';
-import { ConfigError, ImageError, TorchRangeError } from '../native/errors.js';
+import { ConfigError, Dinov3Error, ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { normalizationStats } from '../data/transforms.js';
-import { type FeatureBackbone, modelNormalization } from './backbone.js';
+import { assertEval, type FeatureBackbone, modelNormalization } from './backbone.js';
 import { type ExtractOptions, extractFeatures, extractListing, type ImageFeatures } from './extract.js';
 
 export type FeatureFileFormat = 'safetensors' | 'npy';
@@ -94,7 +94,7 @@ function copyRange(fromPath: string, offset: number, bytes: number, fd: number, 
     const buf = Buffer.allocUnsafe(Math.min(bytes, 16 << 20) || 1);
     for (let done = 0; done < bytes; ) {
       const n = readSync(src, buf, 0, Math.min(buf.length, bytes - done), offset + done);
-      if (n === 0) throw new Error(`${fromPath}: unexpected end of a temporary feature file`);
+      if (n === 0) throw new Dinov3Error(`${fromPath}: unexpected end of a temporary feature file`, 'ERR_IO');
       for (let w = 0; w < n; ) w += writeSync(fd, buf, w, n - w, at + done + w);
       done += n;
     }
@@ -251,6 +251,9 @@ export async function saveFeatures(
   out: string,
   options: SaveFeaturesOptions = {},
 ): Promise<SaveFeaturesResult> {
+  assertEval(model, 'saveFeatures');
+  if (typeof out !== 'string' || out === '') throw new TorchTypeError(`saveFeatures: expected "out" to be a non-empty path, received ${typeof out}`, 'ERR_INVALID_ARG');
+  if (options === null || typeof options !== 'object') throw new TorchTypeError('saveFeatures: expected the options to be an object', 'ERR_INVALID_ARG');
   const format = options.format ?? defaultFormat(out);
   const featureDtype = options.featureDtype ?? 'float32';
   if (format !== 'safetensors' && format !== 'npy') throw new TorchRangeError(`saveFeatures: format must be "safetensors" or "npy", received "${String(format)}"`, 'ERR_INVALID_ARG');

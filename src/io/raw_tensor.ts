@@ -56,7 +56,7 @@ const ITEM_SIZE: Record<DType, number> = {
 export const DTYPES: readonly DType[] = Object.keys(ITEM_SIZE) as DType[];
 
 export function isDType(x: unknown): x is DType {
-  return typeof x === 'string' && Object.prototype.hasOwnProperty.call(ITEM_SIZE, x);
+  return typeof x === 'string' && Object.hasOwn(ITEM_SIZE, x);
 }
 
 /** Bytes per element of `dtype`. */

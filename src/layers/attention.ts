@@ -1,10 +1,10 @@
 // Multi-head self-attention with a fused qkv projection and RoPE on the patch tokens (dinov3/layers/attention.py).
-// RECIPE §1.4: qkv Linear(D → 3D) reshaped [B, N, 3, h, d]; LinearKMaskedBias multiplies the qkv bias by the
-// `bias_mask` buffer (1 on q and v, 0 on k); SDPA with scale 1/√d; proj Linear(D → D). RECIPE §1.3: RoPE on q and k
+// dinov3/layers/attention.py::SelfAttention, ::LinearKMaskedBias: qkv Linear(D → 3D) reshaped [B, N, 3, h, d]; LinearKMaskedBias multiplies the qkv bias by the
+// `bias_mask` buffer (1 on q and v, 0 on k); SDPA with scale 1/√d; proj Linear(D → D). SelfAttention.apply_rope: RoPE on q and k
 // of the last P tokens only, rot(x) = [−x₂, x₁] (half split), computed in the RoPE dtype and cast back.
 import { ones_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';
-import { Module } from '../nn/module.js';
+import { expectTensor, Module } from '../nn/module.js';
 import { attention } from '../ops/kernels.js';
 import { linear } from '../ops/linalg.js';
 import { cat, chunk, narrow } from '../ops/shape.js';
@@ -13,6 +13,7 @@ import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { RopeTables } from './rope_position_encoding.js';
 import { catKeepShapes, uncatWithShapes } from './utils.js';
+import { TorchRangeError } from '../native/errors.js';
 
 /** `[x₁, x₂] → [−x₂, x₁]` on the last dim. */
 export function ropeRotateHalf(x: Tensor): Tensor {
@@ -24,6 +25,9 @@ export function ropeRotateHalf(x: Tensor): Tensor {
 
 /** `x ⊙ cos + rot(x) ⊙ sin`. */
 export function ropeApply(x: Tensor, sin: Tensor, cos: Tensor): Tensor {
+  expectTensor(x, 'ropeApply', 'x');
+  expectTensor(sin, 'ropeApply', 'sin');
+  expectTensor(cos, 'ropeApply', 'cos');
   return scope(() => x.mul(cos).add(ropeRotateHalf(x).mul(sin)));
 }
 
@@ -32,7 +36,7 @@ export class LinearKMaskedBias extends Linear {
   readonly biasMask: Tensor | null;
   constructor(inFeatures: number, outFeatures: number, o: CreateOptions & { bias?: boolean } = {}) {
     super(inFeatures, outFeatures, o);
-    if (outFeatures % 3 !== 0) throw new RangeError(`LinearKMaskedBias: outFeatures (${outFeatures}) must be a multiple of 3`);
+    if (outFeatures % 3 !== 0) throw new TorchRangeError(`LinearKMaskedBias: outFeatures (${outFeatures}) must be a multiple of 3`, 'ERR_INVALID_ARG');
     // Set by resetBiasMask() (model init) or loaded from a checkpoint; the official code fills it with NaN first.
     this.biasMask = this.bias ? this.registerBuffer('bias_mask', empty([outFeatures], o)) : null;
     if (this.biasMask) this.resetBiasMask();
@@ -81,7 +85,7 @@ export class SelfAttention extends Module {
       const n = q.shape[2]!;
       const p = rope.sin.shape.at(-2)!;
       const prefix = n - p;
-      if (prefix < 0) throw new RangeError(`SelfAttention: RoPE tables cover ${p} tokens but the sequence has only ${n}`);
+      if (prefix < 0) throw new TorchRangeError(`SelfAttention: RoPE tables cover ${p} tokens but the sequence has only ${n}`, 'ERR_INVALID_ARG');
       const rot = (t: Tensor) => {
         const tr = t.to(rope.sin.dtype);
         const out = cat([narrow(tr, 2, 0, prefix), ropeApply(narrow(tr, 2, prefix, p), rope.sin, rope.cos)], 2);
@@ -102,7 +106,7 @@ export class SelfAttention extends Module {
 
   /** One attention per group (own RoPE tables); the projections run on the concatenated tokens of all groups. */
   forwardList(xs: Tensor[], ropes: (RopeTables | null)[]): Tensor[] {
-    if (xs.length !== ropes.length) throw new RangeError(`SelfAttention.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`);
+    if (xs.length !== ropes.length) throw new TorchRangeError(`SelfAttention.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`, 'ERR_INVALID_ARG');
     return scope(() => {
       const a = catKeepShapes(xs);
       const qkvs = uncatWithShapes(this.qkv.forward(a.flat), a.shapes, a.numTokens);

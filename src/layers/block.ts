@@ -1,4 +1,4 @@
-// Pre-norm transformer block (dinov3/layers/block.py SelfAttentionBlock). RECIPE §1.4:
+// Pre-norm transformer block (dinov3/layers/block.py::SelfAttentionBlock):
 //   x ← x + LS1(Attn(Norm1(x)));  x ← x + LS2(FFN(Norm2(x)))
 // Stochastic depth in train mode (rate p > 0, same in every block): per residual branch and per crop group of b
 // images, a random subset of b_keep = max(⌊b(1−p)⌋, 1) images (randperm) gets the branch, scaled by b/b_keep; the
@@ -18,6 +18,7 @@ import { LayerScale } from './layer_scale.js';
 import { buildNorm, type Norm } from './norms.js';
 import type { RopeTables } from './rope_position_encoding.js';
 import { catKeepShapes, uncatWithShapes } from './utils.js';
+import { TorchRangeError } from '../native/errors.js';
 
 export interface BlockOptions extends CreateOptions {
   ffnRatio?: number;
@@ -79,7 +80,7 @@ export class SelfAttentionBlock extends Module {
 
   /** The block on each crop group; see the header for what is shared between groups. */
   forwardList(xs: Tensor[], ropes: (RopeTables | null)[] = xs.map(() => null)): Tensor[] {
-    if (xs.length !== ropes.length) throw new RangeError(`SelfAttentionBlock.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`);
+    if (xs.length !== ropes.length) throw new TorchRangeError(`SelfAttentionBlock.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`, 'ERR_INVALID_ARG');
     const ls1 = (t: Tensor) => (this.ls1 ? this.ls1.forward(t) : t);
     const ls2 = (t: Tensor) => (this.ls2 ? this.ls2.forward(t) : t);
     return scope(() => {

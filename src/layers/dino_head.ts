@@ -1,4 +1,4 @@
-// DINO / iBOT projection head: RECIPE §2 (official: dinov3/layers/dino_head.py `DINOHead`, `_build_mlp`).
+// DINO / iBOT projection head (official: dinov3/layers/dino_head.py::DINOHead, ::_build_mlp).
 // State-dict keys as in the official module: `mlp.{0,2,4}.{weight,bias}` (nn.Sequential indices, the GELUs sit at the
 // odd indices and own no parameters) and `last_layer.weight`; with nlayers = 1 the MLP is one Linear (`mlp.weight`).
 import { TorchRangeError } from '../native/errors.js';
@@ -42,7 +42,7 @@ class HeadMLP extends Module {
 export type DINOHeadMode = 'full' | 'no_last_layer' | 'only_last_layer';
 
 /**
- * The projection head (RECIPE §2): `z = MLP(x)` (Linear in→hidden, GELU, Linear hidden→hidden, GELU,
+ * The projection head (dinov3/layers/dino_head.py::DINOHead.forward): `z = MLP(x)` (Linear in→hidden, GELU, Linear hidden→hidden, GELU,
  * Linear hidden→bottleneck), `z ← z / max(‖z‖₂, ε)` (ε = 1e-12, or 1e-6 for float16), `logits = z Wᵀ` with a plain
  * bias-free Linear (no weight normalisation). Init: truncated normal (std 0.02) weights, zero biases.
  * @example

@@ -1,5 +1,5 @@
-// Feed-forward layers (dinov3/layers/ffn_layers.py). RECIPE §1.4: "mlp" = fc1 → GELU (exact erf form) → fc2;
-// "swiglu*" = w3(SiLU(w1 x) ⊙ w2 x). RECIPE §1.1: the SwiGLU hidden width is int(F·2/3) rounded up to the alignment.
+// Feed-forward layers (dinov3/layers/ffn_layers.py::Mlp, ::SwiGLUFFN): "mlp" = fc1 → GELU (exact erf form) → fc2;
+// "swiglu*" = w3(SiLU(w1 x) ⊙ w2 x). SwiGLUFFN.__init__: the SwiGLU hidden width is int(F·2/3) rounded up to the alignment.
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { linear } from '../ops/linalg.js';

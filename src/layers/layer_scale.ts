@@ -1,5 +1,6 @@
 // LayerScale: x ⊙ γ with γ ∈ R^D initialised to the `layerscale_init` value (dinov3/layers/layer_scale.py).
-// RECIPE §1.4 (present iff the init value is non-zero) and §1.7 (γ = init value).
+// Present iff the init value is non-zero (dinov3/layers/block.py::SelfAttentionBlock.__init__); γ = init value
+// (dinov3/layers/layer_scale.py::LayerScale.reset_parameters).
 import { constant_ } from '../nn/init.js';
 import { Module } from '../nn/module.js';
 import { type CreateOptions, empty } from '../tensor/creation.js';

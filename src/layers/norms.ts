@@ -1,5 +1,5 @@
 // Norm layers selected by the config's `norm_layer` (dinov3/models/vision_transformer.py norm_layer_dict,
-// dinov3/layers/rms_norm.py). RECIPE §1.1: "layernorm" = LayerNorm eps 1e-6, "layernormbf16" = LayerNorm eps 1e-5,
+// dinov3/layers/rms_norm.py; `norm_layer_dict` in dinov3/models/vision_transformer.py): "layernorm" = LayerNorm eps 1e-6, "layernormbf16" = LayerNorm eps 1e-5,
 // "rmsnorm" = RMSNorm eps 1e-5 computed in fp32. Parameter names (weight, bias) are torch's.
 import { NORM_EPS, type NormLayer } from '../config/vit.js';
 import { ones_, zeros_ } from '../nn/init.js';
@@ -12,7 +12,7 @@ export class LayerNorm extends BaseLayerNorm {
   override forward(x: Tensor): Tensor {
     return x.device === 'meta' ? emptyLike(x) : super.forward(x);
   }
-  /** LayerNorm init: weight 1, bias 0 (RECIPE §1.7). */
+  /** LayerNorm init: weight 1, bias 0 (torch.nn.LayerNorm.reset_parameters, called by init_weights_vit). */
   resetParameters(): void {
     ones_(this.weight);
     zeros_(this.bias);
@@ -23,7 +23,7 @@ export class RMSNorm extends BaseRMSNorm {
   override forward(x: Tensor): Tensor {
     return x.device === 'meta' ? emptyLike(x) : super.forward(x);
   }
-  /** RMSNorm init: weight 1 (RECIPE §1.7). */
+  /** RMSNorm init: weight 1 (dinov3/layers/rms_norm.py::RMSNorm.reset_parameters). */
   resetParameters(): void {
     ones_(this.weight);
   }

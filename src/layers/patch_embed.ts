@@ -1,6 +1,6 @@
 // Patch embedding: Conv2d(in_chans → D, kernel = stride = patch) with bias, no norm, output [B, H/p, W/p, D]
-// (dinov3/layers/patch_embed.py with flatten_embedding=False). RECIPE §1.2 step 1 (floor division: remainder pixels
-// on the right/bottom are dropped) and §1.7 (init Uniform(±√k), k = 1/(in_chans·p²)).
+// (dinov3/layers/patch_embed.py with flatten_embedding=False). Floor division (remainder pixels on the
+// right/bottom are dropped); init Uniform(±√k), k = 1/(in_chans·p²) (PatchEmbed.reset_parameters).
 import { Conv2d } from '../nn/layers.js';
 import { uniform_ } from '../nn/init.js';
 import { Module } from '../nn/module.js';

@@ -1,9 +1,9 @@
 // Axial 2-D rotary position embedding without learnable weights (dinov3/layers/rope_position_encoding.py).
-// RECIPE §1.3: periods buffer `periods` [d/4] (base^(4j/d), or geometric from min to max period); patch-centre
+// dinov3/layers/rope_position_encoding.py::RopePositionEmbedding: periods buffer `periods` [d/4] (base^(4j/d), or geometric from min to max period); patch-centre
 // coordinates normalised "separate"/"max"/"min" into [−1, 1]; train-mode shift, jitter and rescale augmentations drawn
 // on every call (so per block and per crop group); angles 2π·coord/period laid out [row, col, row, col] → sin, cos.
 // In a reduced dtype (bf16, the training-code default) every step is an eager op rounded to that dtype, in the order
-// of §1.3; this is reproduced here by computing each op in fp32 and rounding its result, which is what PyTorch's CPU
+// of RopePositionEmbedding.forward; this is reproduced here by computing each op in fp32 and rounding its result, which is what PyTorch's CPU
 // kernels do for bf16 operands and for Python-scalar operands (kept in fp32 "opmath").
 import { Module } from '../nn/module.js';
 import { uniform_ } from '../nn/init.js';
@@ -11,6 +11,7 @@ import { arange, empty, full, type Generator, linspace } from '../tensor/creatio
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
+import { TorchRangeError } from '../native/errors.js';
 
 export type RopeComputeDtype = 'float32' | 'bfloat16' | 'float16';
 
@@ -53,13 +54,13 @@ export class RopePositionEmbedding extends Module {
   constructor(readonly embedDim: number, o: RopeOptions) {
     super();
     if (embedDim % (4 * o.numHeads) !== 0)
-      throw new RangeError(`RopePositionEmbedding: embedDim (${embedDim}) must be a multiple of 4·numHeads (${4 * o.numHeads})`);
+      throw new TorchRangeError(`RopePositionEmbedding: embedDim (${embedDim}) must be a multiple of 4·numHeads (${4 * o.numHeads})`, 'ERR_INVALID_ARG');
     this.base = o.base === undefined ? 100 : o.base;
     this.minPeriod = o.minPeriod ?? null;
     this.maxPeriod = o.maxPeriod ?? null;
     const both = this.minPeriod !== null && this.maxPeriod !== null;
     if ((this.base === null && !both) || (this.base !== null && both))
-      throw new RangeError('RopePositionEmbedding: either `base` or `minPeriod`+`maxPeriod` must be provided');
+      throw new TorchRangeError('RopePositionEmbedding: either `base` or `minPeriod`+`maxPeriod` must be provided', 'ERR_INVALID_ARG');
     this.headDim = embedDim / o.numHeads;
     this.dtype = o.dtype ?? 'bfloat16';
     this.normalizeCoords = o.normalizeCoords ?? 'separate';

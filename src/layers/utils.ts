@@ -1,4 +1,4 @@
-// Token concatenation helpers of the list forward (dinov3/utils cat_keep_shapes / uncat_with_shapes), RECIPE §1.4:
+// Token concatenation helpers of the list forward (dinov3/utils/utils.py::cat_keep_shapes, ::uncat_with_shapes):
 // per-token layers may run on the concatenated tokens of all crop groups.
 import { cat, split } from '../ops/shape.js';
 import { empty } from '../tensor/creation.js';

@@ -1,4 +1,4 @@
-// The EMA centre of the softmax-centering teacher targets (RECIPE §5.1), shared by `DINOLoss` and `IBOTPatchLoss`: as
+// The EMA centre of the softmax-centering teacher targets (dinov3/loss/dino_clstoken_loss.py::DINOLoss.update_center, ::apply_center_update), shared by `DINOLoss` and `IBOTPatchLoss`: as
 // in the official code, `updateCenter` only records the batch statistics and the next centering applies them.
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep, scope } from '../tensor/scope.js';

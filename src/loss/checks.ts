@@ -1,4 +1,4 @@
-// Argument checks shared by the losses (RECIPE §5): each failure names the loss, the argument, what was expected and
+// Argument checks shared by the losses (dinov3/loss/*): each failure names the loss, the argument, what was expected and
 // what was received (dtype and shape), e.g.
 //   dinoClsTokenLoss: expected "teacherProbs" to be a floating Tensor [crops, 6, 32] (batch and prototypes of
 //   "studentLogits"), received float32 Tensor [2, 5, 32]

@@ -1,5 +1,5 @@
-// DINO CLS-token loss: RECIPE §5.2 (official: dinov3/loss/dino_clstoken_loss.py `DINOLoss`), with the teacher targets
-// of §5.1 (Sinkhorn-Knopp, or the unreachable softmax-centering alternative and its EMA centre).
+// DINO CLS-token loss (official: dinov3/loss/dino_clstoken_loss.py::DINOLoss), with its teacher targets
+// (Sinkhorn-Knopp, or the unreachable softmax-centering alternative and its EMA centre).
 import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { Module } from '../nn/module.js';
 import { arange, zeros } from '../tensor/creation.js';
@@ -22,7 +22,7 @@ export interface DinoClsTokenLossOptions {
 
 /**
  * Cross-entropy between the teacher targets and the student's softmax for every (student crop, teacher crop) pair of
- * the same image, averaged over pairs and images (RECIPE §5.2), in float32 whatever the input dtype:
+ * the same image, averaged over pairs and images (DINOLoss.forward), in float32 whatever the input dtype:
  *
  *     ℓ(s, t) = −Σ_b Σ_k T[t, b, k] · log_softmax(S[s, b, :] / τ_s)_k
  *     loss = Σ_{s,t} ℓ(s, t) / (B·S·T)                       (all pairs)

@@ -1,4 +1,4 @@
-// Gram anchoring loss: RECIPE §5.5 (official: dinov3/loss/gram_loss.py `GramLoss`).
+// Gram anchoring loss (official: dinov3/loss/gram_loss.py::GramLoss).
 import { TorchRangeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
@@ -7,6 +7,7 @@ import { matmul } from '../ops/linalg.js';
 import { mseLoss, normalize } from '../ops/nn.js';
 import { logicalAnd, lt, maskedFill } from '../ops/pointwise.js';
 import { expectFloat, fmtShape } from './checks.js';
+import { expectTensor } from '../nn/module.js';
 
 export interface GramLossOptions {
   /** L2-normalise every token first (ε 1e-12), so the Gram entries are cosine similarities. Default true. */
@@ -21,7 +22,7 @@ export interface GramLossOptions {
 }
 
 /**
- * MSE between the Gram matrices of the student and teacher patch features (RECIPE §5.5), in float32:
+ * MSE between the Gram matrices of the student and teacher patch features (dinov3/loss/gram_loss.py::GramLoss.forward), in float32:
  *
  *     X ← norm2(X) (applyNorm);  G = X Xᵀ per image (imgLevel) or over the flattened batch
  *     loss = mean((G_s − G_t)²)
@@ -35,6 +36,8 @@ export interface GramLossOptions {
  * @throws TorchTypeError / TorchRangeError (ERR_INVALID_ARG) for mismatched shapes or conflicting options.
  */
 export function gramLoss(studentFeats: Tensor, teacherFeats: Tensor, o: GramLossOptions = {}): Tensor {
+  expectTensor(studentFeats, 'gramLoss', 'studentFeats');
+  expectTensor(teacherFeats, 'gramLoss', 'teacherFeats');
   const op = 'gramLoss';
   const imgLevel = o.imgLevel ?? false;
   if (o.removeNeg && o.removeOnlyTeacherNeg)

@@ -1,5 +1,5 @@
-// iBOT masked-patch loss: RECIPE §5.3 (official: dinov3/loss/ibot_patch_loss.py `iBOTPatchLoss`, `forward_masked`),
-// with its Sinkhorn-Knopp targets (§5.1, B_tot = all-reduced masked count) and the softmax-centering alternative.
+// iBOT masked-patch loss (official: dinov3/loss/ibot_patch_loss.py::iBOTPatchLoss.forward_masked), with its
+// Sinkhorn-Knopp targets (::SinkhornKnoppTeacher, B_tot = all-reduced masked count) and the softmax-centering alternative.
 import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { TorchRangeError } from '../native/errors.js';
 import { Module } from '../nn/module.js';
@@ -42,7 +42,7 @@ export interface IbotMaskedLossOptions {
 }
 
 /**
- * The iBOT loss over masked patches only (RECIPE §5.3), in float32:
+ * The iBOT loss over masked patches only (iBOTPatchLoss.forward_masked), in float32:
  *
  *     L = −Σ_m w_m · Σ_k T[m, k] · log_softmax(S[m, :] / τ_s)_k / #images
  *

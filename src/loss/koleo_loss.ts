@@ -1,4 +1,4 @@
-// KoLeo regulariser: RECIPE §5.4 (official: dinov3/loss/koleo_loss.py `KoLeoLoss`, `KoLeoLossDistributed`).
+// KoLeo regulariser (official: dinov3/loss/koleo_loss.py::KoLeoLoss, ::KoLeoLossDistributed).
 // Applied by the caller to each global crop's student CLS tokens separately, then averaged over the crops.
 import { LOCAL_PROCESS_GROUP, type ProcessGroup } from '../distributed/process_group.js';
 import { TorchRangeError } from '../native/errors.js';
@@ -17,7 +17,7 @@ import { expectFloat, expectPositive, expectPositiveInt } from './checks.js';
 const EPS = 1e-8;
 
 /**
- * Kozachenko-Leonenko entropy estimate of the rows of `x` [n, D] on this rank (RECIPE §5.4), n ≥ 2:
+ * Kozachenko-Leonenko entropy estimate of the rows of `x` [n, D] on this rank (dinov3/loss/koleo_loss.py::KoLeoLoss.forward), n ≥ 2:
  *
  *     x_i ← x_i / max(‖x_i‖, eps);  nn(i) = argmax_{j≠i} ⟨x_i, x_j⟩   (no gradient through the search)
  *     loss = −mean_i log(‖x_i − x_nn(i) + eps‖₂ + eps)
@@ -59,7 +59,7 @@ export interface KoleoDistributedOptions {
 }
 
 /**
- * The distributed KoLeo variant (RECIPE §5.4, `koleo_loss_distributed`): the normalised rows of every rank are
+ * The distributed KoLeo variant (dinov3/loss/koleo_loss.py::KoLeoLossDistributed.forward): the normalised rows of every rank are
  * gathered (with gradients, so other ranks' samples receive gradient too), each local row finds its `topk` nearest
  * neighbours (itself excluded, no gradient) inside its group of `lossGroupSize` consecutive samples, and
  * loss = −mean log(‖x_i − x_nn + eps‖ + eps) over local rows × k, with the distances cast to float32.

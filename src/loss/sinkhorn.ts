@@ -1,5 +1,5 @@
-// Sinkhorn-Knopp teacher targets: RECIPE §5.1 (official: `sinkhorn_knopp_teacher` in
-// dinov3/loss/dino_clstoken_loss.py and dinov3/loss/ibot_patch_loss.py), plus the softmax-centering alternative.
+// Sinkhorn-Knopp teacher targets (official: dinov3/loss/dino_clstoken_loss.py::DINOLoss.sinkhorn_knopp_teacher and
+// dinov3/loss/ibot_patch_loss.py::SinkhornKnoppTeacher), plus the softmax-centering alternative.
 //
 // Layout: the official code works on Q = exp(Z/τ)ᵀ [K, n]; we keep Z's layout [n, K], so the official "row sums"
 // (per prototype, all-reduced) are our sums over dim 0 and its "column sums" (per sample, local) our sums over dim 1.
@@ -26,7 +26,7 @@ export interface SinkhornOptions {
 }
 
 /**
- * Balanced soft assignments of the rows of `teacherLogits` [n, K] to the K prototypes (RECIPE §5.1), computed in
+ * Balanced soft assignments of the rows of `teacherLogits` [n, K] to the K prototypes (DINOLoss.sinkhorn_knopp_teacher), computed in
  * float32 whatever the input dtype, without autograd. Each returned row sums to 1; over all ranks each prototype gets
  * total mass B_tot/K.
  *
@@ -91,7 +91,7 @@ export function totalMaskedPatches(nMaskedPatches: number | Tensor, group: Proce
 }
 
 /**
- * The softmax-centering alternative (RECIPE §5.1, not reachable from the training loop): softmax((Z − c)/τ) over the
+ * The softmax-centering alternative (DINOLoss.softmax_center_teacher, not reachable from the training loop): softmax((Z − c)/τ) over the
  * last dim, in float32 and without autograd. `center` broadcasts over the leading dims of `teacherLogits`.
  */
 export function softmaxCenterTeacher(teacherLogits: Tensor, center: Tensor, teacherTemp: number): Tensor {

@@ -1,6 +1,6 @@
 // The DINOv3 ViT backbone (dinov3/models/vision_transformer.py DinoVisionTransformer), read top-down.
-// RECIPE §1.2 tokenisation, §1.3 RoPE, §1.4 blocks, §1.5 output norms and forward_features, §1.6
-// get_intermediate_layers, §1.7 init_weights, §1.8 state-dict keys (the module names below are those keys).
+// Official: dinov3/models/vision_transformer.py::DinoVisionTransformer (prepare_tokens_with_masks, forward_features_list,
+// get_intermediate_layers, init_weights); the module names below are its state-dict keys.
 import { parseVitConfig, ROPE_TENSOR_DTYPE, type VitConfig, type VitConfigInput } from '../config/vit.js';
 import { SelfAttentionBlock } from '../layers/block.js';
 import { LinearKMaskedBias } from '../layers/attention.js';
@@ -12,12 +12,12 @@ import { RopePositionEmbedding, type RopeTables } from '../layers/rope_position_
 import { normal_, truncNormal_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { TorchTypeError } from '../native/errors.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { where } from '../ops/pointwise.js';
 import { cat, narrow, select } from '../ops/shape.js';
 import { type CreateOptions, empty, type Generator } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import type { DType, Tensor } from '../tensor/tensor.js';
+import { type DType, Tensor } from '../tensor/tensor.js';
 
 /** Outputs of `forwardFeatures` for one crop group (official keys in comments). */
 export interface BackboneFeatures {
@@ -147,7 +147,7 @@ export class DinoVisionTransformer extends Module {
     if (o.init ?? true) this.initWeights(o.generator);
   }
 
-  /** Official `init_weights` (RECIPE §1.7), drawing from `generator` (default: the one given at construction). */
+  /** Official `DinoVisionTransformer.init_weights` and `init_weights_vit`, drawing from `generator` (default: the one given at construction). */
   initWeights(generator = this.#generator): void {
     if (this.clsToken.device === 'meta') return;
     this.ropeEmbed.resetParameters();
@@ -167,7 +167,7 @@ export class DinoVisionTransformer extends Module {
     visit(this);
   }
 
-  /** Patch embedding, mask tokens and prefix tokens: `[N, 1+R+P, D]` and the patch grid (RECIPE §1.2). */
+  /** Patch embedding, mask tokens and prefix tokens: `[N, 1+R+P, D]` and the patch grid (official `prepare_tokens_with_masks`). */
   prepareTokensWithMasks(x: Tensor, masks: Tensor | null = null): { tokens: Tensor; H: number; W: number } {
     return scope(() => {
       const wdtype = this.patchEmbed.proj.weight.dtype;
@@ -193,7 +193,7 @@ export class DinoVisionTransformer extends Module {
     });
   }
 
-  /** The final norm of one group's tokens → (normed prefix tokens, normed patches). RECIPE §1.5. */
+  /** The final norm of one group's tokens → (normed prefix tokens, normed patches), as in official `forward_features_list`. */
   #finalNorm(x: Tensor, groupIndex: number): { prefix: Tensor; patches: Tensor } {
     const r1 = this.nStorageTokens + 1;
     const n = x.shape[1]!;
@@ -212,7 +212,15 @@ export class DinoVisionTransformer extends Module {
    * use `local_cls_norm` when it exists.
    */
   forwardFeaturesList(xs: Tensor[], masksList: (Tensor | null)[] = xs.map(() => null)): BackboneFeatures[] {
-    if (xs.length !== masksList.length) throw new RangeError(`forwardFeaturesList: ${xs.length} inputs but ${masksList.length} masks`);
+    if (!Array.isArray(xs)) throw new TorchTypeError('forwardFeaturesList: expected "xs" to be an array of Tensors', 'ERR_INVALID_ARG');
+    if (!Array.isArray(masksList)) throw new TorchTypeError('forwardFeaturesList: expected "masksList" to be an array of bool Tensors or nulls', 'ERR_INVALID_ARG');
+    if (xs.length !== masksList.length) throw new TorchRangeError(`forwardFeaturesList: ${xs.length} inputs but ${masksList.length} masks`, 'ERR_INVALID_ARG');
+    for (const [i, x] of xs.entries()) {
+      checkImageBatch(x, 'forwardFeatures', xs.length === 1 ? '"x"' : `input ${i}`);
+      const m = masksList[i];
+      if (m !== null && m !== undefined && !(m instanceof Tensor))
+        throw new TorchTypeError(`forwardFeatures: expected "masks" ${i} to be a bool Tensor or null, received ${describeValue(m)}`, 'ERR_INVALID_ARG');
+    }
     return scope(() => {
       const prepared = xs.map((x, i) => this.prepareTokensWithMasks(x, masksList[i] ?? null));
       let tokens = prepared.map((p) => p.tokens);
@@ -253,7 +261,7 @@ export class DinoVisionTransformer extends Module {
   }
 
   /**
-   * Official `get_intermediate_layers` (RECIPE §1.6): outputs of the last `n` blocks (or of the listed blocks), each
+   * Official `get_intermediate_layers`: outputs of the last `n` blocks (or of the listed blocks), each
    * optionally normed, split into patches (optionally `[N, D, H/p, W/p]`), CLS and storage tokens. Call it on an
    * eval-mode model. Each layer gives `patches`, `[patches, cls]`, `[patches, storage]` or `[patches, cls, storage]`.
    */
@@ -266,7 +274,8 @@ export class DinoVisionTransformer extends Module {
     const take = typeof n === 'number' ? Array.from({ length: n }, (_, i) => this.nBlocks - n + i) : n;
     for (const i of take)
       if (!Number.isInteger(i) || i < 0 || i >= this.nBlocks)
-        throw new RangeError(`getIntermediateLayers: block index ${i} is out of range for a ${this.nBlocks}-block model`);
+        throw new TorchRangeError(`getIntermediateLayers: block index ${i} is out of range for a ${this.nBlocks}-block model`, 'ERR_INVALID_ARG');
+    checkImageBatch(x, 'getIntermediateLayers', '"x"');
     return scope(() => {
       const { tokens, H, W } = this.prepareTokensWithMasks(x);
       const r1 = this.nStorageTokens + 1;
@@ -297,4 +306,18 @@ export class DinoVisionTransformer extends Module {
       });
     });
   }
+}
+
+/** Throws unless `x` is a 4-D Tensor (an image batch). */
+function checkImageBatch(x: unknown, op: string, what: string): asserts x is Tensor {
+  if (!(x instanceof Tensor) || x.ndim !== 4)
+    throw new TorchTypeError(`${op}: expected ${what} to be an image batch Tensor [B, C, H, W], received ${describeValue(x)}`, 'ERR_INVALID_ARG');
+}
+
+/** A short description of a value for error messages: a Tensor's dtype and shape, or a JS value's kind. */
+function describeValue(v: unknown): string {
+  if (v instanceof Tensor) return `${v.dtype} Tensor [${v.shape.join(', ')}]`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v;
 }

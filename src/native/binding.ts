@@ -46,8 +46,6 @@ export interface NativeBinding {
   dtype(t: T): Dtype;
   device(t: T): Dev;
   isContiguous(t: T): boolean;
-  isPinned(t: T): boolean;
-  sameStorage(a: T, b: T): boolean;
   to(t: T, dtype?: Dtype | null, device?: Dev | null, nonBlocking?: boolean, copy?: boolean): T;
   contiguous(t: T): T;
   clone(t: T): T;
@@ -264,7 +262,6 @@ export interface NativeBinding {
   backward(t: T, gradient?: MaybeT, retainGraph?: boolean): void;
   setData(t: T, src: T): void;
   detach(t: T): T;
-  detach_(t: T): void;
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   // ---- autocast (autograd/autocast.cc) ----
@@ -274,9 +271,6 @@ export interface NativeBinding {
   /** One AdamW step over one group; `steps` (one count per param) is incremented in place for params with a grad. */
   adamwStep(params: T[], expAvg: T[], expAvgSq: T[], lr: Num, wd: Num, b1: Num, b2: Num, eps: Num, steps: Float64Array, fused?: boolean): void;
   clipGradNorm(params: T[], maxNorm: Num): T;
-  foreachMul_(ts: T[], s: Num): void;
-  foreachAdd_(ts: T[], others: T[], alpha?: Num): void;
-  foreachCopy_(ts: T[], sources: T[]): void;
   emaUpdate(teacher: T[], student: T[], momentum: Num): void;
   // ---- decompositions (ops/decomp.cc) ----
   linalgEigh(a: T, uplo?: 'L' | 'U'): [T, T];

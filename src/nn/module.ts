@@ -5,33 +5,9 @@ import { StateDictError, type StateDictReport, TorchTypeError } from '../native/
 import { noGrad } from '../tensor/grad_mode.js';
 import { adopt } from '../tensor/scope.js';
 import { describe, type Device, type DType, handleOf, Tensor } from '../tensor/tensor.js';
+import { closest, previewList } from '../util/suggest.js';
 
 export type StateDict = Map<string, Tensor>;
-
-/** Suggests the closest known key (for typo hints). */
-export function closest(key: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = levenshtein(key, c);
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
-}
-
-function levenshtein(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length]!;
-}
 
 export class Module {
   training = true;
@@ -206,19 +182,18 @@ function formatReport(r: StateDictReport, known: Iterable<string>): string {
  */
 export function formatStateDictReport(header: string, r: StateDictReport, suggest: (key: string) => string | undefined): string {
   const lines = [header];
-  if (r.missing.length) lines.push(`missing keys (${r.missing.length}): ${r.missing.join(', ')}`);
+  if (r.missing.length) lines.push(`missing keys (${r.missing.length}): ${previewList(r.missing)}`);
   if (r.unexpected.length) {
-    const hints = r.unexpected.map((k) => {
+    const hint = (k: string) => {
       const c = suggest(k);
       return c ? `${k} (did you mean ${c}?)` : k;
-    });
-    lines.push(`unexpected keys (${r.unexpected.length}): ${hints.join(', ')}`);
+    };
+    lines.push(`unexpected keys (${r.unexpected.length}): ${previewList(r.unexpected, hint)}`);
   }
-  if (r.mismatched.length)
-    lines.push(
-      `shape mismatches (${r.mismatched.length}): ` +
-        r.mismatched.map((m) => `${m.key}: expected [${m.expected.join(', ')}], received [${m.received.join(', ')}]`).join('; '),
-    );
+  if (r.mismatched.length) {
+    const show = (m: StateDictReport['mismatched'][number]) => `${m.key}: expected [${m.expected.join(', ')}], received [${m.received.join(', ')}]`;
+    lines.push(`shape mismatches (${r.mismatched.length}): ${previewList(r.mismatched, show, '; ')}`);
+  }
   return lines.join('\n');
 }
 

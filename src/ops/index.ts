@@ -1,9 +1,13 @@
 // Indexing ops (mirrors native/src/ops/index.cc).
 import { native } from '../native/binding.js';
-import { handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
+import { TorchTypeError } from '../native/errors.js';
 
-const idx = (ts: (Tensor | null)[], op: string) => ts.map((t, i) => (t === null ? null : h(t, op, `indices[${i}]`)));
+const idx = (ts: (Tensor | null)[], op: string) => {
+  if (!Array.isArray(ts)) throw new TorchTypeError(`${op}: expected "indices" to be an array of Tensors or nulls`, 'ERR_INVALID_ARG');
+  return ts.map((t, i) => (t === null ? null : h(t, op, `indices[${i}]`)));
+};
 
 export const indexSelect = (a: Tensor, dim: number, index: Tensor) => wrap(native.indexSelect(h(a, 'indexSelect', 'input'), dim, h(index, 'indexSelect', 'index')));
 export const gather = (a: Tensor, dim: number, index: Tensor) => wrap(native.gather(h(a, 'gather', 'input'), dim, h(index, 'gather', 'index')));

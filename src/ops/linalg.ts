@@ -1,6 +1,6 @@
 // Matrix products (mirrors native/src/ops/linalg.cc).
 import { native } from '../native/binding.js';
-import { handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 export const matmul = (a: Tensor, b: Tensor) => wrap(native.matmul(h(a, 'matmul', 'input'), h(b, 'matmul', 'other')));
@@ -20,7 +20,7 @@ export const einsum = (equation: string, ...operands: Tensor[]) =>
 export const outer = (a: Tensor, b: Tensor) => wrap(native.outer(h(a, 'outer', 'input'), h(b, 'outer', 'vec2')));
 export const cdist = (a: Tensor, b: Tensor, p = 2) => wrap(native.cdist(h(a, 'cdist', 'x1'), h(b, 'cdist', 'x2'), p));
 
-const methods = { matmul, mm, bmm, baddbmm, outer };
+const methods = { matmul, mm, bmm, baddbmm, linear, outer, cdist };
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

@@ -87,7 +87,7 @@ export function relu_(a: Tensor): Tensor {
   return a;
 }
 
-/** GELU; `approximate: 'none'` is the exact erf form (RECIPE §1.4). */
+/** GELU; `approximate: 'none'` is the exact erf form (nn.GELU in dinov3/layers/ffn_layers.py::Mlp). */
 export const gelu = (a: Tensor, approximate: 'none' | 'tanh' = 'none') => wrap(native.gelu(h(a, 'gelu', 'input'), approximate));
 export const silu = (a: Tensor) => wrap(native.silu(h(a, 'silu', 'input')));
 /** A clamp bound: a number, a Tensor (broadcast against the input), or absent. */

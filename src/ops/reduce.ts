@@ -1,6 +1,6 @@
 // Reductions (mirrors native/src/ops/reduce.cc).
 import { native } from '../native/binding.js';
-import { type DType, handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { type DType, handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 type Dims = number | number[];
@@ -49,7 +49,7 @@ export const cumsum = (a: Tensor, dim: number, dtype?: DType) => wrap(native.cum
 export const all = (a: Tensor) => wrap(native.all(h(a, 'all', 'input')));
 export const any = (a: Tensor) => wrap(native.any(h(a, 'any', 'input')));
 
-const methods = { sum, mean, prod, max, min, maxDim, minDim, amax, amin, argmax, argmin, topk, sort, argsort, logsumexp, norm, var: variance, std, cumsum, all, any };
+const methods = { sum, mean, prod, max, min, maxDim, minDim, amax, amin, argmax, argmin, topk, sort, argsort, logsumexp, norm, var: variance, variance, std, cumsum, all, any };
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

@@ -1,7 +1,7 @@
 // Views and layout ops (mirrors native/src/ops/shape.cc).
 import { native } from '../native/binding.js';
 import { TorchTypeError } from '../native/errors.js';
-import { describe, handleOf as h, Tensor, wrap } from '../tensor/tensor.js';
+import { describe, handleOf as h, type Tensor, wrap } from '../tensor/tensor.js';
 import { installMethods } from './install.js';
 
 const hs = (ts: Tensor[], op: string) => {

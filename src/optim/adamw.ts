@@ -1,7 +1,8 @@
-// AdamW over parameter groups (RECIPE §6.1, dinov3/train/train.py `build_optimizer`): torch.optim.AdamW's foreach
-// algorithm, one native call per group per step (native/src/optim/optim.cc). lr and weight decay are plain fields
-// of each group, rewritten every iteration by the schedules (§4 step 1); the fp32 moments and the per-parameter step
-// counts are owned by the optimizer. A group with lr = 0 still updates its moments and steps (§6.2 last-layer freeze).
+// AdamW over parameter groups (dinov3/train/train.py::build_optimizer): torch.optim.AdamW's foreach algorithm, one
+// native call per group per step (native/src/optim/optim.cc). lr and weight decay are plain fields of each group,
+// rewritten every iteration by the schedules (dinov3/train/train.py::apply_optim_scheduler); the fp32 moments and the
+// per-parameter step counts are owned by the optimizer. A group with lr = 0 still updates its moments and steps (the
+// last-layer freeze of dinov3/train/train.py::build_schedulers).
 import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors.js';
 import type { RawTensor } from '../io/raw_tensor.js';
 import { native } from '../native/binding.js';
@@ -9,6 +10,7 @@ import { CheckpointError, DisposedError, StateDictError, type StateDictReport, T
 import { fromBuffer, zeros } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { assertLive, describe as describeValue, handleOf, Tensor } from '../tensor/tensor.js';
+import { previewList } from '../util/suggest.js';
 
 /** One parameter group: params, lr, weightDecay and any metadata (lrMult, wdMult, isLastLayer, name, …). `lr` and
  * `weightDecay` may be reassigned before any step. */
@@ -417,9 +419,9 @@ function checkStateDictShape(op: string, sd: unknown): asserts sd is AdamWStateD
 
 function formatReport(op: string, r: StateDictReport): string {
   const lines = [`${op}: the optimizer state does not match the parameters`];
-  if (r.missing.length) lines.push(`missing (${r.missing.length}): ${r.missing.join(', ')}`);
-  if (r.unexpected.length) lines.push(`unexpected (${r.unexpected.length}): ${r.unexpected.join(', ')}`);
+  if (r.missing.length) lines.push(`missing (${r.missing.length}): ${previewList(r.missing)}`);
+  if (r.unexpected.length) lines.push(`unexpected (${r.unexpected.length}): ${previewList(r.unexpected)}`);
   if (r.mismatched.length)
-    lines.push(`shape mismatches (${r.mismatched.length}): ` + r.mismatched.map((m) => `${m.key}: expected ${fmt(m.expected)}, received ${fmt(m.received)}`).join('; '));
+    lines.push(`shape mismatches (${r.mismatched.length}): ${previewList(r.mismatched, (m) => `${m.key}: expected ${fmt(m.expected)}, received ${fmt(m.received)}`, '; ')}`);
   return lines.join('\n');
 }

@@ -1,4 +1,4 @@
-// Gradient clipping by total L2 norm (RECIPE §4 step 7; torch.nn.utils.clip_grad_norm_). DINOv3 clips each student
+// Gradient clipping by total L2 norm (torch.nn.utils.clip_grad_norm_, as dinov3/train/train.py::do_train calls it). DINOv3 clips each student
 // submodule (backbone, dino_head, ibot_head) separately: call this once per submodule.
 import { native } from '../native/binding.js';
 import { TorchRangeError, TorchTypeError } from '../native/errors.js';

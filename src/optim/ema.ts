@@ -1,4 +1,4 @@
-// EMA teacher update (RECIPE §4 step 10; dinov3/train/ssl_meta_arch.py `update_ema`): one native foreach mul + add
+// EMA teacher update (dinov3/train/ssl_meta_arch.py::SSLMetaArch.update_ema): one native foreach mul + add
 // over all parameters, θ_t ← m·θ_t + (1 − m)·θ_s. Buffers are not EMA'd.
 import { native } from '../native/binding.js';
 import { TorchRangeError, TorchTypeError } from '../native/errors.js';

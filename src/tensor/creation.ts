@@ -2,7 +2,7 @@
 import '../ops/all.js';
 import { native, type NativeGenerator } from '../native/binding.js';
 import { TorchTypeError } from '../native/errors.js';
-import { describe, type Device, type DType, DTYPES, handleOf, Tensor, wrap } from './tensor.js';
+import { describe, type Device, type DType, DTYPES, handleOf, type Tensor, wrap } from './tensor.js';
 
 export interface CreateOptions {
   dtype?: DType;

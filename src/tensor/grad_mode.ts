@@ -2,12 +2,14 @@
 import { native } from '../native/binding.js';
 import type { Tensor } from './tensor.js';
 import { handleOf } from './tensor.js';
+import { TorchTypeError } from '../native/errors.js';
 
 function withGradMode<R>(on: boolean, fn: () => R): R {
+  if (typeof fn !== 'function') throw new TorchTypeError(`${on ? 'enableGrad' : 'noGrad'}: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
   const prev = native.setGradEnabled(on);
   try {
     const r = fn();
-    if (r instanceof Promise) throw new TypeError('noGrad/enableGrad: the function returned a Promise; grad mode scopes are synchronous');
+    if (r instanceof Promise) throw new TorchTypeError('noGrad/enableGrad: the function returned a Promise; grad mode scopes are synchronous', 'ERR_INVALID_ARG');
     return r;
   } finally {
     native.setGradEnabled(prev);
@@ -27,14 +29,16 @@ export function zeroGrad(tensors: Tensor[]): void {
 
 /**
  * Runs `fn` with autocast: on `device`, matmul-like ops (linear, matmul, conv, sdpa) compute in `dtype` (bf16 by
- * default) while parameters, their gradients and reductions stay float32 (RECIPE §9 mixed precision).
+ * default) while parameters, their gradients and reductions stay float32 (the mixed precision of dinov3/configs/ssl_default_config.yaml `compute_precision`).
  * @example const logits = autocast(() => model.forward(x), { device: 'cuda' });
  */
 export function autocast<R>(fn: () => R, o: { device?: 'cpu' | 'cuda'; dtype?: 'bfloat16' | 'float16' } = {}): R {
+  if (typeof fn !== 'function') throw new TorchTypeError(`autocast: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
+  if (o === null || typeof o !== 'object') throw new TorchTypeError('autocast: expected the options to be an object', 'ERR_INVALID_ARG');
   const prev = native.autocastEnter(o.device ?? 'cpu', o.dtype ?? 'bfloat16');
   try {
     const r = fn();
-    if (r instanceof Promise) throw new TypeError('autocast: the function returned a Promise; autocast regions are synchronous');
+    if (r instanceof Promise) throw new TorchTypeError('autocast: the function returned a Promise; autocast regions are synchronous', 'ERR_INVALID_ARG');
     return r;
   } finally {
     native.autocastExit(prev);

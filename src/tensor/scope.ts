@@ -1,6 +1,7 @@
 // Deterministic lifetime of native tensors. Every tensor has one owner: a Module, an Optimizer, the innermost active
 // scope, or the caller. `scope(fn)` disposes everything created inside that is not returned or kept.
 import { native } from '../native/binding.js';
+import { TorchTypeError } from '../native/errors.js';
 
 /** Anything that can be disposed and tracked by a scope. */
 export interface Disposable {
@@ -59,6 +60,7 @@ export function scope<R>(name: string, fn: () => R): R;
 export function scope<R>(a: string | (() => R), b?: () => R): R {
   const name = typeof a === 'string' ? a : 'scope';
   const fn = (typeof a === 'function' ? a : b) as () => R;
+  if (typeof fn !== 'function') throw new TorchTypeError(`scope: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
   const frame: Frame = { name, items: new Set() };
   stack.push(frame);
   let result: R;
@@ -72,10 +74,11 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
     if (ok) {
       if (result! instanceof Promise) {
         for (const t of frame.items) t.dispose();
-        // eslint-disable-next-line no-unsafe-finally
-        throw new TypeError(
+        // biome-ignore lint/correctness/noUnsafeFinally: the Promise check must run after the frame is popped
+        throw new TorchTypeError(
           `scope "${name}": the function returned a Promise; scopes are synchronous (await interleaves them). ` +
             'Use `using` declarations or dispose() in async code.',
+            'ERR_INVALID_ARG',
         );
       }
       collect(result!, keepSet);

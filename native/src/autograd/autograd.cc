@@ -66,11 +66,6 @@ void InitAutograd(Napi::Env env, Napi::Object e) {
     return a.undef();
   });
   Def(env, e, "detach", [](Args& a) { return a.ret(a.t(0, "tensor").detach()); });
-  Def(env, e, "detach_", [](Args& a) -> Napi::Value {
-    at::Tensor t = a.t(0, "tensor");
-    t.detach_();
-    return a.undef();
-  });
   // setGradEnabled(on) → previous state
   Def(env, e, "setGradEnabled", [](Args& a) -> Napi::Value {
     bool prev = c10::GradMode::is_enabled();

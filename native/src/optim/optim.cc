@@ -133,29 +133,6 @@ void InitOptim(Napi::Env env, Napi::Object e) {
 #endif
     return a.ret(total);
   });
-  // foreachMul_(tensors, scalar); foreachAdd_(tensors, others, alpha); foreachCopy_(tensors, sources)
-  Def(env, e, "foreachMul_", [](Args& a) -> Napi::Value {
-    at::NoGradGuard ng;
-    auto ts = a.tensors(0, "tensors");
-    at::_foreach_mul_(ts, a.scalar(1, "scalar"));
-    return a.undef();
-  });
-  Def(env, e, "foreachAdd_", [](Args& a) -> Napi::Value {
-    at::NoGradGuard ng;
-    auto ts = a.tensors(0, "tensors");
-    auto os = a.tensors(1, "others");
-    if (ts.size() != os.size()) a.valueError("lists differ in length: " + std::to_string(ts.size()) + " vs " + std::to_string(os.size()));
-    at::_foreach_add_(ts, os, a.has(2) ? a.scalar(2, "alpha") : at::Scalar(1));
-    return a.undef();
-  });
-  Def(env, e, "foreachCopy_", [](Args& a) -> Napi::Value {
-    at::NoGradGuard ng;
-    auto ts = a.tensors(0, "tensors");
-    auto os = a.tensors(1, "sources");
-    if (ts.size() != os.size()) a.valueError("lists differ in length: " + std::to_string(ts.size()) + " vs " + std::to_string(os.size()));
-    for (size_t i = 0; i < ts.size(); ++i) ts[i].copy_(os[i]);
-    return a.undef();
-  });
   // emaUpdate(teacher, student, momentum): teacher ← m·teacher + (1 − m)·student (foreach mul then add, as the
   // official SSLMetaArch.update_ema).
   Def(env, e, "emaUpdate", [](Args& a) -> Napi::Value {

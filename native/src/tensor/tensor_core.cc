@@ -141,12 +141,6 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
   Def(env, e, "isContiguous", [](Args& a) -> Napi::Value {
     return Napi::Boolean::New(a.env(), a.t(0, "tensor").is_contiguous());
   });
-  Def(env, e, "isPinned", [](Args& a) -> Napi::Value {
-    return Napi::Boolean::New(a.env(), a.t(0, "tensor").is_pinned());
-  });
-  Def(env, e, "sameStorage", [](Args& a) -> Napi::Value {
-    return Napi::Boolean::New(a.env(), a.t(0, "a").is_alias_of(a.t(1, "b")));
-  });
 
   // ---- conversion ----
   // to(t, dtype?, device?, nonBlocking, copy)

@@ -5,7 +5,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
-import { DatasetError, ImageError } from '../../native/errors.js';
+import { DatasetError, ImageError, TorchRangeError } from '../../native/errors.js';
 import { decodeImage } from '../image.js';
 import { IMAGE_EXTENSIONS } from '../image_list.js';
 import type { Dataset, DatasetSpec, Sample } from './types.js';
@@ -44,7 +44,7 @@ export class FileDataset implements Dataset {
   }
 
   async get(index: number): Promise<Sample> {
-    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new RangeError(`FileDataset: index ${index} is out of range [0, ${this.length})`);
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new TorchRangeError(`FileDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
     const path = this.paths[index]!;
     return { image: await decodeRgb(path), label: this.labelOf(index), name: path, index };
   }
@@ -156,7 +156,7 @@ export async function openListFile(file: string): Promise<FileDataset> {
   const n = raw.filter((r) => r !== undefined).length;
   if (n === 0) return new FileDataset(paths);
   if (n !== raw.length) {
-    const line = raw.findIndex((r) => r === undefined);
+    const line = raw.indexOf(undefined);
     throw new DatasetError(`list file "${file}": entry ${line + 1} ("${paths[line]}") has no label but others do`);
   }
   const labelsRaw = raw as string[];

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
-import { DatasetError } from '../../native/errors.js';
+import { DatasetError, TorchRangeError } from '../../native/errors.js';
 import type { Dataset, DatasetSpec, RgbImage, Sample } from './types.js';
 
 /** Where Debian's `dataset-fashion-mnist` package installs the files. */
@@ -102,7 +102,7 @@ export class IdxDataset implements Dataset {
   }
 
   private check(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new RangeError(`IdxDataset: index ${index} is out of range [0, ${this.length})`);
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new TorchRangeError(`IdxDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
   }
 
   get(index: number): Promise<Sample> {

@@ -28,7 +28,7 @@ export async function openDataset(spec: string): Promise<Dataset> {
     const [images, labels] = spec.slice(4).split(',');
     return IdxDataset.open(images!, labels);
   }
-  let st;
+  let st: Awaited<ReturnType<typeof stat>>;
   try {
     st = await stat(spec);
   } catch {

@@ -1,7 +1,7 @@
 // Datasets from user data: an array, an Iterable or an AsyncIterable of images or `{ image, label }` items. An image
 // is decoded RGB (`{ data, width, height }`), encoded bytes (a Uint8Array of jpg/png/… data), or a file path.
 // Iterables are read once into memory (encoded bytes stay encoded until a sample is requested).
-import { DatasetError, ImageError } from '../../native/errors.js';
+import { DatasetError, ImageError, TorchRangeError } from '../../native/errors.js';
 import { decodeImage } from '../image.js';
 import { decodeRgb } from './files.js';
 import type { Dataset, DatasetSpec, RgbImage, Sample } from './types.js';
@@ -40,7 +40,7 @@ export class MemoryDataset implements Dataset {
     const n = raw.filter((r) => r !== undefined).length;
     let classes = o.classes;
     if (n === 0) this.labels = null;
-    else if (n !== raw.length) throw new DatasetError(`dataset item ${raw.findIndex((r) => r === undefined)} has no label but others do`);
+    else if (n !== raw.length) throw new DatasetError(`dataset item ${raw.indexOf(undefined)} has no label but others do`);
     else if (raw.every((r) => typeof r === 'number')) {
       if (raw.some((r) => !Number.isInteger(r) || (r as number) < 0)) throw new DatasetError('dataset labels must be non-negative integers or class names');
       this.labels = Int32Array.from(raw as number[]);
@@ -61,7 +61,7 @@ export class MemoryDataset implements Dataset {
   }
 
   async get(index: number): Promise<Sample> {
-    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new RangeError(`MemoryDataset: index ${index} is out of range [0, ${this.length})`);
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new TorchRangeError(`MemoryDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
     const src = this.sources[index]!;
     const name = this.nameOf(index);
     let image: RgbImage;

@@ -17,6 +17,7 @@ import {
   memory,
   Rng,
   tensor,
+  TorchRangeError,
 } from '../../../src/index.js';
 import { run } from '../../../src/cli/program.js';
 import { TINY_WEIGHTS } from '../features/helpers.js';
@@ -104,8 +105,8 @@ describe('knnEval (dinov3/eval/knn.py)', () => {
     const empty = tensor(new Float32Array(0), { shape: [0, 4] });
     expect(() => knnEval(empty, [], x, tr.y)).toThrow(new DatasetError('knnEval: the train set is empty'));
     expect(() => knnEval(x, tr.y, empty, [])).toThrow(new DatasetError('knnEval: the validation set is empty'));
-    expect(() => knnEval(x, tr.y.slice(1), x, tr.y)).toThrow(new RangeError('knnEval: 60 train features but 59 labels'));
-    expect(() => knnEval(x, tr.y, x, tr.y, { ks: [0] })).toThrow(new RangeError('knnEval: ks must be positive integers, got [0]'));
+    expect(() => knnEval(x, tr.y.slice(1), x, tr.y)).toThrow(new TorchRangeError('knnEval: 60 train features but 59 labels', 'ERR_INVALID_ARG'));
+    expect(() => knnEval(x, tr.y, x, tr.y, { ks: [0] })).toThrow(new TorchRangeError('knnEval: ks must be positive integers, got [0]', 'ERR_INVALID_ARG'));
     x.dispose();
     empty.dispose();
   });

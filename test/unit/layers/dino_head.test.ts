@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
-import { DINOHead, Generator, randn, scope, type Tensor, TorchRangeError } from '../../../src/index.js';
+import { DINOHead, Generator, randn, scope, TorchRangeError } from '../../../src/index.js';
 import { expectClose, expectError, expectNoLeakedTensors, useFixture } from '../loss/fixtures.js';
 
 const { g, all } = useFixture('official_dinohead_io');

@@ -1,5 +1,5 @@
 // Process groups that stand in for a multi-rank world inside one process.
-import { type ProcessGroup, type Tensor } from '../../../src/index.js';
+import type { ProcessGroup, Tensor } from '../../../src/index.js';
 
 /** W ranks holding identical data: a sum is W·t, a gather W copies; no native max (tests the gather fallback). */
 export class MirrorGroup implements ProcessGroup {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
-import { gramLoss, type GramLossOptions, randn, scope, type Tensor, TorchRangeError } from '../../../src/index.js';
+import { gramLoss, type GramLossOptions, randn, scope, TorchRangeError } from '../../../src/index.js';
 import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 
 const { g } = useFixture('losses_io');
