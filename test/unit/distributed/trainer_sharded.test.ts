@@ -97,7 +97,7 @@ describe('Trainer data-parallel over 2 Gloo processes', () => {
     ref = emitted(rs[0]!)[0] as RunOut;
     expect(ref.losses).toHaveLength(ITERS);
     // Training moves the model (so the comparison below is not between two untouched initialisations).
-    expect(ref.losses[0]!.total_loss - ref.losses[ITERS - 1]!.total_loss).toBeGreaterThan(0.05);
+    expect(ref.losses[0]!.total_loss! - ref.losses[ITERS - 1]!.total_loss!).toBeGreaterThan(0.05);
   });
 
   for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD', 'NO_SHARD'])

@@ -138,7 +138,7 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     const rs = await run({ world: 2, out, maxIterations: ITERS, killRank: 1, killAfter: 4 });
     expect(rs[1]!.signal).toBe('SIGKILL');
     expect(rs[0]!.code).toBe(3);
-    const [{ error }] = emitted(rs[0]!) as { error: { name: string; code: string; failedRanks: number[]; message: string } }[];
+    const { error } = (emitted(rs[0]!) as { error: { name: string; code: string; failedRanks: number[]; message: string } }[])[0]!;
     expect(error, JSON.stringify(error)).toMatchObject({ name: "DistributedError", code: "ERR_DIST_PEER", failedRanks: [1] });
     expect(error.message).toMatch(/^rank 0: rank 1 stopped responding \(process exited, killed or hung\)/);
     expect(rs[0]!.ms - rs[1]!.ms).toBeLessThan(60_000);

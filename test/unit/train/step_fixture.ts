@@ -125,8 +125,8 @@ export function runFixtureStep(run: StepFixtureRun, it: number, grads?: Map<stri
   return m;
 }
 
-function keepTargets<T extends Record<string, Tensor>>(o: T): T {
-  for (const t of Object.values(o)) keep(t);
+function keepTargets<T extends object>(o: T): T {
+  for (const t of Object.values(o) as Tensor[]) keep(t);
   return o;
 }
 
