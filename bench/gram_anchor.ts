@@ -18,9 +18,12 @@
 //   (official max_updates); schedules v2 with a constant lr (--gram-lr; the official file also holds a constant lr,
 //   0.6× its pretraining plateau) and the pretraining's final weight decay, momentum and teacher temperature.
 //
-//   npm run build:ts && node dist/bench/gram_anchor.js [--pretrain-minutes 5] [--gram-minutes 4] [--threads 2]
-//     [--emoji-dir /work/data/package] [--label cpu-2core] [key=value overrides of the pretraining…]
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// With --control-minutes, the same continuation (same constant-lr schedules, same budget) without the Gram loss, from a
+// copy of the pretraining run: what the anchoring changes compared with simply training on.
+//
+//   npm run build:ts && node dist/bench/gram_anchor.js [--pretrain-minutes 5] [--gram-minutes 3] [--control-minutes 3]
+//     [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [key=value overrides of the pretraining…]
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,7 +54,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     'pretrain-minutes': { type: 'string', default: '5' },
-    'gram-minutes': { type: 'string', default: '4' },
+    'gram-minutes': { type: 'string', default: '3' },
     threads: { type: 'string', default: '2' },
     workers: { type: 'string', default: '0' },
     'emoji-dir': { type: 'string', default: existsSync('/work/data/package/emoji.json') ? '/work/data/package' : 'node_modules/emoji-datasource-google' },
@@ -59,6 +62,7 @@ const { values, positionals } = parseArgs({
     ramp: { type: 'string', default: '50' },
     'refresh-every': { type: 'string', default: '100' },
     'probe-train': { type: 'string', default: '1500' },
+    'control-minutes': { type: 'string', default: '0' },
     'run-dir': { type: 'string', default: '' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
     'results-dir': { type: 'string', default: '' },
@@ -89,11 +93,24 @@ pre.trainer.dispose();
 
 // ---- Gram anchoring: the same run continued with the gram switches at iteration S ----
 const cfg2 = gramAnchorConfig(cfg1, S);
+const controlMinutes = Number(values['control-minutes']);
+const controlDir = `${runDir}-control`;
+if (controlMinutes > 0) cpSync(runDir, controlDir, { recursive: true });
 const anchor = await trainFor(cfg2, Number(values['gram-minutes']), { resume: true });
 if (anchor.startIteration !== S) throw new Error(`the anchoring stage resumed at ${anchor.startIteration}, expected ${S}`);
 const after = await evaluate(anchor.trainer.model.teacher.backbone, 'after');
 const gramUpdates = anchor.gramUpdates;
 anchor.trainer.dispose();
+
+// ---- control (--control-minutes): the same continuation (schedules, budget) without the Gram loss ----
+let control: Record<string, unknown> | null = null;
+if (controlMinutes > 0) {
+  const cfgC = parseSSLConfig(mergeConfig(cfg2, { gram: { use_loss: false }, dino: { reweight_dino_local_loss: false }, crops: { gram_teacher_crops_size: null } }));
+  const c = await trainFor(cfgC, controlMinutes, { resume: true, dir: controlDir });
+  control = { minutes: c.minutes, iterations: c.trainer.iteration - S, img_per_s: c.imgPerS, ...(await evaluate(c.trainer.model.teacher.backbone, 'control')) };
+  c.trainer.dispose();
+  if (!keepRun) rmSync(controlDir, { recursive: true, force: true });
+}
 
 // ---- Gram loss curve ----
 const records = await readMetrics(join(runDir, METRICS_FILE));
@@ -119,8 +136,9 @@ const res = {
   gram_anchoring: { minutes: anchor.minutes, iterations: anchor.trainer.iteration - S, img_per_s: anchor.imgPerS, gram_teacher_refreshes: gramUpdates },
   before,
   after,
+  continued_without_gram: control,
   gram_loss_curve: gramRecords.filter((_, i) => i % every === 0 || i === gramRecords.length - 1).map((r) => ({ iteration: r.iteration, gram_loss: r.gram_loss, gram_loss_weight: r.gram_loss_weight, total_loss: r.total_loss })),
-  files: { gram_loss_png: rel(curvePath), losses_png: rel(totalCurvePath), pca_before: before.pca_png, pca_after: after.pca_png },
+  files: { gram_loss_png: rel(curvePath), losses_png: rel(totalCurvePath), pca_before: before.pca_png, pca_after: after.pca_png, pca_control: control?.pca_png ?? null },
   addon: addonInfo,
   loadavg_start: load0.map((x) => +x.toFixed(2)),
   loadavg_end: loadavg().map((x) => +x.toFixed(2)),
@@ -176,12 +194,12 @@ function gramAnchorConfig(base: SSLConfig, S: number): SSLConfig {
 }
 
 /** Trains (or continues) the run in `runDir` for `minutes` of wall clock. */
-async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; scheduleIndex?: (b: Budget) => number }) {
+async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; dir?: string; scheduleIndex?: (b: Budget) => number }) {
   const budget = new Budget(minutes * 60_000);
   const loader = trainingLoader(trainData, cfg, { workers: Number(values.workers) });
   const trainer = await Trainer.create(cfg, {
     data: loader,
-    outDir: runDir,
+    outDir: o.dir ?? runDir,
     resume: o.resume,
     maxIterations: 10_000_000,
     scheduleIndex: o.scheduleIndex ? () => o.scheduleIndex!(budget) : undefined,
@@ -300,7 +318,7 @@ function foregroundProbe(xTrain: Tensor, yTrain: Float32Array, xTest: Tensor, yT
 }
 
 /** k-NN, the foreground probe and the PCA picture of the teacher backbone. */
-async function evaluate(model: DinoVisionTransformer, tag: 'before' | 'after') {
+async function evaluate(model: DinoVisionTransformer, tag: 'before' | 'after' | 'control') {
   const t0 = performance.now();
   const knn = knnTop1(model, trainSet, testSet, { size: G, centred: true, numClasses });
   const grid = G / patch;
