@@ -6,7 +6,9 @@
 // Reported before and after anchoring: the teacher's k-NN accuracy (official protocol, CLS, k = 20), a dense-feature
 // measure (a patch-level logistic-regression probe predicting foreground — alpha > 0 over at least half the patch — from
 // the teacher's normalised patch tokens: trained on train-image patches, tested on test-image patches: accuracy,
-// balanced accuracy, AUC), PCA pictures of the patch features of 8 test emojis; and the Gram loss curve.
+// balanced accuracy, AUC; also on the edge patches alone, partly covered, where the task is not trivial), PCA
+// pictures of the patch features of 8 test emojis; and the Gram loss curve. The same figures of the network at
+// random initialisation (unless --skip-random) show how much of each measure is learnt.
 //
 // The recipe at small scale (what the official gram_anchor file switches, scaled to a minutes-long run):
 // - pretraining: cpu_tiny_fmnist + QUICKSTART_OVERRIDES (192 wide × 6 blocks, patch 4, 32 px globals, bf16), its
@@ -60,9 +62,10 @@ const { values, positionals } = parseArgs({
     'emoji-dir': { type: 'string', default: existsSync('/work/data/package/emoji.json') ? '/work/data/package' : 'node_modules/emoji-datasource-google' },
     'gram-lr': { type: 'string', default: '2e-4' },
     ramp: { type: 'string', default: '50' },
-    'refresh-every': { type: 'string', default: '100' },
-    'probe-train': { type: 'string', default: '1500' },
+    'refresh-every': { type: 'string', default: '50' },
+    'probe-train': { type: 'string', default: '600' },
     'control-minutes': { type: 'string', default: '0' },
+    'skip-random': { type: 'boolean', default: false },
     'run-dir': { type: 'string', default: '' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
     'results-dir': { type: 'string', default: '' },
@@ -85,7 +88,7 @@ log(`emoji: ${trainSet.length} train / ${testSet.length} test, ${numClasses} cla
 const load0 = loadavg();
 
 // ---- pretraining ----
-const pre = await trainFor(cfg1, Number(values['pretrain-minutes']), { resume: false, scheduleIndex: (b) => b.position(P) });
+const pre = await trainFor(cfg1, Number(values['pretrain-minutes']), { resume: false, scheduleIndex: (b) => b.position(P), evalAtStart: !values['skip-random'] });
 const S = pre.trainer.iteration; // the switch: the first anchoring iteration
 await pre.trainer.saveCheckpoint();
 const before = await evaluate(pre.trainer.model.teacher.backbone, 'before');
@@ -134,11 +137,12 @@ const res = {
   },
   pretrain: { minutes: pre.minutes, iterations: S, img_per_s: pre.imgPerS },
   gram_anchoring: { minutes: anchor.minutes, iterations: anchor.trainer.iteration - S, img_per_s: anchor.imgPerS, gram_teacher_refreshes: gramUpdates },
+  random_init: pre.atStart,
   before,
   after,
   continued_without_gram: control,
   gram_loss_curve: gramRecords.filter((_, i) => i % every === 0 || i === gramRecords.length - 1).map((r) => ({ iteration: r.iteration, gram_loss: r.gram_loss, gram_loss_weight: r.gram_loss_weight, total_loss: r.total_loss })),
-  files: { gram_loss_png: rel(curvePath), losses_png: rel(totalCurvePath), pca_before: before.pca_png, pca_after: after.pca_png, pca_control: control?.pca_png ?? null },
+  files: { gram_loss_png: rel(curvePath), losses_png: rel(totalCurvePath), pca_before: before.pca_png, pca_after: after.pca_png, pca_control: control?.pca_png ?? null, pca_random_init: pre.atStart?.pca_png ?? null },
   addon: addonInfo,
   loadavg_start: load0.map((x) => +x.toFixed(2)),
   loadavg_end: loadavg().map((x) => +x.toFixed(2)),
@@ -194,8 +198,9 @@ function gramAnchorConfig(base: SSLConfig, S: number): SSLConfig {
 }
 
 /** Trains (or continues) the run in `runDir` for `minutes` of wall clock. */
-async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; dir?: string; scheduleIndex?: (b: Budget) => number }) {
+async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; dir?: string; scheduleIndex?: (b: Budget) => number; evalAtStart?: boolean }) {
   const budget = new Budget(minutes * 60_000);
+  budget.pause();
   const loader = trainingLoader(trainData, cfg, { workers: Number(values.workers) });
   const trainer = await Trainer.create(cfg, {
     data: loader,
@@ -205,6 +210,7 @@ async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; d
     scheduleIndex: o.scheduleIndex ? () => o.scheduleIndex!(budget) : undefined,
   });
   const startIteration = trainer.iteration;
+  const atStart = o.evalAtStart ? await evaluate(trainer.model.teacher.backbone, 'random') : null;
   let images = 0;
   let gramUpdates = 0;
   budget.resume();
@@ -222,12 +228,16 @@ async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; d
   await it.return?.();
   await loader.close();
   const ms = budget.elapsed();
-  return { trainer, startIteration, gramUpdates, minutes: +(ms / 60000).toFixed(2), imgPerS: +(images / (ms / 1000)).toFixed(2) };
+  return { trainer, startIteration, atStart, gramUpdates, minutes: +(ms / 60000).toFixed(2), imgPerS: +(images / (ms / 1000)).toFixed(2) };
 }
 
-/** Per-patch foreground labels (alpha > 0 over at least half of the patch's source pixels), [n·h·w] as 0/1. */
-function foregroundLabels(set: MaskedImages, n: number, grid: number): Float32Array {
+/**
+ * Per-patch foreground labels (alpha > 0 over at least half of the patch's source pixels), [n·h·w] as 0/1, and which
+ * patches are edge patches (some but not all of their source pixels have alpha > 0).
+ */
+function foregroundLabels(set: MaskedImages, n: number, grid: number): { y: Float32Array; edge: Uint8Array } {
   const out = new Float32Array(n * grid * grid);
+  const edge = new Uint8Array(n * grid * grid);
   for (let i = 0; i < n; i++) {
     const a = set.alpha(i);
     const { width: W, height: H } = set.image(i);
@@ -239,17 +249,19 @@ function foregroundLabels(set: MaskedImages, n: number, grid: number): Float32Ar
         const x1 = Math.floor(((gx + 1) * W) / grid);
         let fg = 0;
         for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) if (a[y * W + x]! > 0) fg++;
-        out[(i * grid + gy) * grid + gx] = fg * 2 >= (y1 - y0) * (x1 - x0) ? 1 : 0;
+        const all = (y1 - y0) * (x1 - x0);
+        out[(i * grid + gy) * grid + gx] = fg * 2 >= all ? 1 : 0;
+        edge[(i * grid + gy) * grid + gx] = fg > 0 && fg < all ? 1 : 0;
       }
   }
-  return out;
+  return { y: out, edge };
 }
 
 /**
  * Logistic regression (standardised features, L2 1e-4, full-batch Adam, 300 steps) on train patches, scored on test
- * patches: accuracy, balanced accuracy and ROC AUC.
+ * patches: accuracy, balanced accuracy and ROC AUC, on all test patches and on the edge patches alone.
  */
-function foregroundProbe(xTrain: Tensor, yTrain: Float32Array, xTest: Tensor, yTest: Float32Array) {
+function foregroundProbe(xTrain: Tensor, yTrain: Float32Array, xTest: Tensor, test: { y: Float32Array; edge: Uint8Array }) {
   const scores = scope(() => {
     const mu = mean(xTrain, 0, true);
     const sd = std(xTrain, 0, 1, true).add(1e-6);
@@ -286,39 +298,47 @@ function foregroundProbe(xTrain: Tensor, yTrain: Float32Array, xTest: Tensor, yT
   });
   const s = scores.data() as Float32Array;
   scores.dispose();
+  const all = Array.from(s.keys());
+  return {
+    patches_train: yTrain.length,
+    ...binaryMetrics(s, test.y, all),
+    edge_patches: binaryMetrics(s, test.y, all.filter((i) => test.edge[i] === 1)),
+  };
+}
+
+/** Accuracy, balanced accuracy and ROC AUC (Mann–Whitney, average ranks for ties) of scores `s` (> 0: class 1) on `idx`. */
+function binaryMetrics(s: Float32Array, y: Float32Array, idx: number[]) {
   let tp = 0;
   let tn = 0;
   let pos = 0;
-  for (let i = 0; i < s.length; i++) {
-    const yi = yTest[i]!;
+  for (const i of idx) {
+    const yi = y[i]!;
     pos += yi;
     if (s[i]! > 0 && yi === 1) tp++;
     if (s[i]! <= 0 && yi === 0) tn++;
   }
-  const neg = s.length - pos;
-  // AUC: the Mann–Whitney statistic with average ranks for ties
-  const order = Array.from(s.keys()).sort((a, b) => s[a]! - s[b]!);
+  const neg = idx.length - pos;
+  const order = [...idx].sort((a, b) => s[a]! - s[b]!);
   let rankSumPos = 0;
   for (let i = 0; i < order.length; ) {
     let j = i;
     while (j + 1 < order.length && s[order[j + 1]!] === s[order[i]!]) j++;
     const avg = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) if (yTest[order[k]!] === 1) rankSumPos += avg;
+    for (let k = i; k <= j; k++) if (y[order[k]!] === 1) rankSumPos += avg;
     i = j + 1;
   }
   const auc = (rankSumPos - (pos * (pos + 1)) / 2) / (pos * neg);
   return {
-    patches_train: yTrain.length,
-    patches_test: s.length,
-    foreground_share_test: +(pos / s.length).toFixed(4),
-    accuracy: +((tp + tn) / s.length).toFixed(4),
+    patches_test: idx.length,
+    foreground_share_test: +(pos / idx.length).toFixed(4),
+    accuracy: +((tp + tn) / idx.length).toFixed(4),
     balanced_accuracy: +((tp / pos + tn / neg) / 2).toFixed(4),
     auc: +auc.toFixed(4),
   };
 }
 
 /** k-NN, the foreground probe and the PCA picture of the teacher backbone. */
-async function evaluate(model: DinoVisionTransformer, tag: 'before' | 'after' | 'control') {
+async function evaluate(model: DinoVisionTransformer, tag: 'random' | 'before' | 'after' | 'control') {
   const t0 = performance.now();
   const knn = knnTop1(model, trainSet, testSet, { size: G, centred: true, numClasses });
   const grid = G / patch;
@@ -326,7 +346,7 @@ async function evaluate(model: DinoVisionTransformer, tag: 'before' | 'after' | 
   const probe = scope(() => {
     const a = patchFeatures(model, trainSet, ntr, G).flatten(0, 1).float();
     const b = patchFeatures(model, testSet, testSet.length, G).flatten(0, 1).float();
-    return foregroundProbe(a, foregroundLabels(trainSet, ntr, grid), b, foregroundLabels(testSet, testSet.length, grid));
+    return foregroundProbe(a, foregroundLabels(trainSet, ntr, grid).y, b, foregroundLabels(testSet, testSet.length, grid));
   });
   // PCA of the patch features of 8 test emojis (one fit over the 8, first three components as RGB), each beside its image
   const pick = Array.from({ length: 8 }, (_, i) => Math.floor((i * testSet.length) / 8));
