@@ -11,7 +11,7 @@
 // budget spent); the distilled student's through its epoch length, set from a short timed calibration of distillation
 // steps so that its schedules end with the budget (MultiDistiller's trainers count schedule positions by iteration).
 //
-//   npm run build:ts && node dist/bench/distill.js [--dataset fmnist|emoji] [--teacher-minutes 5] [--student-minutes 3]
+//   npm run build:ts && node dist/bench/distill.js [--dataset fmnist|emoji] [--teacher-minutes 4.5] [--student-minutes 3]
 //     [--scratch-minutes 3] [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [key=value overrides…]
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -36,7 +36,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     dataset: { type: 'string', default: 'fmnist' },
-    'teacher-minutes': { type: 'string', default: '5' },
+    'teacher-minutes': { type: 'string', default: '4.5' },
     'student-minutes': { type: 'string', default: '3' },
     'scratch-minutes': { type: 'string', default: '' },
     'student-dim': { type: 'string', default: '96' },

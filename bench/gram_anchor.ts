@@ -23,7 +23,7 @@
 // With --control-minutes, the same continuation (same constant-lr schedules, same budget) without the Gram loss, from a
 // copy of the pretraining run: what the anchoring changes compared with simply training on.
 //
-//   npm run build:ts && node dist/bench/gram_anchor.js [--pretrain-minutes 5] [--gram-minutes 3] [--control-minutes 3]
+//   npm run build:ts && node dist/bench/gram_anchor.js [--pretrain-minutes 4] [--gram-minutes 3] [--control-minutes 3 (0: none)]
 //     [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [key=value overrides of the pretraining…]
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -55,16 +55,16 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    'pretrain-minutes': { type: 'string', default: '5' },
+    'pretrain-minutes': { type: 'string', default: '4' },
     'gram-minutes': { type: 'string', default: '3' },
     threads: { type: 'string', default: '2' },
     workers: { type: 'string', default: '0' },
     'emoji-dir': { type: 'string', default: existsSync('/work/data/package/emoji.json') ? '/work/data/package' : 'node_modules/emoji-datasource-google' },
     'gram-lr': { type: 'string', default: '2e-4' },
-    ramp: { type: 'string', default: '50' },
-    'refresh-every': { type: 'string', default: '50' },
+    ramp: { type: 'string', default: '20' },
+    'refresh-every': { type: 'string', default: '40' },
     'probe-train': { type: 'string', default: '600' },
-    'control-minutes': { type: 'string', default: '0' },
+    'control-minutes': { type: 'string', default: '3' },
     'skip-random': { type: 'boolean', default: false },
     'run-dir': { type: 'string', default: '' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
