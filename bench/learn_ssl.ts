@@ -10,19 +10,16 @@
 //   npm run build:ts && node dist/bench/learn_ssl.js [--dataset fmnist|emoji] [--minutes 20] [--threads 2]
 //     [--workers 0] [--peer run|parallel|skip] [--label cpu-2core] [key=value overrides…]
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import sharp from 'sharp';
-
 import { openFashionMnist } from '../src/data/datasets/idx.js';
-import { MemoryDataset } from '../src/data/datasets/memory.js';
 import type { Dataset } from '../src/data/datasets/types.js';
 import { addonInfo } from '../src/native/binding.js';
-import { Budget, idxImages, knnTop1, type LabeledImages, pixelKnnTop1, QUICKSTART_OVERRIDES } from '../src/demo/ssl_quickstart.js';
+import { Budget, idxImages, knnTop1, loadEmoji, pixelKnnTop1, QUICKSTART_OVERRIDES } from '../src/demo/ssl_quickstart.js';
 import { setNumThreads } from '../src/tensor/device.js';
 import { loadSSLConfig } from '../src/train/config.js';
 import { trainingLoader } from '../src/train/data.js';
@@ -62,7 +59,7 @@ const budgetMs = minutes * 60_000;
 
 const G = cfg.crops.global_crops_size as number;
 const bf16 = cfg.compute_precision.param_dtype === 'bf16'; // the official eval autocasts to param_dtype
-const { trainSet, testSet, trainData, numClasses } = values.dataset === 'emoji' ? await emoji(values['emoji-dir']!) : fmnist();
+const { trainSet, testSet, trainData, numClasses } = values.dataset === 'emoji' ? await loadEmoji(values['emoji-dir']!) : fmnist();
 const knn = (model: Parameters<typeof knnTop1>[0], ntrain?: number, ntest?: number) =>
   knnTop1(model, trainSet, testSet, { size: G, ntrain: ntrain && Math.min(ntrain, trainSet.length), ntest: ntest && Math.min(ntest, testSet.length), numClasses, bf16 }).top1;
 const knnBoth = (model: Parameters<typeof knnTop1>[0]) => {
@@ -175,21 +172,4 @@ function runPeer(): Promise<Record<string, unknown>> {
 function fmnist() {
   const train = openFashionMnist('train');
   return { trainSet: idxImages(train), testSet: idxImages(openFashionMnist('t10k')), trainData: train as Dataset, numClasses: 10 };
-}
-
-/** emoji-datasource-google: 64 px PNGs by category (Component excluded), every 5th held out. */
-async function emoji(dir: string) {
-  const meta = JSON.parse(readFileSync(join(dir, 'emoji.json'), 'utf8')) as { image: string; category: string; has_img_google?: boolean; sort_order: number }[];
-  const items = meta.filter((e) => e.has_img_google && e.category !== 'Component').sort((a, b) => a.sort_order - b.sort_order);
-  const classes = [...new Set(items.map((e) => e.category))].sort();
-  const decoded = await Promise.all(
-    items.map(async (e) => {
-      const { data, info } = await sharp(join(dir, 'img', 'google', '64', e.image)).flatten({ background: '#ffffff' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-      return { image: { data: new Uint8Array(data), width: info.width, height: info.height }, label: classes.indexOf(e.category) };
-    }),
-  );
-  const pick = (held: boolean) => decoded.filter((_, i) => (i % 5 === 4) === held);
-  const set = (xs: typeof decoded): LabeledImages => ({ length: xs.length, labels: Int32Array.from(xs.map((x) => x.label)), image: (i) => xs[i]!.image });
-  const train = pick(false);
-  return { trainSet: set(train), testSet: set(pick(true)), trainData: new MemoryDataset(train) as Dataset, numClasses: classes.length };
 }

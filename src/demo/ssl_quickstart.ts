@@ -1,7 +1,14 @@
 // Shared pieces of the quickstart demo and the learning benchmark (bench/learn_fmnist.ts): the Fashion-MNIST eval
 // transform (official `make_eval_transform`: bicubic resize to the crop size, ImageNet mean/std on 3 channels), CLS
 // features of a backbone, the official k-NN protocol on them, and a wall-clock budget that can pause for evaluations.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import sharp from 'sharp';
+
 import type { IdxDataset } from '../data/datasets/idx.js';
+import { MemoryDataset } from '../data/datasets/memory.js';
+import type { Dataset } from '../data/datasets/types.js';
 import type { RgbImage } from '../data/datasets/types.js';
 import { knnEval } from '../eval/knn.js';
 import type { DinoVisionTransformer } from '../models/vision_transformer.js';
@@ -55,6 +62,52 @@ export function idxImages(ds: IdxDataset): LabeledImages {
   };
 }
 
+/** Labeled RGB images with each image's alpha channel (foreground mask), [height × width] bytes. */
+export interface MaskedImages extends LabeledImages {
+  alpha(i: number): Uint8Array;
+}
+
+/** An emoji split of `loadEmoji`. */
+export interface EmojiSplits {
+  trainSet: MaskedImages;
+  testSet: MaskedImages;
+  /** The train split as a training dataset (RGB on white, category labels). */
+  trainData: Dataset;
+  numClasses: number;
+  classes: string[];
+}
+
+/**
+ * The Google emoji images of npm emoji-datasource-google (`dir`: the package folder): 64 px PNGs labelled by category
+ * (Component excluded, classes sorted by name), in `sort_order`, every 5th image held out as the test split. RGB is
+ * the PNG flattened on white; `alpha(i)` keeps its alpha channel (foreground where > 0).
+ */
+export async function loadEmoji(dir: string): Promise<EmojiSplits> {
+  const meta = JSON.parse(readFileSync(join(dir, 'emoji.json'), 'utf8')) as { image: string; category: string; has_img_google?: boolean; sort_order: number }[];
+  const items = meta.filter((e) => e.has_img_google && e.category !== 'Component').sort((a, b) => a.sort_order - b.sort_order);
+  const classes = [...new Set(items.map((e) => e.category))].sort();
+  const decoded = await Promise.all(
+    items.map(async (e) => {
+      const file = join(dir, 'img', 'google', '64', e.image);
+      const { data, info } = await sharp(file).flatten({ background: '#ffffff' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      const rgba = await sharp(file).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+      const px = rgba.info.width * rgba.info.height;
+      const alpha = new Uint8Array(px);
+      for (let j = 0; j < px; j++) alpha[j] = rgba.data[4 * j + 3]!;
+      return { image: { data: new Uint8Array(data), width: info.width, height: info.height }, alpha, label: classes.indexOf(e.category) };
+    }),
+  );
+  const pick = (held: boolean) => decoded.filter((_, i) => (i % 5 === 4) === held);
+  const set = (xs: typeof decoded): MaskedImages => ({
+    length: xs.length,
+    labels: Int32Array.from(xs.map((x) => x.label)),
+    image: (i) => xs[i]!.image,
+    alpha: (i) => xs[i]!.alpha,
+  });
+  const train = pick(false);
+  return { trainSet: set(train), testSet: set(pick(true)), trainData: new MemoryDataset(train.map(({ image, label }) => ({ image, label }))), numClasses: classes.length, classes };
+}
+
 /** Images [start, start + n) as normalised RGB [n, 3, size, size]: bicubic resize (antialiased, rounded to 8 bits, as PIL). */
 export function evalBatch(set: LabeledImages, start: number, n: number, size: number): Tensor {
   return scope(() => {
@@ -83,6 +136,23 @@ export function clsFeatures(model: DinoVisionTransformer, set: LabeledImages, n:
       scope(() => {
         const parts: Tensor[] = [];
         for (let s = 0; s < n; s += batch) parts.push(fwd(evalBatch(set, s, Math.min(batch, n - s), size)));
+        return cat(parts, 0);
+      }),
+    );
+  } finally {
+    if (was) model.train();
+  }
+}
+
+/** Normalised patch tokens (`x_norm_patchtokens`) of the first `n` images, in eval mode, [n, P, D]. */
+export function patchFeatures(model: DinoVisionTransformer, set: LabeledImages, n: number, size: number, batch = 250): Tensor {
+  const was = model.training;
+  model.eval();
+  try {
+    return noGrad(() =>
+      scope(() => {
+        const parts: Tensor[] = [];
+        for (let s = 0; s < n; s += batch) parts.push(model.forwardFeatures(evalBatch(set, s, Math.min(batch, n - s), size)).patchTokens);
         return cat(parts, 0);
       }),
     );
