@@ -34,6 +34,7 @@ const { values } = parseArgs({
     peer: { type: 'string', default: join(root, '..', 'shared', 'peers', 'cpu_anchor_train.py') },
     only: { type: 'string', default: 'both' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
+    'param-dtype': { type: 'string', default: 'fp32' },
   },
 });
 
@@ -71,7 +72,7 @@ const overrides = [
   `dino.head_n_prototypes=${c.prototypes}`,
   `ibot.head_n_prototypes=${c.prototypes}`,
   `train.batch_size_per_gpu=${c.batch}`,
-  'compute_precision.param_dtype=fp32',
+  `compute_precision.param_dtype=${values['param-dtype']}`,
 ];
 
 setNumThreads(threads);
@@ -107,7 +108,7 @@ function peer(n: number): { s: number[]; result: Record<string, unknown> } {
     ...(c.embed ? ['--embed-dim', String(c.embed), '--depth', String(c.depth), '--heads', String(c.heads)] : []),
     '--patch-size', String(c.patch), '--global-size', String(c.global), '--local-size', String(c.local),
     '--n-local', String(c.nLocal), '--batch', String(c.batch), '--prototypes', String(c.prototypes),
-    '--iters', String(n), '--warmup', String(warmup), '--threads', String(threads),
+    '--iters', String(n), '--warmup', String(warmup), '--threads', String(threads), '--param-dtype', values['param-dtype']!,
   ];
   const r = spawnSync(values.python!, args, { env: { ...process.env, PYTHONPATH: values.pythonpath }, encoding: 'utf8', maxBuffer: 1 << 26 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
@@ -135,6 +136,7 @@ const res = {
   bench: 'train_step',
   case: values.case,
   config: c,
+  param_dtype: values['param-dtype'],
   threads,
   ours: summary(oursS),
   official: summary(peerS),
@@ -151,4 +153,4 @@ const text = JSON.stringify(res, null, 1);
 process.stdout.write(`${text}\n`);
 const dir = join(root, 'bench', 'results');
 if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, `train_step-${values.case}-${values.label}.json`), `${text}\n`);
+writeFileSync(join(dir, `train_step-${values.case}-${values['param-dtype']}-${values.label}.json`), `${text}\n`);

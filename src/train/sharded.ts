@@ -28,6 +28,7 @@ export const SHARDING_STRATEGIES: readonly TrainerSharding[] = ['SHARD_GRAD_OP',
 
 /** Whether `g` has the collectives of sharded training (a C10dProcessGroup or LocalProcessGroup does). */
 export function isCollectiveGroup(g: ProcessGroup): g is CollectiveGroup {
+  if (typeof g !== 'object' || g === null) return false;
   const c = g as Partial<CollectiveGroup>;
   return typeof c.allReduce === 'function' && typeof c.allGatherInto === 'function' && typeof c.reduceScatter === 'function' && typeof c.barrier === 'function';
 }

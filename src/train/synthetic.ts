@@ -8,11 +8,11 @@ import type { CollatedBatch } from '../data/batch.js';
 import { maskTargets } from '../data/collate.js';
 import { cropSizesForIteration, type CropSizes, type CropsConfig } from '../data/crop_sizes.js';
 import { Rng } from '../data/rng.js';
-import { ConfigError } from '../native/errors.js';
+import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
 import { indexSelect } from '../ops/index.js';
 import { scope } from '../tensor/scope.js';
-import type { Device } from '../tensor/tensor.js';
+import { type Device, describe, Tensor } from '../tensor/tensor.js';
 
 export interface SyntheticBatchOptions {
   batchSize: number;
@@ -147,6 +147,10 @@ function batchTensorList(b: CollatedBatch) {
  * per mask row, so they are those of the global batch). `global_batch_size` stays B. New tensors.
  */
 export function rankSlice(batch: CollatedBatch, rank: number, worldSize: number): CollatedBatch {
+  if (typeof batch !== 'object' || batch === null || !(batch.collated_global_crops instanceof Tensor) || !(batch.collated_local_crops instanceof Tensor))
+    throw new TorchTypeError(`rankSlice: expected a collated batch (collated_global_crops, collated_local_crops, … tensors), received ${describe(batch)}`, 'ERR_INVALID_ARG');
+  if (!Number.isSafeInteger(rank) || !Number.isSafeInteger(worldSize) || worldSize < 1)
+    throw new TorchRangeError(`rankSlice: expected integer rank and worldSize >= 1, received ${String(rank)} and ${String(worldSize)}`, 'ERR_INVALID_ARG');
   const B = batch.collated_global_crops.shape[0]! / 2;
   if (!Number.isInteger(B / worldSize) || !(rank >= 0 && rank < worldSize))
     throw new ConfigError(`rankSlice: a global batch of ${B} images cannot be split into ${worldSize} equal parts (rank ${rank})`);
