@@ -51,8 +51,8 @@ const minutes = Number(values.minutes);
 const threads = Number(values.threads);
 setNumThreads(threads);
 
-const RECIPE = QUICKSTART_OVERRIDES;
-const overrides = [...RECIPE, ...positionals];
+const SHORT_RUN = QUICKSTART_OVERRIDES;
+const overrides = [...SHORT_RUN, ...positionals];
 const cfg = await loadSSLConfig('cpu_tiny_fmnist', overrides);
 const P = cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH; // schedule positions, mapped onto the wall-clock budget
 const budgetMs = minutes * 60_000;

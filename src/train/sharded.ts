@@ -1,4 +1,4 @@
-// Data-parallel and sharded SSL training over a process group (RECIPE §9). Official counterpart:
+// Data-parallel and sharded SSL training over a process group. Official counterpart:
 // dinov3/fsdp/ac_compile_parallelize.py::ac_compile_parallelize wraps every student and teacher submodule (backbone
 // with one unit per block, dino_head, ibot_head) with fully_shard; dinov3/train/train.py::do_train then clips the
 // gradients per submodule (a global norm over the ranks, the DTensor gradients being sharded), steps AdamW on the
