@@ -21,16 +21,9 @@ import { SSLMetaArch } from '../../../src/train/ssl_meta_arch.js';
 import { SyntheticBatches } from '../../../src/train/synthetic.js';
 import { Trainer } from '../../../src/train/trainer.js';
 import { FIXTURES } from '../models/helpers.js';
+import { tinyOverrides } from './tiny.js';
 
-const TINY = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0.0',
-  'crops.global_crops_size=32', 'crops.local_crops_size=16', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'train.batch_size_per_gpu=4', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=3',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'checkpointing.period=2', 'checkpointing.max_to_keep=2',
-  'evaluation.eval_period_iterations=0',
-];
+const TINY = tinyOverrides();
 // a separate gram teacher at 2× the global crops: loaded from the EMA teacher before iteration 2, refreshed after
 // iterations 3, 5 and 7 ((it + 1) ≥ 4, multiples of 2), no more (max_updates 3)
 const GRAM = [

@@ -14,16 +14,9 @@ import { loadSSLConfig } from '../../../src/train/config.js';
 import { SyntheticBatches } from '../../../src/train/synthetic.js';
 import { Trainer } from '../../../src/train/trainer.js';
 import { ensureDist, ROOT } from '../cli/dist.js';
+import { tinyOverrides } from './tiny.js';
 
-const OVERRIDES = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0.1',
-  'crops.global_crops_size=32', 'crops.local_crops_size=16', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'train.batch_size_per_gpu=4', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=3',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'checkpointing.period=1', 'checkpointing.max_to_keep=2',
-  'evaluation.eval_period_iterations=0',
-];
+const OVERRIDES = tinyOverrides({ dropPath: 0.1, checkpointPeriod: 1 });
 const DATA = { batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 3 };
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
