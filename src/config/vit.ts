@@ -9,7 +9,7 @@ const positive = z.number().int().positive();
 const optionalPositive = z.number().positive().nullable();
 
 export const NORM_LAYERS = ['layernorm', 'layernormbf16', 'rmsnorm'] as const;
-export const FFN_LAYERS = ['mlp', 'swiglu', 'swiglu32', 'swiglu64', 'swiglu128'] as const;
+export const FFN_LAYERS = ['mlp', 'swiglu', 'swiglu32', 'swiglu64', 'swiglu128', 'geglu'] as const;
 export const ROPE_DTYPES = ['fp32', 'fp16', 'bf16'] as const;
 
 export type NormLayer = (typeof NORM_LAYERS)[number];
@@ -33,12 +33,12 @@ export const VitConfigSchema = z
     embed_dim: positive.default(768).describe('token width D'),
     depth: positive.default(12).describe('number of blocks'),
     num_heads: positive.default(12).describe('attention heads'),
-    ffn_ratio: z.number().positive().default(4).describe('FFN hidden width = int(D·ffn_ratio) before the SwiGLU rule'),
+    ffn_ratio: z.number().positive().default(4).describe('FFN hidden width = int(D·ffn_ratio) before the SwiGLU rule (mlp and geglu: as is)'),
     qkv_bias: z.boolean().default(true).describe('bias on the fused qkv projection'),
     drop_path_rate: z.number().min(0).lt(1).default(0).describe('stochastic depth rate, same in every block'),
     layerscale_init: z.number().nullable().default(null).describe('LayerScale init (null or 0: no LayerScale)'),
     norm_layer: z.enum(NORM_LAYERS).default('layernorm').describe('layernorm: eps 1e-6; layernormbf16: eps 1e-5; rmsnorm'),
-    ffn_layer: z.enum(FFN_LAYERS).default('mlp').describe('mlp (GELU) or SwiGLU aligned to 8/32/64/128'),
+    ffn_layer: z.enum(FFN_LAYERS).default('mlp').describe('mlp (GELU), SwiGLU aligned to 8/32/64/128, or geglu (gated GELU of HF transformers, not official)'),
     ffn_bias: z.boolean().default(true).describe('biases in the FFN'),
     proj_bias: z.boolean().default(true).describe('bias on the attention output projection'),
     n_storage_tokens: z.number().int().min(0).default(0).describe('storage (register) tokens R'),
@@ -87,11 +87,11 @@ export function parseVitConfig(input: unknown): VitConfig {
 /** LayerNorm eps of each norm type (dinov3/models/vision_transformer.py `norm_layer_dict`); RMSNorm uses 1e-5. */
 export const NORM_EPS: Record<NormLayer, number> = { layernorm: 1e-6, layernormbf16: 1e-5, rmsnorm: 1e-5 };
 
-/** SwiGLU alignment of each FFN type (0 for the plain MLP). */
-export const FFN_ALIGN: Record<FfnLayer, number> = { mlp: 0, swiglu: 8, swiglu32: 32, swiglu64: 64, swiglu128: 128 };
+/** SwiGLU alignment of each FFN type (0: the width int(D·ratio) as is, for the plain MLP and the gated GELU). */
+export const FFN_ALIGN: Record<FfnLayer, number> = { mlp: 0, swiglu: 8, swiglu32: 32, swiglu64: 64, swiglu128: 128, geglu: 0 };
 
 /**
- * FFN hidden width F (dinov3/layers/ffn_layers.py::Mlp, ::SwiGLUFFN): MLP `int(D·ratio)`; SwiGLU `int(int(D·ratio)·2/3)` rounded up to the alignment.
+ * FFN hidden width F (dinov3/layers/ffn_layers.py::Mlp, ::SwiGLUFFN): MLP and gated GELU `int(D·ratio)`; SwiGLU `int(int(D·ratio)·2/3)` rounded up to the alignment.
  * @example ffnHiddenDim(4096, 3, 'swiglu64') // 8192
  */
 export function ffnHiddenDim(embedDim: number, ffnRatio: number, ffnLayer: FfnLayer): number {

@@ -13,7 +13,7 @@ import { type CreateOptions, type Generator, randperm } from '../tensor/creation
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SelfAttention } from './attention.js';
-import { type FfnBase, Mlp, SwiGLUFFN } from './ffn_layers.js';
+import { type FfnBase, GeGLUFFN, Mlp, SwiGLUFFN } from './ffn_layers.js';
 import { LayerScale } from './layer_scale.js';
 import { buildNorm, type Norm } from './norms.js';
 import type { RopeTables } from './rope_position_encoding.js';
@@ -67,7 +67,11 @@ export class SelfAttentionBlock extends Module {
     const ffnOpts = { ...co, bias: o.ffnBias ?? true };
     this.mlp = this.registerModule(
       'mlp',
-      ffnLayer === 'mlp' ? new Mlp(dim, hidden, ffnOpts) : new SwiGLUFFN(dim, hidden, { ...ffnOpts, alignTo: FFN_ALIGN[ffnLayer] }),
+      ffnLayer === 'mlp'
+        ? new Mlp(dim, hidden, ffnOpts)
+        : ffnLayer === 'geglu'
+          ? new GeGLUFFN(dim, hidden, ffnOpts)
+          : new SwiGLUFFN(dim, hidden, { ...ffnOpts, alignTo: FFN_ALIGN[ffnLayer] }),
     );
     this.ls2 = o.initValues ? this.registerModule('ls2', new LayerScale(dim, o.initValues, co)) : null;
     this.sampleDropRatio = o.dropPath ?? 0;

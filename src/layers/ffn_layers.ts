@@ -1,5 +1,8 @@
 // Feed-forward layers (dinov3/layers/ffn_layers.py::Mlp, ::SwiGLUFFN): "mlp" = fc1 → GELU (exact erf form) → fc2;
 // "swiglu*" = w3(SiLU(w1 x) ⊙ w2 x). SwiGLUFFN.__init__: the SwiGLU hidden width is int(F·2/3) rounded up to the alignment.
+// "geglu" = w3(GELU(w1 x) ⊙ w2 x) with the hidden width F as is: not in the official code; it is Hugging Face
+// transformers' gated MLP with hidden_act "gelu" (transformers models/dinov3_vit/modeling_dinov3_vit.py::DINOv3ViTGatedMLP:
+// down_proj(act(gate_proj x) ⊙ up_proj x), intermediate_size = F), in SwiGLUFFN's parameter names.
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { linear } from '../ops/linalg.js';
@@ -58,5 +61,24 @@ export class SwiGLUFFN extends FfnBase {
   }
   forward(x: Tensor): Tensor {
     return scope(() => this.w3.forward(silu(this.w1.forward(x)).mul(this.w2.forward(x))));
+  }
+}
+
+/** Gated GELU FFN ("geglu", see the header): w1 = gate_proj, w2 = up_proj, w3 = down_proj, hidden width `hiddenFeatures` exactly. */
+export class GeGLUFFN extends FfnBase {
+  readonly w1: Linear;
+  readonly w2: Linear;
+  readonly w3: Linear;
+  readonly hiddenFeatures: number;
+  constructor(inFeatures: number, hiddenFeatures: number, o: FfnOptions = {}) {
+    super();
+    this.hiddenFeatures = hiddenFeatures;
+    this.w1 = this.registerModule('w1', new Linear(inFeatures, hiddenFeatures, o));
+    this.w2 = this.registerModule('w2', new Linear(inFeatures, hiddenFeatures, o));
+    this.w3 = this.registerModule('w3', new Linear(hiddenFeatures, inFeatures, o));
+  }
+  forward(x: Tensor): Tensor {
+    // w1 → GELU (exact) as one linear entry with its activation (ops/linalg.ts), as in Mlp; times w2 x; then w3.
+    return scope(() => this.w3.forward(linear(x, this.w1.weight, this.w1.bias, 'gelu').mul(this.w2.forward(x))));
   }
 }

@@ -76,6 +76,11 @@ describe('FFN widths (RECIPE §1.1)', () => {
     expect(ffnHiddenDim(1152, 3.777777778, 'mlp')).toBe(4352);
     expect(ffnHiddenDim(100, 1, 'swiglu128')).toBe(128);
   });
+  test('gated GELU (geglu, HF transformers only) = int(D·ratio), no 2/3 rule or alignment', () => {
+    expect(ffnHiddenDim(16, 1.25, 'geglu')).toBe(20);
+    expect(ffnHiddenDim(384, 6, 'geglu')).toBe(2304);
+    expect(ffnHiddenDim(100, 1.01, 'geglu')).toBe(101);
+  });
 });
 
 describe('presets', () => {
