@@ -370,7 +370,7 @@ export async function loadBackbone(source: string, o: LoadBackboneOptions = {}):
   if (o.preset) base = getPreset(o.preset).config;
   else if (hfConfig) base = hfConfigToVitConfig(hfConfig, join(source, 'config.json'));
   else if (isHf && !o.config) throw new CheckpointError(`${source}: Hugging Face weights without a config.json: pass a preset or a config`);
-  else base = presetForFileName(source)?.config ?? (isHf ? {} : inferVitConfig(sd, source));
+  else base = presetForFileName(source)?.config ?? (isHf ? {} : inferVitConfig(sd, source, o.config));
   const config = parseVitConfig({ ...base, ...o.config });
   checkArchitectureBounds(config, source);
   if (isHf) sd = hfToOfficial(sd, config);

@@ -2,6 +2,8 @@
 // HF splits the fused qkv projection into q/k/v (k without bias: the official k third of the bias is masked to zero),
 // keeps the mask token as [1, 1, D], names the storage tokens `register_tokens`, has no `rope_embed.periods` (it
 // computes them from `rope_theta`), no `bias_mask` and no `local_cls_norm` (unused at inference: DinoVisionTransformer.forward_features).
+// HF's gated MLP (modeling_dinov3_vit.py::DINOv3ViTGatedMLP) runs with hidden_act "silu" (the official SwiGLUFFN) or
+// "gelu" (no official equivalent: our ffn_layer "geglu", layers/ffn_layers.ts::GeGLUFFN); both keep SwiGLUFFN's names.
 import { ffnHiddenDim, NORM_EPS, parseVitConfig, type VitConfig } from '../config/vit.js';
 import { RopePositionEmbedding } from '../layers/rope_position_encoding.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
@@ -47,16 +49,27 @@ export function isHfStateDict(keys: Iterable<string>): boolean {
   return false;
 }
 
-/** ffn_layer and ffn_ratio that give FFN hidden width `hidden` (dinov3/layers/ffn_layers.py::Mlp, SwiGLUFFN). */
-export function solveFfn(embedDim: number, hidden: number, gated: boolean): Pick<VitConfig, 'ffn_layer' | 'ffn_ratio'> {
-  if (!gated) {
-    for (const r of [hidden / embedDim, (hidden + 0.25) / embedDim]) if (ffnHiddenDim(embedDim, r, 'mlp') === hidden) return { ffn_layer: 'mlp', ffn_ratio: r };
+/**
+ * ffn_layer and ffn_ratio that give FFN hidden width `hidden` (dinov3/layers/ffn_layers.py::Mlp, SwiGLUFFN). A gated FFN
+ * with `act` "gelu" is the gated GELU "geglu" (transformers' DINOv3ViTGatedMLP), whose hidden width is `hidden` as is.
+ * @throws ConfigError when no such configuration exists
+ */
+export function solveFfn(
+  embedDim: number,
+  hidden: number,
+  gated: boolean,
+  act: 'silu' | 'gelu' = gated ? 'silu' : 'gelu',
+): Pick<VitConfig, 'ffn_layer' | 'ffn_ratio'> {
+  if (!gated || act === 'gelu') {
+    const layer = gated ? 'geglu' : 'mlp';
+    for (const r of [hidden / embedDim, (hidden + 0.25) / embedDim]) if (ffnHiddenDim(embedDim, r, layer) === hidden) return { ffn_layer: layer, ffn_ratio: r };
   } else {
     for (const layer of ['swiglu', 'swiglu64', 'swiglu32', 'swiglu128'] as const)
       for (const r of [6, 3, 4, (1.5 * hidden) / embedDim, (1.5 * hidden + 0.75) / embedDim])
         if (ffnHiddenDim(embedDim, r, layer) === hidden) return { ffn_layer: layer, ffn_ratio: r };
   }
-  throw new ConfigError(`no ${gated ? 'SwiGLU' : 'MLP'} configuration of width ${embedDim} has an FFN hidden width of ${hidden}`);
+  const kind = !gated ? 'MLP' : act === 'gelu' ? 'gated GELU' : 'SwiGLU';
+  throw new ConfigError(`no ${kind} configuration of width ${embedDim} has an FFN hidden width of ${hidden}`);
 }
 
 /**
@@ -71,7 +84,10 @@ export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'con
   if (json.model_type !== undefined && json.model_type !== 'dinov3_vit') fail(`model_type is "${String(json.model_type)}", expected "dinov3_vit"`);
   if (c.query_bias !== c.value_bias) fail('query_bias and value_bias differ: the fused official qkv bias cannot express that');
   const gated = Boolean(c.use_gated_mlp);
-  if (c.hidden_act !== (gated ? 'silu' : 'gelu')) fail(`hidden_act "${String(c.hidden_act)}" with use_gated_mlp=${gated} has no official equivalent`);
+  // transformers' ACT2FN["gelu"] is the exact (erf) GELU, ACT2FN["silu"] SiLU; other activations are not supported.
+  const act = String(c.hidden_act);
+  if (!(act === 'gelu' || (gated && act === 'silu')))
+    fail(`hidden_act "${act}" with use_gated_mlp=${gated} is not supported (${gated ? '"silu" or "gelu"' : '"gelu"'} only)`);
   const eps = Number(c.layer_norm_eps);
   const normLayer = eps === NORM_EPS.layernorm ? 'layernorm' : eps === NORM_EPS.layernormbf16 ? 'layernormbf16' : fail(`layer_norm_eps ${eps} is neither 1e-6 nor 1e-5`);
   try {
@@ -87,7 +103,7 @@ export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'con
       embed_dim: c.hidden_size,
       depth: c.num_hidden_layers,
       num_heads: c.num_attention_heads,
-      ...solveFfn(Number(c.hidden_size), Number(c.intermediate_size), gated),
+      ...solveFfn(Number(c.hidden_size), Number(c.intermediate_size), gated, act === 'gelu' ? 'gelu' : 'silu'),
       qkv_bias: Boolean(c.query_bias),
       drop_path_rate: c.drop_path_rate,
       layerscale_init: c.layerscale_value,
@@ -125,7 +141,7 @@ export function vitConfigToHfConfig(cfg: VitConfig, dtype = 'float32'): Record<s
     intermediate_size: ffnHiddenDim(cfg.embed_dim, cfg.ffn_ratio, cfg.ffn_layer),
     num_hidden_layers: cfg.depth,
     num_attention_heads: cfg.num_heads,
-    hidden_act: gated ? 'silu' : 'gelu',
+    hidden_act: gated && cfg.ffn_layer !== 'geglu' ? 'silu' : 'gelu',
     attention_dropout: 0,
     initializer_range: 0.02,
     layer_norm_eps: NORM_EPS[cfg.norm_layer],

@@ -3,7 +3,8 @@
 // dinov3/layers/rope_position_encoding.py::RopePositionEmbedding: the periods buffer has d/4 entries, giving the head
 // dim, and periods[k] = base^(4k/d), giving the RoPE base). What the tensors cannot tell (norm eps, coordinate normalisation and augmentation) takes the released-model
 // (hub) values: LayerNorm eps 1e-5, "separate" coordinates, rescale 2. A checkpoint trained with LayerNorm eps 1e-6
-// needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint.
+// needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint. The gated GELU
+// "geglu" (not official) has SwiGLUFFN's keys, so w1/w2/w3 read as SwiGLU unless the config given says "geglu".
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import { scope } from '../tensor/scope.js';
@@ -11,10 +12,11 @@ import { solveFfn } from './hf.js';
 import type { SourceDict, TensorSource } from './sources.js';
 
 /**
- * Infers the architecture of an official (flat, unprefixed) backbone state dict.
+ * Infers the architecture of an official (flat, unprefixed) backbone state dict. `given` (the config the caller
+ * passes on top) only decides whether gated FFN keys are the gated GELU (`ffn_layer: 'geglu'`) or SwiGLU.
  * @throws CheckpointError when a key the inference needs is missing
  */
-export function inferVitConfig(sd: SourceDict, source = '<state dict>'): VitConfig {
+export function inferVitConfig(sd: SourceDict, source = '<state dict>', given: VitConfigInput = {}): VitConfig {
   const need = (k: string) => {
     const v = sd.get(k);
     if (!v) throw new CheckpointError(`${source}: cannot infer the architecture: key "${k}" is missing (pass a preset or a config)`);
@@ -30,7 +32,7 @@ export function inferVitConfig(sd: SourceDict, source = '<state dict>'): VitConf
   const b0 = 'blocks.0.';
   const ffn = sd.has(`${b0}mlp.fc1.weight`)
     ? solveFfn(D, need(`${b0}mlp.fc1.weight`).shape[0]!, false)
-    : solveFfn(D, need(`${b0}mlp.w1.weight`).shape[0]!, true);
+    : solveFfn(D, need(`${b0}mlp.w1.weight`).shape[0]!, true, given.ffn_layer === 'geglu' ? 'gelu' : 'silu');
   const cfg: VitConfigInput = {
     patch_size: patch.shape[2]!,
     in_chans: patch.shape[1]!,

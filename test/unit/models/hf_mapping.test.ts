@@ -36,6 +36,6 @@ test('config.json ↔ architecture', () => {
     ffn_layer: 'swiglu',
     ffn_ratio: 3,
   });
-  expect(() => hfConfigToVitConfig({ ...json, hidden_act: 'relu' })).toThrow('config.json: hidden_act "relu" with use_gated_mlp=false has no official equivalent');
+  expect(() => hfConfigToVitConfig({ ...json, hidden_act: 'relu' })).toThrow('config.json: hidden_act "relu" with use_gated_mlp=false is not supported ("gelu" only)');
   expect(() => hfConfigToVitConfig({ ...json, layer_norm_eps: 1e-3 })).toThrow('config.json: layer_norm_eps 0.001 is neither 1e-6 nor 1e-5');
 });
