@@ -58,7 +58,12 @@ export interface LoadedBackbone {
 export interface CheckpointContents {
   sd: SourceDict;
   hfConfig?: Record<string, unknown>;
+  /** The architecture `saveBackbone` records in a `.safetensors` file's metadata (key `dinov3_vit_config`), if any. */
+  vitConfig?: Record<string, unknown>;
 }
+
+/** The safetensors metadata key under which `saveBackbone` records the ViT config (JSON). */
+export const VIT_CONFIG_METADATA_KEY = 'dinov3_vit_config';
 
 /** Largest config.json / index.json read (real ones are a few KB; a weight_map of a huge model, a few MB). */
 const MAX_JSON_BYTES = 64 << 20;
@@ -186,7 +191,22 @@ function confinedShard(folder: string, file: unknown, index: string): string {
  *   non-regular files, shards outside the folder, keys in two shards)
  */
 export async function readCheckpoint(source: string): Promise<CheckpointContents> {
-  if (!(await isDirectory(source))) return { sd: lazySources(openTensorFile(source)) };
+  if (!(await isDirectory(source))) {
+    if (!source.endsWith('.safetensors')) return { sd: lazySources(openPth(source)) };
+    const { tensors, metadata } = openSafetensors(source);
+    const text = metadata[VIT_CONFIG_METADATA_KEY];
+    let vitConfig: Record<string, unknown> | undefined;
+    if (text !== undefined) {
+      try {
+        vitConfig = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        throw new CheckpointError(`${source}: metadata "${VIT_CONFIG_METADATA_KEY}" is not valid JSON`);
+      }
+      if (vitConfig === null || typeof vitConfig !== 'object' || Array.isArray(vitConfig))
+        throw new CheckpointError(`${source}: metadata "${VIT_CONFIG_METADATA_KEY}" is not a JSON object`);
+    }
+    return { sd: lazySources(tensors), vitConfig };
+  }
   const hfConfig = await readJson(join(source, 'config.json'));
   const single = join(source, 'model.safetensors');
   const index = join(source, 'model.safetensors.index.json');
@@ -363,12 +383,13 @@ export function hfPreprocessorConfig(normalization: 'lvd1689m' | 'sat493m' = 'lv
  */
 export async function loadBackbone(source: string, o: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
   source = await resolveCheckpoint(source, { revision: o.revision });
-  const { sd: rawSd, hfConfig } = await readCheckpoint(source);
+  const { sd: rawSd, hfConfig, vitConfig } = await readCheckpoint(source);
   let sd = stripTrainingPrefixes(rawSd, source);
   const isHf = isHfStateDict(sd.keys());
   let base: VitConfigInput;
   if (o.preset) base = getPreset(o.preset).config;
   else if (hfConfig) base = hfConfigToVitConfig(hfConfig, join(source, 'config.json'));
+  else if (vitConfig) base = vitConfig as VitConfigInput; // validated with the rest by parseVitConfig below
   else if (isHf && !o.config) throw new CheckpointError(`${source}: Hugging Face weights without a config.json: pass a preset or a config`);
   else base = presetForFileName(source)?.config ?? (isHf ? {} : inferVitConfig(sd, source, o.config));
   const config = parseVitConfig({ ...base, ...o.config });
@@ -417,7 +438,8 @@ export async function saveBackbone(
   const sd: SourceDict = new Map([...model.stateDict()].map(([k, t]) => [k, tensorSource(t)]));
   if ((o.format ?? 'official') === 'official') {
     if (!path.endsWith('.safetensors')) throw new CheckpointError(`${path}: saveBackbone writes safetensors: use a path ending in .safetensors`);
-    await writeSafetensorsFile(path, sourcesToRaw(sd));
+    // The architecture travels with the weights: some configs share every key and shape (SwiGLU and gated GELU).
+    await writeSafetensorsFile(path, sourcesToRaw(sd), { [VIT_CONFIG_METADATA_KEY]: JSON.stringify(model.config) });
     return;
   }
   const hfConfig = vitConfigToHfConfig(model.config, model.clsToken.dtype);

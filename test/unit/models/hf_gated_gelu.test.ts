@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
-import { readSafetensorsFile } from '../../../src/io/safetensors.js';
+import { readSafetensorsFile, writeSafetensorsFile } from '../../../src/io/safetensors.js';
+import { VIT_CONFIG_METADATA_KEY } from '../../../src/checkpoint/backbone.js';
 import {
   CheckpointError,
   cat,
@@ -114,7 +115,7 @@ test('HF → ours → HF keeps the keys, shapes, values and config; the saved fo
   expect(memory().liveTensors).toBe(before);
 });
 
-test('official layout: the keys are SwiGLU-shaped, so "geglu" comes from the config given', async () => {
+test('official layout: the keys are SwiGLU-shaped, so "geglu" comes from the saved metadata or the config given', async () => {
   const before = memory().liveTensors;
   const io = await loadFixture('../hf_gated_gelu/io.safetensors');
   const { model } = await loadBackbone(DIR);
@@ -128,8 +129,17 @@ test('official layout: the keys are SwiGLU-shaped, so "geglu" comes from the con
     'blocks.0.mlp.w3.bias',
     'blocks.0.mlp.w3.weight',
   ]);
-  await expect(loadBackbone(path)).rejects.toThrow('no SwiGLU configuration of width 16 has an FFN hidden width of 20');
-  const { model: loaded, config, report } = await loadBackbone(path, { config: { ffn_layer: 'geglu' } });
+  // saveBackbone records the architecture in the metadata: it reloads as is.
+  const meta = (await readSafetensorsFile(path)).metadata;
+  expect(JSON.parse(meta[VIT_CONFIG_METADATA_KEY]!)).toEqual(JSON.parse(JSON.stringify(model.config)));
+  const self = await loadBackbone(path);
+  expect(self.config).toEqual(model.config);
+  self.model.dispose();
+  // The same tensors without that metadata (as other tools write them): the shapes say SwiGLU, which cannot fit.
+  const bare = join(tmp, 'bare.safetensors');
+  await writeSafetensorsFile(bare, (await readSafetensorsFile(path)).tensors);
+  await expect(loadBackbone(bare)).rejects.toThrow('no SwiGLU configuration of width 16 has an FFN hidden width of 20');
+  const { model: loaded, config, report } = await loadBackbone(bare, { config: { ffn_layer: 'geglu' } });
   expect(report).toEqual({ missing: [], unexpected: [], mismatched: [] });
   expect(config).toMatchObject({ ffn_layer: 'geglu', ffn_ratio: 1.25 });
   scope(() => {
