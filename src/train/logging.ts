@@ -4,8 +4,10 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { fileError } from '../io/random_access.js';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
+import { expectArray, expectObject, expectOptions, expectPath } from '../tensor/args.js';
 import { memory } from '../tensor/scope.js';
 
 /** One iteration's metrics: `iteration` plus numbers (loss terms, lr, wd, momentum, teacher temperature, grad
@@ -42,7 +44,10 @@ function decode(line: string): MetricsRecord | undefined {
  * @throws CheckpointError naming the file and line
  */
 export async function readMetrics(path: string): Promise<MetricsRecord[]> {
-  const text = await readFile(path, 'utf8');
+  expectPath('readMetrics', 'path', path);
+  const text = await readFile(path, 'utf8').catch((e: unknown) => {
+    throw fileError(path, e);
+  });
   const complete = text.split('\n').slice(0, -1); // what follows the last newline is empty or a line cut short
   const out: MetricsRecord[] = [];
   complete.forEach((l, i) => {
@@ -229,6 +234,10 @@ function ticks(lo: number, hi: number, n = 6): number[] {
 
 /** The SVG of the loss curves of `records` (exported for tests and for callers that want the vector form). */
 export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOptions = {}): { svg: string; keys: string[] } {
+  expectArray('lossCurveSvg', 'records', records, 'an array of metrics records');
+  for (const [i, r] of records.entries()) expectObject('lossCurveSvg', `records[${i}]`, r);
+  o = expectOptions('lossCurveSvg', 'options', o) ?? {};
+  if (o.keys !== undefined) expectArray('lossCurveSvg', 'options.keys', o.keys, 'an array of strings');
   const W = o.width ?? 960;
   const H = o.height ?? 540;
   const keys = o.keys ?? [...new Set(records.flatMap((r) => lossKeys(r)))].sort((a, b) => (a === 'total_loss' ? -1 : b === 'total_loss' ? 1 : a.localeCompare(b)));
@@ -310,6 +319,9 @@ export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOpti
  * @throws CheckpointError when the log is unreadable; ConfigError for bad options
  */
 export async function renderLossCurve(jsonlPath: string, pngPath: string, o: LossCurveOptions = {}): Promise<{ keys: string[]; width: number; height: number; points: number }> {
+  expectPath('renderLossCurve', 'jsonlPath', jsonlPath);
+  expectPath('renderLossCurve', 'pngPath', pngPath);
+  o = expectOptions('renderLossCurve', 'options', o) ?? {};
   const records = await readMetrics(jsonlPath);
   const { svg, keys } = lossCurveSvg(records, o);
   const png = await sharp(Buffer.from(svg)).png().toBuffer();
