@@ -4,6 +4,7 @@
 // (entries 1..n), the others none, and the list of masks is shuffled across the crops. All draws come from an Rng.
 import { ConfigError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
+import { expectArray, expectInt, expectMethods, expectObject } from '../tensor/args.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CollatedBatch } from './batch.js';
 import type { MaskingGenerator } from './masking.js';
@@ -98,7 +99,10 @@ export function collateMasks(
   rng: Rng,
   o: Pick<CollateOptions, 'maskGenerator' | 'maskRatioMinMax' | 'maskProbability' | 'randomCircularShift' | 'nTokens'>,
 ): { masks: Uint8Array[]; upperbound: number } {
-  const gen = o.maskGenerator;
+  expectInt('collateMasks', 'nCrops', nCrops);
+  expectMethods('collateMasks', 'rng', rng, 'an Rng', ['random', 'randint']);
+  expectObject('collateMasks', 'options', o);
+  const gen = expectMethods<MaskingGenerator>('collateMasks', 'options.maskGenerator', o.maskGenerator, 'a MaskingGenerator', ['generate']);
   const N = o.nTokens ?? gen.numPatches;
   if (N !== gen.numPatches) throw new ConfigError(`collate: nTokens ${N} differs from the mask generator's ${gen.height}×${gen.width} grid`);
   const p = o.maskProbability ?? 0.5;
@@ -139,7 +143,14 @@ export function collateMasks(
  * @throws ConfigError for an empty list, samples with different crop counts or sizes, or bad mask options.
  */
 export function collateDataAndCast(samples: readonly CollateSample[], o: CollateOptions, rng: Rng): CollatedBatch {
+  expectArray('collateDataAndCast', 'samples', samples, 'an array of samples');
   if (samples.length === 0) throw new ConfigError('collate: no samples');
+  for (const [i, s] of samples.entries()) {
+    expectObject('collateDataAndCast', `samples[${i}]`, s);
+    expectArray('collateDataAndCast', `samples[${i}].global`, s.global, 'an array of crops');
+    expectArray('collateDataAndCast', `samples[${i}].local`, s.local, 'an array of crops');
+  }
+  expectObject('collateDataAndCast', 'options', o);
   const s0 = samples[0]!;
   const nG = s0.global.length;
   const nL = s0.local.length;

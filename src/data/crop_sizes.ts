@@ -33,6 +33,7 @@ const list = <T>(v: T | readonly T[]): readonly T[] => (Array.isArray(v) ? (v as
 
 /** Every entry of the mix with its probability (ratios normalised as numpy's `choice` requires them to sum to 1). */
 export function cropSizeChoices(crops: CropsConfig): (CropSizes & { probability: number })[] {
+  if (typeof crops !== 'object' || crops === null) throw new ConfigError(`cropSizeChoices: expected the config's crops section, received ${crops === null ? 'null' : typeof crops}`);
   const g = list(crops.global_crops_size);
   const l = list(crops.local_crops_size);
   const gt = crops.gram_teacher_crops_size == null ? [null] : list<number | null>(crops.gram_teacher_crops_size);

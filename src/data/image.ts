@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { argTypeError, expectFunction } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/creation.js';
@@ -129,6 +130,8 @@ export interface LoadManyOptions {
 
 /** Reports a skipped image to `onSkip`, or as a process warning (code DINOV3_IMAGE_SKIPPED). */
 export function reportSkipped(error: ImageError, onSkip?: (error: ImageError) => void): void {
+  if (!(error instanceof Error)) throw argTypeError('reportSkipped', 'error', 'an ImageError', error);
+  if (onSkip !== undefined) expectFunction('reportSkipped', 'onSkip', onSkip);
   if (onSkip) onSkip(error);
   else process.emitWarning(`skipped: ${error.message}`, { code: 'DINOV3_IMAGE_SKIPPED' });
 }

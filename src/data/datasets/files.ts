@@ -6,6 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { DatasetError, ImageError, TorchRangeError } from '../../native/errors.js';
+import { argTypeError, expectArray } from '../../tensor/args.js';
 import { decodeImage } from '../image.js';
 import { IMAGE_EXTENSIONS } from '../image_list.js';
 import type { Dataset, DatasetSpec, Sample } from './types.js';
@@ -30,6 +31,9 @@ export class FileDataset implements Dataset {
     private readonly labels: Int32Array | null = null,
     classes?: readonly string[],
   ) {
+    expectArray('FileDataset', 'paths', paths, 'an array of paths');
+    if (labels !== null && !(labels instanceof Int32Array)) throw argTypeError('FileDataset', 'labels', 'an Int32Array or null', labels);
+    if (classes !== undefined) expectArray('FileDataset', 'classes', classes, 'an array of class names');
     if (labels && labels.length !== paths.length) throw new DatasetError(`FileDataset: ${paths.length} paths but ${labels.length} labels`);
     this.length = paths.length;
     this.classes = classes;

@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { DatasetError, TorchRangeError } from '../../native/errors.js';
+import { argTypeError, expectPath } from '../../tensor/args.js';
 import type { Dataset, DatasetSpec, RgbImage, Sample } from './types.js';
 
 /** Where Debian's `dataset-fashion-mnist` package installs the files. */
@@ -139,6 +140,8 @@ export class IdxDataset implements Dataset {
  * @throws DatasetError if the files are missing (the message says how to install them).
  */
 export function openFashionMnist(split: 'train' | 't10k', dir = FASHION_MNIST_DIR): IdxDataset {
+  if (split !== 'train' && split !== 't10k') throw argTypeError('openFashionMnist', 'split', '"train" or "t10k"', split);
+  expectPath('openFashionMnist', 'dir', dir);
   try {
     return IdxDataset.open(join(dir, `${split}-images-idx3-ubyte.gz`), join(dir, `${split}-labels-idx1-ubyte.gz`), { classes: FASHION_MNIST_CLASSES });
   } catch (e) {

@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 
 import { DatasetError } from '../../native/errors.js';
+import { expectPath } from '../../tensor/args.js';
 import { FileDataset, openImageFolder, openListFile } from './files.js';
 import { IdxDataset } from './idx.js';
 import type { Dataset, DatasetSpec } from './types.js';
@@ -24,6 +25,7 @@ export function datasetFromSpec(spec: DatasetSpec): Dataset {
  * @throws DatasetError if the path does not exist or is not a dataset.
  */
 export async function openDataset(spec: string): Promise<Dataset> {
+  expectPath('openDataset', 'spec', spec);
   if (spec.startsWith('idx:')) {
     const [images, labels] = spec.slice(4).split(',');
     return IdxDataset.open(images!, labels);
