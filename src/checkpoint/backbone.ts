@@ -18,6 +18,7 @@ import { CheckpointError, StateDictError, type StateDictReport } from '../native
 import { formatStateDictReport } from '../nn/module.js';
 import { normalizationStats } from '../data/transforms.js';
 import { noGrad } from '../tensor/grad_mode.js';
+import { expectMap, expectMethods, expectOptions, expectPath, expectString } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType } from '../tensor/tensor.js';
 import { hfConfigToVitConfig, hfToOfficial, isHfStateDict, officialToHf, vitConfigToHfConfig } from './hf.js';
@@ -214,6 +215,8 @@ export async function readCheckpoint(source: string): Promise<CheckpointContents
  * prefixes, and `backbone.` (keeping only the backbone's keys: heads and loss buffers are dropped).
  */
 export function stripTrainingPrefixes(sd: SourceDict, source = '<state dict>'): SourceDict {
+  expectMap('stripTrainingPrefixes', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectString('stripTrainingPrefixes', 'source', source);
   // Each entry keeps its original key, for the collision report.
   let entries: [string, TensorSource, string][] = [...sd].map(([k, v]) => [k, v, k]);
   for (let changed = true; changed && entries.length > 0; ) {
@@ -253,6 +256,9 @@ function formatReport(source: string, r: StateDictReport, known: string[]): stri
  * @throws StateDictError when strict and keys are missing, unexpected or mis-shaped (nothing is copied then)
  */
 export function loadBackboneStateDict(model: DinoVisionTransformer, sd: SourceDict, o: { strict?: boolean; source?: string } = {}): StateDictReport {
+  expectMethods('loadBackboneStateDict', 'model', model, 'a DinoVisionTransformer', ['checkStateDict', 'stateDict']);
+  expectMap('loadBackboneStateDict', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  o = expectOptions('loadBackboneStateDict', 'options', o) ?? {};
   const report = model.checkStateDict(sd);
   const bad = report.missing.length + report.unexpected.length + report.mismatched.length;
   const own = model.stateDict();
@@ -414,6 +420,9 @@ export async function saveBackbone(
   path: string,
   o: { format?: CheckpointFormat; /** Input normalisation recorded in the HF preprocessor_config.json (default: the model's, else lvd1689m). */ normalization?: 'lvd1689m' | 'sat493m' } = {},
 ): Promise<void> {
+  expectMethods('saveBackbone', 'model', model, 'a DinoVisionTransformer', ['stateDict']);
+  expectPath('saveBackbone', 'path', path);
+  o = expectOptions('saveBackbone', 'options', o) ?? {};
   const sd: SourceDict = new Map([...model.stateDict()].map(([k, t]) => [k, tensorSource(t)]));
   if ((o.format ?? 'official') === 'official') {
     if (!path.endsWith('.safetensors')) throw new CheckpointError(`${path}: saveBackbone writes safetensors: use a path ending in .safetensors`);

@@ -7,6 +7,7 @@ import { RopePositionEmbedding } from '../layers/rope_position_encoding.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import { cat, narrow } from '../ops/shape.js';
 import { ones, zeros } from '../tensor/creation.js';
+import { argTypeError, expectConfig, expectIterable, expectMap } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import { derivedSource, type SourceDict, type TensorSource } from './sources.js';
 
@@ -43,7 +44,11 @@ function hfKey(k: string): string {
 
 /** True when the keys are in the HF layout (patch embedding under `embeddings.`). */
 export function isHfStateDict(keys: Iterable<string>): boolean {
-  for (const k of keys) if (hfKey(k) === 'embeddings.patch_embeddings.weight') return true;
+  expectIterable('isHfStateDict', 'keys', keys, 'an iterable of state-dict keys');
+  for (const k of keys) {
+    if (typeof k !== 'string') throw argTypeError('isHfStateDict', 'keys', 'an iterable of strings (state-dict keys)', k);
+    if (hfKey(k) === 'embeddings.patch_embeddings.weight') return true;
+  }
   return false;
 }
 
@@ -178,6 +183,8 @@ function periodsSource(cfg: VitConfig): TensorSource {
  * unchanged, so that strict loading reports them.
  */
 export function hfToOfficial(sd: SourceDict, cfg: VitConfig): SourceDict {
+  expectMap('hfToOfficial', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectConfig('hfToOfficial', 'cfg', cfg, [], 'a VitConfig');
   const src = new Map([...sd].map(([k, v]) => [hfKey(k), v]));
   const out: SourceDict = new Map();
   const take = (k: string) => {
@@ -234,6 +241,8 @@ export function hfToOfficial(sd: SourceDict, cfg: VitConfig): SourceDict {
  * @throws ConfigError for architectures HF cannot express (see vitConfigToHfConfig)
  */
 export function officialToHf(sd: SourceDict, cfg: VitConfig): SourceDict {
+  expectMap('officialToHf', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectConfig('officialToHf', 'cfg', cfg, [], 'a VitConfig');
   vitConfigToHfConfig(cfg); // validates
   const src = new Map(sd);
   const take = (k: string) => {

@@ -6,6 +6,7 @@
 // needs `config: { norm_layer: 'layernorm' }`. The periods themselves are loaded from the checkpoint.
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
+import { expectMap, expectString } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import { solveFfn } from './hf.js';
 import type { SourceDict, TensorSource } from './sources.js';
@@ -15,6 +16,8 @@ import type { SourceDict, TensorSource } from './sources.js';
  * @throws CheckpointError when a key the inference needs is missing
  */
 export function inferVitConfig(sd: SourceDict, source = '<state dict>'): VitConfig {
+  expectMap('inferVitConfig', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectString('inferVitConfig', 'source', source);
   const need = (k: string) => {
     const v = sd.get(k);
     if (!v) throw new CheckpointError(`${source}: cannot infer the architecture: key "${k}" is missing (pass a preset or a config)`);
