@@ -5,6 +5,7 @@ import { realpath } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { argRangeError, expectOptions, expectPath, expectTensorArg } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -103,6 +104,9 @@ export interface RenderPcaOptions {
 
 /** Renders an RGB map `[h, w, 3]` in [0, 1] as a PNG, upsampled and optionally beside the input image. */
 export async function renderPca(rgb: Tensor, o: RenderPcaOptions = {}): Promise<{ png: Buffer; width: number; height: number }> {
+  expectTensorArg('renderPca', 'rgb', rgb);
+  if (rgb.ndim !== 3 || rgb.shape[2] !== 3) throw argRangeError('renderPca', 'rgb', 'an RGB Tensor [H, W, 3]', rgb);
+  o = expectOptions('renderPca', 'options', o) ?? {};
   const [h, w] = rgb.shape as [number, number, number];
   const W = o.beside?.width ?? o.width ?? w;
   const H = o.beside?.height ?? o.height ?? h;
@@ -149,6 +153,8 @@ const IMAGE_OUT: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jp
  * @throws ConfigError naming the output
  */
 export async function checkPcaOutput(out: string, o: { image?: string; protectedPaths?: readonly string[] } = {}): Promise<void> {
+  expectPath('checkPcaOutput', 'out', out);
+  o = expectOptions('checkPcaOutput', 'options', o) ?? {};
   if (IMAGE_OUT[extname(out).toLowerCase()] === undefined) {
     throw new ConfigError(`pcaImage: cannot tell the image format of "${out}": use a .png, .jpg, .jpeg or .webp name`);
   }
