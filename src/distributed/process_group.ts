@@ -6,6 +6,7 @@
 import { amax } from '../ops/reduce.js';
 import { stack, view } from '../ops/shape.js';
 import { TorchRangeError } from '../native/errors.js';
+import { expectMethods, expectPositiveInt, expectTensorArg } from '../tensor/args.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import { handleOf, type Tensor } from '../tensor/tensor.js';
@@ -75,6 +76,9 @@ export function checkReduceOp(op: string, t: Tensor, where: string): void {
 
 /** @internal Checks that `big` is `small` with `world` × its first dimension (all-gather and reduce-scatter shapes). */
 export function checkStacked(big: Tensor, small: Tensor, world: number, where: string, bigName: string, smallName: string): void {
+  expectTensorArg(where, bigName, big);
+  expectTensorArg(where, smallName, small);
+  expectPositiveInt(where, 'world size', world);
   const b = big.shape;
   const s = small.shape;
   if (s.length === 0 || b.length !== s.length || b[0] !== s[0]! * world || b.some((d, i) => i > 0 && d !== s[i]) || big.dtype !== small.dtype)
@@ -139,6 +143,8 @@ export class LocalProcessGroup implements CollectiveGroup {
 
 /** Elementwise maximum of `t` over the ranks of `group`, in place (the group's own max-reduce, else an all-gather). */
 export function allReduceMax_(group: ProcessGroup, t: Tensor): Tensor {
+  expectMethods('allReduceMax_', 'group', group, 'a ProcessGroup', ['allGather']);
+  expectTensorArg('allReduceMax_', 't', t);
   if (group.allReduceMax_) return group.allReduceMax_(t);
   if (group.worldSize === 1) return t;
   return scope(() => {
