@@ -178,6 +178,7 @@ export function trainingBackboneConfig(student: StudentArchConfig, o: { imgSize:
     throw new TorchTypeError(`trainingBackboneConfig: expected "student" to be the config's student section, received ${student === null ? 'null' : typeof student}`, 'ERR_INVALID_ARG');
   if (typeof o !== 'object' || o === null)
     throw new TorchTypeError(`trainingBackboneConfig: expected "options" to be an object { imgSize, teacher? }, received ${o === null ? 'null' : typeof o}`, 'ERR_INVALID_ARG');
+  if (typeof student.arch !== 'string') throw new ConfigError(`trainingBackboneConfig: student.arch must be a string (one of ${Object.keys(TRAINING_ARCHS).join(', ')}, or vit_custom), received ${typeof student.arch}`);
   const custom =
     student.arch === 'vit_custom' && student.embed_dim && student.depth && student.num_heads
       ? { embed_dim: student.embed_dim, depth: student.depth, num_heads: student.num_heads, ffn_ratio: student.ffn_ratio ?? 4 }
