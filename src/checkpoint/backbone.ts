@@ -18,7 +18,8 @@ import { CheckpointError, StateDictError, type StateDictReport } from '../native
 import { formatStateDictReport } from '../nn/module.js';
 import { normalizationStats } from '../data/transforms.js';
 import { noGrad } from '../tensor/grad_mode.js';
-import { expectMap, expectMethods, expectOptions, expectPath, expectString } from '../tensor/args.js';
+import { expectConfig, expectMap, expectMethods, expectOptions, expectPath, expectString } from '../tensor/args.js';
+import { describe } from '../tensor/tensor.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType } from '../tensor/tensor.js';
 import { hfConfigToVitConfig, hfToOfficial, isHfStateDict, officialToHf, vitConfigToHfConfig } from './hf.js';
@@ -124,7 +125,7 @@ const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
  * @throws CheckpointError saying what to download and where to put it when it is not there
  */
 export async function resolveCheckpoint(source: string, o: { revision?: string } = {}): Promise<string> {
-  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${JSON.stringify(source)}`);
+  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${describe(source)}`);
   const present = (p: string) => stat(p).then(() => true, () => false);
   if (await present(source)) return source;
   if (HUB_ID.test(source) && !/\.(pth|pt|safetensors)$/.test(source)) {
@@ -285,6 +286,8 @@ export const ARCHITECTURE_BOUNDS = { embed_dim: 16384, depth: 256, num_heads: 10
 
 /** @throws CheckpointError naming the file when the architecture is beyond ARCHITECTURE_BOUNDS */
 export function checkArchitectureBounds(cfg: VitConfig, source: string): void {
+  expectConfig('checkArchitectureBounds', 'cfg', cfg, [], 'a VitConfig');
+  expectString('checkArchitectureBounds', 'source', source);
   for (const [k, max] of Object.entries(ARCHITECTURE_BOUNDS)) {
     const v = cfg[k as keyof typeof ARCHITECTURE_BOUNDS];
     if (typeof v === 'number' && v > max) throw new CheckpointError(`${source}: the architecture has ${k} = ${v}, beyond the supported maximum of ${max}`);

@@ -7,7 +7,7 @@ import { RopePositionEmbedding } from '../layers/rope_position_encoding.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import { cat, narrow } from '../ops/shape.js';
 import { ones, zeros } from '../tensor/creation.js';
-import { argTypeError, expectConfig, expectIterable, expectMap } from '../tensor/args.js';
+import { argTypeError, expectConfig, expectIterable, expectMap, expectObject, expectPositiveInt, expectString } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import { derivedSource, type SourceDict, type TensorSource } from './sources.js';
 
@@ -54,6 +54,8 @@ export function isHfStateDict(keys: Iterable<string>): boolean {
 
 /** ffn_layer and ffn_ratio that give FFN hidden width `hidden` (dinov3/layers/ffn_layers.py::Mlp, SwiGLUFFN). */
 export function solveFfn(embedDim: number, hidden: number, gated: boolean): Pick<VitConfig, 'ffn_layer' | 'ffn_ratio'> {
+  expectPositiveInt('solveFfn', 'embedDim', embedDim);
+  expectPositiveInt('solveFfn', 'hidden', hidden);
   if (!gated) {
     for (const r of [hidden / embedDim, (hidden + 0.25) / embedDim]) if (ffnHiddenDim(embedDim, r, 'mlp') === hidden) return { ffn_layer: 'mlp', ffn_ratio: r };
   } else {
@@ -69,6 +71,8 @@ export function solveFfn(embedDim: number, hidden: number, gated: boolean): Pick
  * @throws CheckpointError for a config that is not a DINOv3 ViT or cannot be expressed officially
  */
 export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'config.json'): VitConfig {
+  expectObject('hfConfigToVitConfig', 'json', json);
+  expectString('hfConfigToVitConfig', 'source', source);
   const c = { ...HF_DEFAULTS, ...json } as Record<string, unknown> & typeof HF_DEFAULTS;
   const fail = (msg: string): never => {
     throw new CheckpointError(`${source}: ${msg}`);
@@ -113,6 +117,8 @@ export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'con
  * @throws ConfigError for features HF's DINOv3ViTModel lacks (RMSNorm, untied CLS norm, min/max RoPE periods, …)
  */
 export function vitConfigToHfConfig(cfg: VitConfig, dtype = 'float32'): Record<string, unknown> {
+  expectConfig('vitConfigToHfConfig', 'cfg', cfg, [], 'a VitConfig');
+  expectString('vitConfigToHfConfig', 'dtype', dtype);
   const unsupported = (what: string): never => {
     throw new ConfigError(`the Hugging Face DINOv3ViTModel cannot express ${what}`);
   };

@@ -3,7 +3,7 @@
 // copied into the model and freed in turn (keys: the module names of dinov3/models/vision_transformer.py).
 import { fromBuffer } from '../tensor/creation.js';
 import { checkRawTensor, isDType, type LazyRawTensor, type RawTensor } from '../io/raw_tensor.js';
-import { argTypeError, expectArray, expectFunction, expectObject } from '../tensor/args.js';
+import { argTypeError, expectArray, expectFunction, expectObject, expectTensorArg } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 
@@ -33,6 +33,7 @@ export function lazySource(lazy: LazyRawTensor): TensorSource {
 
 /** A source over a live tensor (e.g. a module parameter): `load` returns a detached copy. */
 export function tensorSource(t: Tensor): TensorSource {
+  expectTensorArg('tensorSource', 't', t);
   return { shape: t.shape, dtype: t.dtype, load: () => scope(() => t.detach().clone()) };
 }
 

@@ -105,6 +105,7 @@ export async function saveNpy(path: string, t: Tensor): Promise<void> {
  * @throws CheckpointError naming the file for anything else
  */
 export async function loadNpy(path: string): Promise<Tensor> {
+  expectPath(path, 'loadNpy');
   const src = FileSource.open(path, 'npy file');
   const fail = (msg: string): never => {
     throw new CheckpointError(`${path}: ${msg}`);

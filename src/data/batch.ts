@@ -28,6 +28,7 @@ export interface CollatedBatch {
 
 /** Every tensor of a batch, for disposal. */
 export function batchTensors(batch: CollatedBatch): Tensor[] {
+  expectObject('batchTensors', 'batch', batch);
   const out: Tensor[] = [
     batch.collated_global_crops,
     batch.collated_local_crops,

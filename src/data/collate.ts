@@ -4,7 +4,7 @@
 // (entries 1..n), the others none, and the list of masks is shuffled across the crops. All draws come from an Rng.
 import { ConfigError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
-import { expectArray, expectInt, expectMethods, expectObject } from '../tensor/args.js';
+import { expectArray, expectInt, expectMethods, expectNumber, expectObject } from '../tensor/args.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CollatedBatch } from './batch.js';
 import type { MaskingGenerator } from './masking.js';
@@ -44,6 +44,9 @@ export interface CollateOptions {
 
 /** torch.linspace(start, end, steps) in float32 (the CPU kernel's two-sided formula). */
 export function linspaceF32(start: number, end: number, steps: number): number[] {
+  expectNumber('linspaceF32', 'start', start);
+  expectNumber('linspaceF32', 'end', end);
+  expectInt('linspaceF32', 'steps', steps);
   const f = Math.fround;
   if (steps === 1) return [f(start)];
   const step = f((f(end) - f(start)) / (steps - 1));
@@ -53,6 +56,9 @@ export function linspaceF32(start: number, end: number, steps: number): number[]
 
 /** The per-mask targets of the collate: `int(N · r[k + 1])` for k < n, r = linspace(min, max, n + 1) in float32. */
 export function maskTargets(nTokens: number, nMasked: number, ratio: readonly [number, number] = [0.1, 0.5]): number[] {
+  expectInt('maskTargets', 'nTokens', nTokens);
+  expectInt('maskTargets', 'nMasked', nMasked);
+  expectArray('maskTargets', 'ratio', ratio, 'a [min, max] array');
   const r = linspaceF32(ratio[0], ratio[1], nMasked + 1);
   return Array.from({ length: nMasked }, (_, k) => Math.trunc(Math.fround(nTokens * r[k + 1]!)));
 }

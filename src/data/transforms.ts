@@ -3,7 +3,9 @@
 // Pure size planning lives here; decoding is in image.ts.
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
+import { expectNumber, expectOptions, expectPositiveInt } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
+import { checkRgb } from './kernels.js';
 import type { DType, Device, Tensor } from '../tensor/tensor.js';
 import { clamp, div, sub } from '../ops/pointwise.js';
 import { interpolate } from '../ops/nn.js';
@@ -75,6 +77,8 @@ const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.is
 
 /** Nearest multiple of `m` (ties up), at least `m`. */
 export function roundToMultiple(v: number, m: number): number {
+  expectNumber('roundToMultiple', 'v', v);
+  expectPositiveInt('roundToMultiple', 'm', m);
   return Math.max(m, Math.floor(v / m + 0.5) * m);
 }
 
@@ -187,6 +191,8 @@ export interface TensorOptions {
 export function rgbToTensor(images: readonly { data: Uint8Array; width: number; height: number }[], o: TensorOptions = {}): Tensor {
   if (!Array.isArray(images)) throw new TorchTypeError('rgbToTensor: expected "images" to be an array of { data, width, height }', 'ERR_INVALID_ARG');
   if (images.length === 0) throw new TorchRangeError('rgbToTensor: expected at least one image', 'ERR_INVALID_ARG');
+  for (const [i, im] of images.entries()) checkRgb(im, `rgbToTensor: image ${i}`);
+  o = expectOptions('rgbToTensor', 'options', o) ?? {};
   const { width: W, height: H } = images[0]!;
   const plane = W * H * 3;
   const buf = new Uint8Array(plane * images.length);

@@ -99,5 +99,7 @@ export function totalMaskedPatches(nMaskedPatches: number | Tensor, group: Proce
  */
 export function softmaxCenterTeacher(teacherLogits: Tensor, center: Tensor, teacherTemp: number): Tensor {
   expectPositive('softmaxCenterTeacher', 'teacherTemp', teacherTemp);
+  expectTensorArg('softmaxCenterTeacher', 'teacherLogits', teacherLogits);
+  expectTensorArg('softmaxCenterTeacher', 'center', center);
   return noGrad(() => scope(() => softmax(teacherLogits.float().sub(center).div(teacherTemp), -1)));
 }

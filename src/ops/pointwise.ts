@@ -2,6 +2,7 @@
 import { native, type NativeTensor } from '../native/binding.js';
 import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { describe, handleOf as h, operandOf as o, Tensor, wrap } from '../tensor/tensor.js';
+import { show } from '../tensor/args.js';
 import { installMethods } from './install.js';
 
 type Operand = Tensor | number;
@@ -127,7 +128,7 @@ export function maskedFill_(a: Tensor, mask: Tensor, value: number | boolean): T
   return a;
 }
 export function dropout(a: Tensor, p: number, train: boolean): Tensor {
-  if (!(p >= 0 && p <= 1)) throw new TorchRangeError(`dropout: p must be in [0, 1], received ${p}`, 'ERR_INVALID_ARG');
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new TorchRangeError(`dropout: p must be in [0, 1], received ${show(p)}`, 'ERR_INVALID_ARG');
   return wrap(native.dropout(h(a, 'dropout', 'input'), p, train));
 }
 

@@ -38,10 +38,19 @@ export function setRngState(state: Tensor): void {
   native.setRngState(handleOf(state, 'setRngState', 'state'), null);
 }
 
+/** An array element in a message: as String() prints it, or `describe` where String() throws (Symbols, null-prototype objects). */
+function showElement(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return describe(v);
+  }
+}
+
 function checkShape(op: string, shape: unknown): number[] {
   if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0))
     throw new TorchTypeError(
-      `${op}: expected "shape" to be an array of non-negative integers, received ${Array.isArray(shape) ? `[${shape.map(String).join(', ')}]` : describe(shape)}`,
+      `${op}: expected "shape" to be an array of non-negative integers, received ${Array.isArray(shape) ? `[${shape.map(showElement).join(', ')}]` : describe(shape)}`,
       'ERR_INVALID_ARG',
     );
   return shape as number[];

@@ -220,6 +220,8 @@ export class Tensor {
         'ERR_INVALID_ARG',
       );
     }
+    if (typeof opts !== 'object' || opts === null)
+      throw new TorchTypeError(`to: expected a dtype, a device or an options object { dtype?, device?, nonBlocking?, copy? }, received ${describe(opts)}`, 'ERR_INVALID_ARG');
     return new Tensor(native.to(this[kHandle], opts.dtype ?? null, opts.device ?? null, opts.nonBlocking ?? false, opts.copy ?? false));
   }
   float(): Tensor {
@@ -229,6 +231,7 @@ export class Tensor {
     return this.to('cpu');
   }
   cuda(index = 0): Tensor {
+    if (!Number.isSafeInteger(index) || index < 0) throw new TorchRangeError(`cuda: expected "index" to be a non-negative integer, received ${describe(index)}`, 'ERR_INVALID_ARG');
     return this.to(`cuda:${index}`);
   }
   contiguous(): Tensor {

@@ -18,7 +18,7 @@ import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { AdamWStateDict, ParamGroupState } from '../optim/adamw.js';
 import { fromBuffer, type Generator, getRngState, setRngState } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import { expectInt, expectIterable, expectMap, expectObject, expectOptions, expectPath, expectTensorArg } from '../tensor/args.js';
+import { expectInt, expectIterable, expectMap, expectMethods, expectObject, expectOptions, expectPath, expectTensorArg } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Named tensors (a module's `stateDict()`, optimizer moments …). */
@@ -454,6 +454,9 @@ export function optimizerFromCheckpoint(tensors: ReadonlyMap<string, Tensor>, js
  * returned tensors are new (the caller or `saveCheckpoint`'s snapshot owns them: dispose after saving).
  */
 export function generatorStates(generators: Readonly<Record<string, Generator>> = {}, o: { includeDefault?: boolean } = {}): Map<string, Tensor> {
+  generators = expectOptions('generatorStates', 'generators', generators) ?? {};
+  o = expectOptions('generatorStates', 'options', o) ?? {};
+  for (const [k, g] of Object.entries(generators)) expectMethods('generatorStates', `generators.${k}`, g, 'a Generator', ['getState']);
   const m = new Map<string, Tensor>();
   if (o.includeDefault ?? true) m.set('default', getRngState().keep());
   for (const [k, g] of Object.entries(generators)) {

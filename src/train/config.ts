@@ -350,13 +350,13 @@ export function mergeConfig(base: unknown, over: unknown): unknown {
 }
 
 /** A deep copy of config data; values that are not data (functions, symbols) are refused with a ConfigError. */
-function cloneData(v: unknown): unknown {
-  if (typeof v === 'function' || typeof v === 'symbol') throw new ConfigError(`mergeConfig: a config value must be data (objects, arrays, strings, numbers, booleans, null), received ${describe(v)}`);
+function cloneData(v: unknown, op = 'mergeConfig'): unknown {
+  if (typeof v === 'function' || typeof v === 'symbol') throw new ConfigError(`${op}: a config value must be data (objects, arrays, strings, numbers, booleans, null), received ${describe(v)}`);
   try {
     return structuredClone(v);
   } catch (e) {
     // structuredClone's DataCloneError: a function or symbol nested in an object or array.
-    throw new ConfigError(`mergeConfig: a config value must be data (objects, arrays, strings, numbers, booleans, null): ${(e as Error).message}`);
+    throw new ConfigError(`${op}: a config value must be data (objects, arrays, strings, numbers, booleans, null): ${(e as Error).message}`);
   }
 }
 
@@ -400,7 +400,7 @@ export async function readConfigFile(path: string): Promise<Plain> {
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ConfigError(`${path}: no such config file`);
-    throw e;
+    throw new ConfigError(`${path}: cannot read the config file (${(e as Error).message})`);
   }
   let v: unknown;
   const ext = extname(path).toLowerCase();
@@ -447,6 +447,8 @@ export async function loadSSLConfig(fileOrPreset: string, overrides: readonly st
 
 /** A config as YAML text (keys in schema order; `schedules` only when set). */
 export function configToYaml(cfg: SSLConfig): string {
+  expectConfig('configToYaml', 'cfg', cfg, []);
+  cloneData(cfg, 'configToYaml'); // refuses functions and symbols (YAML cannot hold them either); configs are small
   return YAML.stringify(cfg, { lineWidth: 0 });
 }
 

@@ -137,6 +137,7 @@ const fmtNum = (v: number): string => {
 
 /** The loss terms of a record: `total_loss` first, then every other `*_loss` key (official names). */
 export function lossKeys(record: Readonly<Record<string, unknown>>): string[] {
+  expectObject('lossKeys', 'record', record);
   const keys = Object.keys(record).filter((k) => (k === 'total_loss' || k.endsWith('_loss')) && typeof record[k] === 'number');
   return keys.sort((a, b) => (a === 'total_loss' ? -1 : b === 'total_loss' ? 1 : 0));
 }

@@ -91,6 +91,7 @@ export interface SSLParamGroup extends ParamGroupInit {
  * `param_groups.py::fuse_params_groups`; keys compare by their printed values as the official string key does).
  */
 export function fuseParamsGroups(infos: readonly ParamInfo[]): SSLParamGroup[] {
+  expectIterable('fuseParamsGroups', 'infos', infos, 'an array of ParamInfo (from paramsWithDecay)');
   const groups = new Map<string, SSLParamGroup>();
   for (const p of infos) {
     const key = `lr_multiplier${pyFloat(p.lrMultiplier)}_wd_multiplier${pyFloat(p.wdMultiplier)}_is_last_layer${p.isLastLayer}_`;

@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { DatasetError, ImageError, TorchRangeError } from '../../native/errors.js';
-import { argTypeError, expectArray } from '../../tensor/args.js';
+import { argTypeError, expectArray, expectPath } from '../../tensor/args.js';
 import { decodeImage } from '../image.js';
 import { IMAGE_EXTENSIONS } from '../image_list.js';
 import type { Dataset, DatasetSpec, Sample } from './types.js';
@@ -139,6 +139,7 @@ export async function openImageFolder(root: string): Promise<FileDataset & { rep
  * @throws DatasetError if the file cannot be read, is empty, or mixes labeled and unlabeled lines.
  */
 export async function openListFile(file: string): Promise<FileDataset> {
+  expectPath('openListFile', 'file', file);
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -57,6 +57,9 @@ export class IdxDataset implements Dataset {
   private readonly pixels: Uint8Array;
 
   private constructor(private readonly s: Extract<DatasetSpec, { kind: 'idx' }>) {
+    // Reached from JS only by `new IdxDataset(...)` (the constructor is private in TS): refuse anything but a spec.
+    if (typeof s !== 'object' || s === null || s.kind !== 'idx' || !Number.isSafeInteger(s.n))
+      throw new DatasetError('IdxDataset: open IDX files with IdxDataset.open(imagesPath, labelsPath) (or openFashionMnist)');
     this.length = s.n;
     this.rows = s.rows;
     this.cols = s.cols;
