@@ -18,8 +18,7 @@ import { CheckpointError, StateDictError, type StateDictReport } from '../native
 import { formatStateDictReport } from '../nn/module.js';
 import { normalizationStats } from '../data/transforms.js';
 import { noGrad } from '../tensor/grad_mode.js';
-import { expectConfig, expectMap, expectMethods, expectOptions, expectPath, expectString } from '../tensor/args.js';
-import { describe } from '../tensor/tensor.js';
+import { expectConfig, expectMap, expectMethods, expectObject, expectOptions, expectPath, expectString, showJson } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType } from '../tensor/tensor.js';
 import { hfConfigToVitConfig, hfToOfficial, isHfStateDict, officialToHf, vitConfigToHfConfig } from './hf.js';
@@ -104,6 +103,7 @@ const lazySources = (m: Map<string, LazyRawTensor>): SourceDict => new Map([...m
 
 /** The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
 export function huggingFaceCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  expectObject('huggingFaceCacheDir', 'env', env);
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HF_HOME) return join(env.HF_HOME, 'hub');
   return join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface', 'hub');
@@ -111,6 +111,7 @@ export function huggingFaceCacheDir(env: NodeJS.ProcessEnv = process.env): strin
 
 /** torch.hub's checkpoint folder: $TORCH_HOME/hub/checkpoints, else ~/.cache/torch/hub/checkpoints. */
 export function torchHubCheckpointsDir(env: NodeJS.ProcessEnv = process.env): string {
+  expectObject('torchHubCheckpointsDir', 'env', env);
   const home = env.TORCH_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'torch');
   return join(home, 'hub', 'checkpoints');
 }
@@ -125,7 +126,8 @@ const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
  * @throws CheckpointError saying what to download and where to put it when it is not there
  */
 export async function resolveCheckpoint(source: string, o: { revision?: string } = {}): Promise<string> {
-  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${describe(source)}`);
+  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${showJson(source)}`);
+  o = expectOptions('resolveCheckpoint', 'options', o) ?? {};
   const present = (p: string) => stat(p).then(() => true, () => false);
   if (await present(source)) return source;
   if (HUB_ID.test(source) && !/\.(pth|pt|safetensors)$/.test(source)) {
@@ -188,6 +190,7 @@ function confinedShard(folder: string, file: unknown, index: string): string {
  *   non-regular files, shards outside the folder, keys in two shards)
  */
 export async function readCheckpoint(source: string): Promise<CheckpointContents> {
+  expectPath('readCheckpoint', 'source', source);
   if (!(await isDirectory(source))) return { sd: lazySources(openTensorFile(source)) };
   const hfConfig = await readJson(join(source, 'config.json'));
   const single = join(source, 'model.safetensors');
@@ -371,6 +374,7 @@ export function hfPreprocessorConfig(normalization: 'lvd1689m' | 'sat493m' = 'lv
  *   ConfigError for an invalid preset or config
  */
 export async function loadBackbone(source: string, o: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
+  o = expectOptions('loadBackbone', 'options', o) ?? {};
   source = await resolveCheckpoint(source, { revision: o.revision });
   const { sd: rawSd, hfConfig } = await readCheckpoint(source);
   let sd = stripTrainingPrefixes(rawSd, source);

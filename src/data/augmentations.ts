@@ -5,7 +5,7 @@
 // The same (seed, keys) therefore always gives the same crops, whatever thread computes them.
 import { native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
-import { expectArray, expectMethods, expectNumber, expectObject, show } from '../tensor/args.js';
+import { expectArray, expectMethods, expectNumber, expectObject, expectOptions, show } from '../tensor/args.js';
 import type { Rng } from './rng.js';
 import {
   type Box,
@@ -178,6 +178,7 @@ function expectResolved(op: string, o: unknown): ResolvedMultiCropOptions {
 
 /** Fills in the official defaults (ssl_default_config.yaml `crops:`) and checks the options. */
 export function resolveMultiCropOptions(o: MultiCropOptions = {}): ResolvedMultiCropOptions {
+  o = expectOptions('resolveMultiCropOptions', 'options', o) ?? {};
   const localCropsNumber = o.localCropsNumber ?? 8;
   if (!Number.isInteger(localCropsNumber) || localCropsNumber < 0) {
     throw new ConfigError(`localCropsNumber must be a non-negative integer, got ${String(localCropsNumber)}`);

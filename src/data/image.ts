@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
-import { argTypeError, expectFunction } from '../tensor/args.js';
+import { argTypeError, expectFunction, expectOptions } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/creation.js';
@@ -43,6 +43,7 @@ const reason = (e: unknown) => (e instanceof Error ? e.message : String(e)).spli
  * @throws ImageError (with `path`) if the file cannot be read or decoded, or its size is rejected.
  */
 export async function decodeImage(source: string | Uint8Array, options: ResizeOptions & { name?: string } = {}): Promise<DecodedImage> {
+  options = expectOptions('decodeImage', 'options', options) ?? {};
   const o = resolveResizeOptions(options);
   const name = label(source, options.name);
   const path = typeof source === 'string' ? source : options.name;

@@ -3,7 +3,7 @@
 // Pure size planning lives here; decoding is in image.ts.
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
-import { expectNumber, expectOptions, expectPositiveInt } from '../tensor/args.js';
+import { expectNumber, expectOptions, expectPositiveInt, showJson } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import { checkRgb } from './kernels.js';
 import type { DType, Device, Tensor } from '../tensor/tensor.js';
@@ -105,6 +105,7 @@ function checkMultiple(v: number, what: string, o: Required<Pick<ResizeOptions, 
 
 /** Validates resize options and fills in the defaults. */
 export function resolveResizeOptions(o: ResizeOptions = {}): Required<ResizeOptions> {
+  o = expectOptions('resolveResizeOptions', 'options', o) ?? {};
   const r = {
     resolution: o.resolution ?? 256,
     resize: o.resize ?? 'square',
@@ -170,7 +171,7 @@ export function normalizationStats(n: Normalization): { mean: readonly number[];
   if (n === 'sat493m') return { mean: SAT493M_MEAN, std: SAT493M_STD };
   if (typeof n === 'object' && n !== null && n.mean?.length === 3 && n.std?.length === 3 && n.std.every((s) => s > 0)) return n;
   throw new TorchRangeError(
-    `preprocess: normalization must be "lvd1689m", "imagenet", "sat493m", "none" or { mean: [r, g, b], std: [r, g, b] } with std > 0, received ${JSON.stringify(n)}`,
+    `preprocess: normalization must be "lvd1689m", "imagenet", "sat493m", "none" or { mean: [r, g, b], std: [r, g, b] } with std > 0, received ${showJson(n)}`,
     'ERR_INVALID_ARG',
   );
 }

@@ -149,6 +149,9 @@ async function readRange(dir: string, m: Manifest, files: Map<number, Promise<Aw
  * @throws CheckpointError for a missing or different checkpoint.
  */
 export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp: FullyShardedModule<M>, o: { optimizer?: AdamW } = {}): Promise<void> {
+  expectPath('loadShardedCheckpoint', 'dir', dir);
+  expectObject('loadShardedCheckpoint', 'fsdp', fsdp);
+  o = expectOptions('loadShardedCheckpoint', 'options', o) ?? {};
   const m = await readManifest(dir);
   const units = fsdp.flatUnits;
   const describeUnits = (us: readonly { name: string; segments: readonly { name: string; shape: number[] }[] }[]) =>
@@ -224,6 +227,8 @@ export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp:
  * .safetensors file (atomically).
  */
 export async function consolidateShardedCheckpoint(dir: string, o: { prefix?: string; out?: string } = {}): Promise<Map<string, RawTensor>> {
+  expectPath('consolidateShardedCheckpoint', 'dir', dir);
+  o = expectOptions('consolidateShardedCheckpoint', 'options', o) ?? {};
   const m = await readManifest(dir);
   const files = new Map<number, Promise<Awaited<ReturnType<typeof readSafetensorsFile>>>>();
   const all = new Map<string, RawTensor>();

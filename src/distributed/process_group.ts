@@ -6,7 +6,7 @@
 import { amax } from '../ops/reduce.js';
 import { stack, view } from '../ops/shape.js';
 import { TorchRangeError } from '../native/errors.js';
-import { expectMethods, expectPositiveInt, expectTensorArg } from '../tensor/args.js';
+import { expectMethods, expectPositiveInt, expectString, expectTensorArg, showJson } from '../tensor/args.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import { handleOf, type Tensor } from '../tensor/tensor.js';
@@ -69,7 +69,9 @@ const OPS: readonly string[] = ['sum', 'avg', 'max', 'min', 'product'];
 
 /** @internal Checks a reduce op name and that 'avg' is asked of a floating tensor (shared by the groups). */
 export function checkReduceOp(op: string, t: Tensor, where: string): void {
-  if (!OPS.includes(op)) throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${JSON.stringify(op)}`, 'ERR_INVALID_ARG');
+  expectString('checkReduceOp', 'where', where);
+  if (!OPS.includes(op)) throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${showJson(op)}`, 'ERR_INVALID_ARG');
+  expectTensorArg(where, 'input', t);
   if (op === 'avg' && !t.dtype.startsWith('float') && t.dtype !== 'bfloat16')
     throw new TorchRangeError(`${where}: op "avg" needs a floating-point tensor, received ${t.dtype}`, 'ERR_INVALID_ARG');
 }

@@ -3,7 +3,7 @@
 // softmax(sim / T) over those neighbours (T = 0.07), the class scores for each k sum the first k votes, and top-1 /
 // top-5 accuracies are counted against the labels.
 import { DatasetError, TorchRangeError } from '../native/errors.js';
-import { tensor, zeros } from '../tensor/creation.js';
+import { zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import { expectOptions, expectPositiveInt, expectString, expectTensorArg } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';

@@ -5,7 +5,7 @@ import { realpath } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
-import { argRangeError, expectOptions, expectPath, expectTensorArg } from '../tensor/args.js';
+import { argRangeError, expectOptions, expectPath, expectTensorArg, show } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -39,7 +39,7 @@ export function pcaFit(features: Tensor, k = 3): PcaFit {
   const D = features.shape[features.ndim - 1]!;
   const P = features.numel / D;
   if (P < 2 || !Number.isInteger(k) || k < 1 || k > Math.min(P, D))
-    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${k}`, 'ERR_INVALID_ARG');
+    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${show(k)}`, 'ERR_INVALID_ARG');
   return scope(() => {
     const x = reshape(features, [P, D]).to('float64');
     const mu = mean(x, [0]); // [D]

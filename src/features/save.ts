@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ConfigError, Dinov3Error, ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
-import { expectPath } from '../tensor/args.js';
+import { expectPath, showJson } from '../tensor/args.js';
 import { Tensor } from '../tensor/tensor.js';
 import { normalizationStats } from '../data/transforms.js';
 import { assertEval, type FeatureBackbone, modelNormalization } from './backbone.js';
@@ -175,7 +175,7 @@ export async function checkFeatureOutput(
   out: string,
   o: { format?: FeatureFileFormat; inputs?: readonly string[]; protectedPaths?: readonly string[] } = {},
 ): Promise<void> {
-  if (typeof out !== 'string' || out === '') throw new ConfigError(`saveFeatures: the output must be a path, received ${JSON.stringify(out)}`);
+  if (typeof out !== 'string' || out === '') throw new ConfigError(`saveFeatures: the output must be a path, received ${showJson(out)}`);
   const format = o.format ?? defaultFormat(out);
   const target = await realOrIntended(out);
   const st = await stat(target).catch(() => null);

@@ -10,6 +10,16 @@ import { describe, Tensor } from './tensor.js';
  * throws, unlike a template literal on a Symbol or a null-prototype object). */
 export const show = (v: unknown): string => (typeof v === 'number' ? String(v) : describe(v));
 
+/** A value in a message as JSON where JSON can write it (strings, arrays, plain objects), else `describe` (BigInt,
+ * Symbols, cycles, undefined). */
+export function showJson(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? describe(v);
+  } catch {
+    return describe(v);
+  }
+}
+
 /** The TorchTypeError every kind check throws. */
 export function argTypeError(op: string, name: string, what: string, v: unknown): TorchTypeError {
   return new TorchTypeError(`${op}: expected "${name}" to be ${what}, received ${describe(v)}`, 'ERR_INVALID_ARG');

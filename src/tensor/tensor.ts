@@ -122,9 +122,9 @@ export class Tensor {
   /** Size of one dimension (negative indices count from the end). */
   size(dim: number): number {
     const s = this.shape;
-    const d = dim < 0 ? dim + s.length : dim;
+    const d = typeof dim !== 'number' ? -1 : dim < 0 ? dim + s.length : dim;
     if (!Number.isInteger(dim) || d < 0 || d >= s.length)
-      throw new TorchRangeError(`size: dim ${dim} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`, 'ERR_INVALID_ARG');
+      throw new TorchRangeError(`size: dim ${typeof dim === 'number' ? dim : describe(dim)} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`, 'ERR_INVALID_ARG');
     return s[d]!;
   }
   get strides(): number[] {
@@ -203,6 +203,8 @@ export class Tensor {
   }
   /** Back-propagates from this tensor (a scalar unless `gradient` is given). */
   backward(opts: { gradient?: Tensor; retainGraph?: boolean } = {}): void {
+    if (typeof opts !== 'object' || opts === null)
+      throw new TorchTypeError(`backward: expected an options object { gradient?, retainGraph? }, received ${describe(opts)}`, 'ERR_INVALID_ARG');
     native.backward(this[kHandle], opts.gradient ? handleOf(opts.gradient, 'backward', 'gradient') : null, opts.retainGraph ?? false);
   }
   detach(): Tensor {

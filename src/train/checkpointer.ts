@@ -18,7 +18,7 @@ import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { AdamWStateDict, ParamGroupState } from '../optim/adamw.js';
 import { fromBuffer, type Generator, getRngState, setRngState } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
-import { expectInt, expectIterable, expectMap, expectMethods, expectObject, expectOptions, expectPath, expectTensorArg } from '../tensor/args.js';
+import { expectInt, expectIterable, expectMap, expectMethods, expectObject, expectOptions, expectPath, expectTensorArg, show } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Named tensors (a module's `stateDict()`, optimizer moments …). */
@@ -168,7 +168,11 @@ function processAlive(pid: number): boolean {
  * @throws CheckpointError for a bad group name, a non-integer iteration or a JSON value that cannot be stored
  */
 export async function saveCheckpoint(runDir: string, iteration: number, payload: CheckpointPayload, o: SaveCheckpointOptions = {}): Promise<string> {
-  if (!Number.isSafeInteger(iteration) || iteration < 0) throw new CheckpointError(`saveCheckpoint: iteration must be a non-negative integer, received ${iteration}`);
+  expectPath('saveCheckpoint', 'runDir', runDir);
+  o = expectOptions('saveCheckpoint', 'options', o) ?? {};
+  if (!Number.isSafeInteger(iteration) || iteration < 0) throw new CheckpointError(`saveCheckpoint: iteration must be a non-negative integer, received ${show(iteration)}`);
+  expectObject('saveCheckpoint', 'payload', payload);
+  expectObject('saveCheckpoint', 'payload.tensors', payload.tensors);
   if (o.keepLast !== undefined && o.keepLast !== null && (!Number.isSafeInteger(o.keepLast) || o.keepLast < 1))
     throw new CheckpointError(`saveCheckpoint: keepLast must be a positive integer or null, received ${o.keepLast}`);
   const groups = Object.keys(payload.tensors);

@@ -8,7 +8,7 @@ import { ConfigError, TorchRangeError } from '../native/errors.js';
 import { interpolate } from '../ops/nn.js';
 import { flatten, unflatten } from '../ops/shape.js';
 import { scope } from '../tensor/scope.js';
-import { expectConfig, expectInt, expectObject, expectPath, expectPositiveInt, expectTensorArg } from '../tensor/args.js';
+import { expectConfig, expectInt, expectObject, expectPath, expectPositiveInt, expectString, expectTensorArg } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SSLMetaArch } from './ssl_meta_arch.js';
 import { readTeacherCheckpoint } from './stages.js';
@@ -94,6 +94,7 @@ export function gramUpdatesDoneBefore(cfg: GramScheduleConfig, startIter: number
  * @throws ConfigError for `ignore` (the placeholder of the official gram_anchor config) or an empty path
  */
 export async function readTeacherBackbone(source: string): Promise<{ sd: SourceDict; release: () => void }> {
+  expectString('readTeacherBackbone', 'source', source);
   if (source === 'ignore' || source === '') {
     throw new ConfigError(`gram.ckpt is "${source}": give the path of the gram teacher's checkpoint (a run folder, .pth or .safetensors)`);
   }

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { fileError } from '../io/random_access.js';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
-import { expectArray, expectObject, expectOptions, expectPath } from '../tensor/args.js';
+import { expectArray, expectObject, expectOptions, expectPath, show } from '../tensor/args.js';
 import { memory } from '../tensor/scope.js';
 
 /** One iteration's metrics: `iteration` plus numbers (loss terms, lr, wd, momentum, teacher temperature, grad
@@ -170,7 +170,8 @@ export class ProgressReporter {
   last: { itPerSec: number; imgPerSec: number; etaSeconds: number } | undefined;
 
   constructor(o: ProgressOptions) {
-    if (!Number.isSafeInteger(o.total) || o.total < 1) throw new ConfigError(`ProgressReporter: total must be a positive integer, received ${o.total}`);
+    expectObject('ProgressReporter', 'options', o);
+    if (!Number.isSafeInteger(o.total) || o.total < 1) throw new ConfigError(`ProgressReporter: total must be a positive integer, received ${show(o.total)}`);
     this.#o = { every: 1, window: 20, clock: () => performance.now(), ...o, extraKeys: o.extraKeys };
   }
 

@@ -92,6 +92,7 @@ export interface SSLParamGroup extends ParamGroupInit {
  */
 export function fuseParamsGroups(infos: readonly ParamInfo[]): SSLParamGroup[] {
   expectIterable('fuseParamsGroups', 'infos', infos, 'an array of ParamInfo (from paramsWithDecay)');
+  for (const p of infos) expectObject('fuseParamsGroups', 'infos[i]', p);
   const groups = new Map<string, SSLParamGroup>();
   for (const p of infos) {
     const key = `lr_multiplier${pyFloat(p.lrMultiplier)}_wd_multiplier${pyFloat(p.wdMultiplier)}_is_last_layer${p.isLastLayer}_`;

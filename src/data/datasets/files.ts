@@ -101,6 +101,7 @@ async function walk(dir: string, out: string[], report: FolderReport): Promise<v
  * @throws DatasetError if the folder cannot be read or holds no images.
  */
 export async function openImageFolder(root: string): Promise<FileDataset & { report: FolderReport }> {
+  expectPath('openImageFolder', 'root', root);
   let top: Dirent[];
   try {
     top = await readdir(root, { withFileTypes: true });

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { DatasetError, TorchRangeError } from '../../native/errors.js';
-import { argTypeError, expectPath } from '../../tensor/args.js';
+import { argTypeError, expectInt, expectPath } from '../../tensor/args.js';
 import type { Dataset, DatasetSpec, RgbImage, Sample } from './types.js';
 
 /** Where Debian's `dataset-fashion-mnist` package installs the files. */
@@ -23,6 +23,8 @@ export interface IdxArray {
  * @throws DatasetError if the file cannot be read, is not IDX uint8 with `ndim` dims, or is truncated.
  */
 export function readIdx(path: string, ndim?: number): IdxArray {
+  expectPath('readIdx', 'path', path);
+  if (ndim !== undefined) expectInt('readIdx', 'ndim', ndim);
   let buf: Buffer;
   try {
     buf = readFileSync(path);

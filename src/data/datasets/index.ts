@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 
 import { DatasetError } from '../../native/errors.js';
-import { expectPath } from '../../tensor/args.js';
+import { expectObject, expectPath } from '../../tensor/args.js';
 import { FileDataset, openImageFolder, openListFile } from './files.js';
 import { IdxDataset } from './idx.js';
 import type { Dataset, DatasetSpec } from './types.js';
@@ -14,6 +14,7 @@ export * from './memory.js';
 
 /** Rebuilds a dataset from `dataset.spec()` (in a loader worker). */
 export function datasetFromSpec(spec: DatasetSpec): Dataset {
+  expectObject('datasetFromSpec', 'spec', spec);
   if (spec.kind === 'files') return FileDataset.fromSpec(spec);
   if (spec.kind === 'idx') return IdxDataset.fromSpec(spec);
   throw new DatasetError(`unknown dataset spec kind "${(spec as { kind: string }).kind}"`);
