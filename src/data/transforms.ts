@@ -3,9 +3,8 @@
 // Pure size planning lives here; decoding is in image.ts.
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
-import { expectNumber, expectOptions, expectPositiveInt, showJson } from '../tensor/args.js';
+import { argTypeError, expectNumber, expectOptions, expectPositiveInt, showJson } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
-import { checkRgb } from './kernels.js';
 import type { DType, Device, Tensor } from '../tensor/tensor.js';
 import { clamp, div, sub } from '../ops/pointwise.js';
 import { interpolate } from '../ops/nn.js';
@@ -192,7 +191,9 @@ export interface TensorOptions {
 export function rgbToTensor(images: readonly { data: Uint8Array; width: number; height: number }[], o: TensorOptions = {}): Tensor {
   if (!Array.isArray(images)) throw new TorchTypeError('rgbToTensor: expected "images" to be an array of { data, width, height }', 'ERR_INVALID_ARG');
   if (images.length === 0) throw new TorchRangeError('rgbToTensor: expected at least one image', 'ERR_INVALID_ARG');
-  for (const [i, im] of images.entries()) checkRgb(im, `rgbToTensor: image ${i}`);
+  for (const [i, im] of images.entries())
+    if (typeof im !== 'object' || im === null || typeof im.data?.length !== 'number')
+      throw argTypeError('rgbToTensor', `images[${i}]`, 'an image { data, width, height }', im);
   o = expectOptions('rgbToTensor', 'options', o) ?? {};
   const { width: W, height: H } = images[0]!;
   const plane = W * H * 3;

@@ -48,6 +48,11 @@ export async function readMetrics(path: string): Promise<MetricsRecord[]> {
   const text = await readFile(path, 'utf8').catch((e: unknown) => {
     throw fileError(path, e);
   });
+  return parseMetrics(path, text);
+}
+
+/** The records of a metrics log's text (see readMetrics). */
+function parseMetrics(path: string, text: string): MetricsRecord[] {
   const complete = text.split('\n').slice(0, -1); // what follows the last newline is empty or a line cut short
   const out: MetricsRecord[] = [];
   complete.forEach((l, i) => {
@@ -78,7 +83,7 @@ export class MetricsLog {
     if (o.resumeFrom !== undefined) {
       let kept: MetricsRecord[] = [];
       try {
-        kept = (await readMetrics(path)).filter((r) => r.iteration <= o.resumeFrom!);
+        kept = parseMetrics(path, await readFile(path, 'utf8')).filter((r) => r.iteration <= o.resumeFrom!);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
