@@ -18,6 +18,7 @@ import { CheckpointError, StateDictError, type StateDictReport } from '../native
 import { formatStateDictReport } from '../nn/module.js';
 import { normalizationStats } from '../data/transforms.js';
 import { noGrad } from '../tensor/grad_mode.js';
+import { expectConfig, expectMap, expectMethods, expectObject, expectOptions, expectPath, expectString, showJson } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType } from '../tensor/tensor.js';
 import { hfConfigToVitConfig, hfToOfficial, isHfStateDict, officialToHf, vitConfigToHfConfig } from './hf.js';
@@ -107,6 +108,7 @@ const lazySources = (m: Map<string, LazyRawTensor>): SourceDict => new Map([...m
 
 /** The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
 export function huggingFaceCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  expectObject('huggingFaceCacheDir', 'env', env);
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HF_HOME) return join(env.HF_HOME, 'hub');
   return join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface', 'hub');
@@ -114,6 +116,7 @@ export function huggingFaceCacheDir(env: NodeJS.ProcessEnv = process.env): strin
 
 /** torch.hub's checkpoint folder: $TORCH_HOME/hub/checkpoints, else ~/.cache/torch/hub/checkpoints. */
 export function torchHubCheckpointsDir(env: NodeJS.ProcessEnv = process.env): string {
+  expectObject('torchHubCheckpointsDir', 'env', env);
   const home = env.TORCH_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'torch');
   return join(home, 'hub', 'checkpoints');
 }
@@ -128,7 +131,8 @@ const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
  * @throws CheckpointError saying what to download and where to put it when it is not there
  */
 export async function resolveCheckpoint(source: string, o: { revision?: string } = {}): Promise<string> {
-  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${JSON.stringify(source)}`);
+  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${showJson(source)}`);
+  o = expectOptions('resolveCheckpoint', 'options', o) ?? {};
   const present = (p: string) => stat(p).then(() => true, () => false);
   if (await present(source)) return source;
   if (HUB_ID.test(source) && !/\.(pth|pt|safetensors)$/.test(source)) {
@@ -191,6 +195,7 @@ function confinedShard(folder: string, file: unknown, index: string): string {
  *   non-regular files, shards outside the folder, keys in two shards)
  */
 export async function readCheckpoint(source: string): Promise<CheckpointContents> {
+  expectPath('readCheckpoint', 'source', source);
   if (!(await isDirectory(source))) {
     if (!source.endsWith('.safetensors')) return { sd: lazySources(openPth(source)) };
     const { tensors, metadata } = openSafetensors(source);
@@ -234,6 +239,8 @@ export async function readCheckpoint(source: string): Promise<CheckpointContents
  * prefixes, and `backbone.` (keeping only the backbone's keys: heads and loss buffers are dropped).
  */
 export function stripTrainingPrefixes(sd: SourceDict, source = '<state dict>'): SourceDict {
+  expectMap('stripTrainingPrefixes', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectString('stripTrainingPrefixes', 'source', source);
   // Each entry keeps its original key, for the collision report.
   let entries: [string, TensorSource, string][] = [...sd].map(([k, v]) => [k, v, k]);
   for (let changed = true; changed && entries.length > 0; ) {
@@ -273,6 +280,9 @@ function formatReport(source: string, r: StateDictReport, known: string[]): stri
  * @throws StateDictError when strict and keys are missing, unexpected or mis-shaped (nothing is copied then)
  */
 export function loadBackboneStateDict(model: DinoVisionTransformer, sd: SourceDict, o: { strict?: boolean; source?: string } = {}): StateDictReport {
+  expectMethods('loadBackboneStateDict', 'model', model, 'a DinoVisionTransformer', ['checkStateDict', 'stateDict']);
+  expectMap('loadBackboneStateDict', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  o = expectOptions('loadBackboneStateDict', 'options', o) ?? {};
   const report = model.checkStateDict(sd);
   const bad = report.missing.length + report.unexpected.length + report.mismatched.length;
   const own = model.stateDict();
@@ -299,6 +309,8 @@ export const ARCHITECTURE_BOUNDS = { embed_dim: 16384, depth: 256, num_heads: 10
 
 /** @throws CheckpointError naming the file when the architecture is beyond ARCHITECTURE_BOUNDS */
 export function checkArchitectureBounds(cfg: VitConfig, source: string): void {
+  expectConfig('checkArchitectureBounds', 'cfg', cfg, [], 'a VitConfig');
+  expectString('checkArchitectureBounds', 'source', source);
   for (const [k, max] of Object.entries(ARCHITECTURE_BOUNDS)) {
     const v = cfg[k as keyof typeof ARCHITECTURE_BOUNDS];
     if (typeof v === 'number' && v > max) throw new CheckpointError(`${source}: the architecture has ${k} = ${v}, beyond the supported maximum of ${max}`);
@@ -382,6 +394,7 @@ export function hfPreprocessorConfig(normalization: 'lvd1689m' | 'sat493m' = 'lv
  *   ConfigError for an invalid preset or config
  */
 export async function loadBackbone(source: string, o: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
+  o = expectOptions('loadBackbone', 'options', o) ?? {};
   source = await resolveCheckpoint(source, { revision: o.revision });
   const { sd: rawSd, hfConfig, vitConfig } = await readCheckpoint(source);
   let sd = stripTrainingPrefixes(rawSd, source);
@@ -435,6 +448,9 @@ export async function saveBackbone(
   path: string,
   o: { format?: CheckpointFormat; /** Input normalisation recorded in the HF preprocessor_config.json (default: the model's, else lvd1689m). */ normalization?: 'lvd1689m' | 'sat493m' } = {},
 ): Promise<void> {
+  expectMethods('saveBackbone', 'model', model, 'a DinoVisionTransformer', ['stateDict']);
+  expectPath('saveBackbone', 'path', path);
+  o = expectOptions('saveBackbone', 'options', o) ?? {};
   const sd: SourceDict = new Map([...model.stateDict()].map(([k, t]) => [k, tensorSource(t)]));
   if ((o.format ?? 'official') === 'official') {
     if (!path.endsWith('.safetensors')) throw new CheckpointError(`${path}: saveBackbone writes safetensors: use a path ending in .safetensors`);

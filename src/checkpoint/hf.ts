@@ -9,6 +9,7 @@ import { RopePositionEmbedding } from '../layers/rope_position_encoding.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import { cat, narrow } from '../ops/shape.js';
 import { ones, zeros } from '../tensor/creation.js';
+import { argTypeError, expectConfig, expectIterable, expectMap, expectObject, expectPositiveInt, expectString } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import { derivedSource, type SourceDict, type TensorSource } from './sources.js';
 
@@ -45,7 +46,11 @@ function hfKey(k: string): string {
 
 /** True when the keys are in the HF layout (patch embedding under `embeddings.`). */
 export function isHfStateDict(keys: Iterable<string>): boolean {
-  for (const k of keys) if (hfKey(k) === 'embeddings.patch_embeddings.weight') return true;
+  expectIterable('isHfStateDict', 'keys', keys, 'an iterable of state-dict keys');
+  for (const k of keys) {
+    if (typeof k !== 'string') throw argTypeError('isHfStateDict', 'keys', 'an iterable of strings (state-dict keys)', k);
+    if (hfKey(k) === 'embeddings.patch_embeddings.weight') return true;
+  }
   return false;
 }
 
@@ -60,6 +65,8 @@ export function solveFfn(
   gated: boolean,
   act: 'silu' | 'gelu' = gated ? 'silu' : 'gelu',
 ): Pick<VitConfig, 'ffn_layer' | 'ffn_ratio'> {
+  expectPositiveInt('solveFfn', 'embedDim', embedDim);
+  expectPositiveInt('solveFfn', 'hidden', hidden);
   if (!gated || act === 'gelu') {
     const layer = gated ? 'geglu' : 'mlp';
     for (const r of [hidden / embedDim, (hidden + 0.25) / embedDim]) if (ffnHiddenDim(embedDim, r, layer) === hidden) return { ffn_layer: layer, ffn_ratio: r };
@@ -77,6 +84,8 @@ export function solveFfn(
  * @throws CheckpointError for a config that is not a DINOv3 ViT or cannot be expressed officially
  */
 export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'config.json'): VitConfig {
+  expectObject('hfConfigToVitConfig', 'json', json);
+  expectString('hfConfigToVitConfig', 'source', source);
   const c = { ...HF_DEFAULTS, ...json } as Record<string, unknown> & typeof HF_DEFAULTS;
   const fail = (msg: string): never => {
     throw new CheckpointError(`${source}: ${msg}`);
@@ -124,6 +133,8 @@ export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'con
  * @throws ConfigError for features HF's DINOv3ViTModel lacks (RMSNorm, untied CLS norm, min/max RoPE periods, …)
  */
 export function vitConfigToHfConfig(cfg: VitConfig, dtype = 'float32'): Record<string, unknown> {
+  expectConfig('vitConfigToHfConfig', 'cfg', cfg, [], 'a VitConfig');
+  expectString('vitConfigToHfConfig', 'dtype', dtype);
   const unsupported = (what: string): never => {
     throw new ConfigError(`the Hugging Face DINOv3ViTModel cannot express ${what}`);
   };
@@ -194,6 +205,8 @@ function periodsSource(cfg: VitConfig): TensorSource {
  * unchanged, so that strict loading reports them.
  */
 export function hfToOfficial(sd: SourceDict, cfg: VitConfig): SourceDict {
+  expectMap('hfToOfficial', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectConfig('hfToOfficial', 'cfg', cfg, [], 'a VitConfig');
   const src = new Map([...sd].map(([k, v]) => [hfKey(k), v]));
   const out: SourceDict = new Map();
   const take = (k: string) => {
@@ -250,6 +263,8 @@ export function hfToOfficial(sd: SourceDict, cfg: VitConfig): SourceDict {
  * @throws ConfigError for architectures HF cannot express (see vitConfigToHfConfig)
  */
 export function officialToHf(sd: SourceDict, cfg: VitConfig): SourceDict {
+  expectMap('officialToHf', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectConfig('officialToHf', 'cfg', cfg, [], 'a VitConfig');
   vitConfigToHfConfig(cfg); // validates
   const src = new Map(sd);
   const take = (k: string) => {

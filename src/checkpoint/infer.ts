@@ -7,6 +7,7 @@
 // "geglu" (not official) has SwiGLUFFN's keys, so w1/w2/w3 read as SwiGLU unless the config given says "geglu".
 import { parseVitConfig, type VitConfig, type VitConfigInput } from '../config/vit.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
+import { expectMap, expectString } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import { solveFfn } from './hf.js';
 import type { SourceDict, TensorSource } from './sources.js';
@@ -17,6 +18,8 @@ import type { SourceDict, TensorSource } from './sources.js';
  * @throws CheckpointError when a key the inference needs is missing
  */
 export function inferVitConfig(sd: SourceDict, source = '<state dict>', given: VitConfigInput = {}): VitConfig {
+  expectMap('inferVitConfig', 'sd', sd, 'a Map of tensor sources (SourceDict)');
+  expectString('inferVitConfig', 'source', source);
   const need = (k: string) => {
     const v = sd.get(k);
     if (!v) throw new CheckpointError(`${source}: cannot infer the architecture: key "${k}" is missing (pass a preset or a config)`);
@@ -32,7 +35,7 @@ export function inferVitConfig(sd: SourceDict, source = '<state dict>', given: V
   const b0 = 'blocks.0.';
   const ffn = sd.has(`${b0}mlp.fc1.weight`)
     ? solveFfn(D, need(`${b0}mlp.fc1.weight`).shape[0]!, false)
-    : solveFfn(D, need(`${b0}mlp.w1.weight`).shape[0]!, true, given.ffn_layer === 'geglu' ? 'gelu' : 'silu');
+    : solveFfn(D, need(`${b0}mlp.w1.weight`).shape[0]!, true, given?.ffn_layer === 'geglu' ? 'gelu' : 'silu');
   const cfg: VitConfigInput = {
     patch_size: patch.shape[2]!,
     in_chans: patch.shape[1]!,

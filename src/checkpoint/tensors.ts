@@ -93,6 +93,7 @@ function npyHeader(descr: string, shape: readonly number[]): Buffer {
  * @throws TorchTypeError for bfloat16 (NumPy has no such dtype: convert first) or a non-Tensor
  */
 export async function saveNpy(path: string, t: Tensor): Promise<void> {
+  expectPath(path, 'saveNpy');
   const raw = rawOf(t, 'saveNpy: the value');
   const descr = NPY[raw.dtype];
   if (descr === undefined) throw new TorchTypeError(`saveNpy: NumPy has no ${raw.dtype} dtype; convert the tensor first (e.g. t.to('float32'))`, 'ERR_INVALID_ARG');
@@ -105,6 +106,7 @@ export async function saveNpy(path: string, t: Tensor): Promise<void> {
  * @throws CheckpointError naming the file for anything else
  */
 export async function loadNpy(path: string): Promise<Tensor> {
+  expectPath(path, 'loadNpy');
   const src = FileSource.open(path, 'npy file');
   const fail = (msg: string): never => {
     throw new CheckpointError(`${path}: ${msg}`);

@@ -1,7 +1,7 @@
 // Validation of config objects with zod: one ConfigError whose message is z.prettifyError output (dotted paths),
 // with "did you mean" hints for misspelled keys.
 import { z } from 'zod';
-import { ConfigError } from '../native/errors.js';
+import { ConfigError, TorchTypeError } from '../native/errors.js';
 import { suggest } from '../util/suggest.js';
 
 export { suggest };
@@ -29,6 +29,8 @@ function shapeAt(schema: z.ZodType, path: PropertyKey[]): Record<string, z.ZodTy
  * @throws ConfigError with the z.prettifyError text, e.g. `✖ Unrecognized key: "embed_dimm" (did you mean "embed_dim"?)`
  */
 export function parseConfig<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  if (typeof (schema as { safeParse?: unknown } | null | undefined)?.safeParse !== 'function')
+    throw new TorchTypeError(`parseConfig: expected "schema" to be a zod schema, received ${schema === null ? 'null' : typeof schema}`, 'ERR_INVALID_ARG');
   const r = schema.safeParse(input);
   if (r.success) return r.data;
   const issues: z.core.$ZodIssue[] = [];

@@ -3,6 +3,7 @@
 // pass the same names). See dinov3/models/vision_transformer.py::DinoVisionTransformer.__init__ (architecture, norms, FFN widths) and
 // dinov3/layers/rope_position_encoding.py::RopePositionEmbedding (RoPE parameters).
 import { z } from 'zod';
+import { ConfigError } from '../native/errors.js';
 import { parseConfig } from './parse.js';
 
 const positive = z.number().int().positive();
@@ -95,6 +96,10 @@ export const FFN_ALIGN: Record<FfnLayer, number> = { mlp: 0, swiglu: 8, swiglu32
  * @example ffnHiddenDim(4096, 3, 'swiglu64') // 8192
  */
 export function ffnHiddenDim(embedDim: number, ffnRatio: number, ffnLayer: FfnLayer): number {
+  if (typeof embedDim !== 'number' || typeof ffnRatio !== 'number' || !Object.hasOwn(FFN_ALIGN, ffnLayer as PropertyKey))
+    throw new ConfigError(
+      `ffnHiddenDim: expected (embedDim: number, ffnRatio: number, ffnLayer: one of ${Object.keys(FFN_ALIGN).join(', ')}), received (${typeof embedDim}, ${typeof ffnRatio}, ${typeof ffnLayer === 'string' ? `"${ffnLayer}"` : typeof ffnLayer})`,
+    );
   const m = Math.trunc(embedDim * ffnRatio);
   const align = FFN_ALIGN[ffnLayer];
   if (align === 0) return m;

@@ -5,6 +5,7 @@
 // The same (seed, keys) therefore always gives the same crops, whatever thread computes them.
 import { native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
+import { expectArray, expectMethods, expectNumber, expectObject, expectOptions, show } from '../tensor/args.js';
 import type { Rng } from './rng.js';
 import {
   type Box,
@@ -167,8 +168,17 @@ function checkBackend(b: MultiCropOptions['backend']): 'auto' | 'native' | 'js' 
   return b;
 }
 
+/** Checks that `o` looks like `resolveMultiCropOptions`' result (O(1): the fields every sampler reads). */
+function expectResolved(op: string, o: unknown): ResolvedMultiCropOptions {
+  const r = expectObject<ResolvedMultiCropOptions>(op, 'options', o);
+  if (typeof r.globalCropsSize !== 'number' || typeof r.localCropsSize !== 'number' || !Array.isArray(r.globalCropsScale) || !Array.isArray(r.localCropsScale))
+    throw new ConfigError(`${op}: "options" is not resolved multi-crop options (build them with resolveMultiCropOptions)`);
+  return r;
+}
+
 /** Fills in the official defaults (ssl_default_config.yaml `crops:`) and checks the options. */
 export function resolveMultiCropOptions(o: MultiCropOptions = {}): ResolvedMultiCropOptions {
+  o = expectOptions('resolveMultiCropOptions', 'options', o) ?? {};
   const localCropsNumber = o.localCropsNumber ?? 8;
   if (!Number.isInteger(localCropsNumber) || localCropsNumber < 0) {
     throw new ConfigError(`localCropsNumber must be a non-negative integer, got ${String(localCropsNumber)}`);
@@ -222,6 +232,10 @@ function roundHalfEven(x: number): number {
  * centre crop with the ratio clamped.
  */
 export function sampleResizedCropBox(rng: Rng, width: number, height: number, scale: readonly [number, number]): Box {
+  expectMethods('sampleResizedCropBox', 'rng', rng, 'an Rng', ['uniform', 'randint']);
+  expectNumber('sampleResizedCropBox', 'width', width);
+  expectNumber('sampleResizedCropBox', 'height', height);
+  expectArray('sampleResizedCropBox', 'scale', scale, 'a [min, max] array');
   const area = width * height;
   const lr0 = Math.log(RATIO[0]);
   const lr1 = Math.log(RATIO[1]);
@@ -287,9 +301,10 @@ const KEY_LOCAL = 3; // + index
  */
 export function sampleMultiCropParams(width: number, height: number, rng: Rng, options: ResolvedMultiCropOptions): MultiCropParams {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-    throw new ConfigError(`image size must be positive integers, got ${String(width)}×${String(height)}`);
+    throw new ConfigError(`image size must be positive integers, got ${show(width)}×${show(height)}`);
   }
-  const o = options;
+  expectMethods('sampleMultiCropParams', 'rng', rng, 'an Rng', ['fork', 'uniform']);
+  const o = expectResolved('sampleMultiCropParams', options);
   const maxSize = Math.max(o.globalCropsSize, o.gramTeacherCropsSize ?? 0);
   const flipP = o.horizontalFlips ? 0.5 : 0;
   const shared = o.shareColorJitter ? sampleColor(rng.fork(KEY_SHARED)) : null;
@@ -335,6 +350,8 @@ export function sampleMultiCropParams(width: number, height: number, rng: Rng, o
 
 /** The color distortion of one crop: the jitter factors in their drawn order, then grayscale. */
 export function applyColor(img: RgbImage, c: ColorParams): void {
+  checkRgb(img);
+  expectObject('applyColor', 'color', c);
   const j = c.jitter;
   if (j) {
     for (const fn of j.order) {
@@ -449,6 +466,10 @@ export function runCropChain(
   options: { backend: 'native' | 'js'; output: 'uint8' | 'float32'; mean?: readonly number[]; std?: readonly number[] },
 ): RgbImage | Float32Array {
   checkRgb(image);
+  expectObject('runCropChain', 'chain', chain);
+  expectObject('runCropChain', 'chain.box', chain.box);
+  expectObject('runCropChain', 'chain.color', chain.color);
+  expectObject('runCropChain', 'options', options);
   checkBox(image, chain.box, chain.outW, chain.outH);
   const j = chain.color.jitter;
   if (j) {
@@ -471,7 +492,8 @@ export function runCropChain(
  */
 export function applyMultiCropParams(image: RgbImage, params: MultiCropParams, options: ResolvedMultiCropOptions): MultiCropSample {
   checkRgb(image);
-  const o = options;
+  expectObject('applyMultiCropParams', 'params', params);
+  const o = expectResolved('applyMultiCropParams', options);
   if (params.width !== image.width || params.height !== image.height) {
     throw new ConfigError(`params were drawn for a ${params.width}×${params.height} image, got ${image.width}×${image.height}`);
   }

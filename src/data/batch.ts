@@ -1,5 +1,6 @@
 // The collated multi-crop batch: what the data pipeline hands the trainer, with the key names of the official
 // `dinov3/data/collate.py::collate_data_and_cast` output so a batch saved by either side reads the same.
+import { expectObject, expectTensorArg } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface CollatedBatch {
@@ -27,6 +28,7 @@ export interface CollatedBatch {
 
 /** Every tensor of a batch, for disposal. */
 export function batchTensors(batch: CollatedBatch): Tensor[] {
+  expectObject('batchTensors', 'batch', batch);
   const out: Tensor[] = [
     batch.collated_global_crops,
     batch.collated_local_crops,
@@ -42,5 +44,9 @@ export function batchTensors(batch: CollatedBatch): Tensor[] {
 
 /** Frees a batch's tensors. */
 export function disposeBatch(batch: CollatedBatch): void {
-  for (const t of batchTensors(batch)) t.dispose();
+  expectObject('disposeBatch', 'batch', batch);
+  const ts = batchTensors(batch);
+  // Check every entry before disposing any, so that a bad batch is left as it was.
+  for (const t of ts) expectTensorArg('disposeBatch', 'batch tensor', t);
+  for (const t of ts) t.dispose();
 }

@@ -4,6 +4,7 @@
 // (entries 1..n), the others none, and the list of masks is shuffled across the crops. All draws come from an Rng.
 import { ConfigError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
+import { expectArray, expectInt, expectMethods, expectNumber, expectObject } from '../tensor/args.js';
 import type { DType } from '../tensor/tensor.js';
 import type { CollatedBatch } from './batch.js';
 import type { MaskingGenerator } from './masking.js';
@@ -43,6 +44,9 @@ export interface CollateOptions {
 
 /** torch.linspace(start, end, steps) in float32 (the CPU kernel's two-sided formula). */
 export function linspaceF32(start: number, end: number, steps: number): number[] {
+  expectNumber('linspaceF32', 'start', start);
+  expectNumber('linspaceF32', 'end', end);
+  expectInt('linspaceF32', 'steps', steps);
   const f = Math.fround;
   if (steps === 1) return [f(start)];
   const step = f((f(end) - f(start)) / (steps - 1));
@@ -52,6 +56,9 @@ export function linspaceF32(start: number, end: number, steps: number): number[]
 
 /** The per-mask targets of the collate: `int(N · r[k + 1])` for k < n, r = linspace(min, max, n + 1) in float32. */
 export function maskTargets(nTokens: number, nMasked: number, ratio: readonly [number, number] = [0.1, 0.5]): number[] {
+  expectInt('maskTargets', 'nTokens', nTokens);
+  expectInt('maskTargets', 'nMasked', nMasked);
+  expectArray('maskTargets', 'ratio', ratio, 'a [min, max] array');
   const r = linspaceF32(ratio[0], ratio[1], nMasked + 1);
   return Array.from({ length: nMasked }, (_, k) => Math.trunc(Math.fround(nTokens * r[k + 1]!)));
 }
@@ -98,7 +105,10 @@ export function collateMasks(
   rng: Rng,
   o: Pick<CollateOptions, 'maskGenerator' | 'maskRatioMinMax' | 'maskProbability' | 'randomCircularShift' | 'nTokens'>,
 ): { masks: Uint8Array[]; upperbound: number } {
-  const gen = o.maskGenerator;
+  expectInt('collateMasks', 'nCrops', nCrops);
+  expectMethods('collateMasks', 'rng', rng, 'an Rng', ['random', 'randint']);
+  expectObject('collateMasks', 'options', o);
+  const gen = expectMethods<MaskingGenerator>('collateMasks', 'options.maskGenerator', o.maskGenerator, 'a MaskingGenerator', ['generate']);
   const N = o.nTokens ?? gen.numPatches;
   if (N !== gen.numPatches) throw new ConfigError(`collate: nTokens ${N} differs from the mask generator's ${gen.height}×${gen.width} grid`);
   const p = o.maskProbability ?? 0.5;
@@ -139,7 +149,14 @@ export function collateMasks(
  * @throws ConfigError for an empty list, samples with different crop counts or sizes, or bad mask options.
  */
 export function collateDataAndCast(samples: readonly CollateSample[], o: CollateOptions, rng: Rng): CollatedBatch {
+  expectArray('collateDataAndCast', 'samples', samples, 'an array of samples');
   if (samples.length === 0) throw new ConfigError('collate: no samples');
+  for (const [i, s] of samples.entries()) {
+    expectObject('collateDataAndCast', `samples[${i}]`, s);
+    expectArray('collateDataAndCast', `samples[${i}].global`, s.global, 'an array of crops');
+    expectArray('collateDataAndCast', `samples[${i}].local`, s.local, 'an array of crops');
+  }
+  expectObject('collateDataAndCast', 'options', o);
   const s0 = samples[0]!;
   const nG = s0.global.length;
   const nL = s0.local.length;

@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { argTypeError, expectFunction, expectOptions } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/creation.js';
@@ -42,6 +43,7 @@ const reason = (e: unknown) => (e instanceof Error ? e.message : String(e)).spli
  * @throws ImageError (with `path`) if the file cannot be read or decoded, or its size is rejected.
  */
 export async function decodeImage(source: string | Uint8Array, options: ResizeOptions & { name?: string } = {}): Promise<DecodedImage> {
+  options = expectOptions('decodeImage', 'options', options) ?? {};
   const o = resolveResizeOptions(options);
   const name = label(source, options.name);
   const path = typeof source === 'string' ? source : options.name;
@@ -129,6 +131,8 @@ export interface LoadManyOptions {
 
 /** Reports a skipped image to `onSkip`, or as a process warning (code DINOV3_IMAGE_SKIPPED). */
 export function reportSkipped(error: ImageError, onSkip?: (error: ImageError) => void): void {
+  if (!(error instanceof Error)) throw argTypeError('reportSkipped', 'error', 'an ImageError', error);
+  if (onSkip !== undefined) expectFunction('reportSkipped', 'onSkip', onSkip);
   if (onSkip) onSkip(error);
   else process.emitWarning(`skipped: ${error.message}`, { code: 'DINOV3_IMAGE_SKIPPED' });
 }

@@ -4,7 +4,7 @@ import type { Dirent, Stats } from 'node:fs';
 import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 
-import { ImageError } from '../native/errors.js';
+import { ImageError, TorchTypeError } from '../native/errors.js';
 
 /** File extensions taken from folders (case-insensitive); sharp's prebuilt libvips decodes all of them. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.jpe', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif'] as const;
@@ -122,6 +122,7 @@ class Lister {
 
 /** Glob pattern (with `/` separators) → anchored RegExp over `/`-separated relative paths. */
 export function globToRegExp(pattern: string): RegExp {
+  if (typeof pattern !== 'string') throw new TorchTypeError(`globToRegExp: expected "pattern" to be a string, received ${pattern === null ? 'null' : typeof pattern}`, 'ERR_INVALID_ARG');
   let re = '';
   let depth = 0;
   for (let i = 0; i < pattern.length; i++) {

@@ -8,7 +8,11 @@ import type { RgbImage } from './datasets/types.js';
 export type { RgbImage };
 
 export function checkRgb(img: RgbImage, what = 'image'): void {
+  if (typeof img !== 'object' || img === null)
+    throw new ImageError(`${what}: expected an RGB image { data, width, height }, received ${img === null ? 'null' : typeof img}`);
   const { width, height, data } = img;
+  if (typeof width !== 'number' || typeof height !== 'number')
+    throw new ImageError(`${what}: expected an RGB image { data, width, height } with numeric width and height, received ${typeof width}×${typeof height}`);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new ImageError(`${what}: width and height must be positive integers, got ${String(width)}×${String(height)}`);
   }

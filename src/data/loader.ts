@@ -13,6 +13,7 @@ import { type CollatedBatch, disposeBatch } from './batch.js';
 import { type CollateOptions, collateDataAndCast, type CollateSample } from './collate.js';
 import type { Dataset, DatasetSpec, SkippedSample } from './datasets/types.js';
 import { loadTransform, runTask, type SampleResult, type SampleTask, type SampleTransform, type TransformModule } from './loader_task.js';
+import { expectInt, expectObject } from '../tensor/args.js';
 import { Rng } from './rng.js';
 
 export type { MultiCropLike, SampleTransform, TransformModule } from './loader_task.js';
@@ -33,6 +34,8 @@ export class ShardedInfiniteSampler {
     readonly size: number,
     readonly o: { seed: number; rank: number; worldSize: number; shuffle: boolean },
   ) {
+    expectInt('ShardedInfiniteSampler', 'size', size);
+    expectObject('ShardedInfiniteSampler', 'options', o);
     if (!Number.isInteger(o.worldSize) || o.worldSize < 1) throw new ConfigError(`sampler: worldSize must be a positive integer, got ${o.worldSize}`);
     if (!Number.isInteger(o.rank) || o.rank < 0 || o.rank >= o.worldSize) throw new ConfigError(`sampler: rank must be in [0, ${o.worldSize}), got ${o.rank}`);
     this.count = o.shuffle ? Math.floor(size / o.worldSize) : Math.ceil((size - o.rank) / o.worldSize);

@@ -33,6 +33,8 @@ export interface TransformModule {
 
 /** Imports a TransformModule and returns its transform function. */
 export async function loadTransform(spec: TransformModule): Promise<SampleTransform> {
+  if (typeof spec !== 'object' || spec === null || typeof spec.module !== 'string' || spec.module === '')
+    throw new TorchTypeError('loadTransform: expected { module: <path or URL>, export?, method?, options? } with a non-empty module string', 'ERR_INVALID_ARG');
   const url = spec.module.startsWith('file:') || !isAbsolute(spec.module) ? spec.module : pathToFileURL(spec.module).href;
   const mod = (await import(url)) as Record<string, unknown>;
   const name = spec.export ?? 'default';

@@ -18,7 +18,7 @@ function fmix32(h: number): number {
 
 function checkKey(key: number, what: string): void {
   if (!Number.isSafeInteger(key) || key < 0) {
-    throw new ConfigError(`${what} must be a non-negative safe integer, got ${String(key)}`);
+    throw new ConfigError(`${what} must be a non-negative safe integer, got ${typeof key === 'object' && key !== null ? 'an object' : String(key)}`);
   }
 }
 
@@ -37,6 +37,9 @@ export class Rng {
   private d: number;
 
   private constructor(state: RngState) {
+    // Reached from JS only by `new Rng(...)` on the class itself (the constructor is private in TS): refuse a bad state.
+    if (!Array.isArray(state) || state.length !== 4)
+      throw new ConfigError('Rng: construct generators with Rng.derive(seed, ...keys) or Rng.fromState(state) (a state is four 32-bit words)');
     [this.a, this.b, this.c, this.d] = state;
   }
 
@@ -57,7 +60,7 @@ export class Rng {
 
   /** Restores a generator from `state()`. */
   static fromState(state: RngState): Rng {
-    if (state.length !== 4 || state.some((w) => !Number.isInteger(w) || w < 0 || w >= U32)) {
+    if (!Array.isArray(state) || state.length !== 4 || state.some((w) => !Number.isInteger(w) || w < 0 || w >= U32)) {
       throw new ConfigError('an Rng state is four unsigned 32-bit integers');
     }
     return new Rng(state);

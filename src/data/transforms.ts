@@ -3,6 +3,7 @@
 // Pure size planning lives here; decoding is in image.ts.
 import { ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { tensor } from '../tensor/creation.js';
+import { argTypeError, expectNumber, expectOptions, expectPositiveInt, showJson } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { DType, Device, Tensor } from '../tensor/tensor.js';
 import { clamp, div, sub } from '../ops/pointwise.js';
@@ -75,6 +76,8 @@ const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.is
 
 /** Nearest multiple of `m` (ties up), at least `m`. */
 export function roundToMultiple(v: number, m: number): number {
+  expectNumber('roundToMultiple', 'v', v);
+  expectPositiveInt('roundToMultiple', 'm', m);
   return Math.max(m, Math.floor(v / m + 0.5) * m);
 }
 
@@ -101,6 +104,7 @@ function checkMultiple(v: number, what: string, o: Required<Pick<ResizeOptions, 
 
 /** Validates resize options and fills in the defaults. */
 export function resolveResizeOptions(o: ResizeOptions = {}): Required<ResizeOptions> {
+  o = expectOptions('resolveResizeOptions', 'options', o) ?? {};
   const r = {
     resolution: o.resolution ?? 256,
     resize: o.resize ?? 'square',
@@ -166,7 +170,7 @@ export function normalizationStats(n: Normalization): { mean: readonly number[];
   if (n === 'sat493m') return { mean: SAT493M_MEAN, std: SAT493M_STD };
   if (typeof n === 'object' && n !== null && n.mean?.length === 3 && n.std?.length === 3 && n.std.every((s) => s > 0)) return n;
   throw new TorchRangeError(
-    `preprocess: normalization must be "lvd1689m", "imagenet", "sat493m", "none" or { mean: [r, g, b], std: [r, g, b] } with std > 0, received ${JSON.stringify(n)}`,
+    `preprocess: normalization must be "lvd1689m", "imagenet", "sat493m", "none" or { mean: [r, g, b], std: [r, g, b] } with std > 0, received ${showJson(n)}`,
     'ERR_INVALID_ARG',
   );
 }
@@ -187,6 +191,10 @@ export interface TensorOptions {
 export function rgbToTensor(images: readonly { data: Uint8Array; width: number; height: number }[], o: TensorOptions = {}): Tensor {
   if (!Array.isArray(images)) throw new TorchTypeError('rgbToTensor: expected "images" to be an array of { data, width, height }', 'ERR_INVALID_ARG');
   if (images.length === 0) throw new TorchRangeError('rgbToTensor: expected at least one image', 'ERR_INVALID_ARG');
+  for (const [i, im] of images.entries())
+    if (typeof im !== 'object' || im === null || typeof im.data?.length !== 'number')
+      throw argTypeError('rgbToTensor', `images[${i}]`, 'an image { data, width, height }', im);
+  o = expectOptions('rgbToTensor', 'options', o) ?? {};
   const { width: W, height: H } = images[0]!;
   const plane = W * H * 3;
   const buf = new Uint8Array(plane * images.length);

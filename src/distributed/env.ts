@@ -36,6 +36,7 @@ function port(env: Env, name: string): number {
  * first).
  */
 export function firstSlurmHost(nodeList: string): string {
+  if (typeof nodeList !== 'string') throw new ConfigError(`distributed environment: SLURM_JOB_NODELIST must be a string, received ${nodeList === null ? 'null' : typeof nodeList}`);
   const s = nodeList.trim();
   const m = /^([^,[]+)(\[([^\]]+)\])?/.exec(s);
   if (!m || !m[1]) throw new ConfigError(`distributed environment: cannot read a host from SLURM_JOB_NODELIST ${JSON.stringify(nodeList)}`);
@@ -52,6 +53,7 @@ export function firstSlurmHost(nodeList: string): string {
  * @throws ConfigError for a partial or inconsistent setup (e.g. RANK without WORLD_SIZE, RANK ≥ WORLD_SIZE).
  */
 export function readDistributedEnv(env: Env = process.env): DistributedEnv {
+  if (typeof env !== 'object' || env === null) throw new ConfigError(`readDistributedEnv: "env" must be an object of environment variables, received ${env === null ? 'null' : typeof env}`);
   if (env.RANK !== undefined || env.WORLD_SIZE !== undefined || env.TORCHELASTIC_RUN_ID !== undefined) {
     const rank = int(env, 'RANK', 0);
     const worldSize = int(env, 'WORLD_SIZE', 1);

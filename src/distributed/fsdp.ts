@@ -24,6 +24,7 @@ import { TorchRangeError } from '../native/errors.js';
 import { cat, flatten } from '../ops/shape.js';
 import { sum } from '../ops/reduce.js';
 import { empty, zeros } from '../tensor/creation.js';
+import { expectMethods, expectObject } from '../tensor/args.js';
 import { isGradEnabled, noGrad } from '../tensor/grad_mode.js';
 import { keep, scope } from '../tensor/scope.js';
 import { handleOf, Tensor, wrap } from '../tensor/tensor.js';
@@ -264,6 +265,9 @@ export class FullyShardedModule<M extends Module> {
     readonly module: M,
     o: FsdpOptions,
   ) {
+    expectMethods('FullyShardedModule', 'module', module, 'a Module', ['children', 'namedModules']);
+    expectObject('FullyShardedModule', 'options', o);
+    expectMethods('FullyShardedModule', 'options.group', o.group, 'a collective process group', ['allGatherInto', 'reduceScatter', 'broadcast']);
     this.group = o.group;
     this.strategy = o.strategy ?? 'SHARD_GRAD_OP';
     if (this.strategy !== 'FULL_SHARD' && this.strategy !== 'SHARD_GRAD_OP')

@@ -12,6 +12,7 @@ import { CheckpointError } from '../native/errors.js';
 import type { AdamW } from '../optim/adamw.js';
 import { fromBuffer, zeros } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
+import { expectObject, expectOptions, expectPath } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FlatUnitInfo, FullyShardedModule } from './fsdp.js';
@@ -66,6 +67,10 @@ function optimizerSlots(opt: AdamW, units: readonly FlatUnitInfo[]): Map<Tensor,
  * manifest. Resolves on every rank once every rank has written (a barrier). All files are written atomically.
  */
 export async function saveShardedCheckpoint<M extends Module>(dir: string, fsdp: FullyShardedModule<M>, o: { optimizer?: AdamW } = {}): Promise<void> {
+  expectPath('saveShardedCheckpoint', 'dir', dir);
+  expectObject('saveShardedCheckpoint', 'fsdp', fsdp);
+  expectObject('saveShardedCheckpoint', 'fsdp.group', fsdp.group);
+  o = expectOptions('saveShardedCheckpoint', 'options', o) ?? {};
   const { rank, worldSize } = fsdp.group;
   const units = fsdp.flatUnits;
   await mkdir(dir, { recursive: true });
@@ -144,6 +149,9 @@ async function readRange(dir: string, m: Manifest, files: Map<number, Promise<Aw
  * @throws CheckpointError for a missing or different checkpoint.
  */
 export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp: FullyShardedModule<M>, o: { optimizer?: AdamW } = {}): Promise<void> {
+  expectPath('loadShardedCheckpoint', 'dir', dir);
+  expectObject('loadShardedCheckpoint', 'fsdp', fsdp);
+  o = expectOptions('loadShardedCheckpoint', 'options', o) ?? {};
   const m = await readManifest(dir);
   const units = fsdp.flatUnits;
   const describeUnits = (us: readonly { name: string; segments: readonly { name: string; shape: number[] }[] }[]) =>
@@ -219,6 +227,8 @@ export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp:
  * .safetensors file (atomically).
  */
 export async function consolidateShardedCheckpoint(dir: string, o: { prefix?: string; out?: string } = {}): Promise<Map<string, RawTensor>> {
+  expectPath('consolidateShardedCheckpoint', 'dir', dir);
+  o = expectOptions('consolidateShardedCheckpoint', 'options', o) ?? {};
   const m = await readManifest(dir);
   const files = new Map<number, Promise<Awaited<ReturnType<typeof readSafetensorsFile>>>>();
   const all = new Map<string, RawTensor>();

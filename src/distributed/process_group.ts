@@ -6,6 +6,7 @@
 import { amax } from '../ops/reduce.js';
 import { stack, view } from '../ops/shape.js';
 import { TorchRangeError } from '../native/errors.js';
+import { expectMethods, expectPositiveInt, expectString, expectTensorArg, showJson } from '../tensor/args.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import { handleOf, type Tensor } from '../tensor/tensor.js';
@@ -68,13 +69,18 @@ const OPS: readonly string[] = ['sum', 'avg', 'max', 'min', 'product'];
 
 /** @internal Checks a reduce op name and that 'avg' is asked of a floating tensor (shared by the groups). */
 export function checkReduceOp(op: string, t: Tensor, where: string): void {
-  if (!OPS.includes(op)) throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${JSON.stringify(op)}`, 'ERR_INVALID_ARG');
+  expectString('checkReduceOp', 'where', where);
+  if (!OPS.includes(op)) throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${showJson(op)}`, 'ERR_INVALID_ARG');
+  expectTensorArg(where, 'input', t);
   if (op === 'avg' && !t.dtype.startsWith('float') && t.dtype !== 'bfloat16')
     throw new TorchRangeError(`${where}: op "avg" needs a floating-point tensor, received ${t.dtype}`, 'ERR_INVALID_ARG');
 }
 
 /** @internal Checks that `big` is `small` with `world` × its first dimension (all-gather and reduce-scatter shapes). */
 export function checkStacked(big: Tensor, small: Tensor, world: number, where: string, bigName: string, smallName: string): void {
+  expectTensorArg(where, bigName, big);
+  expectTensorArg(where, smallName, small);
+  expectPositiveInt(where, 'world size', world);
   const b = big.shape;
   const s = small.shape;
   if (s.length === 0 || b.length !== s.length || b[0] !== s[0]! * world || b.some((d, i) => i > 0 && d !== s[i]) || big.dtype !== small.dtype)
@@ -139,6 +145,8 @@ export class LocalProcessGroup implements CollectiveGroup {
 
 /** Elementwise maximum of `t` over the ranks of `group`, in place (the group's own max-reduce, else an all-gather). */
 export function allReduceMax_(group: ProcessGroup, t: Tensor): Tensor {
+  expectMethods('allReduceMax_', 'group', group, 'a ProcessGroup', ['allGather']);
+  expectTensorArg('allReduceMax_', 't', t);
   if (group.allReduceMax_) return group.allReduceMax_(t);
   if (group.worldSize === 1) return t;
   return scope(() => {

@@ -3,12 +3,14 @@
 // centre crop to `resolution`, normalise), batched through the backbone with the feature-extraction path
 // (src/features/backbone.ts::runBackbone). Also the dataset checks that evaluation needs.
 import { DatasetError, ImageError } from '../native/errors.js';
+import { expectMethods, expectPositiveInt } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { clamp, round } from '../ops/pointwise.js';
 import { mean } from '../ops/reduce.js';
 import { cat, narrow } from '../ops/shape.js';
 import type { Dataset, RgbImage, SkippedSample } from '../data/datasets/types.js';
+import { checkRgb } from '../data/kernels.js';
 import { type Normalization, planResize, resizeTensor, rgbToTensor } from '../data/transforms.js';
 import { assertEval, type FeatureBackbone, modelPlacement, runBackbone } from '../features/backbone.js';
 
@@ -20,6 +22,7 @@ import { assertEval, type FeatureBackbone, modelPlacement, runBackbone } from '.
  */
 export function checkEvalDatasets(train: Dataset, val: Dataset): number {
   for (const [role, ds] of [['train', train], ['validation', val]] as const) {
+    expectMethods('eval', role === 'train' ? 'train' : 'val', ds, 'a Dataset', ['get']);
     if (ds.length === 0) throw new DatasetError(`eval: the ${role} dataset is empty`);
     if (!ds.labeled)
       throw new DatasetError(`eval: the ${role} dataset has no labels; k-NN and linear evaluation need labeled data (class subfolders, "path,label" lines, or an IDX labels file)`);
@@ -49,6 +52,9 @@ export interface DatasetFeatureOptions {
 
 /** The evaluation transform of one image: `[1, 3, R, R]` normalised float32 (the caller owns it). */
 export function evalTransform(img: RgbImage, resolution: number, patchSize: number, normalization: Normalization): Tensor {
+  checkRgb(img, 'evalTransform');
+  expectPositiveInt('evalTransform', 'resolution', resolution);
+  expectPositiveInt('evalTransform', 'patchSize', patchSize);
   const plan = planResize(img.width, img.height, { resolution, resize: 'shortSide', resizeShortSide: Math.round((resolution * 256) / 224), patchSize, sizeMultiple: 'round' });
   return scope(() => {
     let x = rgbToTensor([img], { normalization: 'none' }).mul(255); // [1, 3, H, W] in 0..255

@@ -1,6 +1,7 @@
 // Evaluation of frozen features: k-NN and linear probing (official `dinov3/eval/knn.py`, `dinov3/eval/linear.py`).
 import type { Dataset, SkippedSample } from '../data/datasets/types.js';
-import type { FeatureBackbone } from '../features/backbone.js';
+import { checkModel, type FeatureBackbone } from '../features/backbone.js';
+import { argTypeError, expectOptions } from '../tensor/args.js';
 import { checkEvalDatasets, type DatasetFeatureOptions, extractDatasetFeatures } from './features.js';
 import { type KnnOptions, type KnnResult, knnEval } from './knn.js';
 import { type LinearProbeOptions, type LinearProbeResult, linearProbe } from './linear.js';
@@ -31,6 +32,9 @@ export interface EvaluateResult {
  * @throws DatasetError for empty, unlabeled or class-mismatched datasets (before any image is read).
  */
 export async function evaluateBackbone(model: FeatureBackbone, mode: 'knn' | 'linear', train: Dataset, val: Dataset, o: EvaluateOptions = {}): Promise<EvaluateResult> {
+  checkModel(model, 'evaluateBackbone');
+  if (mode !== 'knn' && mode !== 'linear') throw argTypeError('evaluateBackbone', 'mode', '"knn" or "linear"', mode);
+  o = expectOptions('evaluateBackbone', 'options', o) ?? {};
   const numClasses = checkEvalDatasets(train, val);
   const ex = (ds: Dataset, phase: 'train' | 'val') => extractDatasetFeatures(model, ds, { ...o, avgpool: o.avgpool ?? mode === 'linear', onProgress: (d, t, s) => o.onProgress?.(phase, d, t, s) });
   const tr = await ex(train, 'train');

@@ -3,9 +3,11 @@
 // softmax(sim / T) over those neighbours (T = 0.07), the class scores for each k sum the first k votes, and top-1 /
 // top-5 accuracies are counted against the labels.
 import { DatasetError, TorchRangeError } from '../native/errors.js';
-import { tensor, zeros } from '../tensor/creation.js';
+import { zeros } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
+import { expectOptions, expectPositiveInt, expectString, expectTensorArg } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { expectEvalArgs, labelTensors, toLabelTensor } from './labels.js';
 import { eq } from '../ops/pointwise.js';
 import { normalize, softmax } from '../ops/nn.js';
 import { mm } from '../ops/linalg.js';
@@ -38,8 +40,7 @@ export interface KnnResult {
 
 /** Labels as an int64 tensor [N] (the caller owns it). */
 export function labelTensor(labels: Tensor | ArrayLike<number>): Tensor {
-  if (!('shape' in labels)) return tensor(BigInt64Array.from(Array.from(labels), (v) => BigInt(v)), { shape: [labels.length] });
-  return labels.to('int64');
+  return toLabelTensor(labels, 'labelTensor', 'labels');
 }
 
 /** Checks features and labels of a train/val pair; returns their sizes and the class count. */
@@ -51,6 +52,12 @@ export function checkEvalInputs(
   valLabels: Tensor,
   numClasses?: number,
 ): { nTrain: number; nVal: number; dim: number; numClasses: number } {
+  expectString('checkEvalInputs', 'op', op);
+  expectTensorArg(op, 'trainFeatures', trainFeatures);
+  expectTensorArg(op, 'trainLabels', trainLabels);
+  expectTensorArg(op, 'valFeatures', valFeatures);
+  expectTensorArg(op, 'valLabels', valLabels);
+  if (numClasses !== undefined) expectPositiveInt(op, 'numClasses', numClasses);
   const [nTrain, dim] = trainFeatures.shape as [number, number];
   const [nVal, dimVal] = valFeatures.shape as [number, number];
   if (trainFeatures.ndim !== 2 || valFeatures.ndim !== 2) throw new TorchRangeError(`${op}: features must be [N, D] tensors, got [${trainFeatures.shape.join(', ')}] and [${valFeatures.shape.join(', ')}]`, 'ERR_INVALID_ARG');
@@ -73,13 +80,14 @@ export function checkEvalInputs(
  * @throws DatasetError for an empty set; RangeError for mismatched shapes, bad labels or bad ks.
  */
 export function knnEval(trainFeatures: Tensor, trainLabels: Tensor | ArrayLike<number>, valFeatures: Tensor, valLabels: Tensor | ArrayLike<number>, o: KnnOptions = {}): KnnResult[] {
+  expectEvalArgs('knnEval', trainFeatures, trainLabels, valFeatures, valLabels);
+  o = expectOptions('knnEval', 'options', o) ?? {};
   const ks = [...(o.ks ?? [20])];
   if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new TorchRangeError(`knnEval: ks must be positive integers, got [${ks.join(', ')}]`, 'ERR_INVALID_ARG');
   const T = o.temperature ?? 0.07;
   if (!(T > 0)) throw new TorchRangeError(`knnEval: temperature must be positive, got ${T}`, 'ERR_INVALID_ARG');
   const chunk = o.chunkSize ?? 256;
-  const ownTrain = labelTensor(trainLabels);
-  const ownVal = labelTensor(valLabels);
+  const [ownTrain, ownVal] = labelTensors('knnEval', trainLabels, valLabels);
   try {
     const { nTrain, nVal, numClasses: C } = checkEvalInputs('knnEval', trainFeatures, ownTrain, valFeatures, ownVal, o.numClasses);
     const skip = o.skipFirstNn ? 1 : 0;

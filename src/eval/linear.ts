@@ -6,6 +6,7 @@
 import { ConfigError } from '../native/errors.js';
 import { randn, tensor, zeros } from '../tensor/creation.js';
 import { keep, scope } from '../tensor/scope.js';
+import { expectOptions, show } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { add_, eq, mul, mul_, sub, sub_ } from '../ops/pointwise.js';
@@ -15,7 +16,8 @@ import { indexSelect, oneHot } from '../ops/index.js';
 import { sum, topk } from '../ops/reduce.js';
 import { narrow, select, transpose, unsqueeze } from '../ops/shape.js';
 import { Rng } from '../data/rng.js';
-import { checkEvalInputs, labelTensor } from './knn.js';
+import { checkEvalInputs } from './knn.js';
+import { expectEvalArgs, labelTensors } from './labels.js';
 
 /** The official grid (`dinov3/eval/linear.py::_DEFAULT_LR_LIST`). */
 export const DEFAULT_LINEAR_LRS = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1] as const;
@@ -54,14 +56,15 @@ export function linearProbe(
   valLabels: Tensor | ArrayLike<number>,
   o: LinearProbeOptions = {},
 ): LinearProbeResult {
+  expectEvalArgs('linearProbe', trainFeatures, trainLabels, valFeatures, valLabels);
+  o = expectOptions('linearProbe', 'options', o) ?? {};
   const lrs = [...(o.learningRates ?? DEFAULT_LINEAR_LRS)];
   const epochs = o.epochs ?? 10;
   const B = o.batchSize ?? 256;
   if (lrs.length === 0 || lrs.some((l) => !(l > 0))) throw new ConfigError(`linearProbe: learningRates must be positive numbers, got [${lrs.join(', ')}]`);
-  if (!Number.isInteger(epochs) || epochs < 1) throw new ConfigError(`linearProbe: epochs must be a positive integer, got ${epochs}`);
-  if (!Number.isInteger(B) || B < 1) throw new ConfigError(`linearProbe: batchSize must be a positive integer, got ${B}`);
-  const ytr = labelTensor(trainLabels);
-  const yva = labelTensor(valLabels);
+  if (!Number.isInteger(epochs) || epochs < 1) throw new ConfigError(`linearProbe: epochs must be a positive integer, got ${show(epochs)}`);
+  if (!Number.isInteger(B) || B < 1) throw new ConfigError(`linearProbe: batchSize must be a positive integer, got ${show(B)}`);
+  const [ytr, yva] = labelTensors('linearProbe', trainLabels, valLabels);
   try {
     const { nTrain, nVal, dim: D, numClasses: C } = checkEvalInputs('linearProbe', trainFeatures, ytr, valFeatures, yva, o.numClasses);
     const L = lrs.length;

@@ -3,6 +3,7 @@
 import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
+import { argTypeError, showJson } from '../tensor/args.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
 import type { Normalization } from '../data/transforms.js';
@@ -47,6 +48,7 @@ export interface BatchFeatures {
 
 /** Throws unless `model` looks like a backbone (an object with forwardFeatures). */
 export function checkModel(model: unknown, op: string): asserts model is FeatureBackbone {
+  if (typeof op !== 'string') throw argTypeError('checkModel', 'op', 'a string (the calling function)', op);
   if (model === null || typeof model !== 'object' || typeof (model as { forwardFeatures?: unknown }).forwardFeatures !== 'function')
     throw new TorchTypeError(`${op}: expected "model" to be a backbone (an object with forwardFeatures), received ${model === null ? 'null' : typeof model}`, 'ERR_INVALID_ARG');
 }
@@ -60,15 +62,17 @@ export function modelPlacement(model: FeatureBackbone): { device: Device; dtype:
 
 /** Throws if the model would apply training-time behaviour (drop path, RoPE augmentation). */
 export function assertEval(model: FeatureBackbone, op: string): void {
+  if (typeof op !== 'string') throw argTypeError('assertEval', 'op', 'a string (the calling function)', op);
   checkModel(model, op);
   if (model.training) throw new TorchRangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`, 'ERR_INVALID_ARG');
 }
 
 /** Validates a layer selection (against the model's depth when it is known). */
 export function checkLayers(model: FeatureBackbone, layers: LayerSelection, op: string): void {
+  if (typeof op !== 'string') throw argTypeError('checkLayers', 'op', 'a string (the calling function)', op);
   if (layers === undefined) return;
   const ok = (typeof layers === 'number' && Number.isInteger(layers) && layers > 0) || (Array.isArray(layers) && layers.length > 0 && layers.every((i) => Number.isInteger(i) && i >= 0));
-  if (!ok) throw new TorchRangeError(`${op}: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received ${JSON.stringify(layers)}`, 'ERR_INVALID_ARG');
+  if (!ok) throw new TorchRangeError(`${op}: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received ${showJson(layers)}`, 'ERR_INVALID_ARG');
   const depth = model.nBlocks;
   if (depth === undefined) return;
   if (typeof layers === 'number' && layers > depth) throw new TorchRangeError(`${op}: layers ${layers} asks for the last ${layers} blocks of a ${depth}-block model`, 'ERR_INVALID_ARG');

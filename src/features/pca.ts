@@ -5,6 +5,7 @@ import { realpath } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { argRangeError, expectOptions, expectPath, expectTensorArg, show } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { matmul } from '../ops/linalg.js';
@@ -38,7 +39,7 @@ export function pcaFit(features: Tensor, k = 3): PcaFit {
   const D = features.shape[features.ndim - 1]!;
   const P = features.numel / D;
   if (P < 2 || !Number.isInteger(k) || k < 1 || k > Math.min(P, D))
-    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${k}`, 'ERR_INVALID_ARG');
+    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${show(k)}`, 'ERR_INVALID_ARG');
   return scope(() => {
     const x = reshape(features, [P, D]).to('float64');
     const mu = mean(x, [0]); // [D]
@@ -103,6 +104,9 @@ export interface RenderPcaOptions {
 
 /** Renders an RGB map `[h, w, 3]` in [0, 1] as a PNG, upsampled and optionally beside the input image. */
 export async function renderPca(rgb: Tensor, o: RenderPcaOptions = {}): Promise<{ png: Buffer; width: number; height: number }> {
+  expectTensorArg('renderPca', 'rgb', rgb);
+  if (rgb.ndim !== 3 || rgb.shape[2] !== 3) throw argRangeError('renderPca', 'rgb', 'an RGB Tensor [H, W, 3]', rgb);
+  o = expectOptions('renderPca', 'options', o) ?? {};
   const [h, w] = rgb.shape as [number, number, number];
   const W = o.beside?.width ?? o.width ?? w;
   const H = o.beside?.height ?? o.height ?? h;
@@ -149,6 +153,8 @@ const IMAGE_OUT: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jp
  * @throws ConfigError naming the output
  */
 export async function checkPcaOutput(out: string, o: { image?: string; protectedPaths?: readonly string[] } = {}): Promise<void> {
+  expectPath('checkPcaOutput', 'out', out);
+  o = expectOptions('checkPcaOutput', 'options', o) ?? {};
   if (IMAGE_OUT[extname(out).toLowerCase()] === undefined) {
     throw new ConfigError(`pcaImage: cannot tell the image format of "${out}": use a .png, .jpg, .jpeg or .webp name`);
   }

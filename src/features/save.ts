@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ConfigError, Dinov3Error, ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { expectPath, showJson } from '../tensor/args.js';
 import { Tensor } from '../tensor/tensor.js';
 import { normalizationStats } from '../data/transforms.js';
 import { assertEval, type FeatureBackbone, modelNormalization } from './backbone.js';
@@ -174,7 +175,7 @@ export async function checkFeatureOutput(
   out: string,
   o: { format?: FeatureFileFormat; inputs?: readonly string[]; protectedPaths?: readonly string[] } = {},
 ): Promise<void> {
-  if (typeof out !== 'string' || out === '') throw new ConfigError(`saveFeatures: the output must be a path, received ${JSON.stringify(out)}`);
+  if (typeof out !== 'string' || out === '') throw new ConfigError(`saveFeatures: the output must be a path, received ${showJson(out)}`);
   const format = o.format ?? defaultFormat(out);
   const target = await realOrIntended(out);
   const st = await stat(target).catch(() => null);
@@ -399,6 +400,7 @@ function toFloat32(bytes: Uint8Array, dtype: string): Float32Array {
  * @throws ImageError naming the file when it is not a feature file of this library
  */
 export async function loadFeatures(path: string): Promise<LoadedFeatures> {
+  expectPath('loadFeatures', 'path', path);
   const st = await stat(path).catch(() => null);
   if (!st) throw new ImageError(`loadFeatures: no such file or folder: "${path}"`, path);
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();

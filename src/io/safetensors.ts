@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { CheckpointError, TorchTypeError } from '../native/errors.js';
+import { CheckpointError, Dinov3Error, TorchTypeError } from '../native/errors.js';
 import {
   byteView,
   checkRawTensor,
@@ -312,6 +312,9 @@ export async function atomicWriteFile(path: string, chunks: readonly Uint8Array[
   } catch (err) {
     if (fh !== undefined) await fh.close().catch(() => undefined);
     await rm(tmp, { force: true }).catch(() => undefined);
+    // A file-system failure (EISDIR, EACCES, ENOSPC, …) becomes an ERR_IO Dinov3Error that keeps the system message.
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && !(err instanceof Dinov3Error))
+      throw new Dinov3Error(`${path}: cannot write the file (${err.message})`, 'ERR_IO', { cause: err });
     throw err;
   }
   // Make the rename durable; not every platform can fsync a directory, so this is best effort.

@@ -9,6 +9,7 @@ import { attention } from '../ops/kernels.js';
 import { linear } from '../ops/linalg.js';
 import { cat, chunk, narrow } from '../ops/shape.js';
 import { type CreateOptions, empty } from '../tensor/creation.js';
+import { expectOptions, expectPositiveInt } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { RopeTables } from './rope_position_encoding.js';
@@ -69,6 +70,9 @@ export class SelfAttention extends Module {
 
   constructor(readonly dim: number, readonly numHeads: number, o: AttentionOptions = {}) {
     super();
+    expectPositiveInt('SelfAttention', 'dim', dim);
+    expectPositiveInt('SelfAttention', 'numHeads', numHeads);
+    o = expectOptions('SelfAttention', 'options', o) ?? {};
     this.headDim = dim / numHeads;
     const qkvOpts = { dtype: o.dtype, device: o.device, bias: o.qkvBias ?? false };
     this.qkv = this.registerModule('qkv', o.maskKBias ? new LinearKMaskedBias(dim, 3 * dim, qkvOpts) : new Linear(dim, 3 * dim, qkvOpts));

@@ -8,6 +8,7 @@ import { Module } from '../nn/module.js';
 import { linear } from '../ops/linalg.js';
 import { silu } from '../ops/pointwise.js';
 import type { CreateOptions } from '../tensor/creation.js';
+import { expectOptions, expectPositiveInt } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { catKeepShapes, uncatWithShapes } from './utils.js';
@@ -43,6 +44,8 @@ export class Mlp extends FfnBase {
 
 /** SwiGLU hidden width for a nominal hidden width `hiddenFeatures` (= int(D·ffn_ratio)). */
 export function swigluHiddenFeatures(hiddenFeatures: number, alignTo = 8): number {
+  expectPositiveInt('swigluHiddenFeatures', 'hiddenFeatures', hiddenFeatures);
+  expectPositiveInt('swigluHiddenFeatures', 'alignTo', alignTo);
   const d = Math.trunc((hiddenFeatures * 2) / 3);
   return d + ((alignTo - (d % alignTo)) % alignTo);
 }
@@ -54,6 +57,9 @@ export class SwiGLUFFN extends FfnBase {
   readonly hiddenFeatures: number;
   constructor(inFeatures: number, hiddenFeatures: number, o: FfnOptions & { alignTo?: number } = {}) {
     super();
+    expectPositiveInt('SwiGLUFFN', 'inFeatures', inFeatures);
+    expectPositiveInt('SwiGLUFFN', 'hiddenFeatures', hiddenFeatures);
+    o = expectOptions('SwiGLUFFN', 'options', o) ?? {};
     this.hiddenFeatures = swigluHiddenFeatures(hiddenFeatures, o.alignTo ?? 8);
     this.w1 = this.registerModule('w1', new Linear(inFeatures, this.hiddenFeatures, o));
     this.w2 = this.registerModule('w2', new Linear(inFeatures, this.hiddenFeatures, o));

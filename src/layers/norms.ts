@@ -5,6 +5,7 @@ import { NORM_EPS, type NormLayer } from '../config/vit.js';
 import { ones_, zeros_ } from '../nn/init.js';
 import { LayerNorm as BaseLayerNorm, RMSNorm as BaseRMSNorm } from '../nn/layers.js';
 import { emptyLike, type CreateOptions } from '../tensor/creation.js';
+import { argTypeError, expectPositiveInt } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 // libtorch 1.13 has no meta kernels for layer_norm: on the meta device the norms only propagate the shape.
@@ -33,5 +34,7 @@ export type Norm = LayerNorm | RMSNorm;
 
 /** Builds the norm named by `norm_layer` for width `dim`. */
 export function buildNorm(normLayer: NormLayer, dim: number, o: CreateOptions = {}): Norm {
+  if (typeof normLayer !== 'string' || !Object.hasOwn(NORM_EPS, normLayer)) throw argTypeError('buildNorm', 'normLayer', `one of ${Object.keys(NORM_EPS).join(', ')}`, normLayer);
+  expectPositiveInt('buildNorm', 'dim', dim);
   return normLayer === 'rmsnorm' ? new RMSNorm(dim, NORM_EPS.rmsnorm, o) : new LayerNorm(dim, NORM_EPS[normLayer], o);
 }

@@ -8,6 +8,7 @@
 import { Module } from '../nn/module.js';
 import { uniform_ } from '../nn/init.js';
 import { arange, empty, full, type Generator, linspace } from '../tensor/creation.js';
+import { expectObject, expectPositiveInt } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
@@ -53,6 +54,9 @@ export class RopePositionEmbedding extends Module {
 
   constructor(readonly embedDim: number, o: RopeOptions) {
     super();
+    expectPositiveInt('RopePositionEmbedding', 'embedDim', embedDim);
+    expectObject('RopePositionEmbedding', 'options', o);
+    expectPositiveInt('RopePositionEmbedding', 'options.numHeads', o.numHeads);
     if (embedDim % (4 * o.numHeads) !== 0)
       throw new TorchRangeError(`RopePositionEmbedding: embedDim (${embedDim}) must be a multiple of 4·numHeads (${4 * o.numHeads})`, 'ERR_INVALID_ARG');
     this.base = o.base === undefined ? 100 : o.base;

@@ -38,16 +38,5 @@ export function expectBoolMask(op: string, name: string, t: unknown, dims: reado
   return t;
 }
 
-/** Checks a positive finite number option. */
-export function expectPositive(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-    throw new TorchRangeError(`${op}: expected "${name}" to be a positive finite number, received ${describe(v)}`, 'ERR_INVALID_ARG');
-  return v;
-}
-
-/** Checks a positive integer option. */
-export function expectPositiveInt(op: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
-    throw new TorchRangeError(`${op}: expected "${name}" to be a positive integer, received ${describe(v)}`, 'ERR_INVALID_ARG');
-  return v;
-}
+// The number checks are the shared boundary checks (src/tensor/args.ts).
+export { expectPositive, expectPositiveInt } from '../tensor/args.js';

@@ -13,6 +13,7 @@ import { eq, maskedFill_ } from '../ops/pointwise.js';
 import { argmax, mean, topk } from '../ops/reduce.js';
 import { cat, narrow } from '../ops/shape.js';
 import { expectFloat, expectPositive, expectPositiveInt } from './checks.js';
+import { expectOptions } from '../tensor/args.js';
 
 const EPS = 1e-8;
 
@@ -68,6 +69,7 @@ export interface KoleoDistributedOptions {
 export function koleoLossDistributed(x: Tensor, o: KoleoDistributedOptions = {}): Tensor {
   const op = 'koleoLossDistributed';
   expectFloat(op, 'x', x, ['samples', 'features']);
+  o = expectOptions(op, 'options', o) ?? {};
   const group = o.group ?? LOCAL_PROCESS_GROUP;
   const eps = expectPositive(op, 'eps', o.eps ?? EPS);
   const k = expectPositiveInt(op, 'topk', o.topk ?? 1);

@@ -12,6 +12,7 @@ import { isfinite, where } from '../ops/pointwise.js';
 import { amax, sum } from '../ops/reduce.js';
 import { softmax } from '../ops/nn.js';
 import { expectFloat, expectPositive, expectPositiveInt } from './checks.js';
+import { expectMethods, expectTensorArg } from '../tensor/args.js';
 
 export interface SinkhornOptions {
   /** Row/column normalisation rounds (3 in every config). */
@@ -79,6 +80,8 @@ export function sinkhornKnopp(teacherLogits: Tensor, teacherTemp: number, o: Sin
  * a tensor argument is not modified.
  */
 export function totalMaskedPatches(nMaskedPatches: number | Tensor, group: ProcessGroup = LOCAL_PROCESS_GROUP): Tensor {
+  if (typeof nMaskedPatches !== 'number') expectTensorArg('totalMaskedPatches', 'nMaskedPatches', nMaskedPatches);
+  expectMethods('totalMaskedPatches', 'group', group, 'a ProcessGroup', ['allReduceSum_']);
   return noGrad(() =>
     scope(() => {
       const t =
@@ -96,5 +99,7 @@ export function totalMaskedPatches(nMaskedPatches: number | Tensor, group: Proce
  */
 export function softmaxCenterTeacher(teacherLogits: Tensor, center: Tensor, teacherTemp: number): Tensor {
   expectPositive('softmaxCenterTeacher', 'teacherTemp', teacherTemp);
+  expectTensorArg('softmaxCenterTeacher', 'teacherLogits', teacherLogits);
+  expectTensorArg('softmaxCenterTeacher', 'center', center);
   return noGrad(() => scope(() => softmax(teacherLogits.float().sub(center).div(teacherTemp), -1)));
 }

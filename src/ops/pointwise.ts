@@ -2,6 +2,7 @@
 import { native, type NativeTensor } from '../native/binding.js';
 import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { describe, handleOf as h, operandOf as o, Tensor, wrap } from '../tensor/tensor.js';
+import { expectOptions, show } from '../tensor/args.js';
 import { installMethods } from './install.js';
 
 type Operand = Tensor | number;
@@ -107,8 +108,10 @@ export function clamp_(a: Tensor, min?: Bound, max?: Bound): Tensor {
 export const clampMin = (a: Tensor, min: Tensor | number) => wrap(native.clampMin(h(a, 'clampMin', 'input'), bound(min, 'clampMin', 'min') as NativeTensor | number));
 export const clampMax = (a: Tensor, max: Tensor | number) => wrap(native.clampMax(h(a, 'clampMax', 'input'), bound(max, 'clampMax', 'max') as NativeTensor | number));
 /** Replaces NaN by `nan` (0) and ±∞ by `posinf`/`neginf` (the dtype's largest/lowest finite values by default). */
-export const nanToNum = (a: Tensor, o: { nan?: number; posinf?: number; neginf?: number } = {}) =>
-  wrap(native.nanToNum(h(a, 'nanToNum', 'input'), o.nan ?? null, o.posinf ?? null, o.neginf ?? null));
+export const nanToNum = (a: Tensor, o: { nan?: number; posinf?: number; neginf?: number } = {}) => {
+  o = expectOptions('nanToNum', 'options', o) ?? {};
+  return wrap(native.nanToNum(h(a, 'nanToNum', 'input'), o.nan ?? null, o.posinf ?? null, o.neginf ?? null));
+};
 /** Elementwise choice: `cond ? a : b`. */
 export const where = (cond: Tensor, a: Operand, b: Operand) =>
   wrap(native.where(h(cond, 'where', 'condition'), o(a, 'where', 'input'), o(b, 'where', 'other')));
@@ -127,7 +130,7 @@ export function maskedFill_(a: Tensor, mask: Tensor, value: number | boolean): T
   return a;
 }
 export function dropout(a: Tensor, p: number, train: boolean): Tensor {
-  if (!(p >= 0 && p <= 1)) throw new TorchRangeError(`dropout: p must be in [0, 1], received ${p}`, 'ERR_INVALID_ARG');
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new TorchRangeError(`dropout: p must be in [0, 1], received ${show(p)}`, 'ERR_INVALID_ARG');
   return wrap(native.dropout(h(a, 'dropout', 'input'), p, train));
 }
 

@@ -115,6 +115,7 @@ export class AdamW {
 
   constructor(params: readonly Tensor[] | readonly ParamGroupInit[], opts: AdamWOptions = {}) {
     const op = 'AdamW';
+    if (typeof opts !== 'object' || opts === null) throw typeError(`${op}: expected "options" to be an object, received ${describeValue(opts)}`);
     const lr = checkNumber(op, 'lr', opts.lr ?? 1e-3, 0);
     const weightDecay = checkNumber(op, 'weightDecay', opts.weightDecay ?? 1e-2, 0);
     this.eps = checkNumber(op, 'eps', opts.eps ?? 1e-8, 0);

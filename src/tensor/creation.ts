@@ -1,7 +1,7 @@
 // Tensor creation: constants, ranges, random draws with seedable generators, and conversion from JS data.
 import '../ops/all.js';
 import { native, type NativeGenerator } from '../native/binding.js';
-import { TorchTypeError } from '../native/errors.js';
+import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { describe, type Device, type DType, DTYPES, handleOf, type Tensor, wrap } from './tensor.js';
 
 export interface CreateOptions {
@@ -38,13 +38,29 @@ export function setRngState(state: Tensor): void {
   native.setRngState(handleOf(state, 'setRngState', 'state'), null);
 }
 
+/** An array element in a message: as String() prints it, or `describe` where String() throws (Symbols, null-prototype objects). */
+function showElement(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return describe(v);
+  }
+}
+
 function checkShape(op: string, shape: unknown): number[] {
   if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0))
     throw new TorchTypeError(
-      `${op}: expected "shape" to be an array of non-negative integers, received ${Array.isArray(shape) ? `[${shape.map(String).join(', ')}]` : describe(shape)}`,
+      `${op}: expected "shape" to be an array of non-negative integers, received ${Array.isArray(shape) ? `[${shape.map(showElement).join(', ')}]` : describe(shape)}`,
       'ERR_INVALID_ARG',
     );
   return shape as number[];
+}
+
+/** An options bag as given: undefined → {}, an object as is; anything else (null included) is refused. */
+function opts<T extends object>(op: string, o: T | undefined): T {
+  if (o === undefined) return {} as T;
+  if (typeof o !== 'object' || o === null) throw new TorchTypeError(`${op}: expected "options" to be an object, received ${describe(o)}`, 'ERR_INVALID_ARG');
+  return o;
 }
 
 /** The native handle of an optional generator option (a TorchTypeError if it is not a Generator). */
@@ -54,11 +70,22 @@ function gen(op: string, g: unknown): NativeGenerator | undefined {
   throw new TorchTypeError(`${op}: expected "generator" to be a Generator, received ${describe(g)}`, 'ERR_INVALID_ARG');
 }
 
-export const zeros = (shape: number[], o: CreateOptions = {}) => wrap(native.zeros(checkShape('zeros', shape), o.dtype, o.device));
-export const ones = (shape: number[], o: CreateOptions = {}) => wrap(native.ones(checkShape('ones', shape), o.dtype, o.device));
-export const empty = (shape: number[], o: CreateOptions = {}) => wrap(native.empty(checkShape('empty', shape), o.dtype, o.device));
-export const full = (shape: number[], value: number | boolean, o: CreateOptions = {}) =>
-  wrap(native.full(checkShape('full', shape), value, o.dtype, o.device));
+export const zeros = (shape: number[], o: CreateOptions = {}) => {
+  o = opts('zeros', o);
+  return wrap(native.zeros(checkShape('zeros', shape), o.dtype, o.device));
+};
+export const ones = (shape: number[], o: CreateOptions = {}) => {
+  o = opts('ones', o);
+  return wrap(native.ones(checkShape('ones', shape), o.dtype, o.device));
+};
+export const empty = (shape: number[], o: CreateOptions = {}) => {
+  o = opts('empty', o);
+  return wrap(native.empty(checkShape('empty', shape), o.dtype, o.device));
+};
+export const full = (shape: number[], value: number | boolean, o: CreateOptions = {}) => {
+  o = opts('full', o);
+  return wrap(native.full(checkShape('full', shape), value, o.dtype, o.device));
+};
 export const zerosLike = (t: Tensor) => wrap(native.zerosLike(handleOf(t, 'zerosLike', 'input')));
 export const onesLike = (t: Tensor) => wrap(native.onesLike(handleOf(t, 'onesLike', 'input')));
 export const fullLike = (t: Tensor, value: number) => wrap(native.fullLike(handleOf(t, 'fullLike', 'input'), value));
@@ -66,21 +93,36 @@ export const emptyLike = (t: Tensor) => wrap(native.emptyLike(handleOf(t, 'empty
 
 /** arange(end) or arange(start, end, step). Integer arguments give int64 unless a dtype is given. */
 export function arange(start: number, end?: number, step = 1, o: CreateOptions = {}): Tensor {
+  o = opts('arange', o);
   if (end === undefined) [start, end] = [0, start];
   const ints = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
   return wrap(native.arange(start, end, step, o.dtype ?? (ints ? 'int64' : 'float32'), o.device));
 }
-export const linspace = (start: number, end: number, steps: number, o: CreateOptions = {}) =>
-  wrap(native.linspace(start, end, steps, o.dtype, o.device));
-export const eye = (n: number, o: CreateOptions = {}) => wrap(native.eye(n, o.dtype, o.device));
+export const linspace = (start: number, end: number, steps: number, o: CreateOptions = {}) => {
+  o = opts('linspace', o);
+  return wrap(native.linspace(start, end, steps, o.dtype, o.device));
+};
+export const eye = (n: number, o: CreateOptions = {}) => {
+  o = opts('eye', o);
+  return wrap(native.eye(n, o.dtype, o.device));
+};
 
-export const randn = (shape: number[], o: RandomOptions = {}) =>
-  wrap(native.randn(checkShape('randn', shape), o.dtype, o.device, gen('randn', o.generator)));
-export const rand = (shape: number[], o: RandomOptions = {}) =>
-  wrap(native.rand(checkShape('rand', shape), o.dtype, o.device, gen('rand', o.generator)));
-export const randint = (low: number, high: number, shape: number[], o: RandomOptions = {}) =>
-  wrap(native.randint(low, high, checkShape('randint', shape), o.dtype, o.device, gen('randint', o.generator)));
-export const randperm = (n: number, o: { generator?: Generator } = {}) => wrap(native.randperm(n, gen('randperm', o.generator)));
+export const randn = (shape: number[], o: RandomOptions = {}) => {
+  o = opts('randn', o);
+  return wrap(native.randn(checkShape('randn', shape), o.dtype, o.device, gen('randn', o.generator)));
+};
+export const rand = (shape: number[], o: RandomOptions = {}) => {
+  o = opts('rand', o);
+  return wrap(native.rand(checkShape('rand', shape), o.dtype, o.device, gen('rand', o.generator)));
+};
+export const randint = (low: number, high: number, shape: number[], o: RandomOptions = {}) => {
+  o = opts('randint', o);
+  return wrap(native.randint(low, high, checkShape('randint', shape), o.dtype, o.device, gen('randint', o.generator)));
+};
+export const randperm = (n: number, o: { generator?: Generator } = {}) => {
+  o = opts('randperm', o);
+  return wrap(native.randperm(n, gen('randperm', o.generator)));
+};
 
 type Nested = number | boolean | Nested[];
 
@@ -106,10 +148,16 @@ function flattenInto(v: Nested, shape: number[], depth: number, out: (number | b
   for (const x of v) flattenInto(x, shape, depth + 1, out);
 }
 
+/** BigInt() refuses NaN and ±Infinity with a plain RangeError: name the value instead (checked during the conversion). */
+function finiteForInt(x: number): number {
+  if (!Number.isFinite(x)) throw new TorchRangeError(`tensor: ${x} has no int64 value`, 'ERR_INVALID_ARG');
+  return x;
+}
+
 const arrayCtor: Record<DType, (n: (number | boolean)[]) => ArrayBufferView> = {
   float32: (n) => Float32Array.from(n as number[]),
   float64: (n) => Float64Array.from(n as number[]),
-  int64: (n) => BigInt64Array.from(n as number[], (x) => BigInt(Math.trunc(Number(x)))),
+  int64: (n) => BigInt64Array.from(n as number[], (x) => BigInt(Math.trunc(finiteForInt(Number(x))))),
   int32: (n) => Int32Array.from(n as number[]),
   int16: (n) => Int16Array.from(n as number[]),
   int8: (n) => Int8Array.from(n as number[]),
@@ -136,6 +184,7 @@ function dtypeOfTyped(a: ArrayBufferView): DType | undefined {
  * @example tensor(new Int32Array([1, 2, 3]), { shape: [3, 1] })
  */
 export function tensor(data: Nested | ArrayBufferView, o: CreateOptions & { shape?: number[] } = {}): Tensor {
+  o = opts('tensor', o);
   let t: Tensor;
   if (ArrayBuffer.isView(data)) {
     const dt = o.dtype && (o.dtype === 'bfloat16' || o.dtype === 'float16') ? o.dtype : dtypeOfTyped(data);

@@ -1,7 +1,7 @@
 // Grad-mode scopes: run code with autograd recording off (noGrad) or on (enableGrad).
 import { native } from '../native/binding.js';
 import type { Tensor } from './tensor.js';
-import { handleOf } from './tensor.js';
+import { describe, handleOf } from './tensor.js';
 import { TorchTypeError } from '../native/errors.js';
 
 function withGradMode<R>(on: boolean, fn: () => R): R {
@@ -24,6 +24,7 @@ export const isGradEnabled = (): boolean => native.isGradEnabled();
 
 /** Drops the gradients of `tensors` (sets them to none, as PyTorch's zero_grad). */
 export function zeroGrad(tensors: Tensor[]): void {
+  if (!Array.isArray(tensors)) throw new TorchTypeError(`zeroGrad: expected "tensors" to be an array of Tensors, received ${describe(tensors)}`, 'ERR_INVALID_ARG');
   native.zeroGrad(tensors.map((t, i) => handleOf(t, 'zeroGrad', `tensors[${i}]`)));
 }
 

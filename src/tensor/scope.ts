@@ -95,6 +95,8 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
 
 /** Keeps `t` alive past the enclosing scopes: the caller becomes its owner and must dispose it. Returns `t`. */
 export function keep<T extends Disposable>(t: T): T {
+  if (typeof t !== 'object' || t === null || typeof (t as Partial<Disposable>).dispose !== 'function')
+    throw new TorchTypeError(`keep: expected "t" to be a Tensor (or another disposable), received ${t === null ? 'null' : typeof t}`, 'ERR_INVALID_ARG');
   adopt(t);
   return t;
 }

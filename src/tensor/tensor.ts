@@ -122,9 +122,9 @@ export class Tensor {
   /** Size of one dimension (negative indices count from the end). */
   size(dim: number): number {
     const s = this.shape;
-    const d = dim < 0 ? dim + s.length : dim;
+    const d = typeof dim !== 'number' ? -1 : dim < 0 ? dim + s.length : dim;
     if (!Number.isInteger(dim) || d < 0 || d >= s.length)
-      throw new TorchRangeError(`size: dim ${dim} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`, 'ERR_INVALID_ARG');
+      throw new TorchRangeError(`size: dim ${typeof dim === 'number' ? dim : describe(dim)} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`, 'ERR_INVALID_ARG');
     return s[d]!;
   }
   get strides(): number[] {
@@ -203,6 +203,8 @@ export class Tensor {
   }
   /** Back-propagates from this tensor (a scalar unless `gradient` is given). */
   backward(opts: { gradient?: Tensor; retainGraph?: boolean } = {}): void {
+    if (typeof opts !== 'object' || opts === null)
+      throw new TorchTypeError(`backward: expected an options object { gradient?, retainGraph? }, received ${describe(opts)}`, 'ERR_INVALID_ARG');
     native.backward(this[kHandle], opts.gradient ? handleOf(opts.gradient, 'backward', 'gradient') : null, opts.retainGraph ?? false);
   }
   detach(): Tensor {
@@ -220,6 +222,8 @@ export class Tensor {
         'ERR_INVALID_ARG',
       );
     }
+    if (typeof opts !== 'object' || opts === null)
+      throw new TorchTypeError(`to: expected a dtype, a device or an options object { dtype?, device?, nonBlocking?, copy? }, received ${describe(opts)}`, 'ERR_INVALID_ARG');
     return new Tensor(native.to(this[kHandle], opts.dtype ?? null, opts.device ?? null, opts.nonBlocking ?? false, opts.copy ?? false));
   }
   float(): Tensor {
@@ -229,6 +233,7 @@ export class Tensor {
     return this.to('cpu');
   }
   cuda(index = 0): Tensor {
+    if (!Number.isSafeInteger(index) || index < 0) throw new TorchRangeError(`cuda: expected "index" to be a non-negative integer, received ${describe(index)}`, 'ERR_INVALID_ARG');
     return this.to(`cuda:${index}`);
   }
   contiguous(): Tensor {

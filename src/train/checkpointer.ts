@@ -18,6 +18,7 @@ import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { AdamWStateDict, ParamGroupState } from '../optim/adamw.js';
 import { fromBuffer, type Generator, getRngState, setRngState } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
+import { expectInt, expectIterable, expectMap, expectMethods, expectObject, expectOptions, expectPath, expectTensorArg, show } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Named tensors (a module's `stateDict()`, optimizer moments …). */
@@ -73,11 +74,18 @@ const INT = /^\d+$/;
 const TMP = /^\.tmp-(\d+)-/;
 
 /** `<runDir>/ckpt`, where checkpoints live (as `dinov3/train/train.py::do_train`). */
-export const checkpointDir = (runDir: string) => join(runDir, CKPT_DIR);
+export const checkpointDir = (runDir: string) => join(expectPath('checkpointDir', 'runDir', runDir), CKPT_DIR);
 
 // ---- helpers -----------------------------------------------------------------------------------------------------
 
 const entriesOf = (d: TensorDict): [string, Tensor][] => (d instanceof Map ? [...d] : Object.entries(d as Record<string, Tensor>));
+
+/** `entriesOf` for a dict given by the caller: a Map or a record of Tensors (one check per entry, not per element). */
+function checkedEntries(op: string, name: string, d: unknown): [string, Tensor][] {
+  const entries = entriesOf(d instanceof Map ? d : expectObject<Record<string, Tensor>>(op, name, d));
+  for (const [k, t] of entries) expectTensorArg(op, `${name}["${k}"]`, t);
+  return entries;
+}
 
 /** A host copy of a tensor's bytes, taken now (training may continue while the file is written). */
 function snapshot(t: Tensor): RawTensor {
@@ -160,7 +168,11 @@ function processAlive(pid: number): boolean {
  * @throws CheckpointError for a bad group name, a non-integer iteration or a JSON value that cannot be stored
  */
 export async function saveCheckpoint(runDir: string, iteration: number, payload: CheckpointPayload, o: SaveCheckpointOptions = {}): Promise<string> {
-  if (!Number.isSafeInteger(iteration) || iteration < 0) throw new CheckpointError(`saveCheckpoint: iteration must be a non-negative integer, received ${iteration}`);
+  expectPath('saveCheckpoint', 'runDir', runDir);
+  o = expectOptions('saveCheckpoint', 'options', o) ?? {};
+  if (!Number.isSafeInteger(iteration) || iteration < 0) throw new CheckpointError(`saveCheckpoint: iteration must be a non-negative integer, received ${show(iteration)}`);
+  expectObject('saveCheckpoint', 'payload', payload);
+  expectObject('saveCheckpoint', 'payload.tensors', payload.tensors);
   if (o.keepLast !== undefined && o.keepLast !== null && (!Number.isSafeInteger(o.keepLast) || o.keepLast < 1))
     throw new CheckpointError(`saveCheckpoint: keepLast must be a positive integer or null, received ${o.keepLast}`);
   const groups = Object.keys(payload.tensors);
@@ -244,6 +256,8 @@ export async function listCheckpoints(runDir: string): Promise<{ iteration: numb
 
 /** Removes all but the newest `keepLast` checkpoints (`_keep` copies stay). Returns the removed folders. */
 export async function pruneCheckpoints(runDir: string, keepLast: number): Promise<string[]> {
+  expectPath('pruneCheckpoints', 'runDir', runDir);
+  expectInt('pruneCheckpoints', 'keepLast', keepLast);
   const all = await listCheckpoints(runDir);
   const doomed = all.slice(0, Math.max(0, all.length - keepLast)).map((c) => c.path);
   for (const p of doomed) await rm(p, { recursive: true, force: true });
@@ -299,6 +313,8 @@ async function readChecked(path: string, name: string, want: ManifestFile): Prom
  * @throws CheckpointError saying what is wrong (no manifest, a file missing, truncated or altered)
  */
 export async function verifyCheckpoint(path: string, o: { checksums?: boolean } = {}): Promise<CheckpointManifest> {
+  expectPath('verifyCheckpoint', 'path', path);
+  o = expectOptions('verifyCheckpoint', 'options', o) ?? {};
   const m = await readManifest(path);
   for (const [name, want] of Object.entries(m.files)) {
     const file = join(path, name);
@@ -324,6 +340,8 @@ export async function latestCheckpoint(
   runDir: string,
   o: { checksums?: boolean; onSkip?: (path: string, reason: CheckpointError) => void } = {},
 ): Promise<string | null> {
+  expectPath('latestCheckpoint', 'runDir', runDir);
+  o = expectOptions('latestCheckpoint', 'options', o) ?? {};
   for (const c of (await listCheckpoints(runDir)).reverse()) {
     try {
       await verifyCheckpoint(c.path, o);
@@ -342,6 +360,7 @@ export async function latestCheckpoint(
  * @throws CheckpointError for an incomplete, truncated or corrupt checkpoint
  */
 export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
+  expectPath('loadCheckpoint', 'path', path);
   const manifest = await readManifest(path);
   const state = JSON.parse((await readChecked(path, STATE, manifest.files[STATE]!)).toString('utf8')) as { iteration: number; json: unknown };
   const tensors: Record<string, Map<string, Tensor>> = {};
@@ -370,6 +389,8 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 
 /** `loadCheckpoint(await latestCheckpoint(runDir))` reading each file once; null when the run has no complete checkpoint. */
 export async function loadLatestCheckpoint(runDir: string, o: { onSkip?: (path: string, reason: CheckpointError) => void } = {}): Promise<LoadedCheckpoint | null> {
+  expectPath('loadLatestCheckpoint', 'runDir', runDir);
+  o = expectOptions('loadLatestCheckpoint', 'options', o) ?? {};
   for (const c of (await listCheckpoints(runDir)).reverse()) {
     try {
       return await loadCheckpoint(c.path);
@@ -396,6 +417,10 @@ export interface OptimizerJson {
  * betas, eps, each group's lr, weightDecay, metadata and per-parameter step counts).
  */
 export function optimizerToCheckpoint(sd: AdamWStateDict): { tensors: Map<string, Tensor>; json: OptimizerJson } {
+  expectObject('optimizerToCheckpoint', 'sd', sd);
+  expectIterable('optimizerToCheckpoint', 'sd.state', sd.state, 'an array (AdamW.stateDict())');
+  expectIterable('optimizerToCheckpoint', 'sd.paramGroups', sd.paramGroups, 'an array (AdamW.stateDict())');
+  expectIterable('optimizerToCheckpoint', 'sd.betas', sd.betas, 'an array (AdamW.stateDict())');
   const tensors = new Map<string, Tensor>();
   sd.state.forEach((s, gi) => {
     s.expAvg.forEach((t, i) => tensors.set(`state.${gi}.${i}.exp_avg`, t));
@@ -407,6 +432,10 @@ export function optimizerToCheckpoint(sd: AdamWStateDict): { tensors: Map<string
 /** The inverse of `optimizerToCheckpoint`, for `AdamW.loadStateDict` (which copies the moments).
  * @throws CheckpointError when a moment tensor is missing */
 export function optimizerFromCheckpoint(tensors: ReadonlyMap<string, Tensor>, json: OptimizerJson): AdamWStateDict {
+  expectMap('optimizerFromCheckpoint', 'tensors', tensors);
+  expectObject('optimizerFromCheckpoint', 'json', json);
+  expectIterable('optimizerFromCheckpoint', 'json.betas', json.betas, 'an array (from optimizerToCheckpoint)');
+  expectIterable('optimizerFromCheckpoint', 'json.paramGroups', json.paramGroups, 'an array (from optimizerToCheckpoint)');
   const take = (k: string): Tensor => {
     const t = tensors.get(k);
     if (!t) throw new CheckpointError(`optimizer state: missing tensor "${k}"`);
@@ -429,6 +458,9 @@ export function optimizerFromCheckpoint(tensors: ReadonlyMap<string, Tensor>, js
  * returned tensors are new (the caller or `saveCheckpoint`'s snapshot owns them: dispose after saving).
  */
 export function generatorStates(generators: Readonly<Record<string, Generator>> = {}, o: { includeDefault?: boolean } = {}): Map<string, Tensor> {
+  generators = expectOptions('generatorStates', 'generators', generators) ?? {};
+  o = expectOptions('generatorStates', 'options', o) ?? {};
+  for (const [k, g] of Object.entries(generators)) expectMethods('generatorStates', `generators.${k}`, g, 'a Generator', ['getState']);
   const m = new Map<string, Tensor>();
   if (o.includeDefault ?? true) m.set('default', getRngState().keep());
   for (const [k, g] of Object.entries(generators)) {
@@ -441,6 +473,8 @@ export function generatorStates(generators: Readonly<Record<string, Generator>> 
 /** Restores states saved by `generatorStates` (the global generator when `default` is present).
  * @throws CheckpointError when a named generator has no saved state */
 export function restoreGeneratorStates(states: ReadonlyMap<string, Tensor>, generators: Readonly<Record<string, Generator>> = {}): void {
+  expectMap('restoreGeneratorStates', 'states', states);
+  generators = expectOptions('restoreGeneratorStates', 'generators', generators) ?? {};
   for (const k of Object.keys(generators)) if (!states.has(k)) throw new CheckpointError(`restoreGeneratorStates: no saved state for generator "${k}"`);
   const d = states.get('default');
   if (d) setRngState(d);
@@ -458,7 +492,10 @@ export function restoreGeneratorStates(states: ReadonlyMap<string, Tensor>, gene
  * @throws CheckpointError when no tensors remain
  */
 export async function exportTeacherBackbone(runDir: string, stateDict: TensorDict, o: { iteration?: number } = {}): Promise<string> {
-  let entries = entriesOf(stateDict);
+  expectPath('exportTeacherBackbone', 'runDir', runDir);
+  o = expectOptions('exportTeacherBackbone', 'options', o) ?? {};
+  if (o.iteration !== undefined) expectInt('exportTeacherBackbone', 'options.iteration', o.iteration);
+  let entries = checkedEntries('exportTeacherBackbone', 'stateDict', stateDict);
   if (entries.some(([k]) => k.startsWith('backbone.'))) entries = entries.filter(([k]) => k.startsWith('backbone.')).map(([k, t]) => [k.slice('backbone.'.length), t]);
   if (entries.length === 0) throw new CheckpointError('exportTeacherBackbone: the state dict holds no tensors');
   const raws = new Map(entries.map(([k, t]) => [k, snapshot(t)]));
@@ -486,6 +523,8 @@ export interface RunDirInfo {
  * @throws ConfigError when the folder holds another run and `resume` is false, or is a file
  */
 export async function prepareRunDir(runDir: string, o: { resume?: boolean } = {}): Promise<RunDirInfo> {
+  expectPath('prepareRunDir', 'runDir', runDir);
+  o = expectOptions('prepareRunDir', 'options', o) ?? {};
   const s = await stat(runDir).catch(() => null);
   if (s && !s.isDirectory()) throw new ConfigError(`${runDir}: the run folder is a file`);
   const found: string[] = [];

@@ -12,6 +12,8 @@ import { FFN_LAYERS, NORM_LAYERS, ROPE_DTYPES } from '../config/vit.js';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { lrScale } from './schedules.js';
 import { ConfigError } from '../native/errors.js';
+import { expectArray, expectConfig, expectPath, expectString, show } from '../tensor/args.js';
+import { describe } from '../tensor/tensor.js';
 import { SSL_PRESETS } from './presets/index.js';
 
 const num = z.number();
@@ -341,10 +343,21 @@ const isPlain = (x: unknown): x is Plain => x !== null && typeof x === 'object' 
 
 /** OmegaConf-style merge: mappings merge key by key (recursively), anything else (lists, scalars, null) replaces. */
 export function mergeConfig(base: unknown, over: unknown): unknown {
-  if (!isPlain(base) || !isPlain(over)) return structuredClone(over);
-  const out: Plain = structuredClone(base);
-  for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeConfig(out[k], v) : structuredClone(v);
+  if (!isPlain(base) || !isPlain(over)) return cloneData(over);
+  const out = cloneData(base) as Plain;
+  for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeConfig(out[k], v) : cloneData(v);
   return out;
+}
+
+/** A deep copy of config data; values that are not data (functions, symbols) are refused with a ConfigError. */
+function cloneData(v: unknown, op = 'mergeConfig'): unknown {
+  if (typeof v === 'function' || typeof v === 'symbol') throw new ConfigError(`${op}: a config value must be data (objects, arrays, strings, numbers, booleans, null), received ${describe(v)}`);
+  try {
+    return structuredClone(v);
+  } catch (e) {
+    // structuredClone's DataCloneError: a function or symbol nested in an object or array.
+    throw new ConfigError(`${op}: a config value must be data (objects, arrays, strings, numbers, booleans, null): ${(e as Error).message}`);
+  }
 }
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -356,8 +369,10 @@ const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * @throws ConfigError for an item that is not `key.path=value`
  */
 export function parseOverrides(overrides: readonly string[]): Plain {
+  expectArray('parseOverrides', 'overrides', overrides, 'an array of strings');
   let out: Plain = {};
-  for (const item of overrides) {
+  for (const [i, item] of overrides.entries()) {
+    expectString('parseOverrides', `overrides[${i}]`, item);
     const eq = item.indexOf('=');
     const key = eq < 0 ? item : item.slice(0, eq);
     const parts = key.split('.');
@@ -379,12 +394,13 @@ export function parseOverrides(overrides: readonly string[]): Plain {
 
 /** Reads a YAML (.yaml/.yml) or JSON (.json) config file into a plain object. */
 export async function readConfigFile(path: string): Promise<Plain> {
+  expectPath('readConfigFile', 'path', path);
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new ConfigError(`${path}: no such config file`);
-    throw e;
+    throw new ConfigError(`${path}: cannot read the config file (${(e as Error).message})`);
   }
   let v: unknown;
   const ext = extname(path).toLowerCase();
@@ -414,6 +430,8 @@ export function sslPresetNames(): string[] {
  * @throws ConfigError for an unknown preset or file, bad YAML/JSON, a malformed override, unknown keys or wrong types
  */
 export async function loadSSLConfig(fileOrPreset: string, overrides: readonly string[] = []): Promise<SSLConfig> {
+  expectString('loadSSLConfig', 'fileOrPreset', fileOrPreset, true);
+  expectArray('loadSSLConfig', 'overrides', overrides, 'an array of strings');
   let base: unknown;
   const preset = (SSL_PRESETS as Record<string, SSLConfigInput | undefined>)[fileOrPreset];
   if (preset) base = preset;
@@ -429,12 +447,17 @@ export async function loadSSLConfig(fileOrPreset: string, overrides: readonly st
 
 /** A config as YAML text (keys in schema order; `schedules` only when set). */
 export function configToYaml(cfg: SSLConfig): string {
+  expectConfig('configToYaml', 'cfg', cfg, []);
+  cloneData(cfg, 'configToYaml'); // refuses functions and symbols (YAML cannot hold them either); configs are small
   return YAML.stringify(cfg, { lineWidth: 0 });
 }
 
 /** Writes `cfg` to `<runDir>/<name>` (default `config.yaml`, as `dinov3/configs/config.py::write_config`) atomically.
  * Returns the path. */
 export async function writeResolvedConfig(runDir: string, cfg: SSLConfig, name = 'config.yaml'): Promise<string> {
+  expectPath('writeResolvedConfig', 'runDir', runDir);
+  expectConfig('writeResolvedConfig', 'cfg', cfg, []);
+  expectPath('writeResolvedConfig', 'name', name);
   await mkdir(runDir, { recursive: true });
   const path = join(runDir, name);
   await atomicWriteFile(path, [Buffer.from(configToYaml(cfg))]);
@@ -448,7 +471,8 @@ export async function writeResolvedConfig(runDir: string, cfg: SSLConfig, name =
  * @example lrScaleFactor(cfg, 1) // batch 64: 4·√(64/1024) = 1
  */
 export function lrScaleFactor(cfg: SSLConfig, worldSize = 1): number {
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new ConfigError(`lrScaleFactor: worldSize must be a positive integer, received ${worldSize}`);
+  expectConfig('lrScaleFactor', 'cfg', cfg, ['optim', 'train']);
+  if (!Number.isInteger(worldSize) || worldSize < 1) throw new ConfigError(`lrScaleFactor: worldSize must be a positive integer, received ${show(worldSize)}`);
   return lrScale(cfg.optim.scaling_rule, cfg.train.batch_size_per_gpu * worldSize);
 }
 
@@ -458,6 +482,7 @@ export function lrScaleFactor(cfg: SSLConfig, worldSize = 1): number {
  * The official code writes config.yaml before scaling: write the unscaled config.
  */
 export function applyScalingRules(cfg: SSLConfig, worldSize = 1): SSLConfig {
+  expectConfig('applyScalingRules', 'cfg', cfg, ['optim', 'train']);
   const out = structuredClone(cfg);
   if (out.schedules || out.optim.lr === null) return out;
   out.optim.lr = out.optim.lr * lrScaleFactor(cfg, worldSize);

@@ -5,6 +5,7 @@ import type { Dataset } from '../data/datasets/types.js';
 import { DataLoader } from '../data/loader.js';
 import { MaskingGenerator, officialMaxNumPatches } from '../data/masking.js';
 import { ConfigError } from '../native/errors.js';
+import { expectConfig } from '../tensor/args.js';
 import type { SSLConfig } from './config.js';
 import { SyntheticBatches } from './synthetic.js';
 
@@ -39,6 +40,7 @@ const single = (v: number | readonly number[], what: string): number => {
  * what the loader's workers construct `MultiCropAugmentation` with.
  */
 export function augmentationOptions(cfg: SSLConfig): Record<string, unknown> {
+  expectConfig('augmentationOptions', 'cfg', cfg, ['crops']);
   const c = cfg.crops;
   return {
     globalCropsScale: c.global_crops_scale,

@@ -8,6 +8,7 @@ import { ConfigError, TorchRangeError } from '../native/errors.js';
 import { interpolate } from '../ops/nn.js';
 import { flatten, unflatten } from '../ops/shape.js';
 import { scope } from '../tensor/scope.js';
+import { expectConfig, expectInt, expectObject, expectPath, expectPositiveInt, expectString, expectTensorArg } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { SSLMetaArch } from './ssl_meta_arch.js';
 import { readTeacherCheckpoint } from './stages.js';
@@ -26,13 +27,19 @@ export interface GramScheduleConfig {
   };
 }
 
+/** The config sections the gram schedule reads. */
+const GRAM_SECTIONS = ['gram'] as const;
+
 /** Whether a separate gram teacher exists (official `has_gram_teacher`: the gram loss without `gram.ema_teacher`). */
 export function hasGramTeacher(cfg: GramScheduleConfig): boolean {
+  expectConfig('hasGramTeacher', 'cfg', cfg, GRAM_SECTIONS);
   return cfg.gram.use_loss && !cfg.gram.ema_teacher;
 }
 
 /** Whether the EMA teacher is copied into the gram teacher before iteration `it` (official: `gram_it_load_ema_teacher == it`). */
 export function gramLoadDue(cfg: GramScheduleConfig, it: number): boolean {
+  expectConfig('gramLoadDue', 'cfg', cfg, GRAM_SECTIONS);
+  expectInt('gramLoadDue', 'it', it);
   return hasGramTeacher(cfg) && cfg.gram.it_load_ema_teacher === it;
 }
 
@@ -41,6 +48,9 @@ export function gramLoadDue(cfg: GramScheduleConfig, it: number): boolean {
  * (official do_train: rep_update, `it + 1 >= it_first_update`, `(it + 1) % update_frequency == 0`, below max_updates).
  */
 export function gramRefreshDue(cfg: GramScheduleConfig, it: number, updatesSoFar: number): boolean {
+  expectConfig('gramRefreshDue', 'cfg', cfg, GRAM_SECTIONS);
+  expectInt('gramRefreshDue', 'it', it);
+  expectInt('gramRefreshDue', 'updatesSoFar', updatesSoFar);
   const g = cfg.gram;
   return (
     hasGramTeacher(cfg) &&
@@ -60,6 +70,8 @@ export function gramRefreshDue(cfg: GramScheduleConfig, it: number, updatesSoFar
  * a saved counter is what lets a stage with another gram config continue a run (stage chaining).
  */
 export function officialGramUpdatesBefore(cfg: GramScheduleConfig, startIter: number): number {
+  expectConfig('officialGramUpdatesBefore', 'cfg', cfg, GRAM_SECTIONS);
+  expectInt('officialGramUpdatesBefore', 'startIter', startIter);
   const g = cfg.gram;
   if (!(hasGramTeacher(cfg) && g.rep_update && startIter > 0 && startIter >= g.it_first_update)) return 0;
   return Math.ceil((startIter + 1 - g.it_first_update) / g.update_frequency);
@@ -67,6 +79,10 @@ export function officialGramUpdatesBefore(cfg: GramScheduleConfig, startIter: nu
 
 /** The refreshes a straight run does before iteration `startIter` (what a saved counter holds). */
 export function gramUpdatesDoneBefore(cfg: GramScheduleConfig, startIter: number): number {
+  expectConfig('gramUpdatesDoneBefore', 'cfg', cfg, GRAM_SECTIONS);
+  expectInt('gramUpdatesDoneBefore', 'startIter', startIter);
+  // Without refreshes at all, skip the count (startIter may be large).
+  if (!(hasGramTeacher(cfg) && cfg.gram.rep_update)) return 0;
   let n = 0;
   for (let it = 0; it < startIter; it++) if (gramRefreshDue(cfg, it, n)) n++;
   return n;
@@ -78,6 +94,7 @@ export function gramUpdatesDoneBefore(cfg: GramScheduleConfig, startIter: number
  * @throws ConfigError for `ignore` (the placeholder of the official gram_anchor config) or an empty path
  */
 export async function readTeacherBackbone(source: string): Promise<{ sd: SourceDict; release: () => void }> {
+  expectString('readTeacherBackbone', 'source', source);
   if (source === 'ignore' || source === '') {
     throw new ConfigError(`gram.ckpt is "${source}": give the path of the gram teacher's checkpoint (a run folder, .pth or .safetensors)`);
   }
@@ -90,6 +107,8 @@ export async function readTeacherBackbone(source: string): Promise<{ sd: SourceD
  * @throws ConfigError without a separate gram teacher; StateDictError when the backbone does not match (strict)
  */
 export async function loadGramTeacherCheckpoint(model: SSLMetaArch, source: string): Promise<void> {
+  expectObject('loadGramTeacherCheckpoint', 'model', model);
+  expectPath('loadGramTeacherCheckpoint', 'source', source);
   const gt = model.gramTeacher;
   if (!gt) throw new ConfigError('loadGramTeacherCheckpoint: this model has no separate gram teacher (gram.use_loss with gram.ema_teacher=false)');
   const { sd, release } = await readTeacherBackbone(source);
@@ -109,6 +128,10 @@ export async function loadGramTeacherCheckpoint(model: SSLMetaArch, source: stri
  * @throws TorchRangeError when the token count is not N·N
  */
 export function resizePatchTokens(tokens: Tensor, n: number, ns: number, o: { mode: string; antialias: boolean }): Tensor {
+  expectTensorArg('resizePatchTokens', 'tokens', tokens);
+  expectPositiveInt('resizePatchTokens', 'n', n);
+  expectPositiveInt('resizePatchTokens', 'ns', ns);
+  expectObject('resizePatchTokens', 'options', o);
   if (tokens.ndim !== 3 || tokens.shape[1] !== n * n) {
     throw new TorchRangeError(`resizePatchTokens: expected [B, ${n * n}, D] tokens for a ${n}×${n} grid, received [${tokens.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   }

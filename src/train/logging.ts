@@ -4,8 +4,10 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { fileError } from '../io/random_access.js';
 import { atomicWriteFile } from '../io/safetensors.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
+import { expectArray, expectObject, expectOptions, expectPath, show } from '../tensor/args.js';
 import { memory } from '../tensor/scope.js';
 
 /** One iteration's metrics: `iteration` plus numbers (loss terms, lr, wd, momentum, teacher temperature, grad
@@ -42,7 +44,15 @@ function decode(line: string): MetricsRecord | undefined {
  * @throws CheckpointError naming the file and line
  */
 export async function readMetrics(path: string): Promise<MetricsRecord[]> {
-  const text = await readFile(path, 'utf8');
+  expectPath('readMetrics', 'path', path);
+  const text = await readFile(path, 'utf8').catch((e: unknown) => {
+    throw fileError(path, e);
+  });
+  return parseMetrics(path, text);
+}
+
+/** The records of a metrics log's text (see readMetrics). */
+function parseMetrics(path: string, text: string): MetricsRecord[] {
   const complete = text.split('\n').slice(0, -1); // what follows the last newline is empty or a line cut short
   const out: MetricsRecord[] = [];
   complete.forEach((l, i) => {
@@ -73,7 +83,7 @@ export class MetricsLog {
     if (o.resumeFrom !== undefined) {
       let kept: MetricsRecord[] = [];
       try {
-        kept = (await readMetrics(path)).filter((r) => r.iteration <= o.resumeFrom!);
+        kept = parseMetrics(path, await readFile(path, 'utf8')).filter((r) => r.iteration <= o.resumeFrom!);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
@@ -132,6 +142,7 @@ const fmtNum = (v: number): string => {
 
 /** The loss terms of a record: `total_loss` first, then every other `*_loss` key (official names). */
 export function lossKeys(record: Readonly<Record<string, unknown>>): string[] {
+  expectObject('lossKeys', 'record', record);
   const keys = Object.keys(record).filter((k) => (k === 'total_loss' || k.endsWith('_loss')) && typeof record[k] === 'number');
   return keys.sort((a, b) => (a === 'total_loss' ? -1 : b === 'total_loss' ? 1 : 0));
 }
@@ -164,7 +175,8 @@ export class ProgressReporter {
   last: { itPerSec: number; imgPerSec: number; etaSeconds: number } | undefined;
 
   constructor(o: ProgressOptions) {
-    if (!Number.isSafeInteger(o.total) || o.total < 1) throw new ConfigError(`ProgressReporter: total must be a positive integer, received ${o.total}`);
+    expectObject('ProgressReporter', 'options', o);
+    if (!Number.isSafeInteger(o.total) || o.total < 1) throw new ConfigError(`ProgressReporter: total must be a positive integer, received ${show(o.total)}`);
     this.#o = { every: 1, window: 20, clock: () => performance.now(), ...o, extraKeys: o.extraKeys };
   }
 
@@ -229,6 +241,10 @@ function ticks(lo: number, hi: number, n = 6): number[] {
 
 /** The SVG of the loss curves of `records` (exported for tests and for callers that want the vector form). */
 export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOptions = {}): { svg: string; keys: string[] } {
+  expectArray('lossCurveSvg', 'records', records, 'an array of metrics records');
+  for (const [i, r] of records.entries()) expectObject('lossCurveSvg', `records[${i}]`, r);
+  o = expectOptions('lossCurveSvg', 'options', o) ?? {};
+  if (o.keys !== undefined) expectArray('lossCurveSvg', 'options.keys', o.keys, 'an array of strings');
   const W = o.width ?? 960;
   const H = o.height ?? 540;
   const keys = o.keys ?? [...new Set(records.flatMap((r) => lossKeys(r)))].sort((a, b) => (a === 'total_loss' ? -1 : b === 'total_loss' ? 1 : a.localeCompare(b)));
@@ -310,6 +326,9 @@ export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOpti
  * @throws CheckpointError when the log is unreadable; ConfigError for bad options
  */
 export async function renderLossCurve(jsonlPath: string, pngPath: string, o: LossCurveOptions = {}): Promise<{ keys: string[]; width: number; height: number; points: number }> {
+  expectPath('renderLossCurve', 'jsonlPath', jsonlPath);
+  expectPath('renderLossCurve', 'pngPath', pngPath);
+  o = expectOptions('renderLossCurve', 'options', o) ?? {};
   const records = await readMetrics(jsonlPath);
   const { svg, keys } = lossCurveSvg(records, o);
   const png = await sharp(Buffer.from(svg)).png().toBuffer();

@@ -18,6 +18,7 @@ import { Module } from '../nn/module.js';
 import { indexSelect } from '../ops/index.js';
 import { flatten, unflatten } from '../ops/shape.js';
 import { Generator } from '../tensor/creation.js';
+import { expectArray, expectConfig, expectOptions, expectString } from '../tensor/args.js';
 import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { keep, scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
@@ -51,6 +52,8 @@ export class DistillationTeacher extends Module {
 
   constructor(cfg: SSLConfig, o: { generator?: Generator; device?: Device } = {}) {
     super();
+    expectConfig('DistillationTeacher', 'cfg', cfg, ['crops', 'student', 'dino', 'ibot', 'train']);
+    o = expectOptions('DistillationTeacher', 'options', o) ?? {};
     this.cfg = cfg;
     const gs = cfg.crops.global_crops_size;
     const imgSize = typeof gs === 'number' ? gs : (gs[0] ?? 224);
@@ -134,6 +137,9 @@ export class DistillationTeacher extends Module {
 
 /** The official `_setup_distillation` assertions: same prototype counts and patch size as the teacher, separate heads. */
 export function checkDistillationPair(teacher: SSLConfig, student: SSLConfig, name = 'student'): void {
+  expectConfig('checkDistillationPair', 'teacher', teacher, ['dino', 'ibot', 'student']);
+  expectConfig('checkDistillationPair', 'student', student, ['dino', 'ibot', 'student', 'gram']);
+  expectString('checkDistillationPair', 'name', name);
   const bad = (what: string, t: unknown, s: unknown) => new ConfigError(`${name}: ${what} is ${String(s)} but the teacher's is ${String(t)} (they must match for distillation)`);
   if (teacher.dino.head_n_prototypes !== student.dino.head_n_prototypes) throw bad('dino.head_n_prototypes', teacher.dino.head_n_prototypes, student.dino.head_n_prototypes);
   if (teacher.ibot.head_n_prototypes !== student.ibot.head_n_prototypes) throw bad('ibot.head_n_prototypes', teacher.ibot.head_n_prototypes, student.ibot.head_n_prototypes);
@@ -291,6 +297,8 @@ export async function loadDistillationSetup(
   base: string,
   overrides: readonly string[] = [],
 ): Promise<{ teacher: { cfg: SSLConfig; checkpoint: string }; students: DistillStudent[] }> {
+  expectString('loadDistillationSetup', 'base', base, true);
+  expectArray('loadDistillationSetup', 'overrides', overrides, 'an array of strings');
   const baseCfg = await loadSSLConfig(base, overrides);
   const d = baseCfg.distillation;
   if (!d.full_cfg_path) throw new ConfigError('distillation.full_cfg_path is empty: give the teacher\'s config (a file or a preset)');

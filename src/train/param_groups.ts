@@ -3,6 +3,7 @@
 // multipliers (official `dinov3/train/param_groups.py` and `ssl_meta_arch.py::SSLMetaArch.get_params_groups`).
 import type { Module } from '../nn/module.js';
 import type { ParamGroupInit } from '../optim/adamw.js';
+import { expectArray, expectInt, expectIterable, expectMethods, expectNumber, expectObject, expectOptions, expectString } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** One parameter with its multipliers (official `get_params_groups_with_decay_fsdp` entries). */
@@ -23,6 +24,9 @@ const EMBEDDING_NAMES = ['pos_embed', 'patch_embed', 'mask_token', 'cls_token', 
  * backbone parameters.
  */
 export function vitLrDecayRate(name: string, lrDecayRate = 1.0, numLayers = 12, forceIsBackbone = false): number {
+  expectString('vitLrDecayRate', 'name', name);
+  expectNumber('vitLrDecayRate', 'lrDecayRate', lrDecayRate);
+  expectInt('vitLrDecayRate', 'numLayers', numLayers);
   let layerId = numLayers + 1;
   if (name.startsWith('backbone') || forceIsBackbone) {
     if (EMBEDDING_NAMES.some((e) => name.includes(`.${e}`))) layerId = 0;
@@ -52,6 +56,8 @@ export interface ParamGroupOptions {
  * `blocks` is a backbone (layer-wise decay over its blocks); parameters without `requiresGrad` are skipped.
  */
 export function paramsWithDecay(model: Module, o: ParamGroupOptions = {}): ParamInfo[] {
+  expectMethods('paramsWithDecay', 'model', model, 'a Module', ['namedParameters']);
+  o = expectOptions('paramsWithDecay', 'options', o) ?? {};
   const blocks = (model as Module & { blocks?: unknown[] }).blocks;
   const nBlocks = Array.isArray(blocks) ? blocks.length : 0;
   const out: ParamInfo[] = [];
@@ -85,6 +91,8 @@ export interface SSLParamGroup extends ParamGroupInit {
  * `param_groups.py::fuse_params_groups`; keys compare by their printed values as the official string key does).
  */
 export function fuseParamsGroups(infos: readonly ParamInfo[]): SSLParamGroup[] {
+  expectIterable('fuseParamsGroups', 'infos', infos, 'an array of ParamInfo (from paramsWithDecay)');
+  for (const p of infos) expectObject('fuseParamsGroups', 'infos[i]', p);
   const groups = new Map<string, SSLParamGroup>();
   for (const p of infos) {
     const key = `lr_multiplier${pyFloat(p.lrMultiplier)}_wd_multiplier${pyFloat(p.wdMultiplier)}_is_last_layer${p.isLastLayer}_`;
@@ -109,8 +117,11 @@ function pyFloat(x: number): string {
  * `SSLMetaArch.get_params_groups` with `optim.multi_tensor_optim`).
  */
 export function studentParamGroups(submodules: readonly [string, Module][], o: ParamGroupOptions & { fuse?: boolean } = {}): SSLParamGroup[] {
+  expectIterable('studentParamGroups', 'submodules', submodules, 'an array of [name, Module] pairs');
+  o = expectOptions('studentParamGroups', 'options', o) ?? {};
   const out: SSLParamGroup[] = [];
-  for (const [name, m] of submodules) {
+  for (const pair of submodules) {
+    const [name, m] = expectArray<string | Module>('studentParamGroups', 'submodules[i]', pair, 'a [name, Module] pair') as [string, Module];
     const infos = paramsWithDecay(m, { ...o, prefix: name });
     if (o.fuse ?? true) out.push(...fuseParamsGroups(infos));
     else
@@ -129,7 +140,10 @@ export function applyOptimScheduler(
   groups: readonly { lr: number; weightDecay: number; [k: string]: unknown }[],
   v: { lr: number; wd: number; lastLayerLr: number },
 ): void {
+  expectIterable('applyOptimScheduler', 'groups', groups, 'an array of parameter groups');
+  expectObject('applyOptimScheduler', 'values', v);
   for (const g of groups) {
+    expectObject('applyOptimScheduler', 'groups[i]', g);
     const lrMult = g.lrMultiplier as number;
     g.weightDecay = v.wd * (g.wdMultiplier as number);
     g.lr = (g.isLastLayer ? v.lastLayerLr : v.lr) * lrMult;

@@ -2,15 +2,19 @@
 // (official `dinov3/train/cosine_lr_scheduler.py` and `train.py::build_schedulers` / `build_schedulers_v2`). Values
 // are precomputed in float64 like the official numpy arrays.
 import { ConfigError } from '../native/errors.js';
+import { argTypeError, expectConfig, expectObject, show } from '../tensor/args.js';
 
 /** A precomputed schedule: `at(it)` is the value at iteration `it` (the last value past the end). */
 export class Schedule {
-  constructor(readonly values: Float64Array, readonly finalValue: number = values.length ? values[values.length - 1]! : 0) {}
+  constructor(readonly values: Float64Array, readonly finalValue: number = values?.length ? values[values.length - 1]! : 0) {
+    if (!(values instanceof Float64Array)) throw argTypeError('Schedule', 'values', 'a Float64Array', values);
+    if (typeof finalValue !== 'number') throw argTypeError('Schedule', 'finalValue', 'a number', finalValue);
+  }
   get length(): number {
     return this.values.length;
   }
   at(it: number): number {
-    if (!Number.isInteger(it) || it < 0) throw new ConfigError(`schedule index must be a non-negative integer, got ${it}`);
+    if (!Number.isInteger(it) || it < 0) throw new ConfigError(`schedule index must be a non-negative integer, got ${show(it)}`);
     return it < this.values.length ? this.values[it]! : this.finalValue;
   }
   /** A constant schedule. */
@@ -31,7 +35,7 @@ function linspace(start: number, stop: number, num: number, endpoint = true): Fl
 }
 
 function checkIters(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${name} must be a non-negative integer, got ${v}`);
+  if (!Number.isInteger(v) || v < 0) throw new ConfigError(`${name} must be a non-negative integer, got ${show(v)}`);
 }
 
 export interface CosineSchedulerOptions {
@@ -50,6 +54,7 @@ export interface CosineSchedulerOptions {
  * the cosine is computed over (1 + truncExtra)× the steps, truncated and rescaled to end at `finalValue`.
  */
 export function cosineScheduler(o: CosineSchedulerOptions): Schedule {
+  expectObject('cosineScheduler', 'options', o);
   const warmup = o.warmupIters ?? 0;
   const freeze = o.freezeIters ?? 0;
   const trunc = o.truncExtra ?? 0;
@@ -90,6 +95,7 @@ export interface WarmupCosineOptions {
  * constant `end`.
  */
 export function linearWarmupCosineDecay(o: WarmupCosineOptions): Schedule {
+  expectObject('linearWarmupCosineDecay', 'options', o);
   checkIters('warmupIterations', o.warmupIterations);
   checkIters('totalIterations', o.totalIterations);
   const cosineIters = o.cosineIterations ?? o.totalIterations - o.warmupIterations;
@@ -169,6 +175,7 @@ export function lrScale(rule: string | null | undefined, globalBatchSize: number
  * v1 path applies no lr scaling (the official code scales v1 lrs in the config before, see `applyScalingRules`).
  */
 export function buildSchedulers(cfg: ScheduleConfig, worldSize = 1): TrainSchedules {
+  expectConfig('buildSchedulers', 'cfg', cfg, ['train', 'optim']);
   const epochLen = cfg.train.OFFICIAL_EPOCH_LENGTH;
   const total = cfg.optim.epochs * epochLen;
   if (cfg.schedules) {

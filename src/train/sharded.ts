@@ -17,6 +17,7 @@ import type { Module } from '../nn/module.js';
 import { AdamW } from '../optim/adamw.js';
 import { emaUpdate } from '../optim/ema.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { showJson } from '../tensor/args.js';
 import { studentParamGroups, type SSLParamGroup } from './param_groups.js';
 import type { SSLMetaArch } from './ssl_meta_arch.js';
 import type { OptimConfig } from './train.js';
@@ -72,7 +73,7 @@ export class ShardedSSL {
     readonly strategy: TrainerSharding,
   ) {
     if (!SHARDING_STRATEGIES.includes(strategy))
-      throw new ConfigError(`compute_precision.sharding_strategy must be one of ${SHARDING_STRATEGIES.join(', ')}, got ${JSON.stringify(strategy)}`);
+      throw new ConfigError(`compute_precision.sharding_strategy must be one of ${SHARDING_STRATEGIES.join(', ')}, got ${showJson(strategy)}`);
     if (model.gramTeacher) throw new ConfigError('sharded training with a separate gram teacher is not supported yet (use gram.ema_teacher or one process)');
     const all = [...model.student.parameters(), ...model.teacher.parameters()];
     this.#unsharded = {

@@ -19,6 +19,7 @@ import { logicalNot } from '../ops/pointwise.js';
 import { cat, flatten, split, unflatten } from '../ops/shape.js';
 import type { Generator } from '../tensor/creation.js';
 import { autocast, noGrad } from '../tensor/grad_mode.js';
+import { expectConfig, expectOptions } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { emaUpdate } from '../optim/ema.js';
@@ -191,6 +192,8 @@ export class SSLMetaArch extends Module {
 
   constructor(cfg: SSLMetaArchConfig, o: SSLMetaArchOptions = {}) {
     super();
+    expectConfig('SSLMetaArch', 'cfg', cfg, ['crops', 'dino', 'ibot', 'gram', 'student', 'train', 'optim']);
+    o = expectOptions('SSLMetaArch', 'options', o) ?? {};
     this.cfg = cfg;
     this.group = o.group ?? LOCAL_PROCESS_GROUP;
     this.#device = o.device;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { readCheckpoint } from '../checkpoint/backbone.js';
 import { tensorSource, type SourceDict } from '../checkpoint/sources.js';
 import { ConfigError, StateDictError } from '../native/errors.js';
+import { expectMethods, expectPath } from '../tensor/args.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { loadLatestCheckpoint } from './checkpointer.js';
@@ -38,6 +39,7 @@ function unwrapTeacher(sd: SourceDict): SourceDict {
  * backbone keys for a backbone export). The caller calls `release()` when done.
  */
 export async function readTeacherCheckpoint(source: string): Promise<{ sd: SourceDict; release: () => void }> {
+  expectPath('readTeacherCheckpoint', 'source', source);
   if ((await isDir(source)) && (await isDir(join(source, 'ckpt')))) {
     const ck = await loadLatestCheckpoint(source);
     if (!ck) throw new ConfigError(`${source}: the run folder has no complete checkpoint to take a teacher from`);
@@ -98,6 +100,8 @@ export async function loadSSLModelCheckpoint(model: SSLModel, source: string, wh
  * @throws StateDictError naming missing/unexpected/mis-shaped keys
  */
 export async function initStudentFromTeacherCheckpoint(model: SSLMetaArch, source: string): Promise<void> {
+  expectMethods('initStudentFromTeacherCheckpoint', 'model', model, 'an SSLMetaArch', ['initWeights']);
+  expectPath('initStudentFromTeacherCheckpoint', 'source', source);
   await loadSSLModelCheckpoint(model.student, source, 'student.resume_from_teacher_chkpt');
   model.initWeights();
 }

@@ -9,6 +9,7 @@ import { maskTargets } from '../data/collate.js';
 import { cropSizesForIteration, type CropSizes, type CropsConfig } from '../data/crop_sizes.js';
 import { Rng } from '../data/rng.js';
 import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { expectObject, expectPositiveInt } from '../tensor/args.js';
 import { tensor } from '../tensor/creation.js';
 import { indexSelect } from '../ops/index.js';
 import { scope } from '../tensor/scope.js';
@@ -51,6 +52,10 @@ function boolMask(bytes: Uint8Array, shape: number[], device?: Device) {
 export class SyntheticBatches implements Iterable<CollatedBatch> {
   #next = 0;
   constructor(readonly o: SyntheticBatchOptions) {
+    expectObject('SyntheticBatches', 'options', o);
+    if (o.crops == null) expectPositiveInt('SyntheticBatches', 'options.globalSize', o.globalSize);
+    else expectObject('SyntheticBatches', 'options.crops', o.crops);
+    expectPositiveInt('SyntheticBatches', 'options.patchSize', o.patchSize);
     const sizes = o.crops ? [o.crops.global_crops_size].flat() : [o.globalSize];
     for (const g of sizes) if (g % o.patchSize !== 0) throw new ConfigError(`globalSize ${g} is not a multiple of the patch size ${o.patchSize}`);
   }

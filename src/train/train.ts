@@ -9,10 +9,11 @@ import { stack } from '../ops/shape.js';
 import { isfinite } from '../ops/pointwise.js';
 import { tensor } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
+import { argTypeError, expectMethods, expectObject } from '../tensor/args.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { applyOptimScheduler, studentParamGroups, type SSLParamGroup } from './param_groups.js';
 import type { SSLMetaArch, TeacherGlobal } from './ssl_meta_arch.js';
-import type { TrainSchedules } from './schedules.js';
+import { Schedule, type TrainSchedules } from './schedules.js';
 
 /** The schedule values of one iteration (official names in `train.py`: lr, wd, mom, teacher_temp, last_layer_lr). */
 export interface IterationValues {
@@ -30,8 +31,12 @@ function lap(timings: Record<string, number> | undefined, key: string, t: number
   return now;
 }
 
+const SCHEDULE_KEYS = ['lr', 'wd', 'momentum', 'teacherTemp', 'lastLayerLr'] as const;
+
 /** The values of `schedules` at iteration `it`. */
 export function scheduleValues(s: TrainSchedules, it: number): IterationValues {
+  expectObject('scheduleValues', 'schedules', s);
+  for (const k of SCHEDULE_KEYS) if (!(s[k] instanceof Schedule)) throw argTypeError('scheduleValues', `schedules.${k}`, 'a Schedule (see buildSchedulers)', s[k]);
   return { lr: s.lr.at(it), wd: s.wd.at(it), momentum: s.momentum.at(it), teacherTemp: s.teacherTemp.at(it), lastLayerLr: s.lastLayerLr.at(it) };
 }
 
@@ -48,6 +53,8 @@ export interface OptimConfig {
 
 /** AdamW over the student's parameter groups (official `train.py::build_optimizer` + `get_params_groups`). */
 export function buildOptimizer(model: SSLMetaArch, optim: OptimConfig): AdamW & { paramGroups: (SSLParamGroup & { lr: number; weightDecay: number })[] } {
+  expectMethods('buildOptimizer', 'model', model, 'an SSLMetaArch', ['studentSubmodules']);
+  expectObject('buildOptimizer', 'optim', optim);
   const groups = studentParamGroups(model.studentSubmodules(), {
     lrDecayRate: optim.layerwise_decay,
     patchEmbedLrMult: optim.patch_embed_lr_mult,
@@ -107,7 +114,11 @@ export interface IterationOptions {
  * names the terms that went bad.
  */
 export function trainIteration(model: SSLMetaArch, optimizer: AdamW, batch: CollatedBatch, o: IterationOptions): IterationMetrics {
-  const v = o.values;
+  expectMethods('trainIteration', 'model', model, 'an SSLMetaArch', ['forwardBackward']);
+  expectMethods('trainIteration', 'optimizer', optimizer, 'an AdamW', ['zeroGrad', 'step']);
+  expectObject('trainIteration', 'batch', batch);
+  expectObject('trainIteration', 'options', o);
+  const v = expectObject<IterationOptions['values']>('trainIteration', 'options.values', o.values);
   applyOptimScheduler(optimizer.paramGroups, { lr: v.lr, wd: v.wd, lastLayerLr: v.lastLayerLr });
   optimizer.zeroGrad();
   const read = scope('trainIteration', () => {

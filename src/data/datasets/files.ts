@@ -6,6 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { DatasetError, ImageError, TorchRangeError } from '../../native/errors.js';
+import { argTypeError, expectArray, expectPath } from '../../tensor/args.js';
 import { decodeImage } from '../image.js';
 import { IMAGE_EXTENSIONS } from '../image_list.js';
 import type { Dataset, DatasetSpec, Sample } from './types.js';
@@ -30,6 +31,9 @@ export class FileDataset implements Dataset {
     private readonly labels: Int32Array | null = null,
     classes?: readonly string[],
   ) {
+    expectArray('FileDataset', 'paths', paths, 'an array of paths');
+    if (labels !== null && !(labels instanceof Int32Array)) throw argTypeError('FileDataset', 'labels', 'an Int32Array or null', labels);
+    if (classes !== undefined) expectArray('FileDataset', 'classes', classes, 'an array of class names');
     if (labels && labels.length !== paths.length) throw new DatasetError(`FileDataset: ${paths.length} paths but ${labels.length} labels`);
     this.length = paths.length;
     this.classes = classes;
@@ -97,6 +101,7 @@ async function walk(dir: string, out: string[], report: FolderReport): Promise<v
  * @throws DatasetError if the folder cannot be read or holds no images.
  */
 export async function openImageFolder(root: string): Promise<FileDataset & { report: FolderReport }> {
+  expectPath('openImageFolder', 'root', root);
   let top: Dirent[];
   try {
     top = await readdir(root, { withFileTypes: true });
@@ -135,6 +140,7 @@ export async function openImageFolder(root: string): Promise<FileDataset & { rep
  * @throws DatasetError if the file cannot be read, is empty, or mixes labeled and unlabeled lines.
  */
 export async function openListFile(file: string): Promise<FileDataset> {
+  expectPath('openListFile', 'file', file);
   let text: string;
   try {
     text = await readFile(file, 'utf8');

@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { DatasetError, TorchRangeError } from '../../native/errors.js';
+import { argTypeError, expectInt, expectPath } from '../../tensor/args.js';
 import type { Dataset, DatasetSpec, RgbImage, Sample } from './types.js';
 
 /** Where Debian's `dataset-fashion-mnist` package installs the files. */
@@ -22,6 +23,8 @@ export interface IdxArray {
  * @throws DatasetError if the file cannot be read, is not IDX uint8 with `ndim` dims, or is truncated.
  */
 export function readIdx(path: string, ndim?: number): IdxArray {
+  expectPath('readIdx', 'path', path);
+  if (ndim !== undefined) expectInt('readIdx', 'ndim', ndim);
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -56,6 +59,9 @@ export class IdxDataset implements Dataset {
   private readonly pixels: Uint8Array;
 
   private constructor(private readonly s: Extract<DatasetSpec, { kind: 'idx' }>) {
+    // Reached from JS only by `new IdxDataset(...)` (the constructor is private in TS): refuse anything but a spec.
+    if (typeof s !== 'object' || s === null || s.kind !== 'idx' || !Number.isSafeInteger(s.n))
+      throw new DatasetError('IdxDataset: open IDX files with IdxDataset.open(imagesPath, labelsPath) (or openFashionMnist)');
     this.length = s.n;
     this.rows = s.rows;
     this.cols = s.cols;
@@ -139,6 +145,8 @@ export class IdxDataset implements Dataset {
  * @throws DatasetError if the files are missing (the message says how to install them).
  */
 export function openFashionMnist(split: 'train' | 't10k', dir = FASHION_MNIST_DIR): IdxDataset {
+  if (split !== 'train' && split !== 't10k') throw argTypeError('openFashionMnist', 'split', '"train" or "t10k"', split);
+  expectPath('openFashionMnist', 'dir', dir);
   try {
     return IdxDataset.open(join(dir, `${split}-images-idx3-ubyte.gz`), join(dir, `${split}-labels-idx1-ubyte.gz`), { classes: FASHION_MNIST_CLASSES });
   } catch (e) {

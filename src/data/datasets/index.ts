@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 
 import { DatasetError } from '../../native/errors.js';
+import { expectObject, expectPath } from '../../tensor/args.js';
 import { FileDataset, openImageFolder, openListFile } from './files.js';
 import { IdxDataset } from './idx.js';
 import type { Dataset, DatasetSpec } from './types.js';
@@ -13,6 +14,7 @@ export * from './memory.js';
 
 /** Rebuilds a dataset from `dataset.spec()` (in a loader worker). */
 export function datasetFromSpec(spec: DatasetSpec): Dataset {
+  expectObject('datasetFromSpec', 'spec', spec);
   if (spec.kind === 'files') return FileDataset.fromSpec(spec);
   if (spec.kind === 'idx') return IdxDataset.fromSpec(spec);
   throw new DatasetError(`unknown dataset spec kind "${(spec as { kind: string }).kind}"`);
@@ -24,6 +26,7 @@ export function datasetFromSpec(spec: DatasetSpec): Dataset {
  * @throws DatasetError if the path does not exist or is not a dataset.
  */
 export async function openDataset(spec: string): Promise<Dataset> {
+  expectPath('openDataset', 'spec', spec);
   if (spec.startsWith('idx:')) {
     const [images, labels] = spec.slice(4).split(',');
     return IdxDataset.open(images!, labels);

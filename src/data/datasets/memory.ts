@@ -2,6 +2,7 @@
 // is decoded RGB (`{ data, width, height }`), encoded bytes (a Uint8Array of jpg/png/… data), or a file path.
 // Iterables are read once into memory (encoded bytes stay encoded until a sample is requested).
 import { DatasetError, ImageError, TorchRangeError } from '../../native/errors.js';
+import { argTypeError, expectArray, expectOptions } from '../../tensor/args.js';
 import { decodeImage } from '../image.js';
 import { decodeRgb } from './files.js';
 import type { Dataset, DatasetSpec, RgbImage, Sample } from './types.js';
@@ -25,6 +26,8 @@ export class MemoryDataset implements Dataset {
 
   /** @throws DatasetError for an item that is not an image, or labels given for some items only. */
   constructor(items: readonly DatasetItem[], o: { classes?: readonly string[] } = {}) {
+    expectArray('MemoryDataset', 'items', items, 'an array of images');
+    o = expectOptions('MemoryDataset', 'options', o) ?? {};
     this.sources = [];
     const raw: (number | string | undefined)[] = [];
     items.forEach((it, i) => {
@@ -95,6 +98,8 @@ export class MemoryDataset implements Dataset {
  * @throws DatasetError for non-image items or partial labels.
  */
 export async function datasetFromIterable(items: Iterable<DatasetItem> | AsyncIterable<DatasetItem>, o: { classes?: readonly string[] } = {}): Promise<MemoryDataset> {
+  if (typeof items !== 'object' || items === null || !(Symbol.asyncIterator in items || Symbol.iterator in items))
+    throw argTypeError('datasetFromIterable', 'items', 'an iterable or async iterable of images', items);
   const all: DatasetItem[] = [];
   if (Symbol.asyncIterator in items) for await (const it of items) all.push(it);
   else for (const it of items) all.push(it);

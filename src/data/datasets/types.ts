@@ -1,7 +1,7 @@
 // The dataset interface shared by the image folder, list file, IDX and in-memory datasets: random access by index,
 // a known length, optional integer labels (with class names when they come from names), and a structured-cloneable
 // description (`spec`) from which a loader worker thread rebuilds the same dataset.
-import type { ImageError } from '../../native/errors.js';
+import { type ImageError, TorchTypeError } from '../../native/errors.js';
 
 /** Interleaved 8-bit RGB pixels, `height × width × 3` bytes (HWC). */
 export interface RgbImage {
@@ -51,4 +51,7 @@ export interface SkippedSample {
   message: string;
 }
 
-export const skippedOf = (index: number, name: string, e: ImageError | Error): SkippedSample => ({ index, name, message: e.message });
+export const skippedOf = (index: number, name: string, e: ImageError | Error): SkippedSample => {
+  if (!(e instanceof Error)) throw new TorchTypeError(`skippedOf: expected "e" to be an Error, received ${e === null ? 'null' : typeof e}`, 'ERR_INVALID_ARG');
+  return { index, name, message: e.message };
+};

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, test } from 'vitest';
 
-import { ConfigError, memory, scope } from '../../../src/index.js';
+import { ConfigError, memory, scope, TorchTypeError } from '../../../src/index.js';
 import { batchTensors, collateDataAndCast, collateMasks, disposeBatch, linspaceF32, maskTargets, MaskingGenerator, officialMaxNumPatches, Rng } from '../../../src/data/index.js';
 
 const FIX = JSON.parse(readFileSync(new URL('../../fixtures/masking_stats.json', import.meta.url), 'utf8')) as {
@@ -77,6 +77,12 @@ describe('MaskingGenerator (dinov3/data/masking.py)', () => {
     expect(gen.generate(Rng.derive(1, 2), 50)).not.toEqual(gen.generate(Rng.derive(1, 3), 50));
     expect(() => gen.generate(Rng.derive(1), 197)).toThrow(new ConfigError('MaskingGenerator: cannot mask 197 of 196 patches'));
     expect(() => new MaskingGenerator({ inputSize: 0 })).toThrow(ConfigError);
+    expect(() => new MaskingGenerator(undefined as never)).toThrow(new ConfigError('MaskingGenerator: expected an options object { inputSize, … }, received undefined'));
+    expect(() => new MaskingGenerator({ inputSize: 'big' as never })).toThrow(new ConfigError('MaskingGenerator: inputSize must be a positive integer or [height, width], got string'));
+    expect(() => collateMasks(2, Rng.derive(1), {} as never)).toThrow(
+      new TorchTypeError('collateMasks: expected "options.maskGenerator" to be a MaskingGenerator, received undefined', 'ERR_INVALID_ARG'),
+    );
+    expect(() => officialMaxNumPatches(224, 0)).toThrow(new ConfigError('officialMaxNumPatches: patchSize must be a positive integer, got 0'));
   });
 });
 

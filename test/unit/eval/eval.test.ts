@@ -18,6 +18,7 @@ import {
   Rng,
   tensor,
   TorchRangeError,
+  TorchTypeError,
 } from '../../../src/index.js';
 import { run } from '../../../src/cli/program.js';
 import { TINY_WEIGHTS } from '../features/helpers.js';
@@ -107,6 +108,19 @@ describe('knnEval (dinov3/eval/knn.py)', () => {
     expect(() => knnEval(x, tr.y, empty, [])).toThrow(new DatasetError('knnEval: the validation set is empty'));
     expect(() => knnEval(x, tr.y.slice(1), x, tr.y)).toThrow(new TorchRangeError('knnEval: 60 train features but 59 labels', 'ERR_INVALID_ARG'));
     expect(() => knnEval(x, tr.y, x, tr.y, { ks: [0] })).toThrow(new TorchRangeError('knnEval: ks must be positive integers, got [0]', 'ERR_INVALID_ARG'));
+    // Arguments are checked at the boundary, before any tensor is made: the function and the argument are named.
+    const live = memory().liveTensors;
+    expect(() => knnEval(x, 3 as never, x, tr.y)).toThrow(
+      new TorchTypeError('knnEval: expected "trainLabels" to be a Tensor, an array or a typed array of integer labels, received number 3', 'ERR_INVALID_ARG'),
+    );
+    expect(() => knnEval(undefined as never, tr.y, x, tr.y)).toThrow(new TorchTypeError('knnEval: expected "trainFeatures" to be a Tensor, received undefined', 'ERR_INVALID_ARG'));
+    expect(() => knnEval(x, tr.y, x, tr.y, null as never)).toThrow(new TorchTypeError('knnEval: expected "options" to be an object, received null', 'ERR_INVALID_ARG'));
+    // A non-integer label is named by its index; the train labels already converted are freed.
+    expect(() => knnEval(x, tr.y, x, [...tr.y.slice(0, 59), 0.5])).toThrow(new TorchRangeError('knnEval: expected "valLabels[59]" to be an integer class label, received number 0.5', 'ERR_INVALID_ARG'));
+    expect(() => linearProbe(x, tr.y, x, 'abc' as never)).toThrow(
+      new TorchTypeError('linearProbe: expected "valLabels" to be a Tensor, an array or a typed array of integer labels, received string "abc"', 'ERR_INVALID_ARG'),
+    );
+    expect(memory().liveTensors).toBe(live);
     x.dispose();
     empty.dispose();
   });

@@ -18,6 +18,8 @@ import {
   scope,
   tensor,
   type Tensor,
+  TorchRangeError,
+  TorchTypeError,
 } from '../../../src/index.js';
 import {
   exportTeacherBackbone,
@@ -171,6 +173,11 @@ describe('save and load', () => {
     );
     await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { m: new Map() } })).rejects.toThrow('saveCheckpoint: json.m is a Map object, which JSON cannot hold exactly');
     await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { u: undefined } })).rejects.toThrow('saveCheckpoint: json.u is undefined, which JSON cannot hold exactly');
+    // Arguments of the wrong kind are typed errors naming the function and the argument (not a TypeError from fs).
+    await expect(saveCheckpoint(dir, 0, null as never)).rejects.toThrow(new TorchTypeError('saveCheckpoint: expected "payload" to be an object, received null', 'ERR_INVALID_ARG'));
+    await expect(latestCheckpoint(42 as never)).rejects.toThrow(new TorchTypeError('latestCheckpoint: expected "runDir" to be a non-empty string, received number 42', 'ERR_INVALID_ARG'));
+    await expect(loadCheckpoint('')).rejects.toThrow(new TorchRangeError('loadCheckpoint: expected "path" to be a non-empty string, received string ""', 'ERR_INVALID_ARG'));
+    expect(() => optimizerFromCheckpoint({} as never, {} as never)).toThrow(new TorchTypeError('optimizerFromCheckpoint: expected "tensors" to be a Map, received object', 'ERR_INVALID_ARG'));
     expect(await listCheckpoints(dir)).toEqual([]);
   });
 });

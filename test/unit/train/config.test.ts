@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import YAML from 'yaml';
-import { ConfigError } from '../../../src/native/errors.js';
+import { ConfigError, TorchTypeError } from '../../../src/native/errors.js';
 import {
   applyScalingRules,
   defaultSSLConfig,
@@ -142,6 +142,11 @@ describe('files and overrides', () => {
   });
 
   test('bad override syntax is a ConfigError with the item', () => {
+    expect(() => parseOverrides('optim.lr=1' as never)).toThrow(new TorchTypeError('parseOverrides: expected "overrides" to be an array of strings, received string "optim.lr=1"', 'ERR_INVALID_ARG'));
+    expect(() => parseOverrides(['optim.lr=1', 3 as never])).toThrow(new TorchTypeError('parseOverrides: expected "overrides[1]" to be a string, received number 3', 'ERR_INVALID_ARG'));
+    expect(() => mergeConfig({ a: 1 }, { b: () => 1 })).toThrow(
+      new ConfigError('mergeConfig: a config value must be data (objects, arrays, strings, numbers, booleans, null), received function () => 1'),
+    );
     expect(() => parseOverrides(['optim.lr'])).toThrow(
       new ConfigError('invalid override "optim.lr": expected key.path=value with dotted identifiers (e.g. optim.lr=1e-4)'),
     );

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, test } from 'vitest';
 
-import { ConfigError, tensor } from '../../../src/index.js';
+import { ConfigError, tensor, TorchRangeError, TorchTypeError } from '../../../src/index.js';
 import { loadSSLConfig, type SSLConfig } from '../../../src/train/config.js';
 import {
   gramLoadDue,
@@ -173,6 +173,16 @@ describe('gram teacher features resized to the student grid', () => {
   test('a token count that is not N·N is refused', () => {
     using x = tensor(new Float32Array(2 * 10 * 3), { shape: [2, 10, 3] });
     expect(() => resizePatchTokens(x, 4, 2, { mode: 'bicubic', antialias: false })).toThrow('resizePatchTokens: expected [B, 16, D] tokens for a 4×4 grid, received [2, 10, 3]');
+  });
+  test('a schedule config without a gram section, or a bad iteration, is a typed error', () => {
+    expect(() => gramLoadDue({} as never, 0)).toThrow(
+      new ConfigError('gramLoadDue: "cfg" is not a parsed SSLConfig: section "gram" is undefined (build configs with loadSSLConfig/parseConfig)'),
+    );
+    expect(() => gramRefreshDue(undefined as never, 0, 0)).toThrow(new TorchTypeError('gramRefreshDue: expected "cfg" to be a parsed SSLConfig, received undefined', 'ERR_INVALID_ARG'));
+    const cfg = { gram: { use_loss: false, ema_teacher: false, rep_update: false, it_first_update: 0, update_frequency: 1, max_updates: null, it_load_ema_teacher: -1 } };
+    expect(() => gramUpdatesDoneBefore(cfg as never, -1)).toThrow(new TorchRangeError('gramUpdatesDoneBefore: expected "startIter" to be an integer >= 0, received number -1', 'ERR_INVALID_ARG'));
+    // Without a gram teacher there is nothing to count, however large startIter is.
+    expect(gramUpdatesDoneBefore(cfg as never, 2 ** 40)).toBe(0);
   });
 });
 
