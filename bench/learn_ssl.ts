@@ -8,7 +8,7 @@
 //   flattened on white, labelled by category (Component excluded), every 5th image held out.
 //
 //   npm run build:ts && node dist/bench/learn_ssl.js [--dataset fmnist|emoji] [--minutes 20] [--threads 2]
-//     [--workers 0] [--peer run|parallel|skip] [--label cpu-2core] [key=value overrides…]
+//     [--workers 0] [--recipe short|official] [--peer run|parallel|skip] [--label cpu-2core] [key=value overrides…]
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { openFashionMnist } from '../src/data/datasets/idx.js';
 import type { Dataset } from '../src/data/datasets/types.js';
 import { addonInfo } from '../src/native/binding.js';
-import { Budget, idxImages, knnTop1, loadEmoji, pixelKnnTop1, QUICKSTART_OVERRIDES } from '../src/demo/ssl_quickstart.js';
+import { Budget, idxImages, knnTop1, loadEmoji, OFFICIAL_TINY_OVERRIDES, pixelKnnTop1, QUICKSTART_OVERRIDES } from '../src/demo/ssl_quickstart.js';
 import { setNumThreads } from '../src/tensor/device.js';
 import { loadSSLConfig } from '../src/train/config.js';
 import { trainingLoader } from '../src/train/data.js';
@@ -39,6 +39,7 @@ const { values, positionals } = parseArgs({
     'skip-pixels': { type: 'boolean', default: false },
     'curve-train': { type: 'string', default: '10000' },
     'curve-test': { type: 'string', default: '2000' },
+    recipe: { type: 'string', default: 'short' },
     peer: { type: 'string', default: 'run' },
     'peer-args': { type: 'string', default: '' },
     python: { type: 'string', default: '/work/peer/venv/bin/python' },
@@ -51,8 +52,12 @@ const minutes = Number(values.minutes);
 const threads = Number(values.threads);
 setNumThreads(threads);
 
-const SHORT_RUN = QUICKSTART_OVERRIDES;
-const overrides = [...SHORT_RUN, ...positionals];
+// --recipe short: the short-run recipe (QUICKSTART_OVERRIDES); official: the official defaults on the same tiny ViT,
+// as the peer runs them (OFFICIAL_TINY_OVERRIDES).
+const RECIPES: Record<string, readonly string[]> = { short: QUICKSTART_OVERRIDES, official: OFFICIAL_TINY_OVERRIDES };
+const recipe = RECIPES[values.recipe!];
+if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}`);
+const overrides = [...recipe, ...positionals];
 const cfg = await loadSSLConfig('cpu_tiny_fmnist', overrides);
 const P = cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH; // schedule positions, mapped onto the wall-clock budget
 const budgetMs = minutes * 60_000;
@@ -139,7 +144,7 @@ const res = {
   budget_minutes: minutes,
   threads,
   workers: Number(values.workers),
-  recipe: { preset: 'cpu_tiny_fmnist', overrides },
+  recipe: { name: values.recipe, preset: 'cpu_tiny_fmnist', overrides },
   ours,
   official: peer,
   addon: addonInfo,

@@ -24,9 +24,11 @@ test.runIf(existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte
     expect(before, stdout).not.toBeNull();
     expect(after, stdout).not.toBeNull();
     expect(Number(after![1])).toBeGreaterThan(0);
-    // 10 classes: both figures are well above chance on real images (random features of real images already are)
-    expect(Number(before![1])).toBeGreaterThan(20);
-    expect(Number(after![2])).toBeGreaterThan(20);
+    // 10 classes. With the official init (LayerScale 1e-5) every random-init CLS token is nearly the same vector, so
+    // plain cosine k-NN sits at chance (~10%); centred, random features of real images are well above it.
+    expect(Number(before![1])).toBeLessThan(20);
+    expect(Number(before![2])).toBeGreaterThan(20);
+    expect(Number(after![3])).toBeGreaterThan(20);
     expect(stdout).toContain('live tensors after training: 0 beyond the start');
     for (const f of ['pca.png', 'loss_curve.png', 'run/teacher_checkpoint.safetensors', 'run/config.yaml', 'run/training_metrics.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
     const { model } = await loadBackbone(join(out, 'run', 'teacher_checkpoint.safetensors'));
