@@ -167,8 +167,11 @@ async function main(): Promise<void> {
       await runOurs();
       runPeer();
     }
-    process.stderr.write(`round ${r + 1}/${rounds}: ours ${((n * crops) / (median(ours.wall) / 1000)).toFixed(1)} crops/s` +
-      (peer.crops.length ? `, official ${median(peer.crops).toFixed(1)} crops/s` : '') + '\n');
+    process.stderr.write(
+      `round ${r + 1}/${rounds}: ours ${((n * crops) / (median(ours.wall) / 1000)).toFixed(1)} crops/s` +
+        (peer.crops.length ? `, official ${median(peer.crops).toFixed(1)} crops/s` : '') +
+        '\n',
+    );
   }
   const loadEnd = loadavg();
   const oursCrops = (n * crops) / (median(ours.wall) / 1000);
@@ -176,7 +179,12 @@ async function main(): Promise<void> {
   const result = {
     bench: 'augment',
     setting: `2x${gs}+${nl}x${ls}`,
-    images: { count: n, meanWidth: +(sizes.reduce((s, x) => s + x[0], 0) / n).toFixed(1), meanHeight: +(sizes.reduce((s, x) => s + x[1], 0) / n).toFixed(1), files: files.map((f) => f.replace(values.photos, '')) },
+    images: {
+      count: n,
+      meanWidth: +(sizes.reduce((s, x) => s + x[0], 0) / n).toFixed(1),
+      meanHeight: +(sizes.reduce((s, x) => s + x[1], 0) / n).toFixed(1),
+      files: files.map((f) => f.replace(values.photos, '')),
+    },
     rounds,
     passesPerRound: passes,
     ours: {
@@ -198,7 +206,9 @@ async function main(): Promise<void> {
           perRound: peer.crops,
           harness: peer.raw[0],
         },
-    ratio: values['no-peer'] ? null : { wall: +(oursCrops / median(peer.crops)).toFixed(3), cpu: +(oursCropsCpu / ((crops * 1000) / median(peer.cpuMsPerImage))).toFixed(3) },
+    ratio: values['no-peer']
+      ? null
+      : { wall: +(oursCrops / median(peer.crops)).toFixed(3), cpu: +(oursCropsCpu / ((crops * 1000) / median(peer.cpuMsPerImage))).toFixed(3) },
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     loadavgStart: loadStart.map((x) => +x.toFixed(2)),

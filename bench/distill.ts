@@ -64,7 +64,12 @@ const studentMinutes = Number(values['student-minutes']);
 const scratchMinutes = values['scratch-minutes'] === '' ? studentMinutes : Number(values['scratch-minutes']);
 
 const teacherOverrides = [...QUICKSTART_OVERRIDES, ...positionals];
-const studentOverrides = [...teacherOverrides, `student.embed_dim=${values['student-dim']}`, `student.depth=${values['student-depth']}`, `student.num_heads=${values['student-heads']}`];
+const studentOverrides = [
+  ...teacherOverrides,
+  `student.embed_dim=${values['student-dim']}`,
+  `student.depth=${values['student-depth']}`,
+  `student.num_heads=${values['student-heads']}`,
+];
 const cfgT = await loadSSLConfig('cpu_tiny_fmnist', teacherOverrides);
 const cfgS = await loadSSLConfig('cpu_tiny_fmnist', studentOverrides);
 const G = cfgT.crops.global_crops_size as number;
@@ -150,7 +155,12 @@ function subset(set: LabeledImages, n: number): LabeledImages {
 }
 
 /** Pulls batches while the budget lasts (and `more()` holds), giving each to `step`, then disposing it. */
-async function loop(data: AsyncIterable<CollatedBatch>, budget: Budget, more: () => boolean, step: (b: CollatedBatch) => { iteration: number; images: number; line: string }) {
+async function loop(
+  data: AsyncIterable<CollatedBatch>,
+  budget: Budget,
+  more: () => boolean,
+  step: (b: CollatedBatch) => { iteration: number; images: number; line: string },
+) {
   let images = 0;
   let iterations = 0;
   budget.resume();
@@ -182,10 +192,19 @@ async function sslFor(cfg: SSLConfig, minutes: number, outDir: string) {
   const P = cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH;
   const loader = trainingLoader(trainData, cfg, { workers: Number(values.workers) });
   const trainer = await Trainer.create(cfg, { data: loader, outDir, maxIterations: 10_000_000, scheduleIndex: () => budget.position(P) });
-  const r = await loop(loader, budget, () => true, (b) => {
-    const m = trainer.step(b);
-    return { iteration: m.iteration, images: m.local_batch_size, line: `loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}` };
-  });
+  const r = await loop(
+    loader,
+    budget,
+    () => true,
+    (b) => {
+      const m = trainer.step(b);
+      return {
+        iteration: m.iteration,
+        images: m.local_batch_size,
+        line: `loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}`,
+      };
+    },
+  );
   await loader.close();
   return { trainer, ...r };
 }
@@ -224,10 +243,19 @@ async function distillFor(cfg: SSLConfig, minutes: number, outDir: string) {
   const loader = trainingLoader(trainData, cfg, { workers: Number(values.workers) });
   const distiller = await MultiDistiller.create({ cfg: cfgT, checkpoint: teacherDir }, [{ name: 'student', cfg }], { data: loader, outDir });
   const randomKnn = knn(distiller.students[0]!.trainer.model.teacher.backbone);
-  const r = await loop(loader, budget, () => distiller.iteration < distiller.maxIterations, (b) => {
-    const m = distiller.step(b).student!;
-    return { iteration: m.iteration, images: m.local_batch_size, line: `loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}` };
-  });
+  const r = await loop(
+    loader,
+    budget,
+    () => distiller.iteration < distiller.maxIterations,
+    (b) => {
+      const m = distiller.step(b).student!;
+      return {
+        iteration: m.iteration,
+        images: m.local_batch_size,
+        line: `loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}`,
+      };
+    },
+  );
   await loader.close();
   return { distiller, randomKnn, ...r };
 }

@@ -123,7 +123,7 @@ async function worker(): Promise<void> {
     collectives.push({
       mibPerRank: mib,
       allReduceMs: ar,
-      allReduceBusGBs: ((2 * (W - 1)) / W) * bytes / ar / 1e6,
+      allReduceBusGBs: (((2 * (W - 1)) / W) * bytes) / ar / 1e6,
       allGatherIntoMs: ag,
       allGatherBusGBs: (((W - 1) / W) * bytes * W) / ag / 1e6,
       reduceScatterMs: rs,
@@ -157,7 +157,12 @@ async function worker(): Promise<void> {
       loadavg: loadavg(),
       measured: {
         collectives,
-        overlap: { allGather32MiBMs: commMs, computeMs, issuedBeforeComputeMs: bothMs, hiddenFraction: (commMs + computeMs - bothMs) / Math.min(commMs, computeMs) },
+        overlap: {
+          allGather32MiBMs: commMs,
+          computeMs,
+          issuedBeforeComputeMs: bothMs,
+          hiddenFraction: (commMs + computeMs - bothMs) / Math.min(commMs, computeMs),
+        },
       },
       computed: { assumptions: ASSUME, strategy: 'SHARD_GRAD_OP, bf16 gathers, fp32 reduce-scatter, ring algorithms', rows: volumes() },
     };
@@ -170,5 +175,9 @@ async function worker(): Promise<void> {
   pg.destroy();
 }
 
-const r = await launch({ nprocPerNode: 2, argv: [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], env: { OMP_NUM_THREADS: '1' } });
+const r = await launch({
+  nprocPerNode: 2,
+  argv: [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+  env: { OMP_NUM_THREADS: '1' },
+});
 if (r.role === 'worker') await worker();

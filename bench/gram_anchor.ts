@@ -88,7 +88,11 @@ log(`emoji: ${trainSet.length} train / ${testSet.length} test, ${numClasses} cla
 const load0 = loadavg();
 
 // ---- pretraining ----
-const pre = await trainFor(cfg1, Number(values['pretrain-minutes']), { resume: false, scheduleIndex: (b) => b.position(P), evalAtStart: !values['skip-random'] });
+const pre = await trainFor(cfg1, Number(values['pretrain-minutes']), {
+  resume: false,
+  scheduleIndex: (b) => b.position(P),
+  evalAtStart: !values['skip-random'],
+});
 const S = pre.trainer.iteration; // the switch: the first anchoring iteration
 await pre.trainer.saveCheckpoint();
 const before = await evaluate(pre.trainer.model.teacher.backbone, 'before');
@@ -108,7 +112,9 @@ anchor.trainer.dispose();
 // ---- control (--control-minutes): the same continuation (schedules, budget) without the Gram loss ----
 let control: Record<string, unknown> | null = null;
 if (controlMinutes > 0) {
-  const cfgC = parseSSLConfig(mergeConfig(cfg2, { gram: { use_loss: false }, dino: { reweight_dino_local_loss: false }, crops: { gram_teacher_crops_size: null } }));
+  const cfgC = parseSSLConfig(
+    mergeConfig(cfg2, { gram: { use_loss: false }, dino: { reweight_dino_local_loss: false }, crops: { gram_teacher_crops_size: null } }),
+  );
   const c = await trainFor(cfgC, controlMinutes, { resume: true, dir: controlDir });
   control = { minutes: c.minutes, iterations: c.trainer.iteration - S, img_per_s: c.imgPerS, ...(await evaluate(c.trainer.model.teacher.backbone, 'control')) };
   c.trainer.dispose();
@@ -133,7 +139,12 @@ const res = {
   threads: Number(values.threads),
   recipe: {
     pretrain: { preset: 'cpu_tiny_fmnist', overrides: [...QUICKSTART_OVERRIDES, ...positionals] },
-    gram_anchor: { gram: cfg2.gram, crops: { gram_teacher_crops_size: cfg2.crops.gram_teacher_crops_size, gram_teacher_no_distortions: cfg2.crops.gram_teacher_no_distortions }, schedules: cfg2.schedules, local_loss_weight_schedule: cfg2.dino.local_loss_weight_schedule },
+    gram_anchor: {
+      gram: cfg2.gram,
+      crops: { gram_teacher_crops_size: cfg2.crops.gram_teacher_crops_size, gram_teacher_no_distortions: cfg2.crops.gram_teacher_no_distortions },
+      schedules: cfg2.schedules,
+      local_loss_weight_schedule: cfg2.dino.local_loss_weight_schedule,
+    },
   },
   pretrain: { minutes: pre.minutes, iterations: S, img_per_s: pre.imgPerS },
   gram_anchoring: { minutes: anchor.minutes, iterations: anchor.trainer.iteration - S, img_per_s: anchor.imgPerS, gram_teacher_refreshes: gramUpdates },
@@ -141,8 +152,17 @@ const res = {
   before,
   after,
   continued_without_gram: control,
-  gram_loss_curve: gramRecords.filter((_, i) => i % every === 0 || i === gramRecords.length - 1).map((r) => ({ iteration: r.iteration, gram_loss: r.gram_loss, gram_loss_weight: r.gram_loss_weight, total_loss: r.total_loss })),
-  files: { gram_loss_png: rel(curvePath), losses_png: rel(totalCurvePath), pca_before: before.pca_png, pca_after: after.pca_png, pca_control: control?.pca_png ?? null, pca_random_init: pre.atStart?.pca_png ?? null },
+  gram_loss_curve: gramRecords
+    .filter((_, i) => i % every === 0 || i === gramRecords.length - 1)
+    .map((r) => ({ iteration: r.iteration, gram_loss: r.gram_loss, gram_loss_weight: r.gram_loss_weight, total_loss: r.total_loss })),
+  files: {
+    gram_loss_png: rel(curvePath),
+    losses_png: rel(totalCurvePath),
+    pca_before: before.pca_png,
+    pca_after: after.pca_png,
+    pca_control: control?.pca_png ?? null,
+    pca_random_init: pre.atStart?.pca_png ?? null,
+  },
   addon: addonInfo,
   loadavg_start: load0.map((x) => +x.toFixed(2)),
   loadavg_end: loadavg().map((x) => +x.toFixed(2)),
@@ -222,7 +242,9 @@ async function trainFor(cfg: SSLConfig, minutes: number, o: { resume: boolean; d
     images += m.local_batch_size;
     if (typeof m.gram_teacher_updates === 'number') gramUpdates = m.gram_teacher_updates;
     if (m.iteration % 20 === 0)
-      log(`it ${m.iteration} ${(budget.elapsed() / 60000).toFixed(2)} min loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}${m.gram_loss === undefined ? '' : ` gram ${m.gram_loss.toFixed(4)} (w ${m.gram_loss_weight?.toFixed(2)})`}`);
+      log(
+        `it ${m.iteration} ${(budget.elapsed() / 60000).toFixed(2)} min loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}${m.gram_loss === undefined ? '' : ` gram ${m.gram_loss.toFixed(4)} (w ${m.gram_loss_weight?.toFixed(2)})`}`,
+      );
   }
   budget.pause();
   await it.return?.();
@@ -302,7 +324,11 @@ function foregroundProbe(xTrain: Tensor, yTrain: Float32Array, xTest: Tensor, te
   return {
     patches_train: yTrain.length,
     ...binaryMetrics(s, test.y, all),
-    edge_patches: binaryMetrics(s, test.y, all.filter((i) => test.edge[i] === 1)),
+    edge_patches: binaryMetrics(
+      s,
+      test.y,
+      all.filter((i) => test.edge[i] === 1),
+    ),
   };
 }
 
@@ -370,7 +396,13 @@ async function evaluate(model: DinoVisionTransformer, tag: 'random' | 'before' |
     .toBuffer();
   const pcaPath = join(resultsDir, `gram_anchor_pca_${tag}-${values.label}.png`);
   writeFileSync(pcaPath, png);
-  const r = { knn20: knn.top1, knn20_centred: knn.centredTop1, foreground_probe: probe, pca_png: rel(pcaPath), eval_seconds: +((performance.now() - t0) / 1000).toFixed(1) };
+  const r = {
+    knn20: knn.top1,
+    knn20_centred: knn.centredTop1,
+    foreground_probe: probe,
+    pca_png: rel(pcaPath),
+    eval_seconds: +((performance.now() - t0) / 1000).toFixed(1),
+  };
   log(`${tag}: ${JSON.stringify(r)}`);
   return r;
 }

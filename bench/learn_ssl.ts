@@ -66,7 +66,13 @@ const G = cfg.crops.global_crops_size as number;
 const bf16 = cfg.compute_precision.param_dtype === 'bf16'; // the official eval autocasts to param_dtype
 const { trainSet, testSet, trainData, numClasses } = values.dataset === 'emoji' ? await loadEmoji(values['emoji-dir']!) : fmnist();
 const knn = (model: Parameters<typeof knnTop1>[0], ntrain?: number, ntest?: number) =>
-  knnTop1(model, trainSet, testSet, { size: G, ntrain: ntrain && Math.min(ntrain, trainSet.length), ntest: ntest && Math.min(ntest, testSet.length), numClasses, bf16 }).top1;
+  knnTop1(model, trainSet, testSet, {
+    size: G,
+    ntrain: ntrain && Math.min(ntrain, trainSet.length),
+    ntest: ntest && Math.min(ntest, testSet.length),
+    numClasses,
+    bf16,
+  }).top1;
 const knnBoth = (model: Parameters<typeof knnTop1>[0]) => {
   const r = knnTop1(model, trainSet, testSet, { size: G, centred: true, numClasses, bf16 });
   return { knn20: r.top1, knn20_centred: r.centredTop1 };
@@ -99,12 +105,30 @@ while (!budget.done) {
   const next = await it.next();
   const batch = next.value as Parameters<Trainer['step']>[0];
   const m = trainer.step(batch);
-  for (const t of [batch.collated_global_crops, batch.collated_local_crops, batch.collated_masks, batch.mask_indices_list, batch.masks_weight, batch.n_masked_patches]) t.dispose();
+  for (const t of [
+    batch.collated_global_crops,
+    batch.collated_local_crops,
+    batch.collated_masks,
+    batch.mask_indices_list,
+    batch.masks_weight,
+    batch.n_masked_patches,
+  ])
+    t.dispose();
   images += m.local_batch_size;
   if (m.iteration % 10 === 0)
-    losses.push({ iteration: m.iteration, minute: +(budget.elapsed() / 60000).toFixed(2), total: m.total_loss, dino_local: m.dino_local_crops_loss, dino_global: m.dino_global_crops_loss, koleo: m.koleo_loss, ibot: m.ibot_loss });
+    losses.push({
+      iteration: m.iteration,
+      minute: +(budget.elapsed() / 60000).toFixed(2),
+      total: m.total_loss,
+      dino_local: m.dino_local_crops_loss,
+      dino_global: m.dino_global_crops_loss,
+      koleo: m.koleo_loss,
+      ibot: m.ibot_loss,
+    });
   if (m.iteration % 20 === 0)
-    process.stderr.write(`it ${m.iteration} ${(budget.elapsed() / 60000).toFixed(1)} min loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}\n`);
+    process.stderr.write(
+      `it ${m.iteration} ${(budget.elapsed() / 60000).toFixed(1)} min loss ${m.total_loss.toFixed(3)} dino ${m.dino_global_crops_loss.toFixed(3)} ibot ${m.ibot_loss.toFixed(3)} koleo ${m.koleo_loss.toFixed(3)}\n`,
+    );
   if (budget.elapsed() >= nextCurve && !budget.done) {
     budget.pause();
     curve.push({ minute: +(budget.elapsed() / 60000).toFixed(2), iteration: trainer.iteration, knn20: knn(trainer.model.teacher.backbone, NTR, NTE) });
@@ -160,7 +184,14 @@ writeFileSync(values.out || join(dir, `learn_${values.dataset}-${values.label}.j
 
 /** The official code's learning run (../shared/peers/cpu_anchor_learn.py), same budget and threads. */
 function runPeer(): Promise<Record<string, unknown>> {
-  const args = [join(root, '..', 'shared', 'peers', 'cpu_anchor_learn.py'), '--minutes', String(minutes), '--threads', String(threads), ...values['peer-args']!.split(' ').filter(Boolean)];
+  const args = [
+    join(root, '..', 'shared', 'peers', 'cpu_anchor_learn.py'),
+    '--minutes',
+    String(minutes),
+    '--threads',
+    String(threads),
+    ...values['peer-args']!.split(' ').filter(Boolean),
+  ];
   return new Promise((resolvePeer) => {
     const child = spawn(values.python!, args, { env: { ...process.env, PYTHONPATH: values.pythonpath }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -30,7 +30,14 @@ for await (const batch of loader) {
   n++;
   if (n % 500 === 0 || n === 1) {
     const m = process.memoryUsage();
-    samples.push({ batch: n, rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), externalMB: mb(m.external + m.arrayBuffers), liveTensors: memory().liveTensors, seconds: (Date.now() - t0) / 1000 });
+    samples.push({
+      batch: n,
+      rssMB: mb(m.rss),
+      heapUsedMB: mb(m.heapUsed),
+      externalMB: mb(m.external + m.arrayBuffers),
+      liveTensors: memory().liveTensors,
+      seconds: (Date.now() - t0) / 1000,
+    });
   }
   if (n >= batches) break;
 }

@@ -9,18 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
 
-import {
-  addonInfo,
-  dinoClsTokenLoss,
-  Generator,
-  getNumThreads,
-  memory,
-  randn,
-  scope,
-  setNumThreads,
-  sinkhornKnopp,
-  type Tensor,
-} from '../src/index.js';
+import { addonInfo, dinoClsTokenLoss, Generator, getNumThreads, memory, randn, scope, setNumThreads, sinkhornKnopp, type Tensor } from '../src/index.js';
 
 const B = 64;
 const K = 65_536;

@@ -157,8 +157,7 @@ async function main(): Promise<void> {
   if (memory().liveTensors !== before) throw new Error(`op_overhead: ${memory().liveTensors - before} tensors leaked`);
   const load1 = loadavg();
 
-  const paired = (side: 'ts' | 'tsNative', kind: 'cpu' | 'wall' | 'cpuMin') =>
-    medianOver(rounds.map((r) => minus(r[side][kind], r.cpp[kind])));
+  const paired = (side: 'ts' | 'tsNative', kind: 'cpu' | 'wall' | 'cpuMin') => medianOver(rounds.map((r) => minus(r[side][kind], r.cpp[kind])));
   const overhead = paired('ts', 'cpu');
   const busy = Math.max(load0[0]!, load1[0]!) > availableParallelism() * 0.75;
   const result = {
@@ -176,7 +175,7 @@ async function main(): Promise<void> {
     runs: RUNS,
     rounds: ROUNDS,
     batch: BATCH,
-    unit: 'µs per op; per side the median over rounds of each round\'s median run; cpu = process CPU time, wall = elapsed time',
+    unit: "µs per op; per side the median over rounds of each round's median run; cpu = process CPU time, wall = elapsed time",
     cpp: summarize(rounds.map((r) => r.cpp)),
     ts: summarize(rounds.map((r) => r.ts)),
     tsNative: summarize(rounds.map((r) => r.tsNative)),

@@ -15,14 +15,29 @@ import { SyntheticBatches } from '../src/train/synthetic.js';
 import { Trainer } from '../src/train/trainer.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const { values } = parseArgs({ options: { iterations: { type: 'string', default: '1000' }, threads: { type: 'string', default: '2' }, label: { type: 'string', default: `cpu-${cpus().length}core` } } });
+const { values } = parseArgs({
+  options: {
+    iterations: { type: 'string', default: '1000' },
+    threads: { type: 'string', default: '2' },
+    label: { type: 'string', default: `cpu-${cpus().length}core` },
+  },
+});
 const N = Number(values.iterations);
 setNumThreads(Number(values.threads));
 const cfg = await loadSSLConfig('ssl_default', [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=4', 'student.drop_path_rate=0.1',
-  'crops.global_crops_size=32', 'crops.local_crops_size=16', 'crops.local_crops_number=4',
-  'dino.head_n_prototypes=256', 'ibot.head_n_prototypes=256', 'train.batch_size_per_gpu=8',
-  'compute_precision.param_dtype=fp32', 'optim.epochs=10', 'train.OFFICIAL_EPOCH_LENGTH=100',
+  'student.arch=vit_test',
+  'student.patch_size=8',
+  'student.n_storage_tokens=4',
+  'student.drop_path_rate=0.1',
+  'crops.global_crops_size=32',
+  'crops.local_crops_size=16',
+  'crops.local_crops_number=4',
+  'dino.head_n_prototypes=256',
+  'ibot.head_n_prototypes=256',
+  'train.batch_size_per_gpu=8',
+  'compute_precision.param_dtype=fp32',
+  'optim.epochs=10',
+  'train.OFFICIAL_EPOCH_LENGTH=100',
 ]);
 const trainer = await Trainer.create(cfg, {});
 const data = new SyntheticBatches({ batchSize: 8, globalSize: 32, localSize: 16, nLocal: 4, patchSize: 8 });
@@ -35,7 +50,12 @@ for (let i = 0; i < N; i++) {
   if (i % 10 === 0) await new Promise((r) => setImmediate(r)); // a real loop awaits its loader
   if ((i + 1) % 50 === 0) {
     const m = memory();
-    samples.push({ iteration: i + 1, rss_mb: +(process.memoryUsage.rss() / 2 ** 20).toFixed(1), live_tensors: m.liveTensors, tensor_mb: +(m.cpuBytes / 2 ** 20).toFixed(2) });
+    samples.push({
+      iteration: i + 1,
+      rss_mb: +(process.memoryUsage.rss() / 2 ** 20).toFixed(1),
+      live_tensors: m.liveTensors,
+      tensor_mb: +(m.cpuBytes / 2 ** 20).toFixed(2),
+    });
   }
 }
 const seconds = (performance.now() - t0) / 1000;

@@ -41,8 +41,14 @@ async function worker(): Promise<void> {
   const W = pg.worldSize;
   // Official heads (ssl_default: 65536 prototypes, hidden 2048, bottleneck 256); small crops keep the optional steps short.
   const cfg = await loadSSLConfig('ssl_default', [
-    `student.arch=${values.arch}`, 'student.patch_size=16', 'crops.global_crops_size=32', 'crops.local_crops_size=16', 'crops.local_crops_number=2',
-    'train.batch_size_per_gpu=2', 'compute_precision.param_dtype=fp32', 'student.drop_path_rate=0',
+    `student.arch=${values.arch}`,
+    'student.patch_size=16',
+    'crops.global_crops_size=32',
+    'crops.local_crops_size=16',
+    'crops.local_crops_number=2',
+    'train.batch_size_per_gpu=2',
+    'compute_precision.param_dtype=fp32',
+    'student.drop_path_rate=0',
   ]);
   const t = await Trainer.create(cfg, { group: pg, sharding: values.strategy as TrainerSharding });
   const steps = Number(values.steps);
@@ -55,7 +61,10 @@ async function worker(): Promise<void> {
   const m = t.memoryReport()!;
   const mine = { ...m, rssBytes: process.memoryUsage().rss };
   const all = zeros([W * FIELDS.length], { dtype: 'float64' });
-  const local = tensor(FIELDS.map((f) => mine[f]), { dtype: 'float64' });
+  const local = tensor(
+    FIELDS.map((f) => mine[f]),
+    { dtype: 'float64' },
+  );
   pg.allGatherInto(all, local).waitSync();
   const flat = all.toArray() as number[];
   if (pg.rank === 0) {
@@ -81,5 +90,9 @@ async function worker(): Promise<void> {
   pg.destroy();
 }
 
-const r = await launch({ nprocPerNode: Number(values.nproc), argv: [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], env: { OMP_NUM_THREADS: '1' } });
+const r = await launch({
+  nprocPerNode: Number(values.nproc),
+  argv: [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+  env: { OMP_NUM_THREADS: '1' },
+});
 if (r.role === 'worker') await worker();

@@ -104,11 +104,29 @@ function ours(n: number, timed = true): number[] {
 function peer(n: number): { s: number[]; result: Record<string, unknown> } {
   const args = [
     values.peer!,
-    '--arch', c.arch === 'vit_custom' ? 'custom' : c.arch,
+    '--arch',
+    c.arch === 'vit_custom' ? 'custom' : c.arch,
     ...(c.embed ? ['--embed-dim', String(c.embed), '--depth', String(c.depth), '--heads', String(c.heads)] : []),
-    '--patch-size', String(c.patch), '--global-size', String(c.global), '--local-size', String(c.local),
-    '--n-local', String(c.nLocal), '--batch', String(c.batch), '--prototypes', String(c.prototypes),
-    '--iters', String(n), '--warmup', String(warmup), '--threads', String(threads), '--param-dtype', values['param-dtype']!,
+    '--patch-size',
+    String(c.patch),
+    '--global-size',
+    String(c.global),
+    '--local-size',
+    String(c.local),
+    '--n-local',
+    String(c.nLocal),
+    '--batch',
+    String(c.batch),
+    '--prototypes',
+    String(c.prototypes),
+    '--iters',
+    String(n),
+    '--warmup',
+    String(warmup),
+    '--threads',
+    String(threads),
+    '--param-dtype',
+    values['param-dtype']!,
   ];
   const r = spawnSync(values.python!, args, { env: { ...process.env, PYTHONPATH: values.pythonpath }, encoding: 'utf8', maxBuffer: 1 << 26 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
@@ -131,7 +149,8 @@ for (let r = 0; r < Number(values.rounds); r++) {
   }
 }
 const load1 = loadavg();
-const summary = (s: number[]) => (s.length ? { s_per_iter: +median(s).toFixed(4), img_per_s: +(c.batch / median(s)).toFixed(3), all: s.map((x) => +x.toFixed(4)) } : null);
+const summary = (s: number[]) =>
+  s.length ? { s_per_iter: +median(s).toFixed(4), img_per_s: +(c.batch / median(s)).toFixed(3), all: s.map((x) => +x.toFixed(4)) } : null;
 const res = {
   bench: 'train_step',
   case: values.case,
@@ -142,7 +161,13 @@ const res = {
   official: summary(peerS),
   ratio: oursS.length && peerS.length ? +(median(peerS) / median(oursS)).toFixed(3) : null,
   ours_phase_s_mean: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +(v / 1000 / Math.max(timedIters, 1)).toFixed(4)])),
-  official_meta: { torch: peerResult.torch, fsdp: peerResult.fsdp, param_dtype: peerResult.param_dtype, rope_dtype: peerResult.rope_dtype, phase_s_median: peerResult.phase_s_median },
+  official_meta: {
+    torch: peerResult.torch,
+    fsdp: peerResult.fsdp,
+    param_dtype: peerResult.param_dtype,
+    rope_dtype: peerResult.rope_dtype,
+    phase_s_median: peerResult.phase_s_median,
+  },
   addon: addonInfo,
   loadavg_start: load0.map((x) => +x.toFixed(2)),
   loadavg_end: load1.map((x) => +x.toFixed(2)),

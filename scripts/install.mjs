@@ -91,7 +91,8 @@ function findLibtorch() {
       continue;
     }
     for (const sub of subdirs) {
-      if (existsSync(path.join(base, sub, 'cmake', 'Torch', 'TorchConfig.cmake'))) return { prefix: null, from: `Debian libtorch-dev (${path.join(base, sub)})` };
+      if (existsSync(path.join(base, sub, 'cmake', 'Torch', 'TorchConfig.cmake')))
+        return { prefix: null, from: `Debian libtorch-dev (${path.join(base, sub)})` };
     }
   }
   if (existsSync('/usr/share/cmake/Torch/TorchConfig.cmake')) return { prefix: null, from: 'a system libtorch (/usr/share/cmake/Torch)' };

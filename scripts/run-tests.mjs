@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the linter (biome, ~1 s), then the vitest suite, and ends with the plain summary line `N passed, N failed`
-// that CI reads (a lint failure counts as one failed test). Set DINOV3_SKIP_LINT=1 to skip the linter.
+// Runs the linter and the formatter check (biome, ~1 s), then the vitest suite, and ends with the plain summary line
+// `N passed, N failed` that CI reads (a lint or format failure counts as one failed test). Set DINOV3_SKIP_LINT=1 to
+// skip both.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 
@@ -9,6 +10,11 @@ if (process.env.DINOV3_SKIP_LINT !== '1') {
   const lint = spawnSync('npx', ['biome', 'lint', '--error-on-warnings', '.'], { stdio: 'inherit' });
   if (lint.status !== 0) {
     console.log('biome lint failed (see above; `npx biome lint --write .` applies the safe fixes)');
+    lintFailed = 1;
+  }
+  const format = spawnSync('npx', ['biome', 'format', '.'], { stdio: 'inherit' });
+  if (format.status !== 0) {
+    console.log('biome format check failed (see above; `npx biome format --write .` formats the files)');
     lintFailed = 1;
   }
 }

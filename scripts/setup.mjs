@@ -21,8 +21,20 @@
 //                             (DINOV3_BUILD_GYP=0 turns it off even under CI)
 import { spawn, spawnSync } from 'node:child_process';
 import {
-  existsSync, statSync, readdirSync, readFileSync, writeFileSync, mkdirSync, rmSync,
-  symlinkSync, readlinkSync, lstatSync, copyFileSync, renameSync, utimesSync, createWriteStream,
+  existsSync,
+  statSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  mkdirSync,
+  rmSync,
+  symlinkSync,
+  readlinkSync,
+  lstatSync,
+  copyFileSync,
+  renameSync,
+  utimesSync,
+  createWriteStream,
 } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -32,9 +44,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const r = (...p) => path.join(ROOT, ...p);
 const T0 = Date.now();
 
-const APT_PACKAGES = [
-  'cmake', 'ninja-build', 'g++', 'libtorch-dev', 'libgloo-dev', 'libopenblas0-openmp', 'ccache', 'dataset-fashion-mnist',
-];
+const APT_PACKAGES = ['cmake', 'ninja-build', 'g++', 'libtorch-dev', 'libgloo-dev', 'libopenblas0-openmp', 'ccache', 'dataset-fashion-mnist'];
 const APT_PACKAGES_GYP = ['make', 'python3']; // node-gyp needs these on top
 const STEPS = ['apt', 'npm', 'native', 'ts'];
 // --only X runs X plus the steps it cannot work without (each is a no-op when already satisfied).
@@ -52,7 +62,15 @@ for (let i = 0; i < argv.length; i++) {
   else if (a.startsWith('--only=')) opts.only.push(...a.slice(7).split(','));
   else if (a === '--help' || a === '-h') {
     const src = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
-    console.log(src.slice(1, src.findIndex((l) => l.startsWith('import'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+    console.log(
+      src
+        .slice(
+          1,
+          src.findIndex((l) => l.startsWith('import')),
+        )
+        .map((l) => l.replace(/^\/\/ ?/, ''))
+        .join('\n'),
+    );
     process.exit(0);
   } else fail(`unknown argument: ${a} (try --help)`);
 }
@@ -63,14 +81,28 @@ const buildGyp = process.env.DINOV3_BUILD_GYP !== undefined ? truthy(process.env
 const nproc = Math.max(1, availableParallelism());
 
 const wanted = new Set();
-const want = (s) => { for (const p of PREREQS[s]) want(p); wanted.add(s); };
+const want = (s) => {
+  for (const p of PREREQS[s]) want(p);
+  wanted.add(s);
+};
 (opts.only.length ? opts.only : STEPS).forEach(want);
 
 // ---------------------------------------------------------------- helpers
-function log(msg) { process.stderr.write(`[setup] ${msg}\n`); }
-function fail(msg, code = 1) { log(`error: ${msg}`); process.exit(code); }
+function log(msg) {
+  process.stderr.write(`[setup] ${msg}\n`);
+}
+function fail(msg, code = 1) {
+  log(`error: ${msg}`);
+  process.exit(code);
+}
 const secs = (ms) => (ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`);
-const mtime = (p) => { try { return statSync(p).mtimeMs; } catch { return -Infinity; } };
+const mtime = (p) => {
+  try {
+    return statSync(p).mtimeMs;
+  } catch {
+    return -Infinity;
+  }
+};
 const quote = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${String(s).replace(/'/g, `'\\''`)}'`);
 const pretty = (s) => (s === process.execPath ? 'node' : String(s).startsWith(ROOT + path.sep) ? path.relative(ROOT, s) : String(s));
 const fmt = (cmd, args, env = {}) =>
@@ -89,12 +121,22 @@ function newest(paths, { ext = null, withDirs = true } = {}) {
   let which_ = null;
   const visit = (p) => {
     let st;
-    try { st = statSync(p); } catch { return; }
+    try {
+      st = statSync(p);
+    } catch {
+      return;
+    }
     if (st.isDirectory()) {
-      if (withDirs && st.mtimeMs > best) { best = st.mtimeMs; which_ = p; }
+      if (withDirs && st.mtimeMs > best) {
+        best = st.mtimeMs;
+        which_ = p;
+      }
       for (const e of readdirSync(p)) if (e !== 'node_modules' && e !== '.git') visit(path.join(p, e));
     } else if (!ext || ext.some((x) => p.endsWith(x))) {
-      if (st.mtimeMs > best) { best = st.mtimeMs; which_ = p; }
+      if (st.mtimeMs > best) {
+        best = st.mtimeMs;
+        which_ = p;
+      }
     }
   };
   paths.forEach(visit);
@@ -102,7 +144,13 @@ function newest(paths, { ext = null, withDirs = true } = {}) {
 }
 
 /** Stamp files record a step's inputs; their mtime is set to when the step *started*. */
-function readStamp(p) { try { return { time: statSync(p).mtimeMs, data: JSON.parse(readFileSync(p, 'utf8')) }; } catch { return null; } }
+function readStamp(p) {
+  try {
+    return { time: statSync(p).mtimeMs, data: JSON.parse(readFileSync(p, 'utf8')) };
+  } catch {
+    return null;
+  }
+}
 function writeStamp(p, data, startedAt) {
   mkdirSync(path.dirname(p), { recursive: true });
   writeFileSync(p, JSON.stringify(data, null, 2) + '\n');
@@ -116,7 +164,10 @@ function writeStamp(p, data, startedAt) {
  */
 async function run(label, cmd, args, { env = {}, cwd = ROOT, allowFail = false } = {}) {
   const shown = fmt(cmd, args, env);
-  if (opts.dryRun) { log(`would run: ${shown}${cwd !== ROOT ? `   (in ${path.relative(ROOT, cwd)})` : ''}`); return 0; }
+  if (opts.dryRun) {
+    log(`would run: ${shown}${cwd !== ROOT ? `   (in ${path.relative(ROOT, cwd)})` : ''}`);
+    return 0;
+  }
   log(`${label}: ${shown}`);
   const logFile = path.join(tmpdir(), `dinov3-setup-${label.replace(/\W+/g, '-')}.log`);
   const out = createWriteStream(logFile);
@@ -140,16 +191,29 @@ async function run(label, cmd, args, { env = {}, cwd = ROOT, allowFail = false }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    const beat = opts.verbose ? null : setInterval(() => {
-      log(`  ... ${label} still running (${secs(Date.now() - started)})${lastLine ? `: ${lastLine.slice(0, 110)}` : ''}`);
-    }, 30_000);
-    child.on('error', (e) => { tail.push(String(e)); });
-    child.on('close', (c, sig) => { if (beat) clearInterval(beat); resolve(c ?? (sig ? 128 : 1)); });
+    const beat = opts.verbose
+      ? null
+      : setInterval(() => {
+          log(`  ... ${label} still running (${secs(Date.now() - started)})${lastLine ? `: ${lastLine.slice(0, 110)}` : ''}`);
+        }, 30_000);
+    child.on('error', (e) => {
+      tail.push(String(e));
+    });
+    child.on('close', (c, sig) => {
+      if (beat) clearInterval(beat);
+      resolve(c ?? (sig ? 128 : 1));
+    });
   });
   if (partial) tail.push(partial);
   await new Promise((res) => out.end(res));
-  if (code === 0) { log(`${label}: done in ${secs(Date.now() - started)}`); return 0; }
-  if (allowFail) { log(`${label}: failed (exit ${code}), log: ${logFile}`); return code; }
+  if (code === 0) {
+    log(`${label}: done in ${secs(Date.now() - started)}`);
+    return 0;
+  }
+  if (allowFail) {
+    log(`${label}: failed (exit ${code}), log: ${logFile}`);
+    return code;
+  }
   if (!opts.verbose) {
     process.stderr.write(`[setup] ---- last lines of output (full log: ${logFile}) ----\n`);
     process.stderr.write(tail.slice(-60).join('\n') + '\n');
@@ -171,20 +235,30 @@ async function stepApt() {
   // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format
   const q = spawnSync('dpkg-query', ['-W', '-f=${Package}\t${Status}\n', ...pkgs], { encoding: 'utf8' });
   const installed = new Set(
-    (q.stdout ?? '').split('\n').map((l) => l.split('\t')).filter(([, s]) => s === 'install ok installed').map(([p]) => p.replace(/:.*$/, '')),
+    (q.stdout ?? '')
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .filter(([, s]) => s === 'install ok installed')
+      .map(([p]) => p.replace(/:.*$/, '')),
   );
   const missing = pkgs.filter((p) => !installed.has(p));
   if (!missing.length) return;
   log(`missing Debian packages: ${missing.join(' ')}`);
   const installArgs = ['install', '-y', '--no-install-recommends', ...missing];
   if (process.getuid?.() !== 0) {
-    process.stderr.write(`[setup] not root; install them with:\n\n    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing.join(' ')}\n\n`);
+    process.stderr.write(
+      `[setup] not root; install them with:\n\n    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing.join(' ')}\n\n`,
+    );
     process.stderr.write('[setup] (or set DINOV3_SKIP_APT=1 if they are provided some other way)\n');
     process.exit(1);
   }
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
   const listsEmpty = (() => {
-    try { return !readdirSync('/var/lib/apt/lists').some((f) => f.includes('_Packages')); } catch { return true; }
+    try {
+      return !readdirSync('/var/lib/apt/lists').some((f) => f.includes('_Packages'));
+    } catch {
+      return true;
+    }
   })();
   if (listsEmpty) await run('apt-get update', 'apt-get', ['update'], { env });
   const code = await run('apt-get install', 'apt-get', installArgs, { env, allowFail: !listsEmpty });
@@ -236,7 +310,9 @@ function cacheValue(cacheFile, key) {
   try {
     const m = readFileSync(cacheFile, 'utf8').match(new RegExp(`^${key}:[A-Z]+=(.*)$`, 'm'));
     return m ? m[1] : null;
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }
 
 function requireTool(rel, what) {
@@ -262,8 +338,8 @@ async function stepNative() {
   const src = nativeSources();
   const cache = r('build', 'CMakeCache.txt');
   const cachedGen = cacheValue(cache, 'CMAKE_GENERATOR');
-  const configChanged = (stamp && JSON.stringify(stamp.data.config) !== JSON.stringify(config))
-    || (cachedGen !== null && config.generator && cachedGen !== config.generator);
+  const configChanged =
+    (stamp && JSON.stringify(stamp.data.config) !== JSON.stringify(config)) || (cachedGen !== null && config.generator && cachedGen !== config.generator);
 
   let why = null;
   if (opts.force) why = '--force';
@@ -284,7 +360,8 @@ async function stepNative() {
     const started = Date.now();
     await run('cmake-js', process.execPath, args, { env: ccacheEnv() });
     if (!opts.dryRun) {
-      if (!existsSync(addon)) fail('cmake-js succeeded but build/Release/dinov3.node was not produced (check the target name / output directory in CMakeLists.txt)');
+      if (!existsSync(addon))
+        fail('cmake-js succeeded but build/Release/dinov3.node was not produced (check the target name / output directory in CMakeLists.txt)');
       writeStamp(stampFile, { config, builtAt: new Date().toISOString() }, started);
     }
     did.push('native');
@@ -332,7 +409,10 @@ async function stepGyp(src) {
     if (`v${v}` === process.version) args.push(`--nodedir=${prefix}`);
   }
   const env = { ...ccacheEnv() };
-  if (which('ccache') && !process.env.CXX) { env.CXX = 'ccache g++'; env.CC = process.env.CC || 'ccache gcc'; }
+  if (which('ccache') && !process.env.CXX) {
+    env.CXX = 'ccache g++';
+    env.CC = process.env.CC || 'ccache gcc';
+  }
   const started = Date.now();
   await run('node-gyp', process.execPath, args, { cwd: stage, env });
   if (!opts.dryRun) {
@@ -357,7 +437,11 @@ function syncStage(stage) {
     const link = path.join(stage, e);
     const target = path.join('..', '..', e);
     let cur = null;
-    try { cur = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : '<not a link>'; } catch { /* absent */ }
+    try {
+      cur = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : '<not a link>';
+    } catch {
+      /* absent */
+    }
     if (cur === target) continue;
     if (cur !== null) rmSync(link, { recursive: true, force: true });
     symlinkSync(target, link);

@@ -131,9 +131,14 @@ const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
  * @throws CheckpointError saying what to download and where to put it when it is not there
  */
 export async function resolveCheckpoint(source: string, o: { revision?: string } = {}): Promise<string> {
-  if (typeof source !== 'string' || source === '') throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${showJson(source)}`);
+  if (typeof source !== 'string' || source === '')
+    throw new CheckpointError(`loadBackbone: expected a checkpoint path or hub id, received ${showJson(source)}`);
   o = expectOptions('resolveCheckpoint', 'options', o) ?? {};
-  const present = (p: string) => stat(p).then(() => true, () => false);
+  const present = (p: string) =>
+    stat(p).then(
+      () => true,
+      () => false,
+    );
   if (await present(source)) return source;
   if (HUB_ID.test(source) && !/\.(pth|pt|safetensors)$/.test(source)) {
     const cache = huggingFaceCacheDir();
@@ -215,7 +220,11 @@ export async function readCheckpoint(source: string): Promise<CheckpointContents
   const hfConfig = await readJson(join(source, 'config.json'));
   const single = join(source, 'model.safetensors');
   const index = join(source, 'model.safetensors.index.json');
-  const exists = (p: string) => stat(p).then(() => true, () => false);
+  const exists = (p: string) =>
+    stat(p).then(
+      () => true,
+      () => false,
+    );
   if (await exists(single)) return { sd: lazySources(openTensorFile(single)), hfConfig };
   if (!(await exists(index))) throw new CheckpointError(`${source}: no model.safetensors or model.safetensors.index.json in the folder`);
   const weightMap = (await readJson(index)).weight_map;
@@ -305,7 +314,16 @@ export function loadBackboneStateDict(model: DinoVisionTransformer, sd: SourceDi
 
 /** Upper bounds on an architecture read from a file (config.json, tensor shapes, a file name): far above every
  * released model (ViT-7B: D 4096, 40 blocks, FFN 8192), low enough that a few bytes cannot ask for terabytes. */
-export const ARCHITECTURE_BOUNDS = { embed_dim: 16384, depth: 256, num_heads: 1024, patch_size: 256, img_size: 16384, in_chans: 64, n_storage_tokens: 1024, ffn_ratio: 16 } as const;
+export const ARCHITECTURE_BOUNDS = {
+  embed_dim: 16384,
+  depth: 256,
+  num_heads: 1024,
+  patch_size: 256,
+  img_size: 16384,
+  in_chans: 64,
+  n_storage_tokens: 1024,
+  ffn_ratio: 16,
+} as const;
 
 /** @throws CheckpointError naming the file when the architecture is beyond ARCHITECTURE_BOUNDS */
 export function checkArchitectureBounds(cfg: VitConfig, source: string): void {
@@ -402,7 +420,8 @@ export async function loadBackbone(source: string, o: LoadBackboneOptions = {}):
   let base: VitConfigInput;
   if (o.preset) base = getPreset(o.preset).config;
   else if (hfConfig) base = hfConfigToVitConfig(hfConfig, join(source, 'config.json'));
-  else if (vitConfig) base = vitConfig as VitConfigInput; // validated with the rest by parseVitConfig below
+  else if (vitConfig)
+    base = vitConfig as VitConfigInput; // validated with the rest by parseVitConfig below
   else if (isHf && !o.config) throw new CheckpointError(`${source}: Hugging Face weights without a config.json: pass a preset or a config`);
   else base = presetForFileName(source)?.config ?? (isHf ? {} : inferVitConfig(sd, source, o.config));
   const config = parseVitConfig({ ...base, ...o.config });
@@ -446,7 +465,10 @@ function sourcesToRaw(sd: SourceDict): Map<string, RawTensor> {
 export async function saveBackbone(
   model: DinoVisionTransformer,
   path: string,
-  o: { format?: CheckpointFormat; /** Input normalisation recorded in the HF preprocessor_config.json (default: the model's, else lvd1689m). */ normalization?: 'lvd1689m' | 'sat493m' } = {},
+  o: {
+    format?: CheckpointFormat /** Input normalisation recorded in the HF preprocessor_config.json (default: the model's, else lvd1689m). */;
+    normalization?: 'lvd1689m' | 'sat493m';
+  } = {},
 ): Promise<void> {
   expectMethods('saveBackbone', 'model', model, 'a DinoVisionTransformer', ['stateDict']);
   expectPath('saveBackbone', 'path', path);

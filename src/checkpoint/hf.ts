@@ -98,7 +98,8 @@ export function hfConfigToVitConfig(json: Record<string, unknown>, source = 'con
   if (!(act === 'gelu' || (gated && act === 'silu')))
     fail(`hidden_act "${act}" with use_gated_mlp=${gated} is not supported (${gated ? '"silu" or "gelu"' : '"gelu"'} only)`);
   const eps = Number(c.layer_norm_eps);
-  const normLayer = eps === NORM_EPS.layernorm ? 'layernorm' : eps === NORM_EPS.layernormbf16 ? 'layernormbf16' : fail(`layer_norm_eps ${eps} is neither 1e-6 nor 1e-5`);
+  const normLayer =
+    eps === NORM_EPS.layernorm ? 'layernorm' : eps === NORM_EPS.layernormbf16 ? 'layernormbf16' : fail(`layer_norm_eps ${eps} is neither 1e-6 nor 1e-5`);
   try {
     return parseVitConfig({
       img_size: c.image_size,
@@ -177,7 +178,12 @@ export function vitConfigToHfConfig(cfg: VitConfig, dtype = 'float32'): Record<s
 
 const catSources = (parts: TensorSource[]) =>
   derivedSource([parts.reduce((s, p) => s + p.shape[0]!, 0), ...parts[0]!.shape.slice(1)], parts[0]!.dtype, () =>
-    scope(() => cat(parts.map((p) => p.load()), 0)),
+    scope(() =>
+      cat(
+        parts.map((p) => p.load()),
+        0,
+      ),
+    ),
   );
 const reshapeSource = (s: TensorSource, shape: number[]) => derivedSource(shape, s.dtype, () => scope(() => s.load().reshape(shape)));
 const sliceSource = (s: TensorSource, start: number, len: number) =>
@@ -231,7 +237,13 @@ export function hfToOfficial(sd: SourceDict, cfg: VitConfig): SourceDict {
     for (const n of ['norm1', 'norm2']) for (const p of ['weight', 'bias']) put(`${o}${n}.${p}`, take(`${h}${n}.${p}`));
     const [q, k, v] = ['q', 'k', 'v'].map((x) => take(`${h}attention.${x}_proj.weight`));
     if (q && k && v) out.set(`${o}attn.qkv.weight`, catSources([q, k, v]));
-    else for (const [x, s] of [['q', q], ['k', k], ['v', v]] as const) if (s) src.set(`${h}attention.${x}_proj.weight`, s);
+    else
+      for (const [x, s] of [
+        ['q', q],
+        ['k', k],
+        ['v', v],
+      ] as const)
+        if (s) src.set(`${h}attention.${x}_proj.weight`, s);
     const [qb, kb, vb] = ['q', 'k', 'v'].map((x) => take(`${h}attention.${x}_proj.bias`));
     const anyBias = qb ?? kb ?? vb;
     if (anyBias) {
@@ -248,7 +260,16 @@ export function hfToOfficial(sd: SourceDict, cfg: VitConfig): SourceDict {
     put(`${o}attn.proj.bias`, take(`${h}attention.o_proj.bias`));
     put(`${o}ls1.gamma`, take(`${h}layer_scale1.lambda1`));
     put(`${o}ls2.gamma`, take(`${h}layer_scale2.lambda1`));
-    const ffn: [string, string][] = gated ? [['gate_proj', 'w1'], ['up_proj', 'w2'], ['down_proj', 'w3']] : [['up_proj', 'fc1'], ['down_proj', 'fc2']];
+    const ffn: [string, string][] = gated
+      ? [
+          ['gate_proj', 'w1'],
+          ['up_proj', 'w2'],
+          ['down_proj', 'w3'],
+        ]
+      : [
+          ['up_proj', 'fc1'],
+          ['down_proj', 'fc2'],
+        ];
     for (const [hn, on] of ffn) for (const p of ['weight', 'bias']) put(`${o}mlp.${on}.${p}`, take(`${h}mlp.${hn}.${p}`));
   }
   put('norm.weight', take('norm.weight'));
@@ -297,11 +318,23 @@ export function officialToHf(sd: SourceDict, cfg: VitConfig): SourceDict {
     if (b) ['q', 'k', 'v'].forEach((x, j) => (x !== 'k' || !cfg.mask_k_bias) && out.set(`${h}attention.${x}_proj.bias`, sliceSource(b, j * D, D)));
     put(`${h}attention.o_proj.weight`, take(`${o}attn.proj.weight`));
     put(`${h}attention.o_proj.bias`, take(`${o}attn.proj.bias`));
-    for (const [ls, hl] of [['ls1', 'layer_scale1'], ['ls2', 'layer_scale2']]) {
+    for (const [ls, hl] of [
+      ['ls1', 'layer_scale1'],
+      ['ls2', 'layer_scale2'],
+    ]) {
       const g = take(`${o}${ls}.gamma`);
       put(`${h}${hl}.lambda1`, g ?? derivedSource([D], dtype, () => ones([D], { dtype })));
     }
-    const ffn: [string, string][] = gated ? [['w1', 'gate_proj'], ['w2', 'up_proj'], ['w3', 'down_proj']] : [['fc1', 'up_proj'], ['fc2', 'down_proj']];
+    const ffn: [string, string][] = gated
+      ? [
+          ['w1', 'gate_proj'],
+          ['w2', 'up_proj'],
+          ['w3', 'down_proj'],
+        ]
+      : [
+          ['fc1', 'up_proj'],
+          ['fc2', 'down_proj'],
+        ];
     for (const [on, hn] of ffn) for (const p of ['weight', 'bias']) put(`${h}mlp.${hn}.${p}`, take(`${o}mlp.${on}.${p}`));
   }
   put('norm.weight', take('norm.weight'));

@@ -60,7 +60,8 @@ export function inferVitConfig(sd: SourceDict, source = '<state dict>', given: V
   try {
     return parseVitConfig(cfg);
   } catch (e) {
-    if (e instanceof ConfigError) throw new CheckpointError(`${source}: the tensor shapes imply no valid architecture (pass a preset or a config):\n${e.message}`);
+    if (e instanceof ConfigError)
+      throw new CheckpointError(`${source}: the tensor shapes imply no valid architecture (pass a preset or a config):\n${e.message}`);
     throw e;
   }
 }

@@ -37,7 +37,10 @@ export async function saveTensors(path: string, tensors: Map<string, Tensor> | R
  * Reads every tensor of a `.safetensors` file, with its metadata. The caller owns the tensors.
  * @throws CheckpointError naming the file
  */
-export async function loadTensors(path: string, o: { device?: Device; dtype?: DType } = {}): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
+export async function loadTensors(
+  path: string,
+  o: { device?: Device; dtype?: DType } = {},
+): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
   expectPath(path, 'loadTensors');
   const { tensors, metadata } = openSafetensors(path);
   const out = new Map<string, Tensor>();
@@ -96,7 +99,8 @@ export async function saveNpy(path: string, t: Tensor): Promise<void> {
   expectPath(path, 'saveNpy');
   const raw = rawOf(t, 'saveNpy: the value');
   const descr = NPY[raw.dtype];
-  if (descr === undefined) throw new TorchTypeError(`saveNpy: NumPy has no ${raw.dtype} dtype; convert the tensor first (e.g. t.to('float32'))`, 'ERR_INVALID_ARG');
+  if (descr === undefined)
+    throw new TorchTypeError(`saveNpy: NumPy has no ${raw.dtype} dtype; convert the tensor first (e.g. t.to('float32'))`, 'ERR_INVALID_ARG');
   await atomicWriteFile(path, [npyHeader(descr, raw.shape), raw.data]);
 }
 
@@ -126,8 +130,11 @@ export async function loadNpy(path: string): Promise<Tensor> {
   if (descr === undefined || fortran === undefined || shapeText === undefined) fail(`cannot parse the header ${JSON.stringify(text.trim())}`);
   const dtype = FROM_NPY.get(descr!.replace(/^=/, '<'));
   if (dtype === undefined) fail(`unsupported dtype '${descr}' (supported: ${Object.values(NPY).join(', ')})`);
-  if (fortran === 'True') fail("Fortran-order arrays are not supported: save with np.ascontiguousarray(a)");
-  const dims = shapeText!.split(',').map((d) => d.trim()).filter((d) => d !== '');
+  if (fortran === 'True') fail('Fortran-order arrays are not supported: save with np.ascontiguousarray(a)');
+  const dims = shapeText!
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '');
   if (!dims.every((d) => /^\d+$/.test(d))) fail(`invalid shape (${shapeText})`);
   const shape = dims.map(Number);
   const bytes = numel(shape) * itemSize(dtype!);
@@ -136,5 +143,6 @@ export async function loadNpy(path: string): Promise<Tensor> {
 }
 
 function expectPath(path: unknown, op: string): asserts path is string {
-  if (typeof path !== 'string' || path === '') throw new TorchTypeError(`${op}: expected "path" to be a non-empty string, received ${typeof path}`, 'ERR_INVALID_ARG');
+  if (typeof path !== 'string' || path === '')
+    throw new TorchTypeError(`${op}: expected "path" to be a non-empty string, received ${typeof path}`, 'ERR_INVALID_ARG');
 }

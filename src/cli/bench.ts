@@ -168,7 +168,11 @@ export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> 
   const before = memory().liveTensors;
   const model = new DinoVisionTransformer(p.config, { generator: new Generator(0) }).eval();
   model.to_({ device: o.device, dtype: o.autocast ? 'float32' : o.dtype });
-  const x = scope(() => randn([o.batch, 3, o.resolution, o.resolution], { generator: new Generator(1) }).to(o.device).to(o.autocast ? 'float32' : o.dtype));
+  const x = scope(() =>
+    randn([o.batch, 3, o.resolution, o.resolution], { generator: new Generator(1) })
+      .to(o.device)
+      .to(o.autocast ? 'float32' : o.dtype),
+  );
   const forward = () =>
     noGrad(() => {
       const run = () => model.forwardFeatures(x).patchTokens;
@@ -265,7 +269,12 @@ export const sslTrainStep: TrainStepFactory = (ctx) => {
   const c = ctx.config;
   const [g, l] = ctx.crops as [CropGroup, CropGroup | undefined];
   if (!l || l.count < 1) throw new ConfigError('bench train: the SSL step needs local crops (e.g. --crops 2x224,8x96)');
-  const head = (h: HeadDims) => ({ head_n_prototypes: h.prototypes, head_hidden_dim: h.hiddenDim, head_bottleneck_dim: h.bottleneckDim, head_nlayers: h.nlayers });
+  const head = (h: HeadDims) => ({
+    head_n_prototypes: h.prototypes,
+    head_hidden_dim: h.hiddenDim,
+    head_bottleneck_dim: h.bottleneckDim,
+    head_nlayers: h.nlayers,
+  });
   const cfg = parseSSLConfig(
     mergeConfig(defaultSSLConfig(), {
       MODEL: { DEVICE: ctx.device },
@@ -329,10 +338,23 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
   // What the student (autograd) and the teacher (no autograd) run, on float32 inputs of the device.
   const kernels = scope(() => {
     const probe = zeros([1, 1, 3], { device: o.device });
-    const choice = () => ({ linear: kernelChoice('linear', probe), attention: kernelChoice('attention', probe), residualAdd: kernelChoice('residualAdd', probe) });
+    const choice = () => ({
+      linear: kernelChoice('linear', probe),
+      attention: kernelChoice('attention', probe),
+      residualAdd: kernelChoice('residualAdd', probe),
+    });
     return { student: choice(), teacher: noGrad(choice) };
   });
-  const step = factory({ config: p.config, dinoHead: head, ibotHead: head, device: o.device, batch: o.batch, crops, autocast: useAutocast, dropPath: o.dropPath ?? 0 });
+  const step = factory({
+    config: p.config,
+    dinoHead: head,
+    ibotHead: head,
+    device: o.device,
+    batch: o.batch,
+    crops,
+    autocast: useAutocast,
+    dropPath: o.dropPath ?? 0,
+  });
   let t: { sPerIter: number; minS: number };
   try {
     t = timeSteps(o.device, o.steps, o.warmup, () => step.run(batch));

@@ -66,7 +66,9 @@ async function runDistill(overrides: string[], o: DistillCliOptions, io: CliIO):
       onWarning: (m) => io.stderr.write(`warning: ${m}\n`),
       onMetrics: (name, m) => {
         if (m.iteration % o.progressEvery === 0)
-          io.stderr.write(`[${name}] it ${m.iteration}: total ${m.total_loss.toFixed(4)} dino_global ${m.dino_global_crops_loss.toFixed(4)} ibot ${m.ibot_loss.toFixed(4)}\n`);
+          io.stderr.write(
+            `[${name}] it ${m.iteration}: total ${m.total_loss.toFixed(4)} dino_global ${m.dino_global_crops_loss.toFixed(4)} ibot ${m.ibot_loss.toFixed(4)}\n`,
+          );
       },
     });
     try {
@@ -87,11 +89,11 @@ async function runDistill(overrides: string[], o: DistillCliOptions, io: CliIO):
 export function addDistillCommand(program: Command, io: CliIO, fail: (cmd: Command) => (e: unknown) => void): Command {
   const cmd = program
     .command('distill')
-    .description('distil a frozen teacher into one or several students (DINO + iBOT + KoLeo towards the teacher), exporting each student\'s EMA')
+    .description("distil a frozen teacher into one or several students (DINO + iBOT + KoLeo towards the teacher), exporting each student's EMA")
     .exitOverride()
     .argument('[overrides...]', 'config overrides as dotted key=value, applied to every student')
     .requiredOption('--config <yaml|json|preset>', 'base config: the student (or, with multidistillation.students, what every student shares)')
-    .option('--teacher-config <yaml|json|preset>', 'the teacher\'s config (distillation.full_cfg_path)')
+    .option('--teacher-config <yaml|json|preset>', "the teacher's config (distillation.full_cfg_path)")
     .option('--teacher <checkpoint>', 'the teacher\'s weights: a run folder, a .pth {"teacher": …} or a .safetensors (distillation.checkpoint_path)')
     .option('--student <name=config>', 'a student and its config file or preset (repeatable; multidistillation.students)', studentArg)
     .requiredOption('--data <source>', 'image folder, IDX images file, list file, or "synthetic"')

@@ -23,7 +23,8 @@ export interface VitForwardFlops {
 /** Forward FLOPs of one `height`×`width` image (multiples of the patch size) through `cfg`'s backbone. */
 export function vitForwardFlops(cfg: VitConfig, height: number, width = height): VitForwardFlops {
   const p = cfg.patch_size;
-  if (height % p !== 0 || width % p !== 0) throw new TorchRangeError(`vitForwardFlops: ${height}×${width} is not a multiple of the patch size ${p}`, 'ERR_INVALID_ARG');
+  if (height % p !== 0 || width % p !== 0)
+    throw new TorchRangeError(`vitForwardFlops: ${height}×${width} is not a multiple of the patch size ${p}`, 'ERR_INVALID_ARG');
   const D = cfg.embed_dim;
   const patches = (height / p) * (width / p);
   const N = patches + 1 + cfg.n_storage_tokens;
@@ -69,7 +70,10 @@ export function parseCrops(spec: string): CropGroup[] {
     return { count: Number(m[1]), size: Number(m[2]) };
   });
   if (groups.length > 2 || groups.some((g) => g.count < 1 || g.size < 1))
-    throw new TorchRangeError(`crops: expected one global group and at most one local group with positive counts and sizes, received "${spec}"`, 'ERR_INVALID_ARG');
+    throw new TorchRangeError(
+      `crops: expected one global group and at most one local group with positive counts and sizes, received "${spec}"`,
+      'ERR_INVALID_ARG',
+    );
   return groups;
 }
 

@@ -130,7 +130,12 @@ function addModelOptions(cmd: Command): Command {
     .addOption(new Option('--device <device>', 'cpu, cuda or cuda:<index>').default('cpu').argParser(deviceArg))
     .addOption(new Option('--dtype <dtype>', 'parameter and compute dtype').choices(['float32', 'bfloat16', 'float16']).default('float32'))
     .addOption(
-      new Option('--normalization <stats>', 'input mean/std; default: sat493m for SAT-493M presets, else lvd1689m').choices(['lvd1689m', 'imagenet', 'sat493m', 'none']),
+      new Option('--normalization <stats>', 'input mean/std; default: sat493m for SAT-493M presets, else lvd1689m').choices([
+        'lvd1689m',
+        'imagenet',
+        'sat493m',
+        'none',
+      ]),
     )
     .option('--layers <n|list>', 'features of the last n blocks, or of comma-separated 0-based block indices (default: final output)', layersArg)
     .option('--threads <n>', 'CPU threads for libtorch (at most the number of CPUs)', threadsArg)
@@ -147,7 +152,9 @@ async function loadModel(o: CommonOptions) {
   ]);
   if (o.threads) setNumThreads(o.threads);
   if (o.device.startsWith('cuda') && !cuda.isAvailable())
-    throw new ConfigError(`--device ${o.device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`);
+    throw new ConfigError(
+      `--device ${o.device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`,
+    );
   const preset = o.model ? getPreset(o.model) : presetForFileName(o.weights);
   const normalization: Normalization = o.normalization ?? (preset?.weights === 'SAT493M' ? 'sat493m' : 'lvd1689m');
   const { model } = await loadBackbone(o.weights, { preset: o.model, device: o.device, dtype: o.dtype });
@@ -189,7 +196,10 @@ async function runFeatures(o: FeaturesOptions, io: CliIO): Promise<void> {
       `features: ${r.paths.length} image${r.paths.length === 1 ? '' : 's'}${skipped.length ? ` (${skipped.length} skipped)` : ''} → ${o.out}: ` +
         `${shapes.length > 4 ? `${shapes.slice(0, 3).join(', ')}, … (${shapes.length} tensors)` : shapes.join(', ')} in ${secs} s\n`,
     );
-    if (o.json) io.stdout.write(`${JSON.stringify({ out: o.out, files: r.files, images: r.paths, tensors: r.tensors, skipped: skipped.map((e) => ({ path: e.path, message: e.message })) })}\n`);
+    if (o.json)
+      io.stdout.write(
+        `${JSON.stringify({ out: o.out, files: r.files, images: r.paths, tensors: r.tensors, skipped: skipped.map((e) => ({ path: e.path, message: e.message })) })}\n`,
+      );
   } finally {
     bar.stop();
     model.dispose();
@@ -257,7 +267,9 @@ async function runEval(mode: 'knn' | 'linear', o: EvalOptions, io: CliIO): Promi
         ? r.knn!.map((k) => `k=${k.k}: top-1 ${(100 * k.top1).toFixed(2)}%, top-5 ${(100 * k.top5).toFixed(2)}%`).join('; ')
         : `top-1 ${(100 * r.linear!.top1).toFixed(2)}%, top-5 ${(100 * r.linear!.top5).toFixed(2)}% (lr ${r.linear!.learningRate})`;
     io.stderr.write(`eval ${mode}: ${r.train.images} train / ${r.val.images} val images, ${r.numClasses} classes: ${headline} in ${secs} s\n`);
-    io.stdout.write(`${JSON.stringify({ ...r, train: { images: r.train.images, skipped: r.train.skipped }, val: { images: r.val.images, skipped: r.val.skipped } })}\n`);
+    io.stdout.write(
+      `${JSON.stringify({ ...r, train: { images: r.train.images, skipped: r.train.skipped }, val: { images: r.val.images, skipped: r.val.skipped } })}\n`,
+    );
   } finally {
     for (const b of bars.values()) b.stop();
     model.dispose();
@@ -396,22 +408,33 @@ export function buildProgram(io: CliIO): Command {
   addTrainCommand(program, io, fail);
   addDistillCommand(program, io, fail);
 
-  const evalCmd = program.command('eval').description('k-NN or linear-probe accuracy of a backbone on a labeled train/val pair (JSON result on stdout)').exitOverride();
+  const evalCmd = program
+    .command('eval')
+    .description('k-NN or linear-probe accuracy of a backbone on a labeled train/val pair (JSON result on stdout)')
+    .exitOverride();
   for (const mode of ['knn', 'linear'] as const) {
     const sub = addModelOptions(
       evalCmd
         .command(mode)
-        .description(mode === 'knn' ? 'weighted k-NN on L2-normalised CLS features (T = 0.07)' : 'linear classifiers on frozen CLS + mean patch features, best of a learning-rate grid')
+        .description(
+          mode === 'knn'
+            ? 'weighted k-NN on L2-normalised CLS features (T = 0.07)'
+            : 'linear classifiers on frozen CLS + mean patch features, best of a learning-rate grid',
+        )
         .exitOverride()
         .requiredOption('--train <data>', 'train set: image folder (class subfolders), list file (path,label), or IDX images file')
         .requiredOption('--val <data>', 'validation set (same kinds)')
         .option('--resolution <pixels>', 'centre-crop side (short side resized to 256/224 of it)', positiveInt, 224)
         .option('--batch-size <n>', 'images per forward pass', positiveInt, 32)
-        .addOption(new Option('--on-error <mode>', 'unreadable or corrupt images: skip them (with a warning) or stop').choices(['skip', 'fail']).default('skip'))
+        .addOption(
+          new Option('--on-error <mode>', 'unreadable or corrupt images: skip them (with a warning) or stop').choices(['skip', 'fail']).default('skip'),
+        )
         .option('--no-progress', 'no progress bar'),
     );
     if (mode === 'knn')
-      sub.option('--k <list>', 'neighbour counts, comma-separated', listArg(Number, 'positive integers'), [20]).option('--temperature <t>', 'vote temperature', positiveNumber, 0.07);
+      sub
+        .option('--k <list>', 'neighbour counts, comma-separated', listArg(Number, 'positive integers'), [20])
+        .option('--temperature <t>', 'vote temperature', positiveNumber, 0.07);
     else
       sub
         .option('--epochs <n>', 'training epochs', positiveInt, 10)

@@ -104,7 +104,8 @@ async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Pro
     try {
       if (o.resume && trainer.iteration > 0 && rank === 0) io.stderr.write(`resuming at iteration ${trainer.iteration}\n`);
       const r = await trainer.fit();
-      if (rank === 0) io.stdout.write(`${JSON.stringify({ iterations: r.iterations, stoppedBy: r.stoppedBy, checkpoint: r.checkpoint, out: o.out, last: r.lastMetrics })}\n`);
+      if (rank === 0)
+        io.stdout.write(`${JSON.stringify({ iterations: r.iterations, stoppedBy: r.stoppedBy, checkpoint: r.checkpoint, out: o.out, last: r.lastMetrics })}\n`);
     } finally {
       trainer.dispose();
     }
@@ -123,7 +124,10 @@ export function addTrainCommand(program: Command, io: CliIO, fail: (cmd: Command
     .description('self-supervised DINOv3 pretraining (DINO + iBOT + KoLeo, optional Gram) into a run folder')
     .exitOverride()
     .argument('[overrides...]', 'config overrides as dotted key=value (optim.lr=1e-4 crops.local_crops_number=4)')
-    .requiredOption('--config <yaml|json|preset>', 'config file, or a preset: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny, vit{s,b,l}16_{pretrain,gram_anchor,high_res_adapt}, dinov3_vit7b16_{pretrain,gram_anchor,high_res_adapt}')
+    .requiredOption(
+      '--config <yaml|json|preset>',
+      'config file, or a preset: ssl_default, vitl_im1k_lin834, cpu_tiny_fmnist, cpu_vits_tiny, vit{s,b,l}16_{pretrain,gram_anchor,high_res_adapt}, dinov3_vit7b16_{pretrain,gram_anchor,high_res_adapt}',
+    )
     .requiredOption('--data <source>', 'image folder, IDX images file (MNIST/Fashion-MNIST), list file (path[,label] per line), or "synthetic"')
     .requiredOption('--out <runDir>', 'run folder (config, metrics, checkpoints, teacher exports, loss curve)')
     .option('--resume', 'continue from the latest complete checkpoint in --out')
@@ -133,7 +137,11 @@ export function addTrainCommand(program: Command, io: CliIO, fail: (cmd: Command
     .option('--workers <n>', 'data-loading worker threads', positiveInt)
     .option('--seed <n>', 'seed of the model and data randomness (default train.seed)', (v) => Number(v))
     .option('--progress-every <n>', 'progress line every n iterations', positiveInt, 10)
-    .option('--nproc-per-node <n>', 'data-parallel workers on this node (each trains on its share of every global batch; compute_precision.sharding_strategy)', positiveInt)
+    .option(
+      '--nproc-per-node <n>',
+      'data-parallel workers on this node (each trains on its share of every global batch; compute_precision.sharding_strategy)',
+      positiveInt,
+    )
     .option('--nnodes <n>', 'nodes in the job (with --nproc-per-node)', positiveInt)
     .option('--node-rank <r>', "this node's index, 0 hosts the rendezvous (with --nproc-per-node)", nonNegativeInt)
     .option('--master-addr <host>', 'address of node 0 (required with --nnodes > 1)')

@@ -50,14 +50,7 @@ export interface BackbonePreset {
   readonly fileName: string;
 }
 
-function preset(
-  name: string,
-  arch: string,
-  weights: PretrainWeights,
-  hash: string,
-  readmeParams: string | null,
-  cfg: VitConfigInput,
-): BackbonePreset {
+function preset(name: string, arch: string, weights: PretrainWeights, hash: string, readmeParams: string | null, cfg: VitConfigInput): BackbonePreset {
   const config = Object.freeze(parseVitConfig({ ...HUB_COMMON, ...cfg }));
   const { mean, std } = NORMALIZATION[weights];
   return Object.freeze({
@@ -118,7 +111,8 @@ export function getPreset(name: string): BackbonePreset {
 
 /** The preset whose official file name matches the base name of `path` (by its 8-hex hash), if any. */
 export function presetForFileName(path: string): BackbonePreset | undefined {
-  if (typeof path !== 'string') throw new TorchTypeError(`presetForFileName: expected "path" to be a string, received ${path === null ? 'null' : typeof path}`, 'ERR_INVALID_ARG');
+  if (typeof path !== 'string')
+    throw new TorchTypeError(`presetForFileName: expected "path" to be a string, received ${path === null ? 'null' : typeof path}`, 'ERR_INVALID_ARG');
   const base = path.split(/[\\/]/).pop() ?? path;
   return Object.values(BACKBONE_PRESETS).find((p: BackbonePreset) => base === p.fileName || base.endsWith(p.fileName.slice(-13)));
 }
@@ -175,10 +169,19 @@ export interface StudentArchConfig {
  */
 export function trainingBackboneConfig(student: StudentArchConfig, o: { imgSize: number; teacher?: boolean }): VitConfig {
   if (typeof student !== 'object' || student === null)
-    throw new TorchTypeError(`trainingBackboneConfig: expected "student" to be the config's student section, received ${student === null ? 'null' : typeof student}`, 'ERR_INVALID_ARG');
+    throw new TorchTypeError(
+      `trainingBackboneConfig: expected "student" to be the config's student section, received ${student === null ? 'null' : typeof student}`,
+      'ERR_INVALID_ARG',
+    );
   if (typeof o !== 'object' || o === null)
-    throw new TorchTypeError(`trainingBackboneConfig: expected "options" to be an object { imgSize, teacher? }, received ${o === null ? 'null' : typeof o}`, 'ERR_INVALID_ARG');
-  if (typeof student.arch !== 'string') throw new ConfigError(`trainingBackboneConfig: student.arch must be a string (one of ${Object.keys(TRAINING_ARCHS).join(', ')}, or vit_custom), received ${typeof student.arch}`);
+    throw new TorchTypeError(
+      `trainingBackboneConfig: expected "options" to be an object { imgSize, teacher? }, received ${o === null ? 'null' : typeof o}`,
+      'ERR_INVALID_ARG',
+    );
+  if (typeof student.arch !== 'string')
+    throw new ConfigError(
+      `trainingBackboneConfig: student.arch must be a string (one of ${Object.keys(TRAINING_ARCHS).join(', ')}, or vit_custom), received ${typeof student.arch}`,
+    );
   const custom =
     student.arch === 'vit_custom' && student.embed_dim && student.depth && student.num_heads
       ? { embed_dim: student.embed_dim, depth: student.depth, num_heads: student.num_heads, ffn_ratio: student.ffn_ratio ?? 4 }

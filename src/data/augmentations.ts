@@ -382,9 +382,27 @@ function cutChw(src: Float32Array, side: number, row: number, col: number, size:
 
 /** Layout of the Float64Array handed to the addon's `augmentCrop` (native/src/ops/augment.cc, enum Spec). */
 export const AUGMENT_SPEC = {
-  top: 0, left: 1, cropH: 2, cropW: 3, outH: 4, outW: 5, flip: 6,
-  nJitter: 7, op0: 8, brightness: 12, contrast: 13, saturation: 14, hue: 15,
-  grayscale: 16, blurSigma: 17, blurKernel: 18, solarize: 19, mean0: 20, std0: 23, outKind: 26, length: 27,
+  top: 0,
+  left: 1,
+  cropH: 2,
+  cropW: 3,
+  outH: 4,
+  outW: 5,
+  flip: 6,
+  nJitter: 7,
+  op0: 8,
+  brightness: 12,
+  contrast: 13,
+  saturation: 14,
+  hue: 15,
+  grayscale: 16,
+  blurSigma: 17,
+  blurKernel: 18,
+  solarize: 19,
+  mean0: 20,
+  std0: 23,
+  outKind: 26,
+  length: 27,
 } as const;
 
 /** One crop's chain, in the official order: crop + resize → flip → jitter → grayscale → blur → solarize → output. */

@@ -208,7 +208,13 @@ export function collateDataAndCast(samples: readonly CollateSample[], o: Collate
     u8.dispose();
     if (gram) batch.collated_gram_teacher_crops = mk(crops(gram));
     if (o.globalBatchSize !== undefined) batch.global_batch_size = o.globalBatchSize;
-    if (samples.every((s) => s.label !== undefined)) batch.labels = mk(tensor(BigInt64Array.from(samples, (s) => BigInt(s.label!)), { shape: [B] }));
+    if (samples.every((s) => s.label !== undefined))
+      batch.labels = mk(
+        tensor(
+          BigInt64Array.from(samples, (s) => BigInt(s.label!)),
+          { shape: [B] },
+        ),
+      );
     return batch;
   } catch (e) {
     for (const t of made) t.dispose();

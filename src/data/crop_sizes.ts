@@ -33,7 +33,8 @@ const list = <T>(v: T | readonly T[]): readonly T[] => (Array.isArray(v) ? (v as
 
 /** Every entry of the mix with its probability (ratios normalised as numpy's `choice` requires them to sum to 1). */
 export function cropSizeChoices(crops: CropsConfig): (CropSizes & { probability: number })[] {
-  if (typeof crops !== 'object' || crops === null) throw new ConfigError(`cropSizeChoices: expected the config's crops section, received ${crops === null ? 'null' : typeof crops}`);
+  if (typeof crops !== 'object' || crops === null)
+    throw new ConfigError(`cropSizeChoices: expected the config's crops section, received ${crops === null ? 'null' : typeof crops}`);
   const g = list(crops.global_crops_size);
   const l = list(crops.local_crops_size);
   const gt = crops.gram_teacher_crops_size == null ? [null] : list<number | null>(crops.gram_teacher_crops_size);
@@ -44,7 +45,8 @@ export function cropSizeChoices(crops: CropsConfig): (CropSizes & { probability:
       `crops.global_crops_size (${g.length}), local_crops_size (${l.length}), global_local_crop_pairs_ratios (${r.length}) and gram_teacher_crops_size (${gt.length}) must list as many entries`,
     );
   const sum = r.reduce((a, b) => a + b, 0);
-  if (!r.every((x) => x >= 0) || !(sum > 0)) throw new ConfigError(`crops.global_local_crop_pairs_ratios must be non-negative with a positive sum, got [${r.join(', ')}]`);
+  if (!r.every((x) => x >= 0) || !(sum > 0))
+    throw new ConfigError(`crops.global_local_crop_pairs_ratios must be non-negative with a positive sum, got [${r.join(', ')}]`);
   if (n > 1 && Math.abs(sum - 1) > 1e-8) throw new ConfigError(`crops.global_local_crop_pairs_ratios must sum to 1 (numpy choice probabilities), got ${sum}`);
   return g.map((globalSize, i) => ({
     index: i,
@@ -61,9 +63,17 @@ export function cropSizeChoices(crops: CropsConfig): (CropSizes & { probability:
  * @example cropSizesForIteration({ global_crops_size: [512, 768], local_crops_size: [112, 168], global_local_crop_pairs_ratios: [0.5, 0.5] }, 17)
  */
 export function cropSizesForIteration(crops: CropsConfig, iteration: number, seed = MULTI_RESOLUTION_SEED): CropSizes {
-  if (!Number.isSafeInteger(iteration) || iteration < 0) throw new ConfigError(`cropSizesForIteration: iteration must be a non-negative integer, got ${typeof iteration === 'number' ? iteration : typeof iteration}`);
+  if (!Number.isSafeInteger(iteration) || iteration < 0)
+    throw new ConfigError(
+      `cropSizesForIteration: iteration must be a non-negative integer, got ${typeof iteration === 'number' ? iteration : typeof iteration}`,
+    );
   const choices = cropSizeChoices(crops);
-  const strip = (c: CropSizes & { probability: number }): CropSizes => ({ index: c.index, globalSize: c.globalSize, localSize: c.localSize, gramTeacherSize: c.gramTeacherSize });
+  const strip = (c: CropSizes & { probability: number }): CropSizes => ({
+    index: c.index,
+    globalSize: c.globalSize,
+    localSize: c.localSize,
+    gramTeacherSize: c.gramTeacherSize,
+  });
   if (choices.length === 1) return strip(choices[0]!);
   const u = Rng.derive(seed, STREAM_KEY, iteration).random();
   let acc = 0;

@@ -147,7 +147,8 @@ export async function decodeImages(
 ): Promise<{ images: DecodedImage[]; skipped: ImageError[] }> {
   if (!Array.isArray(sources)) throw new TorchTypeError('decodeImages: expected "sources" to be an array', 'ERR_INVALID_ARG');
   const onError = options.onError ?? 'fail';
-  if (onError !== 'skip' && onError !== 'fail') throw new TorchRangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`, 'ERR_INVALID_ARG');
+  if (onError !== 'skip' && onError !== 'fail')
+    throw new TorchRangeError(`decodeImages: onError must be "skip" or "fail", received "${String(onError)}"`, 'ERR_INVALID_ARG');
   const settled = await Promise.allSettled(sources.map((s) => decodeImage(s, options)));
   const images: DecodedImage[] = [];
   const skipped: ImageError[] = [];

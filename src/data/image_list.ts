@@ -36,7 +36,17 @@ export interface ImageListing {
 }
 
 const describeKind = (st: Stats) =>
-  st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO (named pipe)' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'not a regular file';
+  st.isDirectory()
+    ? 'a folder'
+    : st.isFIFO()
+      ? 'a FIFO (named pipe)'
+      : st.isCharacterDevice()
+        ? 'a character device'
+        : st.isBlockDevice()
+          ? 'a block device'
+          : st.isSocket()
+            ? 'a socket'
+            : 'not a regular file';
 
 function fsReason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
@@ -122,7 +132,8 @@ class Lister {
 
 /** Glob pattern (with `/` separators) → anchored RegExp over `/`-separated relative paths. */
 export function globToRegExp(pattern: string): RegExp {
-  if (typeof pattern !== 'string') throw new TorchTypeError(`globToRegExp: expected "pattern" to be a string, received ${pattern === null ? 'null' : typeof pattern}`, 'ERR_INVALID_ARG');
+  if (typeof pattern !== 'string')
+    throw new TorchTypeError(`globToRegExp: expected "pattern" to be a string, received ${pattern === null ? 'null' : typeof pattern}`, 'ERR_INVALID_ARG');
   let re = '';
   let depth = 0;
   for (let i = 0; i < pattern.length; i++) {
@@ -138,7 +149,10 @@ export function globToRegExp(pattern: string): RegExp {
       const end = pattern.indexOf(']', i + 1);
       if (end < 0) re += '\\[';
       else {
-        const body = pattern.slice(i + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\');
+        const body = pattern
+          .slice(i + 1, end)
+          .replace(/^!/, '^')
+          .replace(/\\/g, '\\\\');
         re += `[${body}]`;
         i = end;
       }
@@ -201,7 +215,9 @@ async function statListed(lister: Lister, f: Listed): Promise<Stats | undefined>
  */
 export async function listImageInputs(input: string | readonly string[], o: ListImagesOptions = {}): Promise<ImageListing> {
   if (typeof input !== 'string' && !(Array.isArray(input) && input.every((x) => typeof x === 'string'))) {
-    throw new ImageError(`expected an image path, folder, glob, or an array of them, received ${Array.isArray(input) ? 'an array with a non-string item' : typeof input}`);
+    throw new ImageError(
+      `expected an image path, folder, glob, or an array of them, received ${Array.isArray(input) ? 'an array with a non-string item' : typeof input}`,
+    );
   }
   const inputs = typeof input === 'string' ? [input] : input;
   if (inputs.length === 0) throw new ImageError('no images given (an empty list)');

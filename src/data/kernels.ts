@@ -436,22 +436,34 @@ export function hueRgb(img: RgbImage, factor: number): void {
     t = t < 0 ? 0 : t > 255 ? 255 : t;
     switch (ii % 6) {
       case 0:
-        d[i] = v; d[i + 1] = t; d[i + 2] = p;
+        d[i] = v;
+        d[i + 1] = t;
+        d[i + 2] = p;
         break;
       case 1:
-        d[i] = q; d[i + 1] = v; d[i + 2] = p;
+        d[i] = q;
+        d[i + 1] = v;
+        d[i + 2] = p;
         break;
       case 2:
-        d[i] = p; d[i + 1] = v; d[i + 2] = t;
+        d[i] = p;
+        d[i + 1] = v;
+        d[i + 2] = t;
         break;
       case 3:
-        d[i] = p; d[i + 1] = q; d[i + 2] = v;
+        d[i] = p;
+        d[i + 1] = q;
+        d[i + 2] = v;
         break;
       case 4:
-        d[i] = t; d[i + 1] = p; d[i + 2] = v;
+        d[i] = t;
+        d[i + 1] = p;
+        d[i + 2] = v;
         break;
       default:
-        d[i] = v; d[i + 1] = p; d[i + 2] = q;
+        d[i] = v;
+        d[i + 1] = p;
+        d[i + 2] = q;
     }
   }
 }
@@ -489,7 +501,7 @@ export function gaussianKernel1d(kernelSize: number, sigma: number): Float32Arra
     if (-z > max) max = -z;
   }
   let s = 0;
-  for (let i = 0; i < kernelSize; i++) s += (w[i] = Math.exp(w[i]! - max));
+  for (let i = 0; i < kernelSize; i++) s += w[i] = Math.exp(w[i]! - max);
   const out = new Float32Array(kernelSize);
   for (let i = 0; i < kernelSize; i++) out[i] = w[i]! / s;
   return out;

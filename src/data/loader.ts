@@ -166,14 +166,18 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
   constructor(options: DataLoaderOptions) {
     const o = { seed: 0, rank: 0, worldSize: 1, prefetch: 2, onError: 'skip' as const, ...options };
     this.o = o;
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1) throw new ConfigError(`DataLoader: batchSize must be a positive integer, got ${String(o.batchSize)}`);
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1)
+      throw new ConfigError(`DataLoader: batchSize must be a positive integer, got ${String(o.batchSize)}`);
     if (!Number.isInteger(o.prefetch) || o.prefetch < 1) throw new ConfigError(`DataLoader: prefetch must be a positive integer, got ${String(o.prefetch)}`);
     if (o.onError !== 'skip' && o.onError !== 'fail') throw new ConfigError(`DataLoader: onError must be "skip" or "fail", got "${String(o.onError)}"`);
     if (o.dataset.length === 0) throw new DatasetError('DataLoader: the dataset is empty');
     this.nWorkers = o.workers ?? Math.max(1, Math.min(4, cpus().length - 1));
-    if (!Number.isInteger(this.nWorkers) || this.nWorkers < 0) throw new ConfigError(`DataLoader: workers must be a non-negative integer, got ${String(o.workers)}`);
+    if (!Number.isInteger(this.nWorkers) || this.nWorkers < 0)
+      throw new ConfigError(`DataLoader: workers must be a non-negative integer, got ${String(o.workers)}`);
     if (this.nWorkers > 0 && typeof o.transform === 'function')
-      throw new ConfigError('DataLoader: worker threads need the transform as a module path ({ module, export, options }); a function only works with workers: 0');
+      throw new ConfigError(
+        'DataLoader: worker threads need the transform as a module path ({ module, export, options }); a function only works with workers: 0',
+      );
     this.sampler = new ShardedInfiniteSampler(o.dataset.length, { seed: o.seed, rank: o.rank, worldSize: o.worldSize, shuffle: o.shuffle ?? true });
     this.iteration = o.startIteration ?? 0;
     this.issued = this.iteration;
@@ -403,7 +407,11 @@ export class DataLoader implements AsyncIterableIterator<CollatedBatch> {
     slot.results[info.j] = { global: r.global, local: r.local, gramTeacher: r.gramTeacher, label: r.label };
     if (--slot.pending > 0) return;
     try {
-      const batch = collateDataAndCast(slot.results as CollateSample[], { ...this.o.collate, scratch: this.scratch }, Rng.derive(this.o.seed, 1, slot.iteration, this.o.rank));
+      const batch = collateDataAndCast(
+        slot.results as CollateSample[],
+        { ...this.o.collate, scratch: this.scratch },
+        Rng.derive(this.o.seed, 1, slot.iteration, this.o.rank),
+      );
       slot.results.fill(undefined);
       slot.resolve(batch);
     } catch (e) {

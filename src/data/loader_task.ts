@@ -45,7 +45,11 @@ export async function loadTransform(spec: TransformModule): Promise<SampleTransf
   const made: unknown = isClass ? new (f as new (o: unknown) => unknown)(spec.options) : await (f as (o: unknown) => unknown)(spec.options);
   if (typeof made === 'function') return made as SampleTransform;
   const m = (made as Record<string, unknown> | null)?.[method];
-  if (typeof m !== 'function') throw new TorchTypeError(`transform module "${spec.module}": "${name}" gave no transform function (nor an object with a "${method}" method)`, 'ERR_INVALID_ARG');
+  if (typeof m !== 'function')
+    throw new TorchTypeError(
+      `transform module "${spec.module}": "${name}" gave no transform function (nor an object with a "${method}" method)`,
+      'ERR_INVALID_ARG',
+    );
   return (img, rng) => (m as SampleTransform).call(made, img, rng);
 }
 

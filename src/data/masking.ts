@@ -23,8 +23,12 @@ export interface MaskingOptions {
  * evaluated left to right in Python floats (98 for 224/16, i.e. 0.5·N).
  */
 export function officialMaxNumPatches(globalCropSize: number, patchSize: number): number {
-  for (const [name, v] of [['globalCropSize', globalCropSize], ['patchSize', patchSize]] as const)
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`officialMaxNumPatches: ${name} must be a positive integer, got ${typeof v === 'number' ? v : typeof v}`);
+  for (const [name, v] of [
+    ['globalCropSize', globalCropSize],
+    ['patchSize', patchSize],
+  ] as const)
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new ConfigError(`officialMaxNumPatches: ${name} must be a positive integer, got ${typeof v === 'number' ? v : typeof v}`);
   return Math.floor((Math.floor((0.5 * globalCropSize) / patchSize) * globalCropSize) / patchSize);
 }
 
@@ -48,12 +52,16 @@ export class MaskingGenerator {
 
   /** @throws ConfigError for a non-positive grid, or bounds that are not positive or out of order. */
   constructor(o: MaskingOptions) {
-    if (typeof o !== 'object' || o === null) throw new ConfigError(`MaskingGenerator: expected an options object { inputSize, … }, received ${o === null ? 'null' : typeof o}`);
+    if (typeof o !== 'object' || o === null)
+      throw new ConfigError(`MaskingGenerator: expected an options object { inputSize, … }, received ${o === null ? 'null' : typeof o}`);
     const size: unknown = o.inputSize;
     if (typeof size !== 'number' && !(Array.isArray(size) && size.length === 2))
-      throw new ConfigError(`MaskingGenerator: inputSize must be a positive integer or [height, width], got ${Array.isArray(size) ? `an array of length ${size.length}` : typeof size}`);
+      throw new ConfigError(
+        `MaskingGenerator: inputSize must be a positive integer or [height, width], got ${Array.isArray(size) ? `an array of length ${size.length}` : typeof size}`,
+      );
     const [h, w] = typeof o.inputSize === 'number' ? [o.inputSize, o.inputSize] : o.inputSize;
-    if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) throw new ConfigError(`MaskingGenerator: inputSize must be positive integers, got ${String(o.inputSize)}`);
+    if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1)
+      throw new ConfigError(`MaskingGenerator: inputSize must be positive integers, got ${String(o.inputSize)}`);
     this.height = h;
     this.width = w;
     this.numPatches = h * w;

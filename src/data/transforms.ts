@@ -23,12 +23,7 @@ export const SAT493M_STD = [0.213, 0.156, 0.143] as const;
  * Per-channel normalisation after scaling to [0, 1]: `'lvd1689m'` (alias `'imagenet'`) for web-image models,
  * `'sat493m'` for the satellite models, `'none'` to keep [0, 1], or explicit RGB statistics.
  */
-export type Normalization =
-  | 'lvd1689m'
-  | 'imagenet'
-  | 'sat493m'
-  | 'none'
-  | { mean: readonly [number, number, number]; std: readonly [number, number, number] };
+export type Normalization = 'lvd1689m' | 'imagenet' | 'sat493m' | 'none' | { mean: readonly [number, number, number]; std: readonly [number, number, number] };
 
 /**
  * How an image becomes a model input of side `resolution`:
@@ -119,7 +114,10 @@ export function resolveResizeOptions(o: ResizeOptions = {}): Required<ResizeOpti
   if (!['square', 'shortSide', 'keepAspect', 'none'].includes(r.resize))
     throw new TorchRangeError(`preprocess: resize must be one of square, shortSide, keepAspect, none; received "${String(r.resize)}"`, 'ERR_INVALID_ARG');
   if (!['bicubic', 'bilinear', 'nearest', 'lanczos3'].includes(r.interpolation))
-    throw new TorchRangeError(`preprocess: interpolation must be one of bicubic, bilinear, nearest, lanczos3; received "${String(r.interpolation)}"`, 'ERR_INVALID_ARG');
+    throw new TorchRangeError(
+      `preprocess: interpolation must be one of bicubic, bilinear, nearest, lanczos3; received "${String(r.interpolation)}"`,
+      'ERR_INVALID_ARG',
+    );
   if (r.sizeMultiple !== 'round' && r.sizeMultiple !== 'reject')
     throw new TorchRangeError(`preprocess: sizeMultiple must be "round" or "reject", received "${String(r.sizeMultiple)}"`, 'ERR_INVALID_ARG');
   if (r.resize === 'shortSide' && r.resizeShortSide < r.resolution)
@@ -201,7 +199,8 @@ export function rgbToTensor(images: readonly { data: Uint8Array; width: number; 
   images.forEach((im, i) => {
     if (im.width !== W || im.height !== H)
       throw new TorchRangeError(`rgbToTensor: image ${i} is ${im.width}×${im.height}, image 0 is ${W}×${H}; a batch needs one size`, 'ERR_INVALID_ARG');
-    if (im.data.length !== plane) throw new TorchRangeError(`rgbToTensor: image ${i} has ${im.data.length} bytes, expected ${plane} (${W}×${H}×3)`, 'ERR_INVALID_ARG');
+    if (im.data.length !== plane)
+      throw new TorchRangeError(`rgbToTensor: image ${i} has ${im.data.length} bytes, expected ${plane} (${W}×${H}×3)`, 'ERR_INVALID_ARG');
     buf.set(im.data, i * plane);
   });
   const stats = normalizationStats(o.normalization ?? 'lvd1689m');

@@ -26,7 +26,6 @@ import { METRICS_FILE, renderLossCurve } from '../train/logging.js';
 import { Trainer } from '../train/trainer.js';
 import { Budget, evalBatch, idxImages, knnTop1, QUICKSTART_OVERRIDES } from './ssl_quickstart.js';
 
-
 const program = new Command('demo')
   .option('--minutes <m>', 'training budget in minutes (wall clock, evaluations excluded)', Number, 3)
   .option('--threads <n>', 'libtorch threads', Number, Math.max(1, cpus().length))
@@ -53,7 +52,9 @@ const liveBefore = memory().liveTensors;
 const loader = trainingLoader(train, cfg, { workers: o.workers });
 const trainer = await Trainer.create(cfg, { data: loader, outDir: join(out, 'run'), maxIterations: 1_000_000, scheduleIndex: () => budget.position(P) });
 const knnOpts = { size, ntrain: Math.min(o.evalTrain, train.length), ntest: Math.min(o.evalTest, test.length), centred: true };
-log(`dinov3-ts quickstart: self-supervised pretraining of a ${cfg.student.embed_dim}-wide, ${cfg.student.depth}-block ViT (patch ${cfg.student.patch_size}) on Fashion-MNIST, no labels, ${o.minutes} min`);
+log(
+  `dinov3-ts quickstart: self-supervised pretraining of a ${cfg.student.embed_dim}-wide, ${cfg.student.depth}-block ViT (patch ${cfg.student.patch_size}) on Fashion-MNIST, no labels, ${o.minutes} min`,
+);
 const trainSet = idxImages(train);
 const testSet = idxImages(test);
 const before = knnTop1(trainer.model.teacher.backbone, trainSet, testSet, knnOpts);
@@ -76,7 +77,9 @@ budget.pause();
 await it.return?.();
 await loader.close();
 const after = knnTop1(trainer.model.teacher.backbone, trainSet, testSet, knnOpts);
-log(`k-NN@20 of the trained teacher after ${trainer.iteration} iterations: ${(100 * after.top1).toFixed(1)}% (centred: ${(100 * after.centredTop1!).toFixed(1)}%)`);
+log(
+  `k-NN@20 of the trained teacher after ${trainer.iteration} iterations: ${(100 * after.top1).toFixed(1)}% (centred: ${(100 * after.centredTop1!).toFixed(1)}%)`,
+);
 
 // PCA of the teacher's patch features over 8 test images (one fit for all), beside the images.
 const N = 8;
@@ -89,7 +92,10 @@ const rgb = noGrad(() =>
     const patches = f.patchTokens.reshape([N * g * g, -1]);
     const fit = pcaFit(patches);
     const perImage = patches.reshape([N, g, g, -1]);
-    return cat(Array.from({ length: N }, (_, i) => pcaRgb(select(perImage, 0, i), fit)), 1); // [g, 8g, 3]
+    return cat(
+      Array.from({ length: N }, (_, i) => pcaRgb(select(perImage, 0, i), fit)),
+      1,
+    ); // [g, 8g, 3]
   }),
 );
 const scale = 4;
@@ -97,7 +103,14 @@ const mosaic = Buffer.alloc(N * 28 * 28 * 3);
 for (let i = 0; i < N; i++)
   for (let y = 0; y < 28; y++)
     for (let x = 0; x < 28; x++) mosaic.fill(test.images[i * 784 + y * 28 + x]!, (y * N * 28 + i * 28 + x) * 3, (y * N * 28 + i * 28 + x) * 3 + 3);
-const beside = { data: await sharp(mosaic, { raw: { width: N * 28, height: 28, channels: 3 } }).resize(N * 28 * scale, 28 * scale, { kernel: 'nearest' }).raw().toBuffer(), width: N * 28 * scale, height: 28 * scale };
+const beside = {
+  data: await sharp(mosaic, { raw: { width: N * 28, height: 28, channels: 3 } })
+    .resize(N * 28 * scale, 28 * scale, { kernel: 'nearest' })
+    .raw()
+    .toBuffer(),
+  width: N * 28 * scale,
+  height: 28 * scale,
+};
 const png = await renderPca(rgb, { width: N * 28 * scale, height: 28 * scale, upsample: 'nearest', beside: { ...beside, data: new Uint8Array(beside.data) } });
 rgb.dispose();
 await sharp(png.png).toFile(join(out, 'pca.png'));

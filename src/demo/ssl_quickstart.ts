@@ -129,7 +129,13 @@ export async function loadEmoji(dir: string): Promise<EmojiSplits> {
     alpha: (i) => xs[i]!.alpha,
   });
   const train = pick(false);
-  return { trainSet: set(train), testSet: set(pick(true)), trainData: new MemoryDataset(train.map(({ image, label }) => ({ image, label }))), numClasses: classes.length, classes };
+  return {
+    trainSet: set(train),
+    testSet: set(pick(true)),
+    trainData: new MemoryDataset(train.map(({ image, label }) => ({ image, label }))),
+    numClasses: classes.length,
+    classes,
+  };
 }
 
 /** Images [start, start + n) as normalised RGB [n, 3, size, size]: bicubic resize (antialiased, rounded to 8 bits, as PIL). */
@@ -142,7 +148,10 @@ export function evalBatch(set: LabeledImages, start: number, n: number, size: nu
       parts.push(im.width === size && im.height === size ? x : interpolate(x, { size: [size, size], mode: 'bicubic', antialias: true }));
     }
     const x = cat(parts, 0).round().clamp(0, 255).div(255);
-    return cat([0, 1, 2].map((c) => x.narrow(1, c, 1).sub(MEAN[c]!).div(STD[c]!)), 1);
+    return cat(
+      [0, 1, 2].map((c) => x.narrow(1, c, 1).sub(MEAN[c]!).div(STD[c]!)),
+      1,
+    );
   });
 }
 
@@ -202,7 +211,10 @@ export function knnTop1(
     const a = clsFeatures(model, train, ntr, o.size, { bf16: o.bf16 });
     const b = clsFeatures(model, test, nte, o.size, { bf16: o.bf16 });
     const run = (x: Tensor, y: Tensor) =>
-      knnEval(normalize(x, 2, -1), train.labels.subarray(0, ntr), normalize(y, 2, -1), test.labels.subarray(0, nte), { ks: [o.k ?? 20], numClasses: o.numClasses })[0]!.top1;
+      knnEval(normalize(x, 2, -1), train.labels.subarray(0, ntr), normalize(y, 2, -1), test.labels.subarray(0, nte), {
+        ks: [o.k ?? 20],
+        numClasses: o.numClasses,
+      })[0]!.top1;
     const m = o.centred ? mean(a, 0, true) : undefined;
     return { top1: run(a, b), centredTop1: m ? run(a.sub(m), b.sub(m)) : undefined };
   });

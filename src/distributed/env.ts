@@ -21,7 +21,9 @@ function int(env: Env, name: string, min: number): number {
   const raw = env[name];
   const v = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
   if (!Number.isInteger(v) || v < min)
-    throw new ConfigError(`distributed environment: ${name} must be an integer >= ${min}, received ${raw === undefined ? 'nothing (unset)' : JSON.stringify(raw)}`);
+    throw new ConfigError(
+      `distributed environment: ${name} must be an integer >= ${min}, received ${raw === undefined ? 'nothing (unset)' : JSON.stringify(raw)}`,
+    );
   return v;
 }
 
@@ -36,7 +38,8 @@ function port(env: Env, name: string): number {
  * first).
  */
 export function firstSlurmHost(nodeList: string): string {
-  if (typeof nodeList !== 'string') throw new ConfigError(`distributed environment: SLURM_JOB_NODELIST must be a string, received ${nodeList === null ? 'null' : typeof nodeList}`);
+  if (typeof nodeList !== 'string')
+    throw new ConfigError(`distributed environment: SLURM_JOB_NODELIST must be a string, received ${nodeList === null ? 'null' : typeof nodeList}`);
   const s = nodeList.trim();
   const m = /^([^,[]+)(\[([^\]]+)\])?/.exec(s);
   if (!m || !m[1]) throw new ConfigError(`distributed environment: cannot read a host from SLURM_JOB_NODELIST ${JSON.stringify(nodeList)}`);
@@ -53,7 +56,8 @@ export function firstSlurmHost(nodeList: string): string {
  * @throws ConfigError for a partial or inconsistent setup (e.g. RANK without WORLD_SIZE, RANK ≥ WORLD_SIZE).
  */
 export function readDistributedEnv(env: Env = process.env): DistributedEnv {
-  if (typeof env !== 'object' || env === null) throw new ConfigError(`readDistributedEnv: "env" must be an object of environment variables, received ${env === null ? 'null' : typeof env}`);
+  if (typeof env !== 'object' || env === null)
+    throw new ConfigError(`readDistributedEnv: "env" must be an object of environment variables, received ${env === null ? 'null' : typeof env}`);
   if (env.RANK !== undefined || env.WORLD_SIZE !== undefined || env.TORCHELASTIC_RUN_ID !== undefined) {
     const rank = int(env, 'RANK', 0);
     const worldSize = int(env, 'WORLD_SIZE', 1);

@@ -100,7 +100,11 @@ class FlatUnit implements FlatUnitInfo {
       return s;
     });
     for (const s of this.segments)
-      if (s.param.dtype !== 'float32') throw new TorchRangeError(`FullyShardedModule: parameter "${s.name}" is ${s.param.dtype}; sharding keeps fp32 masters (convert the module to float32 first)`, 'ERR_INVALID_ARG');
+      if (s.param.dtype !== 'float32')
+        throw new TorchRangeError(
+          `FullyShardedModule: parameter "${s.name}" is ${s.param.dtype}; sharding keeps fp32 masters (convert the module to float32 first)`,
+          'ERR_INVALID_ARG',
+        );
     this.numel = offset;
     this.shardSize = Math.max(1, Math.ceil(offset / W));
     this.padded = this.shardSize * W;
@@ -271,7 +275,10 @@ export class FullyShardedModule<M extends Module> {
     this.group = o.group;
     this.strategy = o.strategy ?? 'SHARD_GRAD_OP';
     if (this.strategy !== 'FULL_SHARD' && this.strategy !== 'SHARD_GRAD_OP')
-      throw new TorchRangeError(`FullyShardedModule: strategy must be "FULL_SHARD" or "SHARD_GRAD_OP", received ${JSON.stringify(this.strategy)}`, 'ERR_INVALID_ARG');
+      throw new TorchRangeError(
+        `FullyShardedModule: strategy must be "FULL_SHARD" or "SHARD_GRAD_OP", received ${JSON.stringify(this.strategy)}`,
+        'ERR_INVALID_ARG',
+      );
     const sync = o.syncModuleStates ?? true;
     const unitModules = o.units ?? module.children().map(([, m]) => m);
     const names = new Map(module.namedModules().map(([n, m]) => [m, n] as const));
@@ -283,25 +290,41 @@ export class FullyShardedModule<M extends Module> {
       for (const [, t] of params) owned.add(t);
       return new FlatUnit(name, params, this.group, sync);
     });
-    this.#root = new FlatUnit('', module.namedParameters().filter(([, t]) => !owned.has(t)), this.group, sync);
+    this.#root = new FlatUnit(
+      '',
+      module.namedParameters().filter(([, t]) => !owned.has(t)),
+      this.group,
+      sync,
+    );
     // Pre-forward hooks: the root gathers its own parameters and prefetches the first unit; each unit waits for its
     // gather and prefetches the next.
     // Without autograd (an EMA teacher, evaluation) nothing needs the parameters after a forward: they are freed at
     // once whatever the strategy.
-    this.#wrap(module, o.methods, () => {
-      this.#root.gather();
-      this.#units[0]?.prefetch();
-    }, () => {
-      if (!isGradEnabled()) this.reshard();
-    });
+    this.#wrap(
+      module,
+      o.methods,
+      () => {
+        this.#root.gather();
+        this.#units[0]?.prefetch();
+      },
+      () => {
+        if (!isGradEnabled()) this.reshard();
+      },
+    );
     this.#units.forEach((u, i) => {
       const m = unitModules[i]!;
-      this.#wrap(m, o.methods, () => {
-        u.gather();
-        this.#units[i + 1]?.prefetch();
-      }, () => {
-        if (this.strategy === 'FULL_SHARD' || !isGradEnabled()) u.release();
-      }, u);
+      this.#wrap(
+        m,
+        o.methods,
+        () => {
+          u.gather();
+          this.#units[i + 1]?.prefetch();
+        },
+        () => {
+          if (this.strategy === 'FULL_SHARD' || !isGradEnabled()) u.release();
+        },
+        u,
+      );
       // In backward, a unit's gradient arriving prefetches the unit before it.
       if (u.native) native.distFsdpSetPrev(u.native, this.#units[i - 1]?.native ?? null);
     });
@@ -322,7 +345,10 @@ export class FullyShardedModule<M extends Module> {
           if ((n.startsWith('forward') || n === 'getIntermediateLayers') && typeof host[n] === 'function') names.add(n);
     const wrapped = [...names].filter((n) => typeof host[n] === 'function');
     if (wrapped.length === 0)
-      throw new TorchRangeError(`FullyShardedModule: ${m.constructor.name} has none of the methods to wrap (${methods ? methods.join(', ') : 'forward…'})`, 'ERR_INVALID_ARG');
+      throw new TorchRangeError(
+        `FullyShardedModule: ${m.constructor.name} has none of the methods to wrap (${methods ? methods.join(', ') : 'forward…'})`,
+        'ERR_INVALID_ARG',
+      );
     let depth = 0;
     const self = this;
     for (const n of wrapped) {
@@ -335,7 +361,10 @@ export class FullyShardedModule<M extends Module> {
         try {
           const hooks = outer && unit?.native && isGradEnabled() ? unit : null;
           if (!hooks) return orig.apply(this, args);
-          const out = orig.apply(this, args.map((a) => hookTensors(a, hooks, 0)));
+          const out = orig.apply(
+            this,
+            args.map((a) => hookTensors(a, hooks, 0)),
+          );
           const hooked = hookTensors(out, hooks, 1);
           if (hooked !== out) hooks.outputHooked = true;
           return hooked;

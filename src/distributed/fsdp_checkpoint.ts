@@ -124,12 +124,22 @@ async function readManifest(dir: string): Promise<Manifest> {
     throw new CheckpointError(`${dir}: no readable manifest.json (${(e as Error).message})`);
   }
   if (m.format !== FORMAT || m.version !== 1 || !Number.isInteger(m.worldSize) || !Array.isArray(m.units))
-    throw new CheckpointError(`${dir}/manifest.json: not a sharded checkpoint of this version (format ${JSON.stringify(m.format)}, version ${JSON.stringify(m.version)})`);
+    throw new CheckpointError(
+      `${dir}/manifest.json: not a sharded checkpoint of this version (format ${JSON.stringify(m.format)}, version ${JSON.stringify(m.version)})`,
+    );
   return m;
 }
 
 /** Reads the elements [lo, hi) of unit `k`'s flat `key` buffer from the old shards that hold them. */
-async function readRange(dir: string, m: Manifest, files: Map<number, Promise<Awaited<ReturnType<typeof readSafetensorsFile>>>>, k: number, key: string, lo: number, hi: number): Promise<Float32Array> {
+async function readRange(
+  dir: string,
+  m: Manifest,
+  files: Map<number, Promise<Awaited<ReturnType<typeof readSafetensorsFile>>>>,
+  k: number,
+  key: string,
+  lo: number,
+  hi: number,
+): Promise<Float32Array> {
   const out = new Float32Array(Math.max(0, hi - lo));
   const S = Math.max(1, Math.ceil(m.units[k]!.numel / m.worldSize));
   for (let r = Math.floor(lo / S); r < m.worldSize && r * S < hi; r++) {
@@ -170,10 +180,12 @@ export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp:
     const lo = rank * u.shardSize;
     const hi = Math.min(u.numel, lo + u.shardSize);
     const put = (t: Tensor, values: Float32Array) =>
-      noGrad(() => scope(() => {
-        zeros_(t);
-        if (values.length) t.narrow(0, 0, values.length).copy_(fromBuffer(values, 'float32', [values.length]));
-      }));
+      noGrad(() =>
+        scope(() => {
+          zeros_(t);
+          if (values.length) t.narrow(0, 0, values.length).copy_(fromBuffer(values, 'float32', [values.length]));
+        }),
+      );
     put(u.shard, await readRange(dir, m, files, k, 'params', lo, hi));
     if (slots && sd) {
       const ma = await readRange(dir, m, files, k, 'exp_avg', lo, hi);
@@ -181,10 +193,12 @@ export async function loadShardedCheckpoint<M extends Module>(dir: string, fsdp:
       for (const sv of u.shardViews) {
         const { g, i } = slots.get(sv.view)!;
         const n = sv.view.numel;
-        noGrad(() => scope(() => {
-          sd.state[g]!.expAvg[i]!.copy_(fromBuffer(ma.subarray(sv.shardOffset, sv.shardOffset + n), 'float32', [n]).view(sd.state[g]!.expAvg[i]!.shape));
-          sd.state[g]!.expAvgSq[i]!.copy_(fromBuffer(va.subarray(sv.shardOffset, sv.shardOffset + n), 'float32', [n]).view(sd.state[g]!.expAvgSq[i]!.shape));
-        }));
+        noGrad(() =>
+          scope(() => {
+            sd.state[g]!.expAvg[i]!.copy_(fromBuffer(ma.subarray(sv.shardOffset, sv.shardOffset + n), 'float32', [n]).view(sd.state[g]!.expAvg[i]!.shape));
+            sd.state[g]!.expAvgSq[i]!.copy_(fromBuffer(va.subarray(sv.shardOffset, sv.shardOffset + n), 'float32', [n]).view(sd.state[g]!.expAvgSq[i]!.shape));
+          }),
+        );
       }
     }
   }

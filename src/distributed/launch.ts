@@ -40,9 +40,7 @@ export interface LaunchOptions {
 }
 
 /** What `launch` did: ran the workers to completion here, or nothing because this process is a worker already. */
-export type LaunchOutcome =
-  | { role: 'launcher'; worldSize: number; pids: number[] }
-  | { role: 'worker'; env: DistributedEnv };
+export type LaunchOutcome = { role: 'launcher'; worldSize: number; pids: number[] } | { role: 'worker'; env: DistributedEnv };
 
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
 

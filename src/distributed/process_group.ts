@@ -70,7 +70,8 @@ const OPS: readonly string[] = ['sum', 'avg', 'max', 'min', 'product'];
 /** @internal Checks a reduce op name and that 'avg' is asked of a floating tensor (shared by the groups). */
 export function checkReduceOp(op: string, t: Tensor, where: string): void {
   expectString('checkReduceOp', 'where', where);
-  if (!OPS.includes(op)) throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${showJson(op)}`, 'ERR_INVALID_ARG');
+  if (!OPS.includes(op))
+    throw new TorchRangeError(`${where}: op must be one of ${OPS.map((o) => `"${o}"`).join(', ')}, received ${showJson(op)}`, 'ERR_INVALID_ARG');
   expectTensorArg(where, 'input', t);
   if (op === 'avg' && !t.dtype.startsWith('float') && t.dtype !== 'bfloat16')
     throw new TorchRangeError(`${where}: op "avg" needs a floating-point tensor, received ${t.dtype}`, 'ERR_INVALID_ARG');

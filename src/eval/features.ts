@@ -21,11 +21,16 @@ import { assertEval, type FeatureBackbone, modelPlacement, runBackbone } from '.
  * @throws DatasetError naming what is wrong.
  */
 export function checkEvalDatasets(train: Dataset, val: Dataset): number {
-  for (const [role, ds] of [['train', train], ['validation', val]] as const) {
+  for (const [role, ds] of [
+    ['train', train],
+    ['validation', val],
+  ] as const) {
     expectMethods('eval', role === 'train' ? 'train' : 'val', ds, 'a Dataset', ['get']);
     if (ds.length === 0) throw new DatasetError(`eval: the ${role} dataset is empty`);
     if (!ds.labeled)
-      throw new DatasetError(`eval: the ${role} dataset has no labels; k-NN and linear evaluation need labeled data (class subfolders, "path,label" lines, or an IDX labels file)`);
+      throw new DatasetError(
+        `eval: the ${role} dataset has no labels; k-NN and linear evaluation need labeled data (class subfolders, "path,label" lines, or an IDX labels file)`,
+      );
   }
   if (train.classes && val.classes) {
     const a = train.classes.join(', ');
@@ -55,10 +60,17 @@ export function evalTransform(img: RgbImage, resolution: number, patchSize: numb
   checkRgb(img, 'evalTransform');
   expectPositiveInt('evalTransform', 'resolution', resolution);
   expectPositiveInt('evalTransform', 'patchSize', patchSize);
-  const plan = planResize(img.width, img.height, { resolution, resize: 'shortSide', resizeShortSide: Math.round((resolution * 256) / 224), patchSize, sizeMultiple: 'round' });
+  const plan = planResize(img.width, img.height, {
+    resolution,
+    resize: 'shortSide',
+    resizeShortSide: Math.round((resolution * 256) / 224),
+    patchSize,
+    sizeMultiple: 'round',
+  });
   return scope(() => {
     let x = rgbToTensor([img], { normalization: 'none' }).mul(255); // [1, 3, H, W] in 0..255
-    if (plan.resize.width !== img.width || plan.resize.height !== img.height) x = round(clamp(resizeTensor(x, [plan.resize.height, plan.resize.width]), 0, 255));
+    if (plan.resize.width !== img.width || plan.resize.height !== img.height)
+      x = round(clamp(resizeTensor(x, [plan.resize.height, plan.resize.width]), 0, 255));
     if (plan.crop) x = narrow(narrow(x, 2, plan.crop.top, plan.crop.height), 3, plan.crop.left, plan.crop.width);
     const u8 = x.to('uint8').permute([0, 2, 3, 1]).contiguous();
     return rgbToTensor([{ data: u8.data() as Uint8Array, width: plan.width, height: plan.height }], { normalization });
@@ -121,4 +133,3 @@ export async function extractDatasetFeatures(
     for (const p of parts) p.dispose();
   }
 }
-

@@ -31,12 +31,19 @@ export interface EvaluateResult {
  * Extracts features of both datasets with `model` (eval mode) and runs the k-NN or linear evaluation.
  * @throws DatasetError for empty, unlabeled or class-mismatched datasets (before any image is read).
  */
-export async function evaluateBackbone(model: FeatureBackbone, mode: 'knn' | 'linear', train: Dataset, val: Dataset, o: EvaluateOptions = {}): Promise<EvaluateResult> {
+export async function evaluateBackbone(
+  model: FeatureBackbone,
+  mode: 'knn' | 'linear',
+  train: Dataset,
+  val: Dataset,
+  o: EvaluateOptions = {},
+): Promise<EvaluateResult> {
   checkModel(model, 'evaluateBackbone');
   if (mode !== 'knn' && mode !== 'linear') throw argTypeError('evaluateBackbone', 'mode', '"knn" or "linear"', mode);
   o = expectOptions('evaluateBackbone', 'options', o) ?? {};
   const numClasses = checkEvalDatasets(train, val);
-  const ex = (ds: Dataset, phase: 'train' | 'val') => extractDatasetFeatures(model, ds, { ...o, avgpool: o.avgpool ?? mode === 'linear', onProgress: (d, t, s) => o.onProgress?.(phase, d, t, s) });
+  const ex = (ds: Dataset, phase: 'train' | 'val') =>
+    extractDatasetFeatures(model, ds, { ...o, avgpool: o.avgpool ?? mode === 'linear', onProgress: (d, t, s) => o.onProgress?.(phase, d, t, s) });
   const tr = await ex(train, 'train');
   try {
     const va = await ex(val, 'val');
@@ -48,8 +55,19 @@ export async function evaluateBackbone(model: FeatureBackbone, mode: 'knn' | 'li
         numClasses,
         featureDim: tr.features.shape[1]!,
       };
-      if (mode === 'knn') return { ...base, knn: knnEval(tr.features, tr.labels, va.features, va.labels, { ...o.knn, numClasses, onProgress: (d, t) => o.onProgress?.('knn', d, t, 0) }) };
-      return { ...base, linear: linearProbe(tr.features, tr.labels, va.features, va.labels, { ...o.linear, numClasses, onProgress: (d, t) => o.onProgress?.('linear', d, t, 0) }) };
+      if (mode === 'knn')
+        return {
+          ...base,
+          knn: knnEval(tr.features, tr.labels, va.features, va.labels, { ...o.knn, numClasses, onProgress: (d, t) => o.onProgress?.('knn', d, t, 0) }),
+        };
+      return {
+        ...base,
+        linear: linearProbe(tr.features, tr.labels, va.features, va.labels, {
+          ...o.linear,
+          numClasses,
+          onProgress: (d, t) => o.onProgress?.('linear', d, t, 0),
+        }),
+      };
     } finally {
       va.features.dispose();
     }

@@ -60,7 +60,11 @@ export function checkEvalInputs(
   if (numClasses !== undefined) expectPositiveInt(op, 'numClasses', numClasses);
   const [nTrain, dim] = trainFeatures.shape as [number, number];
   const [nVal, dimVal] = valFeatures.shape as [number, number];
-  if (trainFeatures.ndim !== 2 || valFeatures.ndim !== 2) throw new TorchRangeError(`${op}: features must be [N, D] tensors, got [${trainFeatures.shape.join(', ')}] and [${valFeatures.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+  if (trainFeatures.ndim !== 2 || valFeatures.ndim !== 2)
+    throw new TorchRangeError(
+      `${op}: features must be [N, D] tensors, got [${trainFeatures.shape.join(', ')}] and [${valFeatures.shape.join(', ')}]`,
+      'ERR_INVALID_ARG',
+    );
   if (nTrain === 0) throw new DatasetError(`${op}: the train set is empty`);
   if (nVal === 0) throw new DatasetError(`${op}: the validation set is empty`);
   if (dim !== dimVal) throw new TorchRangeError(`${op}: train features have ${dim} dims, validation features ${dimVal}`, 'ERR_INVALID_ARG');
@@ -79,11 +83,18 @@ export function checkEvalInputs(
  * @example const [r] = knnEval(trainF, trainY, valF, valY, { ks: [20] }); // r.top1
  * @throws DatasetError for an empty set; RangeError for mismatched shapes, bad labels or bad ks.
  */
-export function knnEval(trainFeatures: Tensor, trainLabels: Tensor | ArrayLike<number>, valFeatures: Tensor, valLabels: Tensor | ArrayLike<number>, o: KnnOptions = {}): KnnResult[] {
+export function knnEval(
+  trainFeatures: Tensor,
+  trainLabels: Tensor | ArrayLike<number>,
+  valFeatures: Tensor,
+  valLabels: Tensor | ArrayLike<number>,
+  o: KnnOptions = {},
+): KnnResult[] {
   expectEvalArgs('knnEval', trainFeatures, trainLabels, valFeatures, valLabels);
   o = expectOptions('knnEval', 'options', o) ?? {};
   const ks = [...(o.ks ?? [20])];
-  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1)) throw new TorchRangeError(`knnEval: ks must be positive integers, got [${ks.join(', ')}]`, 'ERR_INVALID_ARG');
+  if (ks.length === 0 || ks.some((k) => !Number.isInteger(k) || k < 1))
+    throw new TorchRangeError(`knnEval: ks must be positive integers, got [${ks.join(', ')}]`, 'ERR_INVALID_ARG');
   const T = o.temperature ?? 0.07;
   if (!(T > 0)) throw new TorchRangeError(`knnEval: temperature must be positive, got ${T}`, 'ERR_INVALID_ARG');
   const chunk = o.chunkSize ?? 256;

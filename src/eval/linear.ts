@@ -86,7 +86,10 @@ export function linearProbe(
             const cos = 0.5 * (1 + Math.cos((Math.PI * t) / steps)); // CosineAnnealingLR to 0 (closed form)
             t++;
             scope(() => {
-              const idx = tensor(BigInt64Array.from(perm.slice(s, s + n), (v) => BigInt(v)), { shape: [n] });
+              const idx = tensor(
+                BigInt64Array.from(perm.slice(s, s + n), (v) => BigInt(v)),
+                { shape: [n] },
+              );
               const x = indexSelect(xtr, 0, idx); // [n, D]
               const y = indexSelect(ytr, 0, idx);
               const logits = matmul(x, transpose(W, 1, 2)).add(b); // [L, n, C]
@@ -96,7 +99,10 @@ export function linearProbe(
               // SGD with momentum 0.9 (torch: buf = 0.9·buf + grad; p -= lr·buf)
               add_(mul_(mW, 0.9), gW);
               add_(mul_(mb, 0.9), gb);
-              const lr = tensor(scaled.map((l) => l * cos), { shape: [L, 1, 1] });
+              const lr = tensor(
+                scaled.map((l) => l * cos),
+                { shape: [L, 1, 1] },
+              );
               sub_(W, mul(mW, lr));
               sub_(b, mul(mb, lr));
             });

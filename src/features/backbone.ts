@@ -50,7 +50,10 @@ export interface BatchFeatures {
 export function checkModel(model: unknown, op: string): asserts model is FeatureBackbone {
   if (typeof op !== 'string') throw argTypeError('checkModel', 'op', 'a string (the calling function)', op);
   if (model === null || typeof model !== 'object' || typeof (model as { forwardFeatures?: unknown }).forwardFeatures !== 'function')
-    throw new TorchTypeError(`${op}: expected "model" to be a backbone (an object with forwardFeatures), received ${model === null ? 'null' : typeof model}`, 'ERR_INVALID_ARG');
+    throw new TorchTypeError(
+      `${op}: expected "model" to be a backbone (an object with forwardFeatures), received ${model === null ? 'null' : typeof model}`,
+      'ERR_INVALID_ARG',
+    );
 }
 
 /** The device and dtype of the model's parameters (cpu/float32 for a parameter-less fake). */
@@ -64,20 +67,29 @@ export function modelPlacement(model: FeatureBackbone): { device: Device; dtype:
 export function assertEval(model: FeatureBackbone, op: string): void {
   if (typeof op !== 'string') throw argTypeError('assertEval', 'op', 'a string (the calling function)', op);
   checkModel(model, op);
-  if (model.training) throw new TorchRangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`, 'ERR_INVALID_ARG');
+  if (model.training)
+    throw new TorchRangeError(`${op}: the model is in training mode; call model.eval() first (drop path and RoPE augmentation would apply)`, 'ERR_INVALID_ARG');
 }
 
 /** Validates a layer selection (against the model's depth when it is known). */
 export function checkLayers(model: FeatureBackbone, layers: LayerSelection, op: string): void {
   if (typeof op !== 'string') throw argTypeError('checkLayers', 'op', 'a string (the calling function)', op);
   if (layers === undefined) return;
-  const ok = (typeof layers === 'number' && Number.isInteger(layers) && layers > 0) || (Array.isArray(layers) && layers.length > 0 && layers.every((i) => Number.isInteger(i) && i >= 0));
-  if (!ok) throw new TorchRangeError(`${op}: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received ${showJson(layers)}`, 'ERR_INVALID_ARG');
+  const ok =
+    (typeof layers === 'number' && Number.isInteger(layers) && layers > 0) ||
+    (Array.isArray(layers) && layers.length > 0 && layers.every((i) => Number.isInteger(i) && i >= 0));
+  if (!ok)
+    throw new TorchRangeError(
+      `${op}: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received ${showJson(layers)}`,
+      'ERR_INVALID_ARG',
+    );
   const depth = model.nBlocks;
   if (depth === undefined) return;
-  if (typeof layers === 'number' && layers > depth) throw new TorchRangeError(`${op}: layers ${layers} asks for the last ${layers} blocks of a ${depth}-block model`, 'ERR_INVALID_ARG');
+  if (typeof layers === 'number' && layers > depth)
+    throw new TorchRangeError(`${op}: layers ${layers} asks for the last ${layers} blocks of a ${depth}-block model`, 'ERR_INVALID_ARG');
   const bad = Array.isArray(layers) ? layers.find((i) => i >= depth) : undefined;
-  if (bad !== undefined) throw new TorchRangeError(`${op}: block index ${bad} is out of range for a ${depth}-block model (0 to ${depth - 1})`, 'ERR_INVALID_ARG');
+  if (bad !== undefined)
+    throw new TorchRangeError(`${op}: block index ${bad} is out of range for a ${depth}-block model (0 to ${depth - 1})`, 'ERR_INVALID_ARG');
 }
 
 /**
@@ -103,9 +115,24 @@ export function runBackbone(model: FeatureBackbone, x: Tensor, layers: LayerSele
       }
       const outs = model.getIntermediateLayers(x, { n: layers, returnClassToken: true, returnExtraTokens: true, norm });
       return {
-        cls: host(stack(outs.map((o) => o[1]), 1)), // [B, L, D]
-        storage: host(stack(outs.map((o) => o[2]), 1)), // [B, L, R, D]
-        patches: host(stack(outs.map((o) => o[0].reshape([B, h, w, model.embedDim])), 1)), // [B, L, h, w, D]
+        cls: host(
+          stack(
+            outs.map((o) => o[1]),
+            1,
+          ),
+        ), // [B, L, D]
+        storage: host(
+          stack(
+            outs.map((o) => o[2]),
+            1,
+          ),
+        ), // [B, L, R, D]
+        patches: host(
+          stack(
+            outs.map((o) => o[0].reshape([B, h, w, model.embedDim])),
+            1,
+          ),
+        ), // [B, L, h, w, D]
       };
     }),
   );

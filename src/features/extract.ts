@@ -13,7 +13,16 @@ import { scope } from '../tensor/scope.js';
 import type { Normalization, ResizeOptions } from '../data/transforms.js';
 import { planResize, resizeTensor, resolveResizeOptions, rgbToTensor } from '../data/transforms.js';
 import type { Device, DType } from '../tensor/tensor.js';
-import { assertEval, type BatchFeatures, checkLayers, type FeatureBackbone, type LayerSelection, modelNormalization, modelPlacement, runBackbone } from './backbone.js';
+import {
+  assertEval,
+  type BatchFeatures,
+  checkLayers,
+  type FeatureBackbone,
+  type LayerSelection,
+  modelNormalization,
+  modelPlacement,
+  runBackbone,
+} from './backbone.js';
 
 /** Progress after each batch. */
 export interface ExtractProgress {
@@ -91,10 +100,12 @@ const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.is
 function checkOptions(model: FeatureBackbone, o: ExtractOptions): void {
   if (o === null || typeof o !== 'object') throw new TorchTypeError('extractFeatures: expected the options to be an object', 'ERR_INVALID_ARG');
   checkLayers(model, o.layers, 'extractFeatures');
-  if (o.batchSize !== undefined && !isPosInt(o.batchSize)) throw new TorchRangeError(`extractFeatures: batchSize must be a positive integer, received ${String(o.batchSize)}`, 'ERR_INVALID_ARG');
+  if (o.batchSize !== undefined && !isPosInt(o.batchSize))
+    throw new TorchRangeError(`extractFeatures: batchSize must be a positive integer, received ${String(o.batchSize)}`, 'ERR_INVALID_ARG');
   if (o.onError !== undefined && o.onError !== 'skip' && o.onError !== 'fail')
     throw new TorchRangeError(`extractFeatures: onError must be "skip" or "fail", received "${String(o.onError)}"`, 'ERR_INVALID_ARG');
-  if (o.as !== undefined && o.as !== 'tensors' && o.as !== 'arrays') throw new TorchRangeError(`extractFeatures: as must be "tensors" or "arrays", received "${String(o.as)}"`, 'ERR_INVALID_ARG');
+  if (o.as !== undefined && o.as !== 'tensors' && o.as !== 'arrays')
+    throw new TorchRangeError(`extractFeatures: as must be "tensors" or "arrays", received "${String(o.as)}"`, 'ERR_INVALID_ARG');
 }
 
 interface Pending {
@@ -115,10 +126,11 @@ function* handOut(pending: readonly Pending[], as: 'tensors' | 'arrays' = 'tenso
     const ps = f.patches.shape;
     const grid: [number, number] = [ps[ps.length - 3]!, ps[ps.length - 2]!];
     if (as === 'arrays') {
-      const arr = (t: Tensor): FeatureArray => scope(() => {
-        const v = select(t, 0, row);
-        return { data: v.toFloat32Array(), shape: v.shape };
-      });
+      const arr = (t: Tensor): FeatureArray =>
+        scope(() => {
+          const v = select(t, 0, row);
+          return { data: v.toFloat32Array(), shape: v.shape };
+        });
       yield { path, index, cls: arr(f.cls), storage: arr(f.storage), patches: arr(f.patches), grid, inputSize };
       continue;
     }
@@ -151,9 +163,21 @@ function disposeAll(items: readonly BatchFeatures[]): void {
  * @throws ImageError for unreadable images with `onError: 'fail'` (the default), and when `input` names no images;
  *   TorchRangeError (ERR_INVALID_ARG, a RangeError) for invalid options or a model in training mode.
  */
-export function extractFeatures(model: FeatureBackbone, input: string | readonly string[] | Tensor, options: ExtractOptions & { as: 'arrays' }): AsyncGenerator<ImageFeatureArrays, void, undefined>;
-export function extractFeatures(model: FeatureBackbone, input: string | readonly string[] | Tensor, options?: ExtractOptions & { as?: 'tensors' }): AsyncGenerator<ImageFeatures, void, undefined>;
-export function extractFeatures(model: FeatureBackbone, input: string | readonly string[] | Tensor, options?: ExtractOptions): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined>;
+export function extractFeatures(
+  model: FeatureBackbone,
+  input: string | readonly string[] | Tensor,
+  options: ExtractOptions & { as: 'arrays' },
+): AsyncGenerator<ImageFeatureArrays, void, undefined>;
+export function extractFeatures(
+  model: FeatureBackbone,
+  input: string | readonly string[] | Tensor,
+  options?: ExtractOptions & { as?: 'tensors' },
+): AsyncGenerator<ImageFeatures, void, undefined>;
+export function extractFeatures(
+  model: FeatureBackbone,
+  input: string | readonly string[] | Tensor,
+  options?: ExtractOptions,
+): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined>;
 export async function* extractFeatures(
   model: FeatureBackbone,
   input: string | readonly string[] | Tensor,
@@ -185,7 +209,11 @@ function resolvedOptions(model: FeatureBackbone, options: ExtractOptions): Resol
  * extractFeatures over a listing made once by the caller (saveFeatures lists, checks its output against the inputs,
  * then extracts exactly those files). Options are checked here too.
  */
-export async function* extractListing(model: FeatureBackbone, listing: ImageListing, options: ExtractOptions = {}): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined> {
+export async function* extractListing(
+  model: FeatureBackbone,
+  listing: ImageListing,
+  options: ExtractOptions = {},
+): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined> {
   assertEval(model, 'extractFeatures');
   checkOptions(model, options);
   const o = resolvedOptions(model, options);
@@ -239,11 +267,16 @@ export async function* extractListing(model: FeatureBackbone, listing: ImageList
 }
 
 async function* extractFromTensor(model: FeatureBackbone, input: Tensor, o: Resolved): AsyncGenerator<ImageFeatures | ImageFeatureArrays, void, undefined> {
-  if (input.ndim !== 3 && input.ndim !== 4) throw new TorchRangeError(`extractFeatures: expected a [N, 3, H, W] or [3, H, W] tensor, received ${input.dtype} Tensor [${input.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+  if (input.ndim !== 3 && input.ndim !== 4)
+    throw new TorchRangeError(
+      `extractFeatures: expected a [N, 3, H, W] or [3, H, W] tensor, received ${input.dtype} Tensor [${input.shape.join(', ')}]`,
+      'ERR_INVALID_ARG',
+    );
   const x4 = input.ndim === 4 ? input : input.reshape([1, ...input.shape]);
   try {
     const [N, C, H, W] = x4.shape as [number, number, number, number];
-    if (C !== 3) throw new TorchRangeError(`extractFeatures: expected 3 channels, received ${input.dtype} Tensor [${input.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+    if (C !== 3)
+      throw new TorchRangeError(`extractFeatures: expected 3 channels, received ${input.dtype} Tensor [${input.shape.join(', ')}]`, 'ERR_INVALID_ARG');
     let plan: ReturnType<typeof planResize>;
     try {
       plan = planResize(W, H, { resize: 'none', patchSize: model.patchSize, sizeMultiple: o.sizeMultiple ?? 'reject' });
@@ -255,7 +288,10 @@ async function* extractFromTensor(model: FeatureBackbone, input: Tensor, o: Reso
       const f = runTensorBatch(model, x4, start, n, [plan.height, plan.width], o);
       try {
         o.onProgress?.({ done: start + n, skipped: 0, total: N });
-        yield* handOut(Array.from({ length: n }, (_, i) => ({ f, row: i, path: undefined, index: start + i, inputSize: [plan.height, plan.width] })), o.as);
+        yield* handOut(
+          Array.from({ length: n }, (_, i) => ({ f, row: i, path: undefined, index: start + i, inputSize: [plan.height, plan.width] })),
+          o.as,
+        );
       } finally {
         disposeAll([f]);
       }
@@ -266,7 +302,14 @@ async function* extractFromTensor(model: FeatureBackbone, input: Tensor, o: Reso
   }
 }
 
-function runTensorBatch(model: FeatureBackbone, x4: Tensor, start: number, n: number, size: [number, number], o: ExtractOptions & { device: Device; dtype: DType }): BatchFeatures {
+function runTensorBatch(
+  model: FeatureBackbone,
+  x4: Tensor,
+  start: number,
+  n: number,
+  size: [number, number],
+  o: ExtractOptions & { device: Device; dtype: DType },
+): BatchFeatures {
   const views: Tensor[] = [];
   const track = <T extends Tensor>(t: T) => (views.push(t), t);
   try {

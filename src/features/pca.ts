@@ -39,7 +39,10 @@ export function pcaFit(features: Tensor, k = 3): PcaFit {
   const D = features.shape[features.ndim - 1]!;
   const P = features.numel / D;
   if (P < 2 || !Number.isInteger(k) || k < 1 || k > Math.min(P, D))
-    throw new TorchRangeError(`pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${show(k)}`, 'ERR_INVALID_ARG');
+    throw new TorchRangeError(
+      `pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received ${P} samples of dim ${D}, k = ${show(k)}`,
+      'ERR_INVALID_ARG',
+    );
   return scope(() => {
     const x = reshape(features, [P, D]).to('float64');
     const mu = mean(x, [0]); // [D]
@@ -81,10 +84,12 @@ export function pcaProject(features: Tensor, fit: PcaFit): Tensor {
  */
 export function pcaRgb(patches: Tensor, fit?: PcaFit): Tensor {
   expectTensor(patches, 'pcaRgb', 'patches');
-  if (patches.ndim !== 3) throw new TorchRangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+  if (patches.ndim !== 3)
+    throw new TorchRangeError(`pcaRgb: expected patch features [h, w, D], received ${patches.dtype} Tensor [${patches.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   return scope(() => {
     const f = fit ?? pcaFit(patches, 3);
-    if (f.components.shape[0] !== 3) throw new TorchRangeError(`pcaRgb: expected a 3-component fit, received ${f.components.shape[0]} components`, 'ERR_INVALID_ARG');
+    if (f.components.shape[0] !== 3)
+      throw new TorchRangeError(`pcaRgb: expected a 3-component fit, received ${f.components.shape[0]} components`, 'ERR_INVALID_ARG');
     const s = pcaProject(patches, f); // [h, w, 3]
     const lo = amin(s, [0, 1], true);
     const hi = amax(s, [0, 1], true);
@@ -119,7 +124,8 @@ export async function renderPca(rgb: Tensor, o: RenderPcaOptions = {}): Promise<
   const cols = o.beside ? 2 : 1;
   let raw = panel;
   if (o.beside) {
-    if (o.beside.data.length !== W * H * 3) throw new TorchRangeError(`renderPca: "beside" has ${o.beside.data.length} bytes, expected ${W}×${H}×3`, 'ERR_INVALID_ARG');
+    if (o.beside.data.length !== W * H * 3)
+      throw new TorchRangeError(`renderPca: "beside" has ${o.beside.data.length} bytes, expected ${W}×${H}×3`, 'ERR_INVALID_ARG');
     raw = new Uint8Array(W * H * 3 * 2);
     for (let y = 0; y < H; y++) {
       raw.set(o.beside.data.subarray(y * W * 3, (y + 1) * W * 3), y * W * 6);
@@ -127,7 +133,9 @@ export async function renderPca(rgb: Tensor, o: RenderPcaOptions = {}): Promise<
     }
   }
   const sharp = await loadSharp();
-  const png = await sharp(raw, { raw: { width: W * cols, height: H, channels: 3 } }).png().toBuffer();
+  const png = await sharp(raw, { raw: { width: W * cols, height: H, channels: 3 } })
+    .png()
+    .toBuffer();
   return { png, width: W * cols, height: H };
 }
 
@@ -163,7 +171,8 @@ export async function checkPcaOutput(out: string, o: { image?: string; protected
   for (const p of o.protectedPaths ?? []) {
     if ((await real(p)) === target) throw new ConfigError(`pcaImage: the output "${out}" would overwrite "${p}" (the model weights or another protected file)`);
   }
-  if (o.image !== undefined && (await real(o.image)) === target) throw new ConfigError(`pcaImage: the output "${out}" would overwrite the input image "${o.image}"`);
+  if (o.image !== undefined && (await real(o.image)) === target)
+    throw new ConfigError(`pcaImage: the output "${out}" would overwrite the input image "${o.image}"`);
 }
 
 /** The PNG re-encoded in the format `out`'s extension names. */

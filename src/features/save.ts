@@ -180,7 +180,8 @@ export async function checkFeatureOutput(
   const target = await realOrIntended(out);
   const st = await stat(target).catch(() => null);
   if (st && format === 'safetensors' && !st.isFile()) throw new ConfigError(`saveFeatures: the output "${out}" exists and is not a regular file`);
-  if (st && format === 'npy' && !st.isDirectory()) throw new ConfigError(`saveFeatures: the output "${out}" exists and is not a folder (the npy format writes a folder)`);
+  if (st && format === 'npy' && !st.isDirectory())
+    throw new ConfigError(`saveFeatures: the output "${out}" exists and is not a folder (the npy format writes a folder)`);
   const clash = async (p: string) => {
     const r = await realOrIntended(p);
     return r === target || (format === 'npy' && r.startsWith(`${target}/`));
@@ -253,15 +254,20 @@ export async function saveFeatures(
   options: SaveFeaturesOptions = {},
 ): Promise<SaveFeaturesResult> {
   assertEval(model, 'saveFeatures');
-  if (typeof out !== 'string' || out === '') throw new TorchTypeError(`saveFeatures: expected "out" to be a non-empty path, received ${typeof out}`, 'ERR_INVALID_ARG');
+  if (typeof out !== 'string' || out === '')
+    throw new TorchTypeError(`saveFeatures: expected "out" to be a non-empty path, received ${typeof out}`, 'ERR_INVALID_ARG');
   if (options === null || typeof options !== 'object') throw new TorchTypeError('saveFeatures: expected the options to be an object', 'ERR_INVALID_ARG');
   const format = options.format ?? defaultFormat(out);
   const featureDtype = options.featureDtype ?? 'float32';
-  if (format !== 'safetensors' && format !== 'npy') throw new TorchRangeError(`saveFeatures: format must be "safetensors" or "npy", received "${String(format)}"`, 'ERR_INVALID_ARG');
+  if (format !== 'safetensors' && format !== 'npy')
+    throw new TorchRangeError(`saveFeatures: format must be "safetensors" or "npy", received "${String(format)}"`, 'ERR_INVALID_ARG');
   if (!['float32', 'float16', 'bfloat16'].includes(featureDtype))
     throw new TorchRangeError(`saveFeatures: featureDtype must be float32, float16 or bfloat16, received "${String(featureDtype)}"`, 'ERR_INVALID_ARG');
   if (format === 'npy' && featureDtype === 'bfloat16')
-    throw new TorchRangeError('saveFeatures: the npy format cannot store bfloat16; use featureDtype float32 or float16, or the safetensors format', 'ERR_INVALID_ARG');
+    throw new TorchRangeError(
+      'saveFeatures: the npy format cannot store bfloat16; use featureDtype float32 or float16, or the safetensors format',
+      'ERR_INVALID_ARG',
+    );
 
   const skipped: ImageError[] = [];
   const onSkip = (e: ImageError) => {
@@ -305,11 +311,15 @@ export async function saveFeatures(
     if (paths.length === 0) throw new ImageError(`no features to write to "${out}": all ${skipped.length} images were skipped`, skipped[0]?.path);
 
     const pieces: Piece[] = [];
-    const whole = (name: string, spill: Spill) => pieces.push({ name, shape: [spill.rows.length, ...spill.rows[0]!.shape], spill, offset: 0, bytes: spill.size });
+    const whole = (name: string, spill: Spill) =>
+      pieces.push({ name, shape: [spill.rows.length, ...spill.rows[0]!.shape], spill, offset: 0, bytes: spill.size });
     whole('cls', spills.cls);
     if (model.nStorageTokens > 0) whole('storage', spills.storage);
     if (spills.patches.uniform) whole('patches', spills.patches);
-    else spills.patches.rows.forEach((r, j) => pieces.push({ name: format === 'npy' ? `patches_${j}` : `patches.${j}`, shape: r.shape, spill: spills.patches, offset: r.offset, bytes: r.bytes }));
+    else
+      spills.patches.rows.forEach((r, j) =>
+        pieces.push({ name: format === 'npy' ? `patches_${j}` : `patches.${j}`, shape: r.shape, spill: spills.patches, offset: r.offset, bytes: r.bytes }),
+      );
 
     const norm = modelNormalization(model, options.normalization);
     const meta: Record<string, string> = {
@@ -330,10 +340,20 @@ export async function saveFeatures(
     const files: string[] = [];
     if (format === 'safetensors') {
       // Header by hand (names in output order, offsets contiguous from 0), then the spilled bytes.
-      const entries: string[] = [`"__metadata__":${JSON.stringify(Object.fromEntries(Object.keys(meta).sort().map((k) => [k, meta[k]])))}`];
+      const entries: string[] = [
+        `"__metadata__":${JSON.stringify(
+          Object.fromEntries(
+            Object.keys(meta)
+              .sort()
+              .map((k) => [k, meta[k]]),
+          ),
+        )}`,
+      ];
       let offset = 0;
       for (const p of pieces) {
-        entries.push(`${JSON.stringify(p.name)}:${JSON.stringify({ dtype: ST_DTYPE[featureDtype], shape: p.shape, data_offsets: [offset, offset + p.bytes] })}`);
+        entries.push(
+          `${JSON.stringify(p.name)}:${JSON.stringify({ dtype: ST_DTYPE[featureDtype], shape: p.shape, data_offsets: [offset, offset + p.bytes] })}`,
+        );
         offset += p.bytes;
       }
       const text = Buffer.from(`{${entries.join(',')}}`, 'utf8');
@@ -422,8 +442,13 @@ export async function loadFeatures(path: string): Promise<LoadedFeatures> {
     for (const name of Object.keys((json.tensors ?? {}) as object)) {
       const buf = await readFile(join(path, `${name}.npy`));
       const m = /'descr': '([^']+)'.*'shape': \(([^)]*)\)/.exec(buf.subarray(10, 10 + buf.readUInt16LE(8)).toString('latin1'));
-      if (!m || buf.readUInt32BE(0) !== 0x934e554d) throw new ImageError(`loadFeatures: "${join(path, `${name}.npy`)}" is not an npy file written by saveFeatures`, path);
-      const shape = m[2]!.split(',').map((d) => d.trim()).filter((d) => d !== '').map(Number);
+      if (!m || buf.readUInt32BE(0) !== 0x934e554d)
+        throw new ImageError(`loadFeatures: "${join(path, `${name}.npy`)}" is not an npy file written by saveFeatures`, path);
+      const shape = m[2]!
+        .split(',')
+        .map((d) => d.trim())
+        .filter((d) => d !== '')
+        .map(Number);
       tensors.set(name, { shape, data: toFloat32(buf.subarray(10 + buf.readUInt16LE(8)), m[1]!) });
     }
   }

@@ -41,8 +41,19 @@ export class PickleGlobal {
   }
 }
 
-export type PickleValue = null | boolean | number | bigint | string | Uint8Array | PickleValue[]
-  | Map<PickleValue, PickleValue> | Set<PickleValue> | TorchStorageRef | TorchTensorRef | PickleGlobal;
+export type PickleValue =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | PickleValue[]
+  | Map<PickleValue, PickleValue>
+  | Set<PickleValue>
+  | TorchStorageRef
+  | TorchTensorRef
+  | PickleGlobal;
 
 const STORAGE_DTYPES: Record<string, DType> = {
   FloatStorage: 'float32',
@@ -111,8 +122,7 @@ function unpickleUnguarded(data: Uint8Array, source: string): PickleValue {
     pos = nl + 1;
     return s;
   };
-  const int = (v: bigint): number | bigint =>
-    v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  const int = (v: bigint): number | bigint => (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
   const long = (n: number): number | bigint => {
     // Python ints of any size are valid pickle, but converting one of n bytes costs O(n^2) here: checkpoints hold
     // small ints only, so anything beyond 64 bytes (512 bits) is refused.
@@ -166,15 +176,9 @@ function unpickleUnguarded(data: Uint8Array, source: string): PickleValue {
       return new PickleGlobal(module, name);
     }
     if (module === 'torch' && /^\w+Storage$/.test(name)) {
-      fail(
-        `unsupported storage type "${q}": only float32, float64, bfloat16, float16, int64, int32, int16, int8, ` +
-          'uint8 and bool tensors can be loaded',
-      );
+      fail(`unsupported storage type "${q}": only float32, float64, bfloat16, float16, int64, int32, int16, int8, ` + 'uint8 and bool tensors can be loaded');
     }
-    return fail(
-      `refusing to unpickle global "${q}": ` +
-        'only tensors, ordered dicts and primitive values are allowed in a checkpoint',
-    );
+    return fail(`refusing to unpickle global "${q}": ` + 'only tensors, ordered dicts and primitive values are allowed in a checkpoint');
   };
 
   const str = (n: number): string => utf8.decode(data.subarray(need(n), pos));
@@ -339,7 +343,7 @@ function intTuple(v: PickleValue): number[] | undefined {
 /** torch's persistent id of a storage: ('storage', storage_type, key, location, numel). */
 function persistentLoad(pid: PickleValue, fail: (msg: string) => never): TorchStorageRef {
   if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') {
-    return fail('unsupported persistent id: expected a (\'storage\', type, key, location, numel) tuple');
+    return fail("unsupported persistent id: expected a ('storage', type, key, location, numel) tuple");
   }
   const [, type, key, location, n] = pid;
   if (!(type instanceof PickleGlobal) || type.module !== 'torch' || !Object.hasOwn(STORAGE_DTYPES, type.name)) {

@@ -126,10 +126,7 @@ function parsePth(src: ByteSource, name: string, fail: Fail): { root: PickleValu
     if (entry === undefined) fail(`${where}: storage "${ref.key}" (${name}) is missing from the archive`);
     const need = ref.numel * itemSize(ref.dtype);
     if (entry!.uncompressedSize !== need) {
-      fail(
-        `${where}: storage "${ref.key}" has ${entry!.uncompressedSize} bytes but ${ref.numel} ${ref.dtype} elements ` +
-          `need ${need}`,
-      );
+      fail(`${where}: storage "${ref.key}" has ${entry!.uncompressedSize} bytes but ${ref.numel} ${ref.dtype} elements ` + `need ${need}`);
     }
     storages.set(ref.key, ref);
     return name;

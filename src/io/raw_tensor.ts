@@ -4,17 +4,7 @@
 
 import { TorchTypeError } from '../native/errors.js';
 
-export type DType =
-  | 'float32'
-  | 'float64'
-  | 'bfloat16'
-  | 'float16'
-  | 'int64'
-  | 'int32'
-  | 'int16'
-  | 'int8'
-  | 'uint8'
-  | 'bool';
+export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
 /** A tensor as bytes. `data` holds exactly numel*itemSize bytes, row-major, little-endian. It may be a view of a
  * larger buffer (a file read zero-copy) and may alias other tensors of the same file: copy before mutating it. */
@@ -87,10 +77,7 @@ export function checkRawTensor(raw: RawTensor, what: string): void {
     throw new TorchTypeError(`${what} has unknown dtype "${String(raw.dtype)}"`, 'ERR_INVALID_ARG');
   }
   if (!Array.isArray(raw.shape) || !raw.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new TorchTypeError(
-      `${what} has an invalid shape: expected an array of non-negative integers`,
-      'ERR_INVALID_ARG',
-    );
+    throw new TorchTypeError(`${what} has an invalid shape: expected an array of non-negative integers`, 'ERR_INVALID_ARG');
   }
   if (!(raw.data instanceof Uint8Array)) {
     throw new TorchTypeError(`${what} has no Uint8Array data`, 'ERR_INVALID_ARG');
@@ -98,22 +85,13 @@ export function checkRawTensor(raw: RawTensor, what: string): void {
   const need = numel(raw.shape) * ITEM_SIZE[raw.dtype];
   if (raw.data.byteLength !== need) {
     throw new TorchTypeError(
-      `${what} has ${raw.data.byteLength} bytes of data but shape ${formatShape(raw.shape)} ${raw.dtype} ` +
-        `needs ${need} bytes`,
+      `${what} has ${raw.data.byteLength} bytes of data but shape ${formatShape(raw.shape)} ${raw.dtype} ` + `needs ${need} bytes`,
       'ERR_INVALID_ARG',
     );
   }
 }
 
-type TypedArray =
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array
-  | Uint16Array;
+type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array;
 
 /** Wraps (copies) a typed array as a RawTensor. The dtype follows the array type; Uint16Array needs 'bfloat16' or
  * 'float16' and Uint8Array may be given 'bool'. */
@@ -128,10 +106,7 @@ export function rawFromTypedArray(shape: number[], array: TypedArray, dtype?: DT
   else if (array instanceof Uint8Array) inferred = dtype === 'bool' ? 'bool' : 'uint8';
   else if (array instanceof Uint16Array && (dtype === 'bfloat16' || dtype === 'float16')) inferred = dtype;
   if (inferred === undefined || (dtype !== undefined && dtype !== inferred)) {
-    throw new TorchTypeError(
-      `cannot make a ${dtype ?? 'RawTensor'} from a ${array.constructor.name}`,
-      'ERR_INVALID_ARG',
-    );
+    throw new TorchTypeError(`cannot make a ${dtype ?? 'RawTensor'} from a ${array.constructor.name}`, 'ERR_INVALID_ARG');
   }
   const raw: RawTensor = {
     dtype: inferred,

@@ -8,16 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CheckpointError, Dinov3Error, TorchTypeError } from '../native/errors.js';
-import {
-  byteView,
-  checkRawTensor,
-  formatShape,
-  itemSize,
-  LazyRawTensor,
-  numel,
-  type DType,
-  type RawTensor,
-} from './raw_tensor.js';
+import { byteView, checkRawTensor, formatShape, itemSize, LazyRawTensor, numel, type DType, type RawTensor } from './raw_tensor.js';
 import { BufferSource, byteSource, type ByteSource } from './random_access.js';
 
 /** safetensors dtype name → ours. */
@@ -82,10 +73,7 @@ function parseHeader(src: ByteSource, fail: (msg: string) => never): { entries: 
   const lenBytes = src.read(0, 8);
   const headerLen64 = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLen64 > BigInt(size - 8)) {
-    fail(
-      `header length ${headerLen64} exceeds the file size (${size} bytes): ` +
-        'the file is truncated or not a safetensors file',
-    );
+    fail(`header length ${headerLen64} exceeds the file size (${size} bytes): ` + 'the file is truncated or not a safetensors file');
   }
   const headerLen = Number(headerLen64);
   if (headerLen > MAX_HEADER_BYTES) {
@@ -121,16 +109,10 @@ function parseHeader(src: ByteSource, fail: (msg: string) => never): { entries: 
     if (typeof stDtype !== 'string') fail(`tensor "${name}" has no dtype`);
     const dtype = Object.hasOwn(FROM_ST, stDtype as string) ? FROM_ST[stDtype as string] : undefined;
     if (dtype === undefined) {
-      fail(
-        `tensor "${name}" has unsupported dtype ${JSON.stringify(stDtype)} ` +
-          `(supported: ${Object.keys(FROM_ST).join(', ')})`,
-      );
+      fail(`tensor "${name}" has unsupported dtype ${JSON.stringify(stDtype)} ` + `(supported: ${Object.keys(FROM_ST).join(', ')})`);
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
-      fail(
-        `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}: ` +
-          'expected an array of non-negative integers',
-      );
+      fail(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}: ` + 'expected an array of non-negative integers');
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || (offsets as number[])[0]! > (offsets as number[])[1]!) {
       fail(`tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}: expected [begin, end], begin <= end`);
@@ -139,16 +121,10 @@ function parseHeader(src: ByteSource, fail: (msg: string) => never): { entries: 
     const [begin, end] = offsets as [number, number];
     const need = numel(shp) * itemSize(dtype!);
     if (end - begin !== need) {
-      fail(
-        `tensor "${name}" has data_offsets [${begin}, ${end}] but shape ${formatShape(shp)} ${dtype} ` +
-          `needs ${need} bytes`,
-      );
+      fail(`tensor "${name}" has data_offsets [${begin}, ${end}] but shape ${formatShape(shp)} ${dtype} ` + `needs ${need} bytes`);
     }
     if (end > dataLen) {
-      fail(
-        `tensor "${name}" has data_offsets [${begin}, ${end}] beyond the end of the ${dataLen}-byte data section: ` +
-          'the file is truncated',
-      );
+      fail(`tensor "${name}" has data_offsets [${begin}, ${end}] beyond the end of the ${dataLen}-byte data section: ` + 'the file is truncated');
     }
     found.push({ name, dtype: dtype!, shape: [...shp], begin, end });
   }
@@ -241,10 +217,7 @@ function prepare(
 }
 
 /** Serializes tensors (and optional string metadata) to safetensors bytes, as the reference library does. */
-export function writeSafetensors(
-  tensors: Map<string, RawTensor> | Record<string, RawTensor>,
-  metadata?: Record<string, string>,
-): Buffer {
+export function writeSafetensors(tensors: Map<string, RawTensor> | Record<string, RawTensor>, metadata?: Record<string, string>): Buffer {
   const { header, ordered, dataBytes } = prepare(tensors, metadata);
   const out = Buffer.allocUnsafe(header.length + dataBytes);
   header.copy(out, 0);

@@ -233,10 +233,7 @@ export class ZipArchive {
       }
       const dataOffset = lh + 30 + local!.u16(lh + 26) + local!.u16(lh + 28);
       if (dataOffset + compressedSize > cdOffset) {
-        this.#corrupt(
-          `entry "${name}" data [${dataOffset}, ${dataOffset + compressedSize}) overlaps the central directory ` +
-            `at ${cdOffset}`,
-        );
+        this.#corrupt(`entry "${name}" data [${dataOffset}, ${dataOffset + compressedSize}) overlaps the central directory ` + `at ${cdOffset}`);
       }
       if (this.entries.has(name)) this.#corrupt(`entry "${name}" appears twice`);
       this.entries.set(name, {

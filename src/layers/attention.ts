@@ -68,7 +68,11 @@ export class SelfAttention extends Module {
   readonly proj: Linear;
   readonly headDim: number;
 
-  constructor(readonly dim: number, readonly numHeads: number, o: AttentionOptions = {}) {
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+    o: AttentionOptions = {},
+  ) {
     super();
     expectPositiveInt('SelfAttention', 'dim', dim);
     expectPositiveInt('SelfAttention', 'numHeads', numHeads);
@@ -110,7 +114,8 @@ export class SelfAttention extends Module {
 
   /** One attention per group (own RoPE tables); the projections run on the concatenated tokens of all groups. */
   forwardList(xs: Tensor[], ropes: (RopeTables | null)[]): Tensor[] {
-    if (xs.length !== ropes.length) throw new TorchRangeError(`SelfAttention.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`, 'ERR_INVALID_ARG');
+    if (xs.length !== ropes.length)
+      throw new TorchRangeError(`SelfAttention.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`, 'ERR_INVALID_ARG');
     return scope(() => {
       const a = catKeepShapes(xs);
       const qkvs = uncatWithShapes(this.qkv.forward(a.flat), a.shapes, a.numTokens);

@@ -51,7 +51,11 @@ export class SelfAttentionBlock extends Module {
   readonly sampleDropRatio: number;
   generator: Generator | undefined;
 
-  constructor(readonly dim: number, readonly numHeads: number, o: BlockOptions = {}) {
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+    o: BlockOptions = {},
+  ) {
     super();
     const co = { dtype: o.dtype, device: o.device };
     const normLayer = o.normLayer ?? 'layernorm';
@@ -84,7 +88,8 @@ export class SelfAttentionBlock extends Module {
 
   /** The block on each crop group; see the header for what is shared between groups. */
   forwardList(xs: Tensor[], ropes: (RopeTables | null)[] = xs.map(() => null)): Tensor[] {
-    if (xs.length !== ropes.length) throw new TorchRangeError(`SelfAttentionBlock.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`, 'ERR_INVALID_ARG');
+    if (xs.length !== ropes.length)
+      throw new TorchRangeError(`SelfAttentionBlock.forwardList: ${xs.length} inputs but ${ropes.length} RoPE tables`, 'ERR_INVALID_ARG');
     const ls1 = (t: Tensor) => (this.ls1 ? this.ls1.forward(t) : t);
     const ls2 = (t: Tensor) => (this.ls2 ? this.ls2.forward(t) : t);
     return scope(() => {

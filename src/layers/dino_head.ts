@@ -25,8 +25,7 @@ class HeadMLP extends Module {
   readonly layers: Linear[] = [];
   constructor(dims: number[], o: CreateOptions & { bias: boolean }) {
     super();
-    for (let i = 0; i + 1 < dims.length; i++)
-      this.layers.push(this.registerModule(String(2 * i), new Linear(dims[i]!, dims[i + 1]!, { ...o, bias: o.bias })));
+    for (let i = 0; i + 1 < dims.length; i++) this.layers.push(this.registerModule(String(2 * i), new Linear(dims[i]!, dims[i + 1]!, { ...o, bias: o.bias })));
   }
   forward(x: Tensor): Tensor {
     let h = x;

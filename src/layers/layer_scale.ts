@@ -9,7 +9,11 @@ import type { Tensor } from '../tensor/tensor.js';
 export class LayerScale extends Module {
   readonly gamma: Tensor;
 
-  constructor(readonly dim: number, readonly initValues = 1e-5, o: CreateOptions = {}) {
+  constructor(
+    readonly dim: number,
+    readonly initValues = 1e-5,
+    o: CreateOptions = {},
+  ) {
     super();
     this.gamma = this.registerParameter('gamma', empty([dim], o));
     this.resetParameters();

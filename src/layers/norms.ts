@@ -34,7 +34,8 @@ export type Norm = LayerNorm | RMSNorm;
 
 /** Builds the norm named by `norm_layer` for width `dim`. */
 export function buildNorm(normLayer: NormLayer, dim: number, o: CreateOptions = {}): Norm {
-  if (typeof normLayer !== 'string' || !Object.hasOwn(NORM_EPS, normLayer)) throw argTypeError('buildNorm', 'normLayer', `one of ${Object.keys(NORM_EPS).join(', ')}`, normLayer);
+  if (typeof normLayer !== 'string' || !Object.hasOwn(NORM_EPS, normLayer))
+    throw argTypeError('buildNorm', 'normLayer', `one of ${Object.keys(NORM_EPS).join(', ')}`, normLayer);
   expectPositiveInt('buildNorm', 'dim', dim);
   return normLayer === 'rmsnorm' ? new RMSNorm(dim, NORM_EPS.rmsnorm, o) : new LayerNorm(dim, NORM_EPS[normLayer], o);
 }

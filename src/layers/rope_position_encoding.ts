@@ -52,7 +52,10 @@ export class RopePositionEmbedding extends Module {
   readonly rescaleCoords: number | null;
   generator: Generator | undefined;
 
-  constructor(readonly embedDim: number, o: RopeOptions) {
+  constructor(
+    readonly embedDim: number,
+    o: RopeOptions,
+  ) {
     super();
     expectPositiveInt('RopePositionEmbedding', 'embedDim', embedDim);
     expectObject('RopePositionEmbedding', 'options', o);
@@ -141,7 +144,9 @@ export class RopePositionEmbedding extends Module {
         coords = r(coords.mul(rescale));
       }
       const periods = this.periods.to(f32); // [d/4]
-      const angles = r(r(coords.unsqueeze(-1).mul(2 * Math.PI)).div(periods)).flatten(-2, -1).repeat([1, 2]); // [HW, d]
+      const angles = r(r(coords.unsqueeze(-1).mul(2 * Math.PI)).div(periods))
+        .flatten(-2, -1)
+        .repeat([1, 2]); // [HW, d]
       return { sin: r(angles.sin()).to(this.dtype), cos: r(angles.cos()).to(this.dtype) };
     });
   }

@@ -9,7 +9,13 @@ import type { Tensor } from '../tensor/tensor.js';
 export function catKeepShapes(xs: Tensor[]): { flat: Tensor; shapes: number[][]; numTokens: number[] } {
   const shapes = xs.map((x) => x.shape);
   const numTokens = shapes.map((s) => s.slice(0, -1).reduce((a, b) => a * b, 1));
-  const flat = xs.length === 1 ? xs[0]!.reshape([numTokens[0]!, shapes[0]!.at(-1)!]) : cat(xs.map((x) => x.flatten(0, -2)), 0);
+  const flat =
+    xs.length === 1
+      ? xs[0]!.reshape([numTokens[0]!, shapes[0]!.at(-1)!])
+      : cat(
+          xs.map((x) => x.flatten(0, -2)),
+          0,
+        );
   return { flat, shapes, numTokens };
 }
 

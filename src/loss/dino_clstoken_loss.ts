@@ -46,10 +46,15 @@ export function dinoClsTokenLoss(studentLogits: Tensor, teacherProbs: Tensor, o:
     const t = teacherProbs.float();
     // Σ_b Σ_k for every pair at once: [S, B·K] @ [B·K, T] → [S, T]
     const pairs = mm(lsm.reshape([S, B * K]), t.reshape([T, B * K]).t());
-    if (!o.ignoreDiagonal) return sum(pairs).neg().div(B * S * T);
+    if (!o.ignoreDiagonal)
+      return sum(pairs)
+        .neg()
+        .div(B * S * T);
     const dev = { device: pairs.device };
     const offDiag = ne(arange(0, S, 1, dev).unsqueeze(1), arange(0, T, 1, dev).unsqueeze(0)); // [S, T], false where s = t
-    return sum(where(offDiag, pairs, 0)).neg().div(B * S * T - B * Math.min(S, T));
+    return sum(where(offDiag, pairs, 0))
+      .neg()
+      .div(B * S * T - B * Math.min(S, T));
   });
 }
 
@@ -78,7 +83,10 @@ export class DINOLoss extends Module {
   readonly group: ProcessGroup;
   readonly #pending = new PendingCenterUpdate(); // Σ over the pending batch (all ranks), [1, K]
 
-  constructor(readonly outDim: number, o: DINOLossOptions = {}) {
+  constructor(
+    readonly outDim: number,
+    o: DINOLossOptions = {},
+  ) {
     super();
     expectPositiveInt('DINOLoss', 'outDim', outDim);
     this.studentTemp = expectPositive('DINOLoss', 'studentTemp', o.studentTemp ?? 0.1);

@@ -53,12 +53,7 @@ export interface IbotMaskedLossOptions {
  * @param studentMasksFlat [images, patches] bool masks of all global crops of this rank.
  * @throws TorchTypeError / TorchRangeError (ERR_INVALID_ARG) naming the argument and both shapes.
  */
-export function ibotPatchLossMasked(
-  studentLogitsMasked: Tensor,
-  teacherProbsMasked: Tensor,
-  studentMasksFlat: Tensor,
-  o: IbotMaskedLossOptions = {},
-): Tensor {
+export function ibotPatchLossMasked(studentLogitsMasked: Tensor, teacherProbsMasked: Tensor, studentMasksFlat: Tensor, o: IbotMaskedLossOptions = {}): Tensor {
   const op = 'ibotPatchLossMasked';
   expectFloat(op, 'studentLogitsMasked', studentLogitsMasked, ['masked', 'prototypes']);
   const [M, K] = studentLogitsMasked.shape as [number, number];
@@ -121,7 +116,10 @@ export class IBOTPatchLoss extends Module {
   readonly group: ProcessGroup;
   readonly #pending = new PendingCenterUpdate(); // Σ_images mean_patches over all ranks, [K]
 
-  constructor(readonly patchOutDim: number, o: IBOTPatchLossOptions = {}) {
+  constructor(
+    readonly patchOutDim: number,
+    o: IBOTPatchLossOptions = {},
+  ) {
     super();
     expectPositiveInt('IBOTPatchLoss', 'patchOutDim', patchOutDim);
     this.studentTemp = expectPositive('IBOTPatchLoss', 'studentTemp', o.studentTemp ?? 0.1);
@@ -136,12 +134,7 @@ export class IBOTPatchLoss extends Module {
   }
 
   /** See `ibotPatchLossMasked`. */
-  forwardMasked(
-    studentLogitsMasked: Tensor,
-    teacherProbsMasked: Tensor,
-    studentMasksFlat: Tensor,
-    o: Omit<IbotMaskedLossOptions, 'studentTemp'> = {},
-  ): Tensor {
+  forwardMasked(studentLogitsMasked: Tensor, teacherProbsMasked: Tensor, studentMasksFlat: Tensor, o: Omit<IbotMaskedLossOptions, 'studentTemp'> = {}): Tensor {
     return ibotPatchLossMasked(studentLogitsMasked, teacherProbsMasked, studentMasksFlat, { ...o, studentTemp: this.studentTemp });
   }
 

@@ -33,7 +33,8 @@ export function koleoLoss(x: Tensor, eps = EPS): Tensor {
   const op = 'koleoLoss';
   expectFloat(op, 'x', x, ['samples', 'features']);
   const n = x.shape[0]!;
-  if (n < 2) throw new TorchRangeError(`${op}: expected "x" to have at least 2 samples (rows), received ${x.dtype} Tensor [${x.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+  if (n < 2)
+    throw new TorchRangeError(`${op}: expected "x" to have at least 2 samples (rows), received ${x.dtype} Tensor [${x.shape.join(', ')}]`, 'ERR_INVALID_ARG');
   expectPositive(op, 'eps', eps);
   return scope(op, () => {
     const xn = normalize(x, 2, -1, eps); // [n, D]

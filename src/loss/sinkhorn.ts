@@ -85,9 +85,7 @@ export function totalMaskedPatches(nMaskedPatches: number | Tensor, group: Proce
   return noGrad(() =>
     scope(() => {
       const t =
-        typeof nMaskedPatches === 'number'
-          ? full([1], nMaskedPatches, { dtype: 'float32' })
-          : nMaskedPatches.to({ dtype: 'float32', copy: true }).reshape([1]);
+        typeof nMaskedPatches === 'number' ? full([1], nMaskedPatches, { dtype: 'float32' }) : nMaskedPatches.to({ dtype: 'float32', copy: true }).reshape([1]);
       return group.allReduceSum_(t);
     }),
   );

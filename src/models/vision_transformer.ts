@@ -198,8 +198,7 @@ export class DinoVisionTransformer extends Module {
     const r1 = this.nStorageTokens + 1;
     const n = x.shape[1]!;
     if (this.clsNorm || this.localClsNorm) {
-      const prefixNorm =
-        this.localClsNorm && this.training && groupIndex === 1 ? this.localClsNorm : this.clsNorm ?? this.norm;
+      const prefixNorm = this.localClsNorm && this.training && groupIndex === 1 ? this.localClsNorm : (this.clsNorm ?? this.norm);
       return { prefix: prefixNorm.forward(narrow(x, 1, 0, r1)), patches: this.norm.forward(narrow(x, 1, r1, n - r1)) };
     }
     const xn = this.norm.forward(x);
@@ -213,7 +212,8 @@ export class DinoVisionTransformer extends Module {
    */
   forwardFeaturesList(xs: Tensor[], masksList: (Tensor | null)[] = xs.map(() => null)): BackboneFeatures[] {
     if (!Array.isArray(xs)) throw new TorchTypeError('forwardFeaturesList: expected "xs" to be an array of Tensors', 'ERR_INVALID_ARG');
-    if (!Array.isArray(masksList)) throw new TorchTypeError('forwardFeaturesList: expected "masksList" to be an array of bool Tensors or nulls', 'ERR_INVALID_ARG');
+    if (!Array.isArray(masksList))
+      throw new TorchTypeError('forwardFeaturesList: expected "masksList" to be an array of bool Tensors or nulls', 'ERR_INVALID_ARG');
     if (xs.length !== masksList.length) throw new TorchRangeError(`forwardFeaturesList: ${xs.length} inputs but ${masksList.length} masks`, 'ERR_INVALID_ARG');
     for (const [i, x] of xs.entries()) {
       checkImageBatch(x, 'forwardFeatures', xs.length === 1 ? '"x"' : `input ${i}`);

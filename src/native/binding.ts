@@ -245,7 +245,15 @@ export interface NativeBinding {
   sdpaMath(q: T, k: T, v: T, mask?: MaybeT, dropout?: Num, isCausal?: boolean, scale?: Num | null): T;
   interpolate(x: T, size: number[], mode: string, alignCorners?: boolean, antialias?: boolean): T;
   pad(x: T, pad: number[], mode?: string, value?: Num | null): T;
-  avgPool2d(x: T, kernelSize: number[], stride?: number[] | null, padding?: number[], ceilMode?: boolean, countIncludePad?: boolean, divisorOverride?: Num | null): T;
+  avgPool2d(
+    x: T,
+    kernelSize: number[],
+    stride?: number[] | null,
+    padding?: number[],
+    ceilMode?: boolean,
+    countIncludePad?: boolean,
+    divisorOverride?: Num | null,
+  ): T;
   adaptiveAvgPool2d(x: T, outputSize: number[]): T;
   normalize(x: T, p: Num, dim: Num, eps: Num): T;
   crossEntropy(x: T, target: T, reduction?: string, labelSmoothing?: Num, ignoreIndex?: Num): T;
@@ -293,8 +301,18 @@ export interface NativeBinding {
   // ---- distributed (distributed/c10d.cc) ----
   distBackends(): string[];
   distCreate(o: {
-    host: string; port: Num; rank: Num; worldSize: Num; isServer: boolean; backend: string; prefix: string;
-    deviceHostname?: string; deviceInterface?: string; timeoutMs: Num; heartbeatMs: Num; threads?: Num;
+    host: string;
+    port: Num;
+    rank: Num;
+    worldSize: Num;
+    isServer: boolean;
+    backend: string;
+    prefix: string;
+    deviceHostname?: string;
+    deviceInterface?: string;
+    timeoutMs: Num;
+    heartbeatMs: Num;
+    threads?: Num;
   }): Promise<NativeDistGroup>;
   distInfo(g: NativeDistGroup): { rank: number; worldSize: number; backend: string; host: string; port: number };
   distDestroy(g: NativeDistGroup): void;

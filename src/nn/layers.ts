@@ -10,7 +10,11 @@ import { Module } from './module.js';
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, o: CreateOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    o: CreateOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', empty([outFeatures, inFeatures], o));
     this.bias = o.bias === false ? null : this.registerParameter('bias', zeros([outFeatures], o));
@@ -27,7 +31,11 @@ export class Linear extends Module {
 export class LayerNorm extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
-  constructor(readonly dim: number, readonly eps = 1e-5, o: CreateOptions = {}) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    o: CreateOptions = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', ones([dim], o));
     this.bias = this.registerParameter('bias', zeros([dim], o));
@@ -39,7 +47,11 @@ export class LayerNorm extends Module {
 
 export class RMSNorm extends Module {
   readonly weight: Tensor;
-  constructor(readonly dim: number, readonly eps = 1e-5, o: CreateOptions = {}) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+    o: CreateOptions = {},
+  ) {
     super();
     this.weight = this.registerParameter('weight', ones([dim], o));
   }

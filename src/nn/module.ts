@@ -55,8 +55,7 @@ export class Module {
   }
   namedBuffers(prefix = '', persistentOnly = false): [string, Tensor][] {
     const out: [string, Tensor][] = [];
-    for (const [p, m] of this.namedModules(prefix))
-      for (const [n, b] of m.#buffers) if (!persistentOnly || b.persistent) out.push([p ? `${p}.${n}` : n, b.t]);
+    for (const [p, m] of this.namedModules(prefix)) for (const [n, b] of m.#buffers) if (!persistentOnly || b.persistent) out.push([p ? `${p}.${n}` : n, b.t]);
     return out;
   }
   /** Number of parameter elements. */
@@ -104,8 +103,7 @@ export class Module {
       throw new TorchTypeError(`loadStateDict: expected a Map or a record of Tensors, received ${describe(sd)}`, 'ERR_INVALID_ARG');
     const map = sd instanceof Map ? sd : new Map(Object.entries(sd));
     for (const [k, v] of map)
-      if (!(v instanceof Tensor))
-        throw new TorchTypeError(`loadStateDict: expected "${k}" to be a Tensor, received ${describe(v)}`, 'ERR_INVALID_ARG');
+      if (!(v instanceof Tensor)) throw new TorchTypeError(`loadStateDict: expected "${k}" to be a Tensor, received ${describe(v)}`, 'ERR_INVALID_ARG');
     const report = this.checkStateDict(map);
     const bad = report.missing.length + report.unexpected.length + report.mismatched.length;
     if ((opts.strict ?? true) && bad > 0) throw new StateDictError(formatReport(report, this.stateDict().keys()), report);

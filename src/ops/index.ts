@@ -9,7 +9,8 @@ const idx = (ts: (Tensor | null)[], op: string) => {
   return ts.map((t, i) => (t === null ? null : h(t, op, `indices[${i}]`)));
 };
 
-export const indexSelect = (a: Tensor, dim: number, index: Tensor) => wrap(native.indexSelect(h(a, 'indexSelect', 'input'), dim, h(index, 'indexSelect', 'index')));
+export const indexSelect = (a: Tensor, dim: number, index: Tensor) =>
+  wrap(native.indexSelect(h(a, 'indexSelect', 'input'), dim, h(index, 'indexSelect', 'index')));
 export const gather = (a: Tensor, dim: number, index: Tensor) => wrap(native.gather(h(a, 'gather', 'input'), dim, h(index, 'gather', 'index')));
 export const scatter = (a: Tensor, dim: number, index: Tensor, src: Tensor | number) =>
   wrap(native.scatter(h(a, 'scatter', 'input'), dim, h(index, 'scatter', 'index'), typeof src === 'number' ? src : h(src, 'scatter', 'src')));

@@ -16,7 +16,12 @@ export const baddbmm = (input: Tensor, batch1: Tensor, batch2: Tensor, o: { beta
 export const linear = (x: Tensor, weight: Tensor, bias?: Tensor | null, activation?: 'none' | 'gelu') =>
   wrap(native.linear(h(x, 'linear', 'input'), h(weight, 'linear', 'weight'), bias ? h(bias, 'linear', 'bias') : null, activation));
 export const einsum = (equation: string, ...operands: Tensor[]) =>
-  wrap(native.einsum(equation, operands.map((t, i) => h(t, 'einsum', `operands[${i}]`))));
+  wrap(
+    native.einsum(
+      equation,
+      operands.map((t, i) => h(t, 'einsum', `operands[${i}]`)),
+    ),
+  );
 export const outer = (a: Tensor, b: Tensor) => wrap(native.outer(h(a, 'outer', 'input'), h(b, 'outer', 'vec2')));
 export const cdist = (a: Tensor, b: Tensor, p = 2) => wrap(native.cdist(h(a, 'cdist', 'x1'), h(b, 'cdist', 'x2'), p));
 

@@ -10,7 +10,8 @@ const opt = (t: Tensor | null | undefined, op: string, name: string) => (t ? h(t
 /** The options object of `op` ({} when omitted); anything but a plain object is an ERR_INVALID_ARG TorchTypeError. */
 function opts<T extends object>(o: T | undefined, op: string): T {
   if (o === undefined) return {} as T;
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TorchTypeError(`${op}: expected the options to be an object, received ${o === null ? 'null' : typeof o}`, 'ERR_INVALID_ARG');
+  if (o === null || typeof o !== 'object' || Array.isArray(o))
+    throw new TorchTypeError(`${op}: expected the options to be an object, received ${o === null ? 'null' : typeof o}`, 'ERR_INVALID_ARG');
   return o;
 }
 
@@ -22,7 +23,17 @@ export interface Conv2dOptions {
 }
 export const conv2d = (x: Tensor, weight: Tensor, bias?: Tensor | null, options?: Conv2dOptions) => {
   const o = opts(options, 'conv2d');
-  return wrap(native.conv2d(h(x, 'conv2d', 'input'), h(weight, 'conv2d', 'weight'), opt(bias, 'conv2d', 'bias'), pair(o.stride ?? 1), pair(o.padding ?? 0), pair(o.dilation ?? 1), o.groups ?? 1));
+  return wrap(
+    native.conv2d(
+      h(x, 'conv2d', 'input'),
+      h(weight, 'conv2d', 'weight'),
+      opt(bias, 'conv2d', 'bias'),
+      pair(o.stride ?? 1),
+      pair(o.padding ?? 0),
+      pair(o.dilation ?? 1),
+      o.groups ?? 1,
+    ),
+  );
 };
 export const layerNorm = (x: Tensor, normalizedShape: number[], weight: Tensor | null, bias: Tensor | null, eps = 1e-5) =>
   wrap(native.layerNorm(h(x, 'layerNorm', 'input'), normalizedShape, opt(weight, 'layerNorm', 'weight'), opt(bias, 'layerNorm', 'bias'), eps));
@@ -40,12 +51,32 @@ export interface SdpaOptions {
 /** Scaled dot-product attention over [..., T, d] (flash/efficient kernels on libtorch 2.x, math fallback on 1.13). */
 export const scaledDotProductAttention = (q: Tensor, k: Tensor, v: Tensor, options?: SdpaOptions) => {
   const o = opts(options, 'scaledDotProductAttention');
-  return wrap(native.sdpa(h(q, 'sdpa', 'query'), h(k, 'sdpa', 'key'), h(v, 'sdpa', 'value'), opt(o.mask, 'sdpa', 'mask'), o.dropout ?? 0, o.isCausal ?? false, o.scale ?? null));
+  return wrap(
+    native.sdpa(
+      h(q, 'sdpa', 'query'),
+      h(k, 'sdpa', 'key'),
+      h(v, 'sdpa', 'value'),
+      opt(o.mask, 'sdpa', 'mask'),
+      o.dropout ?? 0,
+      o.isCausal ?? false,
+      o.scale ?? null,
+    ),
+  );
 };
 /** The reference composition softmax(q kᵀ · scale) v. */
 export const sdpaMath = (q: Tensor, k: Tensor, v: Tensor, options?: SdpaOptions) => {
   const o = opts(options, 'sdpaMath');
-  return wrap(native.sdpaMath(h(q, 'sdpaMath', 'query'), h(k, 'sdpaMath', 'key'), h(v, 'sdpaMath', 'value'), opt(o.mask, 'sdpaMath', 'mask'), o.dropout ?? 0, o.isCausal ?? false, o.scale ?? null));
+  return wrap(
+    native.sdpaMath(
+      h(q, 'sdpaMath', 'query'),
+      h(k, 'sdpaMath', 'key'),
+      h(v, 'sdpaMath', 'value'),
+      opt(o.mask, 'sdpaMath', 'mask'),
+      o.dropout ?? 0,
+      o.isCausal ?? false,
+      o.scale ?? null,
+    ),
+  );
 };
 
 export interface InterpolateOptions {
@@ -87,9 +118,21 @@ export const adaptiveAvgPool2d = (x: Tensor, outputSize: number | [number, numbe
   wrap(native.adaptiveAvgPool2d(h(x, 'adaptiveAvgPool2d', 'input'), pair(outputSize)));
 /** x / max(‖x‖_p, eps) along `dim` (torch.nn.functional.normalize). */
 export const normalize = (x: Tensor, p = 2, dim = -1, eps = 1e-12) => wrap(native.normalize(h(x, 'normalize', 'input'), p, dim, eps));
-export const crossEntropy = (logits: Tensor, target: Tensor, options?: { reduction?: 'mean' | 'sum' | 'none'; labelSmoothing?: number; ignoreIndex?: number }) => {
+export const crossEntropy = (
+  logits: Tensor,
+  target: Tensor,
+  options?: { reduction?: 'mean' | 'sum' | 'none'; labelSmoothing?: number; ignoreIndex?: number },
+) => {
   const o = opts(options, 'crossEntropy');
-  return wrap(native.crossEntropy(h(logits, 'crossEntropy', 'input'), h(target, 'crossEntropy', 'target'), o.reduction ?? 'mean', o.labelSmoothing ?? 0, o.ignoreIndex ?? -100));
+  return wrap(
+    native.crossEntropy(
+      h(logits, 'crossEntropy', 'input'),
+      h(target, 'crossEntropy', 'target'),
+      o.reduction ?? 'mean',
+      o.labelSmoothing ?? 0,
+      o.ignoreIndex ?? -100,
+    ),
+  );
 };
 export const mseLoss = (x: Tensor, target: Tensor, reduction: 'mean' | 'sum' | 'none' = 'mean') =>
   wrap(native.mseLoss(h(x, 'mseLoss', 'input'), h(target, 'mseLoss', 'target'), reduction));

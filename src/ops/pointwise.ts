@@ -100,13 +100,16 @@ function bound(v: Bound, op: string, name: string): NativeTensor | number | null
   throw new TorchTypeError(`${op}: expected "${name}" to be a Tensor or a number, received ${describe(v)}`, 'ERR_INVALID_ARG');
 }
 /** Elementwise min(max(a, min), max); integer tensors clamped by integers stay integer. */
-export const clamp = (a: Tensor, min?: Bound, max?: Bound) => wrap(native.clamp(h(a, 'clamp', 'input'), bound(min, 'clamp', 'min'), bound(max, 'clamp', 'max')));
+export const clamp = (a: Tensor, min?: Bound, max?: Bound) =>
+  wrap(native.clamp(h(a, 'clamp', 'input'), bound(min, 'clamp', 'min'), bound(max, 'clamp', 'max')));
 export function clamp_(a: Tensor, min?: Bound, max?: Bound): Tensor {
   native.clamp_(h(a, 'clamp_', 'input'), bound(min, 'clamp_', 'min'), bound(max, 'clamp_', 'max'));
   return a;
 }
-export const clampMin = (a: Tensor, min: Tensor | number) => wrap(native.clampMin(h(a, 'clampMin', 'input'), bound(min, 'clampMin', 'min') as NativeTensor | number));
-export const clampMax = (a: Tensor, max: Tensor | number) => wrap(native.clampMax(h(a, 'clampMax', 'input'), bound(max, 'clampMax', 'max') as NativeTensor | number));
+export const clampMin = (a: Tensor, min: Tensor | number) =>
+  wrap(native.clampMin(h(a, 'clampMin', 'input'), bound(min, 'clampMin', 'min') as NativeTensor | number));
+export const clampMax = (a: Tensor, max: Tensor | number) =>
+  wrap(native.clampMax(h(a, 'clampMax', 'input'), bound(max, 'clampMax', 'max') as NativeTensor | number));
 /** Replaces NaN by `nan` (0) and ±∞ by `posinf`/`neginf` (the dtype's largest/lowest finite values by default). */
 export const nanToNum = (a: Tensor, o: { nan?: number; posinf?: number; neginf?: number } = {}) => {
   o = expectOptions('nanToNum', 'options', o) ?? {};
@@ -135,11 +138,70 @@ export function dropout(a: Tensor, p: number, train: boolean): Tensor {
 }
 
 const methods = {
-  add, sub, mul, div, pow, remainder, floorDivide, maximum, minimum, eq, ne, lt, le, gt, ge,
-  add_, sub_, mul_, div_, pow_, neg, abs, exp, log, log1p, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, erf, erfinv,
-  reciprocal, sign, floor, ceil, round, square, logicalNot, isnan, isfinite, isinf, logicalAnd, logicalOr, logicalXor,
-  neg_, exp_, sqrt_, relu_, gelu, silu, clamp, clamp_, clampMin, clampMax, nanToNum, lerp, lerp_, addcmul, maskedFill,
-  maskedFill_, dropout,
+  add,
+  sub,
+  mul,
+  div,
+  pow,
+  remainder,
+  floorDivide,
+  maximum,
+  minimum,
+  eq,
+  ne,
+  lt,
+  le,
+  gt,
+  ge,
+  add_,
+  sub_,
+  mul_,
+  div_,
+  pow_,
+  neg,
+  abs,
+  exp,
+  log,
+  log1p,
+  sqrt,
+  rsqrt,
+  sin,
+  cos,
+  tanh,
+  sigmoid,
+  relu,
+  erf,
+  erfinv,
+  reciprocal,
+  sign,
+  floor,
+  ceil,
+  round,
+  square,
+  logicalNot,
+  isnan,
+  isfinite,
+  isinf,
+  logicalAnd,
+  logicalOr,
+  logicalXor,
+  neg_,
+  exp_,
+  sqrt_,
+  relu_,
+  gelu,
+  silu,
+  clamp,
+  clamp_,
+  clampMin,
+  clampMax,
+  nanToNum,
+  lerp,
+  lerp_,
+  addcmul,
+  maskedFill,
+  maskedFill_,
+  dropout,
 };
 installMethods(methods);
 

@@ -6,10 +6,8 @@ import { installMethods } from './install.js';
 type Dims = number | number[];
 
 /** Sum over all elements, or over `dim` (keepdim false by default). */
-export const sum = (a: Tensor, dim?: Dims | null, keepdim = false, dtype?: DType) =>
-  wrap(native.sum(h(a, 'sum', 'input'), dim ?? null, keepdim, dtype));
-export const mean = (a: Tensor, dim?: Dims | null, keepdim = false, dtype?: DType) =>
-  wrap(native.mean(h(a, 'mean', 'input'), dim ?? null, keepdim, dtype));
+export const sum = (a: Tensor, dim?: Dims | null, keepdim = false, dtype?: DType) => wrap(native.sum(h(a, 'sum', 'input'), dim ?? null, keepdim, dtype));
+export const mean = (a: Tensor, dim?: Dims | null, keepdim = false, dtype?: DType) => wrap(native.mean(h(a, 'mean', 'input'), dim ?? null, keepdim, dtype));
 export const prod = (a: Tensor, dim?: number, keepdim = false) => wrap(native.prod(h(a, 'prod', 'input'), dim, keepdim));
 /** Maximum of all elements (0-d tensor). */
 export const max = (a: Tensor) => wrap(native.max(h(a, 'max', 'input')));
@@ -43,13 +41,35 @@ export const logsumexp = (a: Tensor, dim: Dims, keepdim = false) => wrap(native.
 export const norm = (a: Tensor, p = 2, dim?: Dims | null, keepdim = false) => wrap(native.norm(h(a, 'norm', 'input'), p, dim ?? null, keepdim));
 export const variance = (a: Tensor, dim?: Dims | null, correction = 1, keepdim = false) =>
   wrap(native.var(h(a, 'var', 'input'), dim ?? null, correction, keepdim));
-export const std = (a: Tensor, dim?: Dims | null, correction = 1, keepdim = false) =>
-  wrap(native.std(h(a, 'std', 'input'), dim ?? null, correction, keepdim));
+export const std = (a: Tensor, dim?: Dims | null, correction = 1, keepdim = false) => wrap(native.std(h(a, 'std', 'input'), dim ?? null, correction, keepdim));
 export const cumsum = (a: Tensor, dim: number, dtype?: DType) => wrap(native.cumsum(h(a, 'cumsum', 'input'), dim, dtype));
 export const all = (a: Tensor) => wrap(native.all(h(a, 'all', 'input')));
 export const any = (a: Tensor) => wrap(native.any(h(a, 'any', 'input')));
 
-const methods = { sum, mean, prod, max, min, maxDim, minDim, amax, amin, argmax, argmin, topk, sort, argsort, logsumexp, norm, var: variance, variance, std, cumsum, all, any };
+const methods = {
+  sum,
+  mean,
+  prod,
+  max,
+  min,
+  maxDim,
+  minDim,
+  amax,
+  amin,
+  argmax,
+  argmin,
+  topk,
+  sort,
+  argsort,
+  logsumexp,
+  norm,
+  var: variance,
+  variance,
+  std,
+  cumsum,
+  all,
+  any,
+};
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

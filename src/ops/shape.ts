@@ -47,7 +47,32 @@ export const diag = (a: Tensor, diagonal = 0) => wrap(native.diag(h(a, 'diag', '
 /** A view of the diagonal of the (dim1, dim2) planes, appended as the last dim. */
 export const diagonal = (a: Tensor, offset = 0, dim1 = 0, dim2 = 1) => wrap(native.diagonal(h(a, 'diagonal', 'input'), offset, dim1, dim2));
 
-const methods = { reshape, view, permute, transpose, flatten, unflatten, squeeze, unsqueeze, narrow, slice, select, expand, repeat, roll, movedim, split, chunk, unbind, flip, t, tril, triu, diag, diagonal };
+const methods = {
+  reshape,
+  view,
+  permute,
+  transpose,
+  flatten,
+  unflatten,
+  squeeze,
+  unsqueeze,
+  narrow,
+  slice,
+  select,
+  expand,
+  repeat,
+  roll,
+  movedim,
+  split,
+  chunk,
+  unbind,
+  flip,
+  t,
+  tril,
+  triu,
+  diag,
+  diagonal,
+};
 installMethods(methods);
 type Methods = typeof methods;
 type AsMethod<F> = F extends (self: Tensor, ...args: infer A) => infer R ? (...args: A) => R : never;

@@ -238,15 +238,19 @@ export class AdamW {
     const op = 'AdamW.loadStateDict';
     checkStateDictShape(op, sd);
     if (sd.paramGroups.length !== this.paramGroups.length || sd.state.length !== this.paramGroups.length)
-      throw new StateDictError(
-        `${op}: the state dict has ${sd.paramGroups.length} parameter groups, the optimizer has ${this.paramGroups.length}`,
-        { missing: [], unexpected: [], mismatched: [] },
-      );
+      throw new StateDictError(`${op}: the state dict has ${sd.paramGroups.length} parameter groups, the optimizer has ${this.paramGroups.length}`, {
+        missing: [],
+        unexpected: [],
+        mismatched: [],
+      });
     const report: StateDictReport = { missing: [], unexpected: [], mismatched: [] };
     this.paramGroups.forEach((g, gi) => {
       const s = sd.state[gi]!;
       const steps = sd.paramGroups[gi]!.steps;
-      for (const [name, list] of [['exp_avg', s.expAvg], ['exp_avg_sq', s.expAvgSq]] as const) {
+      for (const [name, list] of [
+        ['exp_avg', s.expAvg],
+        ['exp_avg_sq', s.expAvgSq],
+      ] as const) {
         const n = Math.max(list.length, g.params.length);
         for (let i = 0; i < n; i++) {
           const key = `state.${gi}.${i}.${name}`;
@@ -258,11 +262,9 @@ export class AdamW {
             report.mismatched.push({ key, expected: p.shape, received: t.shape });
         }
       }
-      if (steps.length !== g.params.length)
-        report.mismatched.push({ key: `param_groups.${gi}.steps`, expected: [g.params.length], received: [steps.length] });
+      if (steps.length !== g.params.length) report.mismatched.push({ key: `param_groups.${gi}.steps`, expected: [g.params.length], received: [steps.length] });
     });
-    if (report.missing.length + report.unexpected.length + report.mismatched.length > 0)
-      throw new StateDictError(formatReport(op, report), report);
+    if (report.missing.length + report.unexpected.length + report.mismatched.length > 0) throw new StateDictError(formatReport(op, report), report);
 
     noGrad(() => {
       this.#state.forEach((own, gi) => {
@@ -423,6 +425,8 @@ function formatReport(op: string, r: StateDictReport): string {
   if (r.missing.length) lines.push(`missing (${r.missing.length}): ${previewList(r.missing)}`);
   if (r.unexpected.length) lines.push(`unexpected (${r.unexpected.length}): ${previewList(r.unexpected)}`);
   if (r.mismatched.length)
-    lines.push(`shape mismatches (${r.mismatched.length}): ${previewList(r.mismatched, (m) => `${m.key}: expected ${fmt(m.expected)}, received ${fmt(m.received)}`, '; ')}`);
+    lines.push(
+      `shape mismatches (${r.mismatched.length}): ${previewList(r.mismatched, (m) => `${m.key}: expected ${fmt(m.expected)}, received ${fmt(m.received)}`, '; ')}`,
+    );
   return lines.join('\n');
 }

@@ -18,5 +18,10 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   if (!Array.isArray(params)) throw new TorchTypeError(`${op}: expected "params" to be an array of Tensors, received ${describe(params)}`, 'ERR_INVALID_ARG');
   if (typeof maxNorm !== 'number') throw new TorchTypeError(`${op}: expected "maxNorm" to be a number, received ${describe(maxNorm)}`, 'ERR_INVALID_ARG');
   if (!(maxNorm >= 0)) throw new TorchRangeError(`${op}: "maxNorm" must be a number >= 0, received ${maxNorm}`, 'ERR_INVALID_ARG');
-  return wrap(native.clipGradNorm(params.map((p, i) => handleOf(p, op, `params[${i}]`)), maxNorm));
+  return wrap(
+    native.clipGradNorm(
+      params.map((p, i) => handleOf(p, op, `params[${i}]`)),
+      maxNorm,
+    ),
+  );
 }

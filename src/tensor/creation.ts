@@ -189,7 +189,9 @@ export function tensor(data: Nested | ArrayBufferView, o: CreateOptions & { shap
   if (ArrayBuffer.isView(data)) {
     const dt = o.dtype && (o.dtype === 'bfloat16' || o.dtype === 'float16') ? o.dtype : dtypeOfTyped(data);
     if (!dt) throw new TorchTypeError(`tensor: unsupported typed array ${data.constructor.name}`, 'ERR_INVALID_ARG');
-    const shape = o.shape ?? [data.byteLength / (dt === 'bfloat16' || dt === 'float16' ? 2 : (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT)];
+    const shape = o.shape ?? [
+      data.byteLength / (dt === 'bfloat16' || dt === 'float16' ? 2 : (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT),
+    ];
     t = wrap(native.fromBuffer(data, dt, shape));
     if (o.dtype && o.dtype !== dt) {
       const c = t.to(o.dtype);

@@ -20,7 +20,8 @@ export class CudaStream {
   /** @internal */ readonly [kHandle]: NativeCudaStream;
 
   constructor(o: { device?: number; priority?: 'normal' | 'high' } = {}) {
-    if (typeof o !== 'object' || o === null) throw new TorchTypeError(`CudaStream: expected "options" to be an object { device?, priority? }, received ${describe(o)}`, 'ERR_INVALID_ARG');
+    if (typeof o !== 'object' || o === null)
+      throw new TorchTypeError(`CudaStream: expected "options" to be an object { device?, priority? }, received ${describe(o)}`, 'ERR_INVALID_ARG');
     this[kHandle] = native.cudaNewStream(o.device ?? null, o.priority === 'high');
   }
 
@@ -125,7 +126,8 @@ export const cuda = {
 
 /** Sets the number of intra-op threads (default: the machine's cores). */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new TorchRangeError(`setNumThreads: expected a positive integer, received ${typeof n === 'number' ? n : describe(n)}`, 'ERR_INVALID_ARG');
+  if (!Number.isInteger(n) || n < 1)
+    throw new TorchRangeError(`setNumThreads: expected a positive integer, received ${typeof n === 'number' ? n : describe(n)}`, 'ERR_INVALID_ARG');
   native.setNumThreads(n);
 }
 export const getNumThreads = (): number => native.getNumThreads();

@@ -5,11 +5,13 @@ import { describe, handleOf } from './tensor.js';
 import { TorchTypeError } from '../native/errors.js';
 
 function withGradMode<R>(on: boolean, fn: () => R): R {
-  if (typeof fn !== 'function') throw new TorchTypeError(`${on ? 'enableGrad' : 'noGrad'}: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
+  if (typeof fn !== 'function')
+    throw new TorchTypeError(`${on ? 'enableGrad' : 'noGrad'}: expected "fn" to be a function, received ${typeof fn}`, 'ERR_INVALID_ARG');
   const prev = native.setGradEnabled(on);
   try {
     const r = fn();
-    if (r instanceof Promise) throw new TorchTypeError('noGrad/enableGrad: the function returned a Promise; grad mode scopes are synchronous', 'ERR_INVALID_ARG');
+    if (r instanceof Promise)
+      throw new TorchTypeError('noGrad/enableGrad: the function returned a Promise; grad mode scopes are synchronous', 'ERR_INVALID_ARG');
     return r;
   } finally {
     native.setGradEnabled(prev);
@@ -24,7 +26,8 @@ export const isGradEnabled = (): boolean => native.isGradEnabled();
 
 /** Drops the gradients of `tensors` (sets them to none, as PyTorch's zero_grad). */
 export function zeroGrad(tensors: Tensor[]): void {
-  if (!Array.isArray(tensors)) throw new TorchTypeError(`zeroGrad: expected "tensors" to be an array of Tensors, received ${describe(tensors)}`, 'ERR_INVALID_ARG');
+  if (!Array.isArray(tensors))
+    throw new TorchTypeError(`zeroGrad: expected "tensors" to be an array of Tensors, received ${describe(tensors)}`, 'ERR_INVALID_ARG');
   native.zeroGrad(tensors.map((t, i) => handleOf(t, 'zeroGrad', `tensors[${i}]`)));
 }
 

@@ -78,7 +78,7 @@ export function scope<R>(a: string | (() => R), b?: () => R): R {
         throw new TorchTypeError(
           `scope "${name}": the function returned a Promise; scopes are synchronous (await interleaves them). ` +
             'Use `using` declarations or dispose() in async code.',
-            'ERR_INVALID_ARG',
+          'ERR_INVALID_ARG',
         );
       }
       collect(result!, keepSet);

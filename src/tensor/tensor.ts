@@ -124,7 +124,10 @@ export class Tensor {
     const s = this.shape;
     const d = typeof dim !== 'number' ? -1 : dim < 0 ? dim + s.length : dim;
     if (!Number.isInteger(dim) || d < 0 || d >= s.length)
-      throw new TorchRangeError(`size: dim ${typeof dim === 'number' ? dim : describe(dim)} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`, 'ERR_INVALID_ARG');
+      throw new TorchRangeError(
+        `size: dim ${typeof dim === 'number' ? dim : describe(dim)} is out of range for a ${s.length}-D tensor (expected ${-s.length}..${s.length - 1})`,
+        'ERR_INVALID_ARG',
+      );
     return s[d]!;
   }
   get strides(): number[] {
@@ -223,7 +226,10 @@ export class Tensor {
       );
     }
     if (typeof opts !== 'object' || opts === null)
-      throw new TorchTypeError(`to: expected a dtype, a device or an options object { dtype?, device?, nonBlocking?, copy? }, received ${describe(opts)}`, 'ERR_INVALID_ARG');
+      throw new TorchTypeError(
+        `to: expected a dtype, a device or an options object { dtype?, device?, nonBlocking?, copy? }, received ${describe(opts)}`,
+        'ERR_INVALID_ARG',
+      );
     return new Tensor(native.to(this[kHandle], opts.dtype ?? null, opts.device ?? null, opts.nonBlocking ?? false, opts.copy ?? false));
   }
   float(): Tensor {
@@ -233,7 +239,8 @@ export class Tensor {
     return this.to('cpu');
   }
   cuda(index = 0): Tensor {
-    if (!Number.isSafeInteger(index) || index < 0) throw new TorchRangeError(`cuda: expected "index" to be a non-negative integer, received ${describe(index)}`, 'ERR_INVALID_ARG');
+    if (!Number.isSafeInteger(index) || index < 0)
+      throw new TorchRangeError(`cuda: expected "index" to be a non-negative integer, received ${describe(index)}`, 'ERR_INVALID_ARG');
     return this.to(`cuda:${index}`);
   }
   contiguous(): Tensor {

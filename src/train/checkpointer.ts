@@ -170,7 +170,8 @@ function processAlive(pid: number): boolean {
 export async function saveCheckpoint(runDir: string, iteration: number, payload: CheckpointPayload, o: SaveCheckpointOptions = {}): Promise<string> {
   expectPath('saveCheckpoint', 'runDir', runDir);
   o = expectOptions('saveCheckpoint', 'options', o) ?? {};
-  if (!Number.isSafeInteger(iteration) || iteration < 0) throw new CheckpointError(`saveCheckpoint: iteration must be a non-negative integer, received ${show(iteration)}`);
+  if (!Number.isSafeInteger(iteration) || iteration < 0)
+    throw new CheckpointError(`saveCheckpoint: iteration must be a non-negative integer, received ${show(iteration)}`);
   expectObject('saveCheckpoint', 'payload', payload);
   expectObject('saveCheckpoint', 'payload.tensors', payload.tensors);
   if (o.keepLast !== undefined && o.keepLast !== null && (!Number.isSafeInteger(o.keepLast) || o.keepLast < 1))
@@ -281,7 +282,15 @@ async function readManifest(path: string): Promise<CheckpointManifest> {
   } catch {
     throw new CheckpointError(`${file}: not valid JSON`);
   }
-  if (m === null || typeof m !== 'object' || m.format !== FORMAT || m.version !== 1 || !Array.isArray(m.groups) || m.files === null || typeof m.files !== 'object')
+  if (
+    m === null ||
+    typeof m !== 'object' ||
+    m.format !== FORMAT ||
+    m.version !== 1 ||
+    !Array.isArray(m.groups) ||
+    m.files === null ||
+    typeof m.files !== 'object'
+  )
     throw new CheckpointError(`${file}: not a ${FORMAT} version 1 manifest`);
   for (const g of m.groups) if (!m.files[`${g}.safetensors`]) throw new CheckpointError(`${file}: group "${g}" has no file entry`);
   if (!m.files[STATE]) throw new CheckpointError(`${file}: no ${STATE} entry`);
@@ -289,7 +298,8 @@ async function readManifest(path: string): Promise<CheckpointManifest> {
 }
 
 function checkBytes(path: string, name: string, want: ManifestFile, buf: Uint8Array): void {
-  if (buf.byteLength !== want.bytes) throw new CheckpointError(`${join(path, name)}: ${buf.byteLength} bytes, the manifest says ${want.bytes} (truncated or altered)`);
+  if (buf.byteLength !== want.bytes)
+    throw new CheckpointError(`${join(path, name)}: ${buf.byteLength} bytes, the manifest says ${want.bytes} (truncated or altered)`);
   const got = createHash('sha256').update(buf).digest('hex');
   if (got !== want.sha256) throw new CheckpointError(`${join(path, name)}: SHA-256 ${got} differs from the manifest's ${want.sha256} (corrupt)`);
 }
@@ -388,7 +398,10 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 }
 
 /** `loadCheckpoint(await latestCheckpoint(runDir))` reading each file once; null when the run has no complete checkpoint. */
-export async function loadLatestCheckpoint(runDir: string, o: { onSkip?: (path: string, reason: CheckpointError) => void } = {}): Promise<LoadedCheckpoint | null> {
+export async function loadLatestCheckpoint(
+  runDir: string,
+  o: { onSkip?: (path: string, reason: CheckpointError) => void } = {},
+): Promise<LoadedCheckpoint | null> {
   expectPath('loadLatestCheckpoint', 'runDir', runDir);
   o = expectOptions('loadLatestCheckpoint', 'options', o) ?? {};
   for (const c of (await listCheckpoints(runDir)).reverse()) {
@@ -496,7 +509,8 @@ export async function exportTeacherBackbone(runDir: string, stateDict: TensorDic
   o = expectOptions('exportTeacherBackbone', 'options', o) ?? {};
   if (o.iteration !== undefined) expectInt('exportTeacherBackbone', 'options.iteration', o.iteration);
   let entries = checkedEntries('exportTeacherBackbone', 'stateDict', stateDict);
-  if (entries.some(([k]) => k.startsWith('backbone.'))) entries = entries.filter(([k]) => k.startsWith('backbone.')).map(([k, t]) => [k.slice('backbone.'.length), t]);
+  if (entries.some(([k]) => k.startsWith('backbone.')))
+    entries = entries.filter(([k]) => k.startsWith('backbone.')).map(([k, t]) => [k.slice('backbone.'.length), t]);
   if (entries.length === 0) throw new CheckpointError('exportTeacherBackbone: the state dict holds no tensors');
   const raws = new Map(entries.map(([k, t]) => [k, snapshot(t)]));
   const dir = o.iteration === undefined ? runDir : join(runDir, 'eval', String(o.iteration));
@@ -530,8 +544,7 @@ export async function prepareRunDir(runDir: string, o: { resume?: boolean } = {}
   const found: string[] = [];
   if (s) for (const m of RUN_MARKERS) if (await exists(join(runDir, m))) found.push(m);
   if (found.length > 0) {
-    if (!o.resume)
-      throw new ConfigError(`${runDir} already holds a run (${found.join(', ')}): resume it (--resume) or choose another output folder`);
+    if (!o.resume) throw new ConfigError(`${runDir} already holds a run (${found.join(', ')}): resume it (--resume) or choose another output folder`);
     return { resumed: true, latest: await latestCheckpoint(runDir) };
   }
   await mkdir(runDir, { recursive: true });

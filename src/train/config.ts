@@ -239,9 +239,7 @@ const crops = z.strictObject({
 const evaluation = z.strictObject({
   eval_period_iterations: nonNegInt.default(12500),
   low_freq_every: posInt.default(5),
-  config_files: z
-    .strictObject({ high_freq: str.default('benchmark_high_frequency.yaml'), low_freq: str.default('benchmark_low_frequency.yaml') })
-    .prefault({}),
+  config_files: z.strictObject({ high_freq: str.default('benchmark_high_frequency.yaml'), low_freq: str.default('benchmark_low_frequency.yaml') }).prefault({}),
 });
 
 const checkpointing = z.strictObject({
@@ -297,13 +295,21 @@ export const SSLConfigSchema = z
     if (!c.schedules)
       for (const [section, key] of V1_KEYS)
         if ((c[section] as Record<string, unknown>)[key] === null)
-          ctx.addIssue({ code: 'custom', path: [section, key], message: `${section}.${key} is null: schedules v1 need a number (or give a "schedules" mapping for v2)` });
+          ctx.addIssue({
+            code: 'custom',
+            path: [section, key],
+            message: `${section}.${key} is null: schedules v1 need a number (or give a "schedules" mapping for v2)`,
+          });
     const custom = c.student.arch === 'vit_custom';
     for (const key of ['embed_dim', 'depth', 'num_heads'] as const) {
       const given = c.student[key] !== undefined;
       if (custom && !given) ctx.addIssue({ code: 'custom', path: ['student', key], message: `student.arch vit_custom needs student.${key}` });
       if (!custom && given)
-        ctx.addIssue({ code: 'custom', path: ['student', key], message: `student.${key} is only read with student.arch vit_custom (${c.student.arch} fixes it)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['student', key],
+          message: `student.${key} is only read with student.arch vit_custom (${c.student.arch} fixes it)`,
+        });
     }
     if (custom && c.student.embed_dim !== undefined && c.student.num_heads !== undefined && c.student.embed_dim % (4 * c.student.num_heads) !== 0)
       ctx.addIssue({
@@ -351,7 +357,8 @@ export function mergeConfig(base: unknown, over: unknown): unknown {
 
 /** A deep copy of config data; values that are not data (functions, symbols) are refused with a ConfigError. */
 function cloneData(v: unknown, op = 'mergeConfig'): unknown {
-  if (typeof v === 'function' || typeof v === 'symbol') throw new ConfigError(`${op}: a config value must be data (objects, arrays, strings, numbers, booleans, null), received ${describe(v)}`);
+  if (typeof v === 'function' || typeof v === 'symbol')
+    throw new ConfigError(`${op}: a config value must be data (objects, arrays, strings, numbers, booleans, null), received ${describe(v)}`);
   try {
     return structuredClone(v);
   } catch (e) {

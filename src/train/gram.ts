@@ -133,7 +133,10 @@ export function resizePatchTokens(tokens: Tensor, n: number, ns: number, o: { mo
   expectPositiveInt('resizePatchTokens', 'ns', ns);
   expectObject('resizePatchTokens', 'options', o);
   if (tokens.ndim !== 3 || tokens.shape[1] !== n * n) {
-    throw new TorchRangeError(`resizePatchTokens: expected [B, ${n * n}, D] tokens for a ${n}×${n} grid, received [${tokens.shape.join(', ')}]`, 'ERR_INVALID_ARG');
+    throw new TorchRangeError(
+      `resizePatchTokens: expected [B, ${n * n}, D] tokens for a ${n}×${n} grid, received [${tokens.shape.join(', ')}]`,
+      'ERR_INVALID_ARG',
+    );
   }
   return scope(() => {
     const hw = unflatten(tokens.transpose(-2, -1), -1, [n, n]); // [B, D, N, N]

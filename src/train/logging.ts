@@ -20,8 +20,7 @@ export interface MetricsRecord {
 /** File name of the metrics log inside a run folder. */
 export const METRICS_FILE = 'training_metrics.jsonl';
 
-const encode = (r: MetricsRecord): string =>
-  JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
+const encode = (r: MetricsRecord): string => JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
 
 const NON_FINITE: Record<string, number> = { NaN: Number.NaN, Infinity: Number.POSITIVE_INFINITY, '-Infinity': Number.NEGATIVE_INFINITY };
 
@@ -120,7 +119,13 @@ export class MetricsLog {
 export function memoryMetrics(): { rss_mb: number; heap_mb: number; live_tensors: number; tensor_cpu_mb: number; cuda_allocated_mb: number } {
   const m = memory();
   const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
-  return { rss_mb: mib(process.memoryUsage.rss()), heap_mb: mib(process.memoryUsage().heapUsed), live_tensors: m.liveTensors, tensor_cpu_mb: mib(m.cpuBytes), cuda_allocated_mb: mib(m.cudaAllocated) };
+  return {
+    rss_mb: mib(process.memoryUsage.rss()),
+    heap_mb: mib(process.memoryUsage().heapUsed),
+    live_tensors: m.liveTensors,
+    tensor_cpu_mb: mib(m.cpuBytes),
+    cuda_allocated_mb: mib(m.cudaAllocated),
+  };
 }
 
 // ---- progress ----------------------------------------------------------------------------------------------------
@@ -247,7 +252,8 @@ export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOpti
   if (o.keys !== undefined) expectArray('lossCurveSvg', 'options.keys', o.keys, 'an array of strings');
   const W = o.width ?? 960;
   const H = o.height ?? 540;
-  const keys = o.keys ?? [...new Set(records.flatMap((r) => lossKeys(r)))].sort((a, b) => (a === 'total_loss' ? -1 : b === 'total_loss' ? 1 : a.localeCompare(b)));
+  const keys =
+    o.keys ?? [...new Set(records.flatMap((r) => lossKeys(r)))].sort((a, b) => (a === 'total_loss' ? -1 : b === 'total_loss' ? 1 : a.localeCompare(b)));
   const alpha = o.smoothing ?? 0;
   if (!(alpha >= 0 && alpha < 1)) throw new ConfigError(`renderLossCurve: smoothing must be in [0, 1), received ${alpha}`);
   const series = keys.map((k) => {
@@ -284,11 +290,17 @@ export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOpti
   if (o.title) out.push(`<text x="${m.l}" y="${m.t - 14}" font-size="15">${esc(o.title)}</text>`);
   for (const v of ticks(y0, y1)) {
     const y = sy(v).toFixed(1);
-    out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${y}" y2="${y}" stroke="#e6e6e6"/>`, `<text x="${m.l - 6}" y="${y}" dy="4" text-anchor="end">${fmtTick(v)}</text>`);
+    out.push(
+      `<line x1="${m.l}" x2="${m.l + pw}" y1="${y}" y2="${y}" stroke="#e6e6e6"/>`,
+      `<text x="${m.l - 6}" y="${y}" dy="4" text-anchor="end">${fmtTick(v)}</text>`,
+    );
   }
   for (const v of ticks(x0, x1)) {
     const x = sx(v).toFixed(1);
-    out.push(`<line x1="${x}" x2="${x}" y1="${m.t}" y2="${m.t + ph}" stroke="#f0f0f0"/>`, `<text x="${x}" y="${m.t + ph + 18}" text-anchor="middle">${fmtTick(v)}</text>`);
+    out.push(
+      `<line x1="${x}" x2="${x}" y1="${m.t}" y2="${m.t + ph}" stroke="#f0f0f0"/>`,
+      `<text x="${x}" y="${m.t + ph + 18}" text-anchor="middle">${fmtTick(v)}</text>`,
+    );
   }
   out.push(
     `<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#999999"/>`,
@@ -312,7 +324,10 @@ export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOpti
       );
     const ly = m.t + 10 + i * 20;
     const lx = m.l + pw + 14;
-    out.push(`<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="4"/>`, `<text x="${lx + 28}" y="${ly}" dy="4">${esc(key)}</text>`);
+    out.push(
+      `<line x1="${lx}" x2="${lx + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="4"/>`,
+      `<text x="${lx + 28}" y="${ly}" dy="4">${esc(key)}</text>`,
+    );
   });
   out.push('</g>', '</svg>');
   return { svg: out.join('\n'), keys };
@@ -325,7 +340,11 @@ export function lossCurveSvg(records: readonly MetricsRecord[], o: LossCurveOpti
  * @returns the drawn series and the image size
  * @throws CheckpointError when the log is unreadable; ConfigError for bad options
  */
-export async function renderLossCurve(jsonlPath: string, pngPath: string, o: LossCurveOptions = {}): Promise<{ keys: string[]; width: number; height: number; points: number }> {
+export async function renderLossCurve(
+  jsonlPath: string,
+  pngPath: string,
+  o: LossCurveOptions = {},
+): Promise<{ keys: string[]; width: number; height: number; points: number }> {
   expectPath('renderLossCurve', 'jsonlPath', jsonlPath);
   expectPath('renderLossCurve', 'pngPath', pngPath);
   o = expectOptions('renderLossCurve', 'options', o) ?? {};

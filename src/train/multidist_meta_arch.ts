@@ -83,10 +83,15 @@ export class DistillationTeacher extends Module {
    * `distillation.checkpoint_path`; "ignore" keeps the seeded initial weights, as the official test configs do). A
    * backbone-only checkpoint keeps seeded heads (reported through `onWarning`).
    */
-  static async load(cfg: SSLConfig, checkpoint: string, o: { seed?: number; device?: Device; onWarning?: (m: string) => void } = {}): Promise<DistillationTeacher> {
+  static async load(
+    cfg: SSLConfig,
+    checkpoint: string,
+    o: { seed?: number; device?: Device; onWarning?: (m: string) => void } = {},
+  ): Promise<DistillationTeacher> {
     const t = new DistillationTeacher(cfg, { generator: new Generator(o.seed ?? cfg.train.seed), device: o.device });
     try {
-      if (checkpoint === '') throw new ConfigError('distillation.checkpoint_path is empty: give the teacher checkpoint (or "ignore" for seeded initial weights)');
+      if (checkpoint === '')
+        throw new ConfigError('distillation.checkpoint_path is empty: give the teacher checkpoint (or "ignore" for seeded initial weights)');
       if (checkpoint === 'ignore') o.onWarning?.('distillation.checkpoint_path is "ignore": the teacher keeps its seeded initial weights (tests only)');
       else {
         const { heads } = await loadSSLModelCheckpoint(t.model, checkpoint, 'distillation.checkpoint_path');
@@ -140,9 +145,12 @@ export function checkDistillationPair(teacher: SSLConfig, student: SSLConfig, na
   expectConfig('checkDistillationPair', 'teacher', teacher, ['dino', 'ibot', 'student']);
   expectConfig('checkDistillationPair', 'student', student, ['dino', 'ibot', 'student', 'gram']);
   expectString('checkDistillationPair', 'name', name);
-  const bad = (what: string, t: unknown, s: unknown) => new ConfigError(`${name}: ${what} is ${String(s)} but the teacher's is ${String(t)} (they must match for distillation)`);
-  if (teacher.dino.head_n_prototypes !== student.dino.head_n_prototypes) throw bad('dino.head_n_prototypes', teacher.dino.head_n_prototypes, student.dino.head_n_prototypes);
-  if (teacher.ibot.head_n_prototypes !== student.ibot.head_n_prototypes) throw bad('ibot.head_n_prototypes', teacher.ibot.head_n_prototypes, student.ibot.head_n_prototypes);
+  const bad = (what: string, t: unknown, s: unknown) =>
+    new ConfigError(`${name}: ${what} is ${String(s)} but the teacher's is ${String(t)} (they must match for distillation)`);
+  if (teacher.dino.head_n_prototypes !== student.dino.head_n_prototypes)
+    throw bad('dino.head_n_prototypes', teacher.dino.head_n_prototypes, student.dino.head_n_prototypes);
+  if (teacher.ibot.head_n_prototypes !== student.ibot.head_n_prototypes)
+    throw bad('ibot.head_n_prototypes', teacher.ibot.head_n_prototypes, student.ibot.head_n_prototypes);
   if (teacher.student.patch_size !== student.student.patch_size) throw bad('student.patch_size', teacher.student.patch_size, student.student.patch_size);
   if (!teacher.ibot.separate_head) throw new ConfigError('the teacher config needs ibot.separate_head=true');
   if (student.gram.use_loss) throw new ConfigError(`${name}: the Gram loss is not part of distillation (gram.use_loss must be false)`);
@@ -183,7 +191,8 @@ export class MultiDistiller {
     this.#o = o;
     this.maxIterations = Math.min(...students.map((s) => s.trainer.maxIterations));
     const its = new Set(students.map((s) => s.trainer.iteration));
-    if (its.size > 1) throw new ConfigError(`the students resumed at different iterations (${students.map((s) => `${s.name}: ${s.trainer.iteration}`).join(', ')})`);
+    if (its.size > 1)
+      throw new ConfigError(`the students resumed at different iterations (${students.map((s) => `${s.name}: ${s.trainer.iteration}`).join(', ')})`);
   }
 
   /** The next iteration to run. */
@@ -301,16 +310,19 @@ export async function loadDistillationSetup(
   expectArray('loadDistillationSetup', 'overrides', overrides, 'an array of strings');
   const baseCfg = await loadSSLConfig(base, overrides);
   const d = baseCfg.distillation;
-  if (!d.full_cfg_path) throw new ConfigError('distillation.full_cfg_path is empty: give the teacher\'s config (a file or a preset)');
+  if (!d.full_cfg_path) throw new ConfigError("distillation.full_cfg_path is empty: give the teacher's config (a file or a preset)");
   const teacherCfg = await loadSSLConfig(d.full_cfg_path);
   const md = baseCfg.multidistillation;
-  if (!md.enabled || !md.students || md.students.length === 0) return { teacher: { cfg: teacherCfg, checkpoint: d.checkpoint_path }, students: [{ name: 'student', cfg: baseCfg }] };
+  if (!md.enabled || !md.students || md.students.length === 0)
+    return { teacher: { cfg: teacherCfg, checkpoint: d.checkpoint_path }, students: [{ name: 'student', cfg: baseCfg }] };
   // the base as written (not with defaults filled in), so that it overrides only what it states
   const { parseOverrides } = await import('./config.js');
   const baseRaw = /\.(ya?ml|json)$/i.test(base) ? await readConfigFile(base) : ((await import('./presets/index.js')).SSL_PRESETS[base] ?? {});
   const students: DistillStudent[] = [];
   for (const s of md.students) {
-    const studentRaw = /\.(ya?ml|json)$/i.test(s.config_path) ? await readConfigFile(s.config_path) : (await import('./presets/index.js')).SSL_PRESETS[s.config_path];
+    const studentRaw = /\.(ya?ml|json)$/i.test(s.config_path)
+      ? await readConfigFile(s.config_path)
+      : (await import('./presets/index.js')).SSL_PRESETS[s.config_path];
     if (!studentRaw) throw new ConfigError(`student "${s.name}": unknown config "${s.config_path}" (a .yaml/.json file or a preset)`);
     let merged = mergeConfig(mergeConfig(studentRaw, baseRaw), parseOverrides(overrides));
     if (md.global_batch_size) merged = mergeConfig(merged, { train: { batch_size_per_gpu: md.global_batch_size } });

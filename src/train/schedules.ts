@@ -6,7 +6,10 @@ import { argTypeError, expectConfig, expectObject, show } from '../tensor/args.j
 
 /** A precomputed schedule: `at(it)` is the value at iteration `it` (the last value past the end). */
 export class Schedule {
-  constructor(readonly values: Float64Array, readonly finalValue: number = values?.length ? values[values.length - 1]! : 0) {
+  constructor(
+    readonly values: Float64Array,
+    readonly finalValue: number = values?.length ? values[values.length - 1]! : 0,
+  ) {
     if (!(values instanceof Float64Array)) throw argTypeError('Schedule', 'values', 'a Float64Array', values);
     if (typeof finalValue !== 'number') throw argTypeError('Schedule', 'finalValue', 'a number', finalValue);
   }

@@ -78,7 +78,10 @@ export class ShardedSSL {
     const all = [...model.student.parameters(), ...model.teacher.parameters()];
     this.#unsharded = {
       params: all.reduce((a, p) => a + p.numel * 4, 0),
-      trainable: model.student.parameters().filter((p) => p.requiresGrad).reduce((a, p) => a + p.numel, 0),
+      trainable: model.student
+        .parameters()
+        .filter((p) => p.requiresGrad)
+        .reduce((a, p) => a + p.numel, 0),
     };
     // Every rank starts from rank 0's weights (official: FSDP's sync_module_states / DDP's broadcast). Broadcast in
     // place on the parameters, not on FullyShardedModule's flat copies: a finished c10d work still references its

@@ -254,11 +254,13 @@ export class SSLMetaArch extends Module {
         throw new ConfigError('without gram.ckpt, gram.it_load_ema_teacher must be >= 0 (the iteration the EMA teacher becomes the gram teacher)');
       }
       if (g.ema_teacher && g.rep_update) throw new ConfigError('gram.ema_teacher and gram.rep_update cannot both be true');
-      if (!['all', 'masked', 'unmasked'].includes(g.tokens_used)) throw new ConfigError(`gram.tokens_used must be all, masked or unmasked, got "${g.tokens_used}"`);
+      if (!['all', 'masked', 'unmasked'].includes(g.tokens_used))
+        throw new ConfigError(`gram.tokens_used must be all, masked or unmasked, got "${g.tokens_used}"`);
       if (g.tokens_used !== 'all' && g.img_level) throw new ConfigError(`gram.tokens_used=${g.tokens_used} needs gram.img_level=false`);
       if (g.remove_neg && g.remove_only_teacher_neg) throw new ConfigError('gram.remove_neg and gram.remove_only_teacher_neg are exclusive');
       if (!g.ema_teacher) {
-        if (cfg.crops.gram_teacher_crops_size == null) throw new ConfigError('crops.gram_teacher_crops_size must be set to use the gram loss with a separate gram teacher');
+        if (cfg.crops.gram_teacher_crops_size == null)
+          throw new ConfigError('crops.gram_teacher_crops_size must be set to use the gram loss with a separate gram teacher');
         const backbone = new DinoVisionTransformer(trainingBackboneConfig(cfg.student, { imgSize, teacher: true }), vitOpts);
         this.gramTeacher = this.registerModule('gram_teacher', new BackboneOnly(backbone));
         this.gramTeacher.requiresGrad_(false).eval();
@@ -308,7 +310,10 @@ export class SSLMetaArch extends Module {
     const local = batch.collated_local_crops;
     const global = batch.collated_global_crops;
     if (local.shape[0]! % nLocal !== 0) {
-      throw new TorchRangeError(`forwardBackward: collated_local_crops has ${local.shape[0]} crops, not a multiple of crops.local_crops_number=${nLocal}`, 'ERR_INVALID_ARG');
+      throw new TorchRangeError(
+        `forwardBackward: collated_local_crops has ${local.shape[0]} crops, not a multiple of crops.local_crops_number=${nLocal}`,
+        'ERR_INVALID_ARG',
+      );
     }
     const B = local.shape[0]! / nLocal;
     if (global.shape[0] !== N_GLOBAL_CROPS * B) {
@@ -397,7 +402,13 @@ export class SSLMetaArch extends Module {
    * the gram teacher's on its own crops, resized to the student's patch grid when the sizes differ; then the
    * patches selected by `gram.tokens_used`.
    */
-  getGramTeacherOutput(gramCrops: Tensor | null, masks: Tensor, teacherGlobal: TeacherGlobal, studentGlobal: StudentGlobal, studentCropSize: number): GramGlobal {
+  getGramTeacherOutput(
+    gramCrops: Tensor | null,
+    masks: Tensor,
+    teacherGlobal: TeacherGlobal,
+    studentGlobal: StudentGlobal,
+    studentCropSize: number,
+  ): GramGlobal {
     return scope(() => {
       const studentPatches = flatten(studentGlobal.patchPreHead, 0, 1); // [n·B, P, D]
       let teacherPatches: Tensor;
@@ -416,7 +427,10 @@ export class SSLMetaArch extends Module {
           const N = Math.floor(gramCrops.shape[2]! / p);
           const Ns = Math.floor(studentCropSize / p);
           if (tp.shape[1] !== N * N || studentPatches.shape[1] !== Ns * Ns) {
-            throw new TorchRangeError(`gram teacher: ${tp.shape[1]} patches for a ${N}×${N} grid, student ${studentPatches.shape[1]} for ${Ns}×${Ns}`, 'ERR_INVALID_ARG');
+            throw new TorchRangeError(
+              `gram teacher: ${tp.shape[1]} patches for a ${N}×${N} grid, student ${studentPatches.shape[1]} for ${Ns}×${Ns}`,
+              'ERR_INVALID_ARG',
+            );
           }
           return resizePatchTokens(tp, N, Ns, { mode: this.cfg.gram.global_teacher_resize_method, antialias: this.cfg.gram.global_teacher_resize_antialias });
         });

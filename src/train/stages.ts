@@ -28,7 +28,8 @@ async function isDir(p: string): Promise<boolean> {
  * loss centres dropped (official skip_load_keys `dino_loss.center`, `ibot_patch_loss.center`). */
 function unwrapTeacher(sd: SourceDict): SourceDict {
   let entries = [...sd];
-  for (const w of ['teacher.', 'model.', 'state_dict.']) if (entries.length && entries.every(([k]) => k.startsWith(w))) entries = entries.map(([k, v]) => [k.slice(w.length), v]);
+  for (const w of ['teacher.', 'model.', 'state_dict.'])
+    if (entries.length && entries.every(([k]) => k.startsWith(w))) entries = entries.map(([k, v]) => [k.slice(w.length), v]);
   entries = entries.map(([k, v]) => [k.replace(/(^|\.)((module|_orig_mod)\.)+/g, '$1'), v]);
   return new Map(entries.filter(([k]) => !k.includes('dino_loss.center') && !k.includes('ibot_patch_loss.center')));
 }

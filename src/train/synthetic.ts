@@ -107,7 +107,7 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
     for (let s = 0; s < 2 * B; s++) {
       let c = 0;
       for (let q = 0; q < N; q++) c += masks[s * N + q]!;
-      for (let q = 0; q < N; q++) if (masks[s * N + q]) (idx.push(BigInt(s * N + q)), w.push(1 / c));
+      for (let q = 0; q < N; q++) if (masks[s * N + q]) idx.push(BigInt(s * N + q)), w.push(1 / c);
     }
     const out: CollatedBatch = {
       collated_global_crops: global,
@@ -140,9 +140,15 @@ export class SyntheticBatches implements Iterable<CollatedBatch> {
 }
 
 function batchTensorList(b: CollatedBatch) {
-  return [b.collated_global_crops, b.collated_local_crops, b.collated_masks, b.mask_indices_list, b.masks_weight, b.n_masked_patches, b.collated_gram_teacher_crops].filter(
-    (t): t is NonNullable<typeof t> => t !== undefined,
-  );
+  return [
+    b.collated_global_crops,
+    b.collated_local_crops,
+    b.collated_masks,
+    b.mask_indices_list,
+    b.masks_weight,
+    b.n_masked_patches,
+    b.collated_gram_teacher_crops,
+  ].filter((t): t is NonNullable<typeof t> => t !== undefined);
 }
 
 /**
@@ -153,7 +159,10 @@ function batchTensorList(b: CollatedBatch) {
  */
 export function rankSlice(batch: CollatedBatch, rank: number, worldSize: number): CollatedBatch {
   if (typeof batch !== 'object' || batch === null || !(batch.collated_global_crops instanceof Tensor) || !(batch.collated_local_crops instanceof Tensor))
-    throw new TorchTypeError(`rankSlice: expected a collated batch (collated_global_crops, collated_local_crops, … tensors), received ${describe(batch)}`, 'ERR_INVALID_ARG');
+    throw new TorchTypeError(
+      `rankSlice: expected a collated batch (collated_global_crops, collated_local_crops, … tensors), received ${describe(batch)}`,
+      'ERR_INVALID_ARG',
+    );
   if (!Number.isSafeInteger(rank) || !Number.isSafeInteger(worldSize) || worldSize < 1)
     throw new TorchRangeError(`rankSlice: expected integer rank and worldSize >= 1, received ${String(rank)} and ${String(worldSize)}`, 'ERR_INVALID_ARG');
   const B = batch.collated_global_crops.shape[0]! / 2;
@@ -177,7 +186,7 @@ export function rankSlice(batch: CollatedBatch, rank: number, worldSize: number)
     for (let s = 0; s < 2 * b; s++) {
       let c = 0;
       for (let q = 0; q < N; q++) c += bytes[s * N + q]!;
-      for (let q = 0; q < N; q++) if (bytes[s * N + q]) (idx.push(BigInt(s * N + q)), w.push(1 / c));
+      for (let q = 0; q < N; q++) if (bytes[s * N + q]) idx.push(BigInt(s * N + q)), w.push(1 / c);
     }
     const out: CollatedBatch = {
       collated_global_crops: indexSelect(batch.collated_global_crops, 0, g),

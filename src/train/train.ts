@@ -36,7 +36,8 @@ const SCHEDULE_KEYS = ['lr', 'wd', 'momentum', 'teacherTemp', 'lastLayerLr'] as 
 /** The values of `schedules` at iteration `it`. */
 export function scheduleValues(s: TrainSchedules, it: number): IterationValues {
   expectObject('scheduleValues', 'schedules', s);
-  for (const k of SCHEDULE_KEYS) if (!(s[k] instanceof Schedule)) throw argTypeError('scheduleValues', `schedules.${k}`, 'a Schedule (see buildSchedulers)', s[k]);
+  for (const k of SCHEDULE_KEYS)
+    if (!(s[k] instanceof Schedule)) throw argTypeError('scheduleValues', `schedules.${k}`, 'a Schedule (see buildSchedulers)', s[k]);
   return { lr: s.lr.at(it), wd: s.wd.at(it), momentum: s.momentum.at(it), teacherTemp: s.teacherTemp.at(it), lastLayerLr: s.lastLayerLr.at(it) };
 }
 

@@ -143,7 +143,8 @@ export class Trainer {
     const world = o.group?.worldSize ?? 1;
     this.schedules = buildSchedulers(applyScalingRules(cfg, world), world);
     this.maxIterations = o.maxIterations ?? cfg.optim.epochs * cfg.train.OFFICIAL_EPOCH_LENGTH;
-    if (!Number.isSafeInteger(this.maxIterations) || this.maxIterations < 1) throw new ConfigError(`the run needs at least one iteration, got ${this.maxIterations}`);
+    if (!Number.isSafeInteger(this.maxIterations) || this.maxIterations < 1)
+      throw new ConfigError(`the run needs at least one iteration, got ${this.maxIterations}`);
   }
 
   /** Builds a trainer; with `outDir`, prepares the run folder (refusing another run unless `resume`). */
@@ -226,7 +227,14 @@ export class Trainer {
     const it = this.iteration;
     const g = this.cfg.gram;
     if (gramLoadDue(this.cfg, it)) this.model.gramLoadEmaTeacher();
-    if (g.use_loss && g.ckpt == null && g.ema_teacher === false && !this.model.gramTeacherInitialized && it > g.it_load_ema_teacher && g.it_load_ema_teacher >= 0) {
+    if (
+      g.use_loss &&
+      g.ckpt == null &&
+      g.ema_teacher === false &&
+      !this.model.gramTeacherInitialized &&
+      it > g.it_load_ema_teacher &&
+      g.it_load_ema_teacher >= 0
+    ) {
       // resumed past the load iteration without a saved gram teacher: reload it from the EMA teacher
       this.model.gramLoadEmaTeacher();
     }
@@ -336,9 +344,14 @@ export class Trainer {
       };
       if (this.model.gramTeacher) tensors.gram_teacher = this.model.gramTeacher.stateDict();
       const json = { trainer: this.#state(), optimizer: opt.json, config: this.cfg as unknown };
-      this.#lastCheckpoint = await saveCheckpoint(outDir, this.iteration - 1, { tensors, json: JSON.parse(JSON.stringify(json)) as unknown }, {
-        keepLast: this.cfg.checkpointing.max_to_keep,
-      });
+      this.#lastCheckpoint = await saveCheckpoint(
+        outDir,
+        this.iteration - 1,
+        { tensors, json: JSON.parse(JSON.stringify(json)) as unknown },
+        {
+          keepLast: this.cfg.checkpointing.max_to_keep,
+        },
+      );
       return this.#lastCheckpoint;
     } finally {
       for (const t of gens.values()) t.dispose();
@@ -490,7 +503,10 @@ export class Trainer {
     const f = this.sharded.teacher.get('backbone');
     const sd = f ? f.fullStateDict() : this.model.teacher.backbone.stateDict();
     try {
-      const path = this.#rank === 0 ? await exportTeacherBackbone(outDir, sd, opts) : join(outDir, ...(iteration === undefined ? [] : ['eval', String(iteration)]), 'teacher_checkpoint.safetensors');
+      const path =
+        this.#rank === 0
+          ? await exportTeacherBackbone(outDir, sd, opts)
+          : join(outDir, ...(iteration === undefined ? [] : ['eval', String(iteration)]), 'teacher_checkpoint.safetensors');
       await this.sharded.group.barrier().wait();
       return path;
     } finally {
@@ -564,4 +580,3 @@ export async function train(config: SSLConfig | string, o: TrainerOptions = {}):
     t.dispose();
   }
 }
-

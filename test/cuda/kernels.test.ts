@@ -37,7 +37,14 @@ describe.runIf(onGpu)('kernels on CUDA', () => {
       const w = randn([48, 32], { generator: gen }).mul(0.2);
       const b = randn([48], { generator: gen });
       const on = (t: typeof x) => t.to('cuda').to(dtype);
-      expectClose(noGrad(() => linear(on(x), on(w), on(b), 'gelu')).to('cpu').to('float32'), linear(x, w, b, 'gelu'), `linear+GELU ${dtype}`, tol);
+      expectClose(
+        noGrad(() => linear(on(x), on(w), on(b), 'gelu'))
+          .to('cpu')
+          .to('float32'),
+        linear(x, w, b, 'gelu'),
+        `linear+GELU ${dtype}`,
+        tol,
+      );
       const y = randn([4, 32], { generator: gen });
       const gamma = randn([32], { generator: gen });
       expectClose(residualAdd(on(x), on(y), on(gamma)).to('cpu').to('float32'), residualAdd(x, y, gamma), `residualAdd ${dtype}`, tol);

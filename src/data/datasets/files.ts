@@ -48,7 +48,8 @@ export class FileDataset implements Dataset {
   }
 
   async get(index: number): Promise<Sample> {
-    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new TorchRangeError(`FileDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
+    if (!Number.isInteger(index) || index < 0 || index >= this.length)
+      throw new TorchRangeError(`FileDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
     const path = this.paths[index]!;
     return { image: await decodeRgb(path), label: this.labelOf(index), name: path, index };
   }
@@ -109,8 +110,14 @@ export async function openImageFolder(root: string): Promise<FileDataset & { rep
     throw new DatasetError(`cannot read image folder "${root}": ${(e as Error).message}`);
   }
   const report: FolderReport = { unreadable: [], otherFiles: [], unlabeledFiles: [] };
-  const dirs = top.filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  const rootFiles = top.filter((e) => !e.isDirectory()).map((e) => join(root, e.name)).sort();
+  const dirs = top
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+  const rootFiles = top
+    .filter((e) => !e.isDirectory())
+    .map((e) => join(root, e.name))
+    .sort();
   const perClass: { name: string; files: string[] }[] = [];
   for (const d of dirs) {
     const files: string[] = [];
@@ -123,7 +130,11 @@ export async function openImageFolder(root: string): Promise<FileDataset & { rep
     report.otherFiles.push(...rootFiles.filter((f) => !isImageFile(f)));
     const paths = perClass.flatMap((c) => c.files);
     const labels = Int32Array.from(perClass.flatMap((c, i) => c.files.map(() => i)));
-    ds = new FileDataset(paths, labels, perClass.map((c) => c.name));
+    ds = new FileDataset(
+      paths,
+      labels,
+      perClass.map((c) => c.name),
+    );
   } else {
     const images = rootFiles.filter(isImageFile);
     report.otherFiles.push(...rootFiles.filter((f) => !isImageFile(f)));
@@ -169,7 +180,11 @@ export async function openListFile(file: string): Promise<FileDataset> {
   if (labelsRaw.every((r) => /^\d+$/.test(r))) return new FileDataset(paths, Int32Array.from(labelsRaw, Number));
   const classes = [...new Set(labelsRaw)].sort();
   const index = new Map(classes.map((c, i) => [c, i]));
-  return new FileDataset(paths, Int32Array.from(labelsRaw, (r) => index.get(r)!), classes);
+  return new FileDataset(
+    paths,
+    Int32Array.from(labelsRaw, (r) => index.get(r)!),
+    classes,
+  );
 }
 
 export { ImageError };

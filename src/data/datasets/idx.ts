@@ -108,7 +108,8 @@ export class IdxDataset implements Dataset {
   }
 
   private check(index: number): void {
-    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new TorchRangeError(`IdxDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
+    if (!Number.isInteger(index) || index < 0 || index >= this.length)
+      throw new TorchRangeError(`IdxDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
   }
 
   get(index: number): Promise<Sample> {

@@ -35,7 +35,9 @@ export class MemoryDataset implements Dataset {
       if (!(typeof src === 'string' || src instanceof Uint8Array || isRgb(src)))
         throw new DatasetError(`dataset item ${i} is not an image (expected { data, width, height }, encoded bytes, a path, or { image, label })`);
       if (isRgb(src) && src.data.length !== src.width * src.height * 3)
-        throw new DatasetError(`dataset item ${i}: ${src.data.length} bytes for a ${src.width}×${src.height} RGB image (expected ${src.width * src.height * 3})`);
+        throw new DatasetError(
+          `dataset item ${i}: ${src.data.length} bytes for a ${src.width}×${src.height} RGB image (expected ${src.width * src.height * 3})`,
+        );
       this.sources.push(src);
       raw.push(hasImage(it) ? it.label : undefined);
     });
@@ -64,7 +66,8 @@ export class MemoryDataset implements Dataset {
   }
 
   async get(index: number): Promise<Sample> {
-    if (!Number.isInteger(index) || index < 0 || index >= this.length) throw new TorchRangeError(`MemoryDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
+    if (!Number.isInteger(index) || index < 0 || index >= this.length)
+      throw new TorchRangeError(`MemoryDataset: index ${index} is out of range [0, ${this.length})`, 'ERR_INVALID_ARG');
     const src = this.sources[index]!;
     const name = this.nameOf(index);
     let image: RgbImage;
@@ -97,7 +100,10 @@ export class MemoryDataset implements Dataset {
  * names). Iterables are read to the end first.
  * @throws DatasetError for non-image items or partial labels.
  */
-export async function datasetFromIterable(items: Iterable<DatasetItem> | AsyncIterable<DatasetItem>, o: { classes?: readonly string[] } = {}): Promise<MemoryDataset> {
+export async function datasetFromIterable(
+  items: Iterable<DatasetItem> | AsyncIterable<DatasetItem>,
+  o: { classes?: readonly string[] } = {},
+): Promise<MemoryDataset> {
   if (typeof items !== 'object' || items === null || !(Symbol.asyncIterator in items || Symbol.iterator in items))
     throw argTypeError('datasetFromIterable', 'items', 'an iterable or async iterable of images', items);
   const all: DatasetItem[] = [];

@@ -78,7 +78,7 @@ export const VIT7B16_PRETRAIN: SSLConfigInput = {
     arch: 'vit_7b',
     patch_size: 16,
     drop_path_rate: 0.4,
-    layerscale: 1e-05,
+    layerscale: 1e-5,
     patch_drop: 0.0,
     pretrained_weights: '',
     ffn_layer: 'swiglu64',
@@ -165,8 +165,8 @@ export const VIT7B16_PRETRAIN: SSLConfigInput = {
   schedules: {
     lr: {
       start: 0,
-      peak: 5e-05,
-      end: 5e-05,
+      peak: 5e-5,
+      end: 5e-5,
       warmup_epochs: 100,
       freeze_last_layer_epochs: 5,
     },
@@ -241,8 +241,8 @@ export const VIT7B16_GRAM_ANCHOR_CHANGES: ConfigChanges = {
   },
   schedules: {
     lr: {
-      peak: 3e-05,
-      end: 3e-05,
+      peak: 3e-5,
+      end: 3e-5,
     },
     momentum: {
       start: 0.999,
@@ -294,7 +294,7 @@ export const VIT7B16_HIGH_RES_ADAPT_CHANGES: ConfigChanges = {
   schedules: {
     lr: {
       peak: 0,
-      end: 1.25e-05,
+      end: 1.25e-5,
       warmup_epochs: 0,
       freeze_last_layer_epochs: 0,
       cosine_epochs: 10,

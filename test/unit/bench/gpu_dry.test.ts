@@ -14,7 +14,11 @@ test('scripts/gpu/bench-matrix.sh DRY=1 writes one JSON per entry (a training st
   ensureDist();
   const out = mkdtempSync(join(tmpdir(), 'dinov3-gpu-dry-'));
   const only = 'train-vitl16-b64,features-vits16-224-b256,features-vitl16-224-b256-autocast';
-  const r = spawnSync('bash', ['scripts/gpu/bench-matrix.sh'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, OUT: out, DEVICE: 'cpu', DRY: '1', ONLY: only } });
+  const r = spawnSync('bash', ['scripts/gpu/bench-matrix.sh'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, OUT: out, DEVICE: 'cpu', DRY: '1', ONLY: only },
+  });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   expect(r.stdout).not.toContain('FAILED');
@@ -23,7 +27,13 @@ test('scripts/gpu/bench-matrix.sh DRY=1 writes one JSON per entry (a training st
   expect(train).toMatchObject({ bench: 'train', preset: 'tiny', device: 'cpu', crops: '2x32,2x16', leakedTensors: 0, peak: { dtype: 'float32', n: 64 } });
   expect(train.flops.total).toBeGreaterThan(0);
   expect(train.imgPerSec).toBeGreaterThan(0);
-  expect(read('features-vits16-224-b256')).toMatchObject({ bench: 'features', dtype: 'bfloat16', autocast: false, leakedTensors: 0, peak: { dtype: 'bfloat16' } });
+  expect(read('features-vits16-224-b256')).toMatchObject({
+    bench: 'features',
+    dtype: 'bfloat16',
+    autocast: false,
+    leakedTensors: 0,
+    peak: { dtype: 'bfloat16' },
+  });
   const ac = read('features-vitl16-224-b256-autocast');
   expect(ac).toMatchObject({ bench: 'features', dtype: 'float32', autocast: true, leakedTensors: 0, peak: { dtype: 'bfloat16' } });
   expect(ac.mfu).toBeGreaterThan(0);

@@ -87,7 +87,11 @@ describe('pickle amplification', () => {
     for (let i = 0; i < 200_000; i++) w.raw(0x5d); // 200000 empty lists ...
     for (let i = 0; i < 200_000 - 1; i++) w.raw(0x61); // ... each appended to the one before
     const buf = makePth(null, {}, { pickle: w.raw(0x73).stop().bytes() });
-    await refused(() => readPthObject(buf, 'x.pth'), CheckpointError, `x.pth: the checkpoint nests containers more than 1000 levels deep (at ${`checkpoint["a"]${'[0]'.repeat(40)}`.slice(0, 100)}…)`);
+    await refused(
+      () => readPthObject(buf, 'x.pth'),
+      CheckpointError,
+      `x.pth: the checkpoint nests containers more than 1000 levels deep (at ${`checkpoint["a"]${'[0]'.repeat(40)}`.slice(0, 100)}…)`,
+    );
   });
 
   test('a huge integer is refused instead of converted in quadratic time', async () => {
@@ -172,7 +176,11 @@ describe('architectures implied by tiny files', () => {
   test('strict: the shapes are checked on the meta device before anything is allocated', async () => {
     expect(readFileSync(tinyFile).byteLength).toBeLessThan(10_000);
     const before = memory().cpuBytes;
-    const err = (await refused(() => loadBackbone(tinyFile), StateDictError, /^loadBackbone: .*tiny\.safetensors does not match the backbone \(strict loading\)\n/)) as StateDictError;
+    const err = (await refused(
+      () => loadBackbone(tinyFile),
+      StateDictError,
+      /^loadBackbone: .*tiny\.safetensors does not match the backbone \(strict loading\)\n/,
+    )) as StateDictError;
     expect(err.report.mismatched).toContainEqual({ key: 'patch_embed.proj.weight', expected: [2048, 3, 16, 16], received: [0, 3, 16, 16] });
     expect(memory().cpuBytes).toBe(before);
   });
@@ -194,7 +202,11 @@ describe('architectures implied by tiny files', () => {
     expect(readFileSync(join(hf, 'config.json')).byteLength).toBeLessThan(1024);
     const before = memory().cpuBytes;
     await refused(() => loadBackbone(hf), StateDictError, /^loadBackbone: .*hf-huge does not match the backbone \(strict loading\)\nmissing keys \(\d+\): /);
-    await refused(() => loadBackbone(hf, { strict: false }), CheckpointError, `${hf}: the architecture (embed_dim 8192, depth 24) has 19337224224 parameters but the checkpoint holds 32 values: refusing to build a model that much larger than its weights`);
+    await refused(
+      () => loadBackbone(hf, { strict: false }),
+      CheckpointError,
+      `${hf}: the architecture (embed_dim 8192, depth 24) has 19337224224 parameters but the checkpoint holds 32 values: refusing to build a model that much larger than its weights`,
+    );
     expect(memory().cpuBytes).toBe(before);
   });
 
@@ -203,7 +215,11 @@ describe('architectures implied by tiny files', () => {
     bad.set('rope_embed.periods', raw([0]));
     const file = join(dir, 'noheads.safetensors');
     writeFileSync(file, writeSafetensors(bad));
-    await refused(() => loadBackbone(file), CheckpointError, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: the tensor shapes imply no valid architecture \\(pass a preset or a config\\):\n`));
+    await refused(
+      () => loadBackbone(file),
+      CheckpointError,
+      new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: the tensor shapes imply no valid architecture \\(pass a preset or a config\\):\n`),
+    );
   });
 
   test('configs beyond sane bounds are refused', async () => {
@@ -231,28 +247,58 @@ describe('Hugging Face folders', () => {
     const index = join(up, 'model.safetensors.index.json');
     await refused(() => readCheckpoint(up), CheckpointError, `${index}: weight_map names "../outside.safetensors", which is outside the folder ${up}`);
     const abs = folder('hf-abs', { 'embeddings.cls_token': join(dir, 'outside.safetensors') });
-    await refused(() => readCheckpoint(abs), CheckpointError, /hf-abs\/model\.safetensors\.index\.json: weight_map names ".*outside\.safetensors", which is outside the folder/);
+    await refused(
+      () => readCheckpoint(abs),
+      CheckpointError,
+      /hf-abs\/model\.safetensors\.index\.json: weight_map names ".*outside\.safetensors", which is outside the folder/,
+    );
     const link = folder('hf-link', { 'embeddings.cls_token': 'a.safetensors' });
     symlinkSync(join(dir, 'outside.safetensors'), join(link, 'a.safetensors'));
-    await refused(() => readCheckpoint(link), CheckpointError, /hf-link\/model\.safetensors\.index\.json: weight_map names "a\.safetensors", a link to .*outside\.safetensors outside the folder/);
+    await refused(
+      () => readCheckpoint(link),
+      CheckpointError,
+      /hf-link\/model\.safetensors\.index\.json: weight_map names "a\.safetensors", a link to .*outside\.safetensors outside the folder/,
+    );
   });
 
   test('a key in two shards is refused', async () => {
     const d = folder('hf-twice', { a: 'one.safetensors', b: 'two.safetensors' });
     writeFileSync(join(d, 'one.safetensors'), shard);
     writeFileSync(join(d, 'two.safetensors'), shard);
-    await refused(() => readCheckpoint(d), CheckpointError, `${join(d, 'model.safetensors.index.json')}: tensor "embeddings.cls_token" is in two shards, one.safetensors and two.safetensors`);
+    await refused(
+      () => readCheckpoint(d),
+      CheckpointError,
+      `${join(d, 'model.safetensors.index.json')}: tensor "embeddings.cls_token" is in two shards, one.safetensors and two.safetensors`,
+    );
   });
 });
 
 describe('key collisions', () => {
   test('keys that collide once prefixes are stripped are refused', async () => {
-    const src = (shape: number[]): TensorSource => ({ shape, dtype: 'float32', load: () => { throw new Error('not loaded'); } });
-    const sd = new Map([['module.cls_token', src([1, 1, 4])], ['cls_token', src([1, 1, 4])]]);
-    await refused(() => stripTrainingPrefixes(sd, 'c.pth'), CheckpointError, 'c.pth: keys "module.cls_token" and "cls_token" both become "cls_token" once training prefixes are stripped');
-    const wrapped = new Map([['teacher.backbone.norm.weight', src([4])], ['teacher.backbone._orig_mod.norm.weight', src([4])]]);
+    const src = (shape: number[]): TensorSource => ({
+      shape,
+      dtype: 'float32',
+      load: () => {
+        throw new Error('not loaded');
+      },
+    });
+    const sd = new Map([
+      ['module.cls_token', src([1, 1, 4])],
+      ['cls_token', src([1, 1, 4])],
+    ]);
+    await refused(
+      () => stripTrainingPrefixes(sd, 'c.pth'),
+      CheckpointError,
+      'c.pth: keys "module.cls_token" and "cls_token" both become "cls_token" once training prefixes are stripped',
+    );
+    const wrapped = new Map([
+      ['teacher.backbone.norm.weight', src([4])],
+      ['teacher.backbone._orig_mod.norm.weight', src([4])],
+    ]);
     expect(() => stripTrainingPrefixes(wrapped, 'c.pth')).toThrow(
-      new CheckpointError('c.pth: keys "teacher.backbone.norm.weight" and "teacher.backbone._orig_mod.norm.weight" both become "norm.weight" once training prefixes are stripped'),
+      new CheckpointError(
+        'c.pth: keys "teacher.backbone.norm.weight" and "teacher.backbone._orig_mod.norm.weight" both become "norm.weight" once training prefixes are stripped',
+      ),
     );
   });
 });
@@ -287,7 +333,15 @@ describe('files that are not regular files', () => {
     const path = join(dir, 'changing.safetensors');
     writeFileSync(path, writeSafetensors(new Map([['a', raw([4])]])));
     const opened = openSafetensors(path);
-    writeFileSync(path, writeSafetensors(new Map([['a', raw([4])], ['b', raw([8])]])));
+    writeFileSync(
+      path,
+      writeSafetensors(
+        new Map([
+          ['a', raw([4])],
+          ['b', raw([8])],
+        ]),
+      ),
+    );
     await refused(() => opened.tensors.get('a')!.read(), CheckpointError, `${path}: the file changed (or was replaced) while the checkpoint was being loaded`);
   });
 

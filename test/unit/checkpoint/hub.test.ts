@@ -74,7 +74,9 @@ describe('hub ids and cache folders', () => {
     );
     const ckpts = join(dir, 'torch', 'hub', 'checkpoints');
     await expect(loadBackbone('dinov3_vits16_pretrain_lvd1689m-08c60483.pth')).rejects.toThrow(
-      new RegExp(`^dinov3_vits16_pretrain_lvd1689m-08c60483\\.pth: no such file here or in torch\\.hub's checkpoint folder ${ckpts}\\. .* put the file in ${ckpts} \\(or set TORCH_HOME\\), or pass its path$`),
+      new RegExp(
+        `^dinov3_vits16_pretrain_lvd1689m-08c60483\\.pth: no such file here or in torch\\.hub's checkpoint folder ${ckpts}\\. .* put the file in ${ckpts} \\(or set TORCH_HOME\\), or pass its path$`,
+      ),
     );
     mkdirSync(ckpts, { recursive: true });
     copyFileSync(join(FIXTURES, 'official_vits_like.pth'), join(ckpts, 'tiny_backbone.pth'));

@@ -87,7 +87,11 @@ function sparsePth(path: string): void {
     storages.push({ name: `archive/data/${i + 1}`, data: t.data, size: t.data.byteLength });
   });
   const pkl = w.setitems().stop().bytes();
-  const entries = [{ name: 'archive/data.pkl', data: pkl, size: pkl.byteLength }, ...storages, { name: 'archive/byteorder', data: Buffer.from('little'), size: 6 }];
+  const entries = [
+    { name: 'archive/data.pkl', data: pkl, size: pkl.byteLength },
+    ...storages,
+    { name: 'archive/byteorder', data: Buffer.from('little'), size: 6 },
+  ];
 
   // Stored entries, 64-byte aligned data, zip64 sizes and offsets everywhere.
   const chunks: [number, Uint8Array][] = [];

@@ -29,7 +29,26 @@ const number = expect.any(Number);
 describe('dinov3 bench', () => {
   test('features: the JSON of a tiny run (FLOPs counted, kernels reported, peak measured, nothing leaked)', async () => {
     const out = join(tmp, 'features.json');
-    const r = await dinov3('bench', 'features', '--preset', 'tiny', '--batch', '2', '--resolution', '32', '--steps', '2', '--warmup', '1', '--threads', '2', '--peak-n', '64', '--out', out);
+    const r = await dinov3(
+      'bench',
+      'features',
+      '--preset',
+      'tiny',
+      '--batch',
+      '2',
+      '--resolution',
+      '32',
+      '--steps',
+      '2',
+      '--warmup',
+      '1',
+      '--threads',
+      '2',
+      '--peak-n',
+      '64',
+      '--out',
+      out,
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
@@ -66,7 +85,15 @@ describe('dinov3 bench', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    const flops = trainStepFlops(TINY_PRESET.config, { batch: 2, crops: [{ count: 2, size: 32 }, { count: 4, size: 16 }], dinoHead: TINY_PRESET.head, ibotHead: TINY_PRESET.head });
+    const flops = trainStepFlops(TINY_PRESET.config, {
+      batch: 2,
+      crops: [
+        { count: 2, size: 32 },
+        { count: 4, size: 16 },
+      ],
+      dinoHead: TINY_PRESET.head,
+      ibotHead: TINY_PRESET.head,
+    });
     expect(j).toMatchObject({
       bench: 'train',
       preset: 'tiny',
@@ -94,10 +121,32 @@ describe('dinov3 bench', () => {
 
   test('the compiled command prints the same JSON form', () => {
     const cli = ensureDist();
-    const r = spawnSync(process.execPath, [cli, 'bench', 'train', '--preset', 'tiny', '--batch', '2', '--crops', '2x32,2x16', '--steps', '1', '--warmup', '0', '--peak-n', '0', '--prototypes', '16'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      process.execPath,
+      [
+        cli,
+        'bench',
+        'train',
+        '--preset',
+        'tiny',
+        '--batch',
+        '2',
+        '--crops',
+        '2x32,2x16',
+        '--steps',
+        '1',
+        '--warmup',
+        '0',
+        '--peak-n',
+        '0',
+        '--prototypes',
+        '16',
+      ],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+      },
+    );
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
@@ -124,7 +173,15 @@ describe('dinov3 bench', () => {
 describe('syntheticBatch', () => {
   test('the official collate layout: crop-major crops, masks with the official counts, flat indices and weights', () => {
     const before = memory().liveTensors;
-    const b = syntheticBatch({ batch: 3, crops: [{ count: 2, size: 64 }, { count: 2, size: 32 }], patchSize: 16, device: 'cpu' });
+    const b = syntheticBatch({
+      batch: 3,
+      crops: [
+        { count: 2, size: 64 },
+        { count: 2, size: 32 },
+      ],
+      patchSize: 16,
+      device: 'cpu',
+    });
     expect(b.collated_global_crops.shape).toEqual([6, 3, 64, 64]);
     expect(b.collated_local_crops.shape).toEqual([6, 3, 32, 32]);
     expect(b.collated_masks.shape).toEqual([6, 16]);

@@ -55,11 +55,35 @@ describe('dinov3 features', () => {
 
   test('--layers, --format npy, --feature-dtype float16, a glob, keepAspect, the HF folder', () => {
     const out = join(tmp, 'npy');
-    const r = dinov3('features', '--weights', HF, '--images', `${PHOTOS}/c*.jpg`, '--out', out, '--format', 'npy', '--layers', '0,1', '--feature-dtype', 'float16', '--resolution', '32', '--resize', 'keepAspect', '--json');
+    const r = dinov3(
+      'features',
+      '--weights',
+      HF,
+      '--images',
+      `${PHOTOS}/c*.jpg`,
+      '--out',
+      out,
+      '--format',
+      'npy',
+      '--layers',
+      '0,1',
+      '--feature-dtype',
+      'float16',
+      '--resolution',
+      '32',
+      '--resize',
+      'keepAspect',
+      '--json',
+    );
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).tensors).toEqual({ cls: [2, 2, 64], storage: [2, 2, 4, 64], patches: [2, 2, 2, 3, 64] });
     const npy = readFileSync(join(out, 'patches.npy'));
-    expect(npy.subarray(10, 10 + npy.readUInt16LE(8)).toString('latin1').trimEnd()).toBe("{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2, 2, 3, 64), }");
+    expect(
+      npy
+        .subarray(10, 10 + npy.readUInt16LE(8))
+        .toString('latin1')
+        .trimEnd(),
+    ).toBe("{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2, 2, 3, 64), }");
     expect(existsSync(join(out, 'meta.json'))).toBe(true);
   });
 
@@ -86,12 +110,18 @@ describe('dinov3 features', () => {
       [[...base, '--format', 'xml'], "error: option '--format <format>' argument 'xml' is invalid. Allowed choices are safetensors, npy.\n"],
       [[...base, '--resolution', 'big'], "error: option '--resolution <pixels>' argument 'big' is invalid. expected a positive integer.\n"],
       [[...base, '--on-error', 'ignore'], "error: option '--on-error <mode>' argument 'ignore' is invalid. Allowed choices are skip, fail.\n"],
-      [[...base, '--layers', '1,x'], "error: option '--layers <n|list>' argument '1,x' is invalid. expected a count of last blocks (4) or comma-separated 0-based block indices (2,5,8,11).\n"],
+      [
+        [...base, '--layers', '1,x'],
+        "error: option '--layers <n|list>' argument '1,x' is invalid. expected a count of last blocks (4) or comma-separated 0-based block indices (2,5,8,11).\n",
+      ],
       [[...base, '--device', 'gpu'], "error: option '--device <device>' argument 'gpu' is invalid. expected cpu, cuda or cuda:<index>.\n"],
       [[...base, '--formt', 'npy'], "error: unknown option '--formt'\n(Did you mean --format?)\n"],
       [['features', '--images', PHOTOS, '--out', 'x'], "error: required option '--weights <path>' not specified\n"],
       [[...base, '--resolution', '100'], 'error: resolution 100 is not a multiple of the patch size 16: use 96 or 112, or --round to round it\n'],
-      [[...base, '--model', 'vitl61'], 'error: unknown backbone preset "vitl61" (did you mean "vitl16"?); known: vits16, vits16plus, vitb16, vitl16, vitl16plus, vith16plus, vit7b16, vitl16_sat493m, vit7b16_sat493m\n'],
+      [
+        [...base, '--model', 'vitl61'],
+        'error: unknown backbone preset "vitl61" (did you mean "vitl16"?); known: vits16, vits16plus, vitb16, vitl16, vitl16plus, vith16plus, vit7b16, vitl16_sat493m, vit7b16_sat493m\n',
+      ],
       [['features', '--weights', TINY_WEIGHTS, '--images', join(tmp, 'nothing'), '--out', 'x'], `error: no such file or folder: "${join(tmp, 'nothing')}"\n`],
       [[...base, '--layers', '3'], 'error: extractFeatures: layers 3 asks for the last 3 blocks of a 2-block model\n'],
     ];

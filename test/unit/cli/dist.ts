@@ -25,7 +25,6 @@ if (built < Math.max(newest('src'), newest('bench'))) {
 export function ensureDist(): string {
   const r = spawnSync('flock', ['/tmp/dinov3-tsc.lock', process.execPath, '-e', CHECK_AND_BUILD, CLI], { cwd: ROOT, encoding: 'utf8' });
   // tsc still emits when other files have type errors; only a missing output is fatal here.
-  if (!existsSync(CLI) || !existsSync(join(ROOT, 'dist', 'src', 'index.js')))
-    throw new Error(`tsc did not produce ${CLI}:\n${r.stdout}${r.stderr}`);
+  if (!existsSync(CLI) || !existsSync(join(ROOT, 'dist', 'src', 'index.js'))) throw new Error(`tsc did not produce ${CLI}:\n${r.stdout}${r.stderr}`);
   return CLI;
 }

@@ -26,10 +26,21 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const TINY = [
-  'student.arch=vit_test', 'student.patch_size=16', 'student.n_storage_tokens=2', 'crops.global_crops_size=64',
-  'crops.local_crops_size=32', 'crops.local_crops_number=2', 'dino.head_n_prototypes=32', 'ibot.head_n_prototypes=32',
-  'train.batch_size_per_gpu=2', 'compute_precision.param_dtype=fp32', 'optim.epochs=1', 'optim.warmup_epochs=0',
-  'train.OFFICIAL_EPOCH_LENGTH=4', 'teacher.warmup_teacher_temp_epochs=0', 'checkpointing.period=2',
+  'student.arch=vit_test',
+  'student.patch_size=16',
+  'student.n_storage_tokens=2',
+  'crops.global_crops_size=64',
+  'crops.local_crops_size=32',
+  'crops.local_crops_number=2',
+  'dino.head_n_prototypes=32',
+  'ibot.head_n_prototypes=32',
+  'train.batch_size_per_gpu=2',
+  'compute_precision.param_dtype=fp32',
+  'optim.epochs=1',
+  'optim.warmup_epochs=0',
+  'train.OFFICIAL_EPOCH_LENGTH=4',
+  'teacher.warmup_teacher_temp_epochs=0',
+  'checkpointing.period=2',
 ];
 function dinov3(...args: string[]) {
   const r = spawnSync(process.execPath, [cli, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
@@ -44,7 +55,8 @@ test('trains on a folder of photos, skipping and reporting the bad files; refuse
   expect(r.code, r.stderr).toBe(0);
   const res = JSON.parse(r.stdout) as { iterations: number; stoppedBy: string };
   expect(res).toMatchObject({ iterations: 2, stoppedBy: 'end' });
-  for (const f of ['config.yaml', 'training_metrics.jsonl', 'teacher_checkpoint.safetensors', 'ckpt/1/manifest.json']) expect(existsSync(join(out, f)), f).toBe(true);
+  for (const f of ['config.yaml', 'training_metrics.jsonl', 'teacher_checkpoint.safetensors', 'ckpt/1/manifest.json'])
+    expect(existsSync(join(out, f)), f).toBe(true);
 
   r = dinov3('train', '--config', 'ssl_default', '--data', PHOTOS, '--out', out, '--max-iterations', '4', ...TINY);
   expect(r.code).toBe(1);

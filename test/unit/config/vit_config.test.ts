@@ -58,9 +58,7 @@ describe('parseVitConfig', () => {
     expect(() => parseVitConfig({ embed_dim: 100, num_heads: 4 })).toThrow(
       '✖ embed_dim (100) must be a multiple of 4·num_heads (16) for the axial RoPE\n  → at embed_dim',
     );
-    expect(() => parseVitConfig({ pos_embed_rope_min_period: 1, pos_embed_rope_max_period: 10 })).toThrow(
-      /give either pos_embed_rope_base or both/,
-    );
+    expect(() => parseVitConfig({ pos_embed_rope_min_period: 1, pos_embed_rope_max_period: 10 })).toThrow(/give either pos_embed_rope_base or both/);
     expect(parseVitConfig({ pos_embed_rope_base: null, pos_embed_rope_min_period: 1, pos_embed_rope_max_period: 10 }).pos_embed_rope_base).toBeNull();
   });
 });
@@ -154,6 +152,8 @@ describe('presets', () => {
     expect(s).toMatchObject({ embed_dim: 4096, ffn_ratio: 3, pos_embed_rope_dtype: 'bf16', drop_path_rate: 0.4, img_size: 256 });
     expect(ffnHiddenDim(s.embed_dim, s.ffn_ratio, s.ffn_layer)).toBe(8192);
     expect(trainingBackboneConfig(student, { imgSize: 256, teacher: true }).drop_path_rate).toBe(0);
-    expect(() => trainingBackboneConfig({ ...student, arch: 'vit_larg' }, { imgSize: 224 })).toThrow('unknown student.arch "vit_larg" (did you mean "vit_large"?)');
+    expect(() => trainingBackboneConfig({ ...student, arch: 'vit_larg' }, { imgSize: 224 })).toThrow(
+      'unknown student.arch "vit_larg" (did you mean "vit_large"?)',
+    );
   });
 });

@@ -23,14 +23,7 @@ import {
   saturationRgb,
   solarizeRgb,
 } from '../../../src/data/kernels.js';
-import {
-  applyColor,
-  type CropChain,
-  IMAGENET_MEAN,
-  IMAGENET_STD,
-  nativeAugmentAvailable,
-  runCropChain,
-} from '../../../src/data/augmentations.js';
+import { applyColor, type CropChain, IMAGENET_MEAN, IMAGENET_STD, nativeAugmentAvailable, runCropChain } from '../../../src/data/augmentations.js';
 
 const REF = new URL('../../fixtures/reference/', import.meta.url).pathname;
 const meta = JSON.parse(readFileSync(`${REF}augment_io.json`, 'utf8')) as {
@@ -118,8 +111,7 @@ function opsFor(backend: Backend): [string, () => Figures][] {
       },
     ]);
   }
-  const onBase = (key: string, chain: Partial<CropChain>, f: (im: RgbImage) => void) => () =>
-    compare(op(backend, base, chain, inPlace(f)).data, u8(key).data);
+  const onBase = (key: string, chain: Partial<CropChain>, f: (im: RgbImage) => void) => () => compare(op(backend, base, chain, inPlace(f)).data, u8(key).data);
   ops.push(['hflip', onBase('hflip', { flip: true }, hflipRgb)]);
   ops.push(['brightness', onBase('brightness', { color: jit([0]) }, (im) => brightnessRgb(im, meta.brightness))]);
   ops.push(['contrast', onBase('contrast', { color: jit([1]) }, (im) => contrastRgb(im, meta.contrast))]);
@@ -191,7 +183,9 @@ describe(`augmentation op parity with torchvision ${meta.torchvision} / Pillow $
     const out = new URL('../../../bench/results/', import.meta.url).pathname;
     mkdirSync(out, { recursive: true });
     const figs = (r: Record<string, Figures>) =>
-      Object.fromEntries(Object.entries(r).map(([k, f]) => [k, { mean255: +f.mean255.toFixed(6), max255: +f.max255.toFixed(6), exactShare: +f.exact.toFixed(6) }]));
+      Object.fromEntries(
+        Object.entries(r).map(([k, f]) => [k, { mean255: +f.mean255.toFixed(6), max255: +f.max255.toFixed(6), exactShare: +f.exact.toFixed(6) }]),
+      );
     const body = {
       fixture: 'shared/fixtures/reference/augment_io.safetensors (coffee.jpg 600x400)',
       reference: { torchvision: meta.torchvision, pillow: meta.pillow },
@@ -251,7 +245,10 @@ describe('random-parameter cases against torchvision v2 on PIL (augment_fuzz.saf
       expect(cases.length).toBe(16);
       cases.forEach((c, i) => {
         const src = img(`${i}.input`);
-        const j = (order: number[]) => ({ jitter: { order, brightness: c.brightness, contrast: c.contrast, saturation: c.saturation, hue: c.hue }, grayscale: false });
+        const j = (order: number[]) => ({
+          jitter: { order, brightness: c.brightness, contrast: c.contrast, saturation: c.saturation, hue: c.hue },
+          grayscale: false,
+        });
         const run = (chain: Partial<CropChain>) =>
           (runCropChain(src, { ...NONE, box: fullBox(src), outH: src.height, outW: src.width, ...chain }, { backend, output: 'uint8' }) as RgbImage).data;
         (['brightness', 'contrast', 'saturation', 'hue'] as const).forEach((name, k) => {

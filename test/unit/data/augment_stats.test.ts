@@ -231,15 +231,27 @@ describe('determinism and options', () => {
     expect(() => resolveMultiCropOptions({ std: [1, 0, 1] })).toThrow('mean and std must be three finite numbers each, std non-zero');
     expect(() => resolveMultiCropOptions({ backend: 'gpu' as never })).toThrow("backend must be 'auto', 'native' or 'js', got gpu");
     const img = { data: new Uint8Array(8 * 6 * 3), width: 8, height: 6 };
-    const chain = { box: { top: 0, left: 0, height: 6, width: 8 }, outH: 6, outW: 8, flip: false, color: { jitter: null, grayscale: false }, blurSigma: null, solarize: false };
+    const chain = {
+      box: { top: 0, left: 0, height: 6, width: 8 },
+      outH: 6,
+      outW: 8,
+      flip: false,
+      color: { jitter: null, grayscale: false },
+      blurSigma: null,
+      solarize: false,
+    };
     for (const backend of ['js', 'native'] as const) {
       expect(() => runCropChain(img, { ...chain, box: { top: 1, left: 0, height: 6, width: 8 } }, { backend, output: 'uint8' })).toThrow(
         new ImageError('crop box 8×6 at (0, 1) is outside the 8×6 image'),
       );
       expect(() => runCropChain(img, { ...chain, outH: 0 }, { backend, output: 'uint8' })).toThrow('output size must be integers in [1, 16384], got 8×0');
-      expect(() => runCropChain(img, { ...chain, color: { jitter: { order: [4], brightness: 1, contrast: 1, saturation: 1, hue: 0 }, grayscale: false } }, { backend, output: 'uint8' })).toThrow(
-        'jitter order must list op ids 0..3 (brightness, contrast, saturation, hue), got [4]',
-      );
+      expect(() =>
+        runCropChain(
+          img,
+          { ...chain, color: { jitter: { order: [4], brightness: 1, contrast: 1, saturation: 1, hue: 0 }, grayscale: false } },
+          { backend, output: 'uint8' },
+        ),
+      ).toThrow('jitter order must list op ids 0..3 (brightness, contrast, saturation, hue), got [4]');
     }
     // The addon's entry point itself rejects malformed calls with typed errors (never a crash).
     expect(() => native.augmentCrop!(img.data, 8, 6, new Float64Array(3))).toThrow(TorchRangeError);
@@ -282,7 +294,9 @@ describe('full pipeline on a photo (coffee.jpg from the op fixture)', () => {
         const o = nat.options;
         const maxSize = Math.max(o.globalCropsSize, o.gramTeacherCropsSize ?? 0);
         expect(a.global.map((x) => x.length)).toEqual([3 * 224 * 224, 3 * 224 * 224]);
-        expect(a.local.map((x) => x.length)).toEqual(Array(o.localCropsSubsetOfGlobalCrops ? 2 * Math.floor(o.localCropsNumber / 2) : o.localCropsNumber).fill(3 * 96 * 96));
+        expect(a.local.map((x) => x.length)).toEqual(
+          Array(o.localCropsSubsetOfGlobalCrops ? 2 * Math.floor(o.localCropsNumber / 2) : o.localCropsNumber).fill(3 * 96 * 96),
+        );
         if (o.gramTeacherCropsSize !== null) {
           expect(a.gramSize).toBe(o.gramTeacherCropsSize);
           expect(a.gramTeacher!.map((x) => x.length)).toEqual(Array(2).fill(3 * o.gramTeacherCropsSize ** 2));

@@ -129,7 +129,9 @@ describe('IDX files', () => {
     expect(Array.from((await b.get(1)).image.data)).toEqual(Array.from(s.image.data));
     expect(datasetFromSpec(a.spec()).labelOf(0)).toBe(4);
     writeFileSync(join(tmp, 'short-idx3-ubyte'), Buffer.concat([header(0x803, [2, 3, 2]), px.subarray(0, 5)]));
-    expect(() => IdxDataset.open(join(tmp, 'short-idx3-ubyte'))).toThrow(new DatasetError(`IDX file "${join(tmp, 'short-idx3-ubyte')}" is truncated (21 bytes, need 28)`));
+    expect(() => IdxDataset.open(join(tmp, 'short-idx3-ubyte'))).toThrow(
+      new DatasetError(`IDX file "${join(tmp, 'short-idx3-ubyte')}" is truncated (21 bytes, need 28)`),
+    );
     expect(() => IdxDataset.open(join(tmp, 'l-idx1-ubyte'))).toThrow(new DatasetError(`IDX file "${join(tmp, 'l-idx1-ubyte')}" has 1 dimensions, expected 3`));
     writeFileSync(join(tmp, 'l3-idx1-ubyte'), Buffer.concat([header(0x801, [3]), Buffer.from([1, 2, 3])]));
     expect(() => IdxDataset.open(join(tmp, 'i-idx3-ubyte'), join(tmp, 'l3-idx1-ubyte'))).toThrow(
@@ -141,19 +143,24 @@ describe('IDX files', () => {
     writeFileSync(join(tmp, 'x-labels-idx1-ubyte'), Buffer.concat([header(0x801, [2]), Buffer.from([0, 1])]));
     const opened = await openDataset(join(tmp, 'x-images-idx3-ubyte'));
     expect(opened.labeled).toBe(true);
-    await expect(openDataset(join(tmp, 'nothing-here'))).rejects.toThrow(new DatasetError(`no such dataset: "${join(tmp, 'nothing-here')}" (expected a folder, a list file or an IDX file)`));
+    await expect(openDataset(join(tmp, 'nothing-here'))).rejects.toThrow(
+      new DatasetError(`no such dataset: "${join(tmp, 'nothing-here')}" (expected a folder, a list file or an IDX file)`),
+    );
   });
 
-  test.runIf(existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz'))('Fashion-MNIST (Debian dataset-fashion-mnist): 60k/10k, 10 balanced classes', () => {
-    const train = openFashionMnist('train');
-    const test10k = openFashionMnist('t10k');
-    expect([train.length, test10k.length, train.rows, train.cols]).toEqual([60000, 10000, 28, 28]);
-    expect(train.classes).toEqual(FASHION_MNIST_CLASSES);
-    const counts = new Array(10).fill(0);
-    for (const l of train.labels!) counts[l]++;
-    expect(counts).toEqual(new Array(10).fill(6000));
-    expect(() => openFashionMnist('train', join(tmp, 'nofm'))).toThrow(/Install Debian's dataset-fashion-mnist/);
-  });
+  test.runIf(existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz'))(
+    'Fashion-MNIST (Debian dataset-fashion-mnist): 60k/10k, 10 balanced classes',
+    () => {
+      const train = openFashionMnist('train');
+      const test10k = openFashionMnist('t10k');
+      expect([train.length, test10k.length, train.rows, train.cols]).toEqual([60000, 10000, 28, 28]);
+      expect(train.classes).toEqual(FASHION_MNIST_CLASSES);
+      const counts = new Array(10).fill(0);
+      for (const l of train.labels!) counts[l]++;
+      expect(counts).toEqual(new Array(10).fill(6000));
+      expect(() => openFashionMnist('train', join(tmp, 'nofm'))).toThrow(/Install Debian's dataset-fashion-mnist/);
+    },
+  );
 });
 
 describe('in-memory and iterable datasets', () => {

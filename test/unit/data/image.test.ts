@@ -53,10 +53,15 @@ describe('decodeImage', () => {
 
   test('the shrinking resize agrees with torch antialiased bicubic (torchvision semantics)', async () => {
     const { data, info } = await sharp(CHELSEA).raw().toBuffer({ resolveWithObject: true });
-    for (const [size, interpolation] of [[112, 'bicubic'], [160, 'bilinear']] as const) {
+    for (const [size, interpolation] of [
+      [112, 'bicubic'],
+      [160, 'bilinear'],
+    ] as const) {
       const im = await decodeImage(CHELSEA, { resolution: size, interpolation });
       const ref = scope(() => {
-        const x = tensor(new Uint8Array(data), { shape: [info.height, info.width, 3] }).permute([2, 0, 1]).to('float32');
+        const x = tensor(new Uint8Array(data), { shape: [info.height, info.width, 3] })
+          .permute([2, 0, 1])
+          .to('float32');
         return Array.from(resizeTensor(x, [size, size], interpolation).permute([1, 2, 0]).contiguous().data() as Float32Array, Math.round);
       });
       expect(meanAbsDiff(im.data, ref)).toBeLessThan(0.5); // out of 255
@@ -67,7 +72,9 @@ describe('decodeImage', () => {
     const { data, info } = await sharp(CHELSEA).raw().toBuffer({ resolveWithObject: true });
     const im = await decodeImage(CHELSEA, { resolution: 512 });
     const ref = scope(() => {
-      const x = tensor(new Uint8Array(data), { shape: [info.height, info.width, 3] }).permute([2, 0, 1]).to('float32');
+      const x = tensor(new Uint8Array(data), { shape: [info.height, info.width, 3] })
+        .permute([2, 0, 1])
+        .to('float32');
       return Array.from(resizeTensor(x, [512, 512]).clamp(0, 255).round().permute([1, 2, 0]).contiguous().data() as Float32Array);
     });
     expect(meanAbsDiff(im.data, ref)).toBe(0);
@@ -82,7 +89,8 @@ describe('decodeImage', () => {
     const rotated = await decodeImage(EXIF6, { resolution: 64 });
     expect([rotated.sourceWidth, rotated.sourceHeight]).toEqual([226, 150]);
     const transposed = new Uint8Array(64 * 64 * 3);
-    for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) for (let c = 0; c < 3; c++) transposed[(x * 64 + y) * 3 + c] = rotated.data[(y * 64 + x) * 3 + c]!;
+    for (let y = 0; y < 64; y++)
+      for (let x = 0; x < 64; x++) for (let c = 0; c < 3; c++) transposed[(x * 64 + y) * 3 + c] = rotated.data[(y * 64 + x) * 3 + c]!;
     expect(meanAbsDiff(upright.data, rotated.data)).toBeLessThan(4);
     expect(meanAbsDiff(upright.data, transposed)).toBeGreaterThan(20);
   });
@@ -127,7 +135,12 @@ describe('loadImage / loadImages', () => {
     const v = x.data() as Float32Array;
     const mean = [0.485, 0.456, 0.406];
     const std = [0.229, 0.224, 0.225];
-    for (const [c, y, xx] of [[0, 0, 0], [1, 10, 20], [2, 63, 63], [0, 31, 40]] as const) {
+    for (const [c, y, xx] of [
+      [0, 0, 0],
+      [1, 10, 20],
+      [2, 63, 63],
+      [0, 31, 40],
+    ] as const) {
       expect(v[c * 64 * 64 + y * 64 + xx]).toBeCloseTo((im.data[(y * 64 + xx) * 3 + c]! / 255 - mean[c]!) / std[c]!, 5);
     }
     x.dispose();

@@ -150,7 +150,13 @@ describe('DataLoader', () => {
 
   test('an uncaught error in a worker is reported as a WorkerError with its message', async () => {
     const f = idxFiles(8);
-    const loader = new lib.DataLoader({ dataset: lib.IdxDataset.open(f.images), batchSize: 2, transform: transform({ crash: true }), collate: collate(), workers: 1 });
+    const loader = new lib.DataLoader({
+      dataset: lib.IdxDataset.open(f.images),
+      batchSize: 2,
+      transform: transform({ crash: true }),
+      collate: collate(),
+      workers: 1,
+    });
     await expect(loader.next()).rejects.toThrow(new lib.WorkerError('data loader worker 0 crashed: boom in the transform', 0));
     await loader.close();
   });
@@ -176,7 +182,15 @@ describe('DataLoader', () => {
     expect(ds.length).toBe(7);
     expect(ds.report.otherFiles).toEqual([join(dir, 'cups', 'notes.txt')]);
     const skipped: Lib.SkippedSample[] = [];
-    const loader = new lib.DataLoader({ dataset: ds, batchSize: 7, transform: transform(), collate: collate(), workers: 2, onSkip: (s) => skipped.push(s), shuffle: false });
+    const loader = new lib.DataLoader({
+      dataset: ds,
+      batchSize: 7,
+      transform: transform(),
+      collate: collate(),
+      workers: 2,
+      onSkip: (s) => skipped.push(s),
+      shuffle: false,
+    });
     const [b] = await take(loader, 1);
     await loader.close();
     expect(b![4]!.length).toBe(7); // 7 labels: each unreadable image replaced by a readable one
@@ -197,13 +211,23 @@ describe('DataLoader', () => {
     await strict.close();
 
     const f = idxFiles(4);
-    const bad = new lib.DataLoader({ dataset: lib.IdxDataset.open(f.images), batchSize: 4, transform: transform({ failOn: 0 }), collate: collate(), workers: 1, shuffle: false });
+    const bad = new lib.DataLoader({
+      dataset: lib.IdxDataset.open(f.images),
+      batchSize: 4,
+      transform: transform({ failOn: 0 }),
+      collate: collate(),
+      workers: 1,
+      shuffle: false,
+    });
     await expect(bad.next()).rejects.toThrow(new lib.DatasetError('the transform failed on "idx:imgs-4-idx3-ubyte[0]": cannot augment a 10×12 image'));
     await bad.close();
   });
 
   test('in-memory datasets (pixels read on the main thread, handed to workers) and option errors', async () => {
-    const items = Array.from({ length: 9 }, (_, i) => ({ image: { data: new Uint8Array(16 * 16 * 3).fill(i * 20), width: 16, height: 16 }, label: i % 2 ? 'odd' : 'even' }));
+    const items = Array.from({ length: 9 }, (_, i) => ({
+      image: { data: new Uint8Array(16 * 16 * 3).fill(i * 20), width: 16, height: 16 },
+      label: i % 2 ? 'odd' : 'even',
+    }));
     const ds = await lib.datasetFromIterable(items);
     expect(ds.classes).toEqual(['even', 'odd']);
     expect(ds.spec()).toBeUndefined();
@@ -221,9 +245,13 @@ describe('DataLoader', () => {
       new lib.ConfigError('DataLoader: batchSize must be a positive integer, got 0'),
     );
     expect(() => new lib.DataLoader({ dataset: ds, batchSize: 2, transform: () => ({ global: [], local: [] }), collate: collate(), workers: 1 })).toThrow(
-      new lib.ConfigError('DataLoader: worker threads need the transform as a module path ({ module, export, options }); a function only works with workers: 0'),
+      new lib.ConfigError(
+        'DataLoader: worker threads need the transform as a module path ({ module, export, options }); a function only works with workers: 0',
+      ),
     );
     const empty = await lib.datasetFromIterable([]);
-    expect(() => new lib.DataLoader({ dataset: empty, batchSize: 2, transform: transform(), collate: collate() })).toThrow(new lib.DatasetError('DataLoader: the dataset is empty'));
+    expect(() => new lib.DataLoader({ dataset: empty, batchSize: 2, transform: transform(), collate: collate() })).toThrow(
+      new lib.DatasetError('DataLoader: the dataset is empty'),
+    );
   });
 });

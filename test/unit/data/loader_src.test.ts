@@ -25,7 +25,14 @@ test('workers: 0 runs a function transform on the main thread; iterations bound 
     shapes.push(b.collated_global_crops.shape, b.collated_local_crops.shape);
     disposeBatch(b);
   }
-  expect(shapes).toEqual([[4, 3, 4, 4], [2, 3, 2, 2], [4, 3, 4, 4], [2, 3, 2, 2], [4, 3, 4, 4], [2, 3, 2, 2]]);
+  expect(shapes).toEqual([
+    [4, 3, 4, 4],
+    [2, 3, 2, 2],
+    [4, 3, 4, 4],
+    [2, 3, 2, 2],
+    [4, 3, 4, 4],
+    [2, 3, 2, 2],
+  ]);
   expect(loader.state().iteration).toBe(3);
   expect(memory().liveTensors).toBe(before);
 });
@@ -34,7 +41,9 @@ test('worker threads from TypeScript sources: a ConfigError naming the missing c
   const loader = new DataLoader({ dataset, batchSize: 2, transform: { module: '/nowhere.mjs' }, collate, workers: 1 });
   const script = fileURLToPath(new URL('../../../src/data/loader_worker.js', import.meta.url));
   await expect(loader.next()).rejects.toThrow(
-    new ConfigError(`DataLoader: the worker script ${script} does not exist; worker threads need the compiled library (dist/) — run from dist/, pass workerUrl, or use workers: 0`),
+    new ConfigError(
+      `DataLoader: the worker script ${script} does not exist; worker threads need the compiled library (dist/) — run from dist/, pass workerUrl, or use workers: 0`,
+    ),
   );
   await loader.close();
 });

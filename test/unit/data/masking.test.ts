@@ -5,7 +5,17 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 
 import { ConfigError, memory, scope, TorchTypeError } from '../../../src/index.js';
-import { batchTensors, collateDataAndCast, collateMasks, disposeBatch, linspaceF32, maskTargets, MaskingGenerator, officialMaxNumPatches, Rng } from '../../../src/data/index.js';
+import {
+  batchTensors,
+  collateDataAndCast,
+  collateMasks,
+  disposeBatch,
+  linspaceF32,
+  maskTargets,
+  MaskingGenerator,
+  officialMaxNumPatches,
+  Rng,
+} from '../../../src/data/index.js';
 
 const FIX = JSON.parse(readFileSync(new URL('../../fixtures/masking_stats.json', import.meta.url), 'utf8')) as {
   masking_stats_14x14: { target: number; mean: number; min: number; max: number }[];
@@ -26,7 +36,12 @@ function components(m: Uint8Array, H: number, W: number): number {
       const k = stack.pop()!;
       const i = Math.floor(k / W);
       const j = k % W;
-      for (const [a, b] of [[i + 1, j], [i - 1, j], [i, j + 1], [i, j - 1]] as const) {
+      for (const [a, b] of [
+        [i + 1, j],
+        [i - 1, j],
+        [i, j + 1],
+        [i, j - 1],
+      ] as const) {
         const q = a * W + b;
         if (a >= 0 && a < H && b >= 0 && b < W && m[q] && !seen[q]) {
           seen[q] = 1;
@@ -77,8 +92,12 @@ describe('MaskingGenerator (dinov3/data/masking.py)', () => {
     expect(gen.generate(Rng.derive(1, 2), 50)).not.toEqual(gen.generate(Rng.derive(1, 3), 50));
     expect(() => gen.generate(Rng.derive(1), 197)).toThrow(new ConfigError('MaskingGenerator: cannot mask 197 of 196 patches'));
     expect(() => new MaskingGenerator({ inputSize: 0 })).toThrow(ConfigError);
-    expect(() => new MaskingGenerator(undefined as never)).toThrow(new ConfigError('MaskingGenerator: expected an options object { inputSize, … }, received undefined'));
-    expect(() => new MaskingGenerator({ inputSize: 'big' as never })).toThrow(new ConfigError('MaskingGenerator: inputSize must be a positive integer or [height, width], got string'));
+    expect(() => new MaskingGenerator(undefined as never)).toThrow(
+      new ConfigError('MaskingGenerator: expected an options object { inputSize, … }, received undefined'),
+    );
+    expect(() => new MaskingGenerator({ inputSize: 'big' as never })).toThrow(
+      new ConfigError('MaskingGenerator: inputSize must be a positive integer or [height, width], got string'),
+    );
     expect(() => collateMasks(2, Rng.derive(1), {} as never)).toThrow(
       new TorchTypeError('collateMasks: expected "options.maskGenerator" to be a MaskingGenerator, received undefined', 'ERR_INVALID_ARG'),
     );
@@ -125,7 +144,9 @@ describe('collate_data_and_cast (dinov3/data/collate.py)', () => {
       // crop-major: row c·B + b is crop c of image b
       const gfirst = scope(() => batch.collated_global_crops.reshape([8, -1]).select(1, 0).toArray());
       expect(gfirst).toEqual([0, 10, 20, 30, 1, 11, 21, 31]);
-      expect(scope(() => batch.collated_local_crops.reshape([12, -1]).select(1, 0).toArray())).toEqual([100, 101, 102, 103, 200, 201, 202, 203, 300, 301, 302, 303]);
+      expect(scope(() => batch.collated_local_crops.reshape([12, -1]).select(1, 0).toArray())).toEqual([
+        100, 101, 102, 103, 200, 201, 202, 203, 300, 301, 302, 303,
+      ]);
       expect(batch.collated_masks.dtype).toBe('bool');
       expect(batch.collated_masks.shape).toEqual([8, 4]);
       const flat = scope(() => batch.collated_masks.to('int32').toArray());
@@ -172,9 +193,16 @@ describe('collate_data_and_cast (dinov3/data/collate.py)', () => {
     const gen = new MaskingGenerator({ inputSize: 2 });
     const c = new Float32Array(3 * 4 * 4);
     expect(() => collateDataAndCast([], { maskGenerator: gen }, Rng.derive(0))).toThrow(new ConfigError('collate: no samples'));
-    expect(() => collateDataAndCast([{ global: [c, c], local: [] }, { global: [c], local: [] }], { maskGenerator: gen }, Rng.derive(0))).toThrow(
-      new ConfigError('collate: sample 1 has 1 global crops, sample 0 has 2'),
-    );
+    expect(() =>
+      collateDataAndCast(
+        [
+          { global: [c, c], local: [] },
+          { global: [c], local: [] },
+        ],
+        { maskGenerator: gen },
+        Rng.derive(0),
+      ),
+    ).toThrow(new ConfigError('collate: sample 1 has 1 global crops, sample 0 has 2'));
     expect(() => collateDataAndCast([{ global: [new Float32Array(10)], local: [] }], { maskGenerator: gen }, Rng.derive(0))).toThrow(
       new ConfigError('collate: global crop 0 of sample 0 has 10 values, not a square 3-channel crop'),
     );

@@ -32,9 +32,7 @@ describe('planResize', () => {
       }
     })();
     expect(err).toBeInstanceOf(RangeError);
-    expect((err as RangeError).message).toBe(
-      "resolution 500 is not a multiple of the patch size 16: use 496 or 512, or sizeMultiple: 'round' to round it",
-    );
+    expect((err as RangeError).message).toBe("resolution 500 is not a multiple of the patch size 16: use 496 or 512, or sizeMultiple: 'round' to round it");
     expect(() => planResize(10, 10, { resolution: 8, patchSize: 16 })).toThrow(
       "resolution 8 is not a multiple of the patch size 16: use 16, or sizeMultiple: 'round' to round it",
     );
@@ -113,7 +111,13 @@ describe('normalisation', () => {
       got.forEach((g, i) => expect(g).toBeCloseTo(want[i]!, 6));
       x.dispose();
     }
-    const raw = rgbToTensor([{ data, width: 2, height: 1 }, { data, width: 2, height: 1 }], { normalization: 'none', dtype: 'bfloat16' });
+    const raw = rgbToTensor(
+      [
+        { data, width: 2, height: 1 },
+        { data, width: 2, height: 1 },
+      ],
+      { normalization: 'none', dtype: 'bfloat16' },
+    );
     expect(raw.shape).toEqual([2, 3, 1, 2]);
     expect(raw.dtype).toBe('bfloat16');
     // Channel planes of image 0: R = [1, 0], G = [0, 1], B = [128/255, 64/255] (rounded to bfloat16).
@@ -137,7 +141,10 @@ describe('normalisation', () => {
 describe('resizeTensor', () => {
   test('antialiased bicubic resize of a tensor, clamped to the input range', () => {
     const before = memory().liveTensors;
-    const x = tensor(Float32Array.from({ length: 3 * 8 * 8 }, (_, i) => (i % 8 < 4 ? 0 : 1)), { shape: [3, 8, 8] });
+    const x = tensor(
+      Float32Array.from({ length: 3 * 8 * 8 }, (_, i) => (i % 8 < 4 ? 0 : 1)),
+      { shape: [3, 8, 8] },
+    );
     const y = resizeTensor(x, [4, 4]);
     expect(y.shape).toEqual([3, 4, 4]);
     const v = y.data() as Float32Array;

@@ -18,7 +18,9 @@ test.runIf(existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte
   async () => {
     ensureDist();
     const main = join(ROOT, 'dist', 'src', 'demo', 'main.js');
-    const stdout = execFileSync(process.execPath, [main, '--minutes', '0.15', '--eval-train', '1000', '--eval-test', '200', '--out', out], { encoding: 'utf8' });
+    const stdout = execFileSync(process.execPath, [main, '--minutes', '0.15', '--eval-train', '1000', '--eval-test', '200', '--out', out], {
+      encoding: 'utf8',
+    });
     const before = /k-NN@20 of the random-init network: ([\d.]+)% \(centred features: ([\d.]+)%\)/.exec(stdout);
     const after = /k-NN@20 of the trained teacher after (\d+) iterations: ([\d.]+)% \(centred: ([\d.]+)%\)/.exec(stdout);
     expect(before, stdout).not.toBeNull();
@@ -30,7 +32,8 @@ test.runIf(existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte
     expect(Number(before![2])).toBeGreaterThan(20);
     expect(Number(after![3])).toBeGreaterThan(20);
     expect(stdout).toContain('live tensors after training: 0 beyond the start');
-    for (const f of ['pca.png', 'loss_curve.png', 'run/teacher_checkpoint.safetensors', 'run/config.yaml', 'run/training_metrics.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of ['pca.png', 'loss_curve.png', 'run/teacher_checkpoint.safetensors', 'run/config.yaml', 'run/training_metrics.jsonl'])
+      expect(existsSync(join(out, f)), f).toBe(true);
     const { model } = await loadBackbone(join(out, 'run', 'teacher_checkpoint.safetensors'));
     expect([model.embedDim, model.nBlocks, model.patchSize]).toEqual([192, 6, 4]);
     model.dispose();

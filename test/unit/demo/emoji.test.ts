@@ -14,7 +14,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** A 2×1 RGBA PNG: pixel 0 is (r, g, b, a0), pixel 1 fully transparent black. */
 async function png(path: string, r: number, g: number, b: number, a0: number): Promise<void> {
   const raw = Buffer.from([r, g, b, a0, 0, 0, 0, 0]);
-  writeFileSync(path, await sharp(raw, { raw: { width: 2, height: 1, channels: 4 } }).png().toBuffer());
+  writeFileSync(
+    path,
+    await sharp(raw, { raw: { width: 2, height: 1, channels: 4 } })
+      .png()
+      .toBuffer(),
+  );
 }
 
 test('loadEmoji: labels, order, split, flattening on white and alpha', async () => {

@@ -2,7 +2,20 @@
 // batch, for FULL_SHARD and SHARD_GRAD_OP, with SGD and AdamW; each rank holds half the parameter and optimizer bytes.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { AdamW, FullyShardedModule, Linear, LocalProcessGroup, manualSeed, memory, Module, mseLoss, randn, Generator, scope, type Tensor } from '../../../src/index.js';
+import {
+  AdamW,
+  FullyShardedModule,
+  Linear,
+  LocalProcessGroup,
+  manualSeed,
+  memory,
+  Module,
+  mseLoss,
+  randn,
+  Generator,
+  scope,
+  type Tensor,
+} from '../../../src/index.js';
 import { compileLibrary } from '../lifecycle/compiled_library.js';
 import { emitted, runRanks } from './helpers.js';
 
@@ -53,7 +66,14 @@ const train = (o: { sharded: boolean; strategy?: string; optim: 'sgd' | 'adamw';
          bytes: fsdp ? fsdp.shardBytes() : null, optBytes: opt ? opt.stateDict().state.flatMap((s) => [...s.expAvg, ...s.expAvgSq]).reduce((a, t) => a + t.numel * 4, 0) : null });
   if (fsdp) pg.destroy();`;
 
-type Out = { losses: number[]; norms: number[]; params: Record<string, number[]>; between: number[]; bytes: { params: number; grads: number; unshardedParams: number } | null; optBytes: number | null };
+type Out = {
+  losses: number[];
+  norms: number[];
+  params: Record<string, number[]>;
+  between: number[];
+  bytes: { params: number; grads: number; unshardedParams: number } | null;
+  optBytes: number | null;
+};
 
 describe('FullyShardedModule', () => {
   for (const optim of ['sgd', 'adamw'] as const) {
@@ -117,7 +137,7 @@ describe('FullyShardedModule', () => {
       lib.manualSeed(5);
       const teacher = new MLP();
       const pg = ${sharded ? 'await lib.initProcessGroup({ timeoutMs: 30000 })' : 'new lib.LocalProcessGroup()'};
-      const wrap = (m) => ${sharded ? "new lib.FullyShardedModule(m, { group: pg, units: [m.fc1, m.fc2] })" : 'null'};
+      const wrap = (m) => ${sharded ? 'new lib.FullyShardedModule(m, { group: pg, units: [m.fc1, m.fc2] })' : 'null'};
       const fs = wrap(student), ft = wrap(teacher);
       const opt = new lib.AdamW(fs ? fs.shardedParameters() : student.parameters(), { lr: 0.05 });
       const probe = lib.randn([5, 6], { generator: new lib.Generator(9) });
@@ -187,7 +207,9 @@ describe('FullyShardedModule', () => {
         { unit: 'blocks.1', hookGathers: g, hookReduces: 2 },
         { unit: 'blocks.2', hookGathers: g, hookReduces: 2 },
       ]);
-      a!.losses.forEach((l, i) => expect(Math.abs((l + b!.losses[i]!) / 2 - ref!.losses[i]!) / ref!.losses[i]!, `${strategy} loss ${i}`).toBeLessThanOrEqual(1e-5));
+      a!.losses.forEach((l, i) =>
+        expect(Math.abs((l + b!.losses[i]!) / 2 - ref!.losses[i]!) / ref!.losses[i]!, `${strategy} loss ${i}`).toBeLessThanOrEqual(1e-5),
+      );
       expect(Object.keys(a!.params)).toEqual(Object.keys(ref!.params)); // the module's state dict, buffers included
       for (const [k, e] of Object.entries(ref!.params)) {
         const scale = Math.max(...e.map(Math.abs), 1e-6);
@@ -235,7 +257,11 @@ describe('FullyShardedModule', () => {
     expect(memory().liveTensors).toBe(before);
     const sharded = run(true);
     expect(Object.keys(sharded)).toEqual(['a.weight', 'a.bias', 'b.weight', 'b.bias']);
-    for (const k of Object.keys(plain)) expect(sharded[k]!.map((v, i) => Math.abs(v - plain[k]![i]!)).every((d) => d <= 1e-6), k).toBe(true);
+    for (const k of Object.keys(plain))
+      expect(
+        sharded[k]!.map((v, i) => Math.abs(v - plain[k]![i]!)).every((d) => d <= 1e-6),
+        k,
+      ).toBe(true);
     expect(memory().liveTensors).toBe(before);
   });
 });

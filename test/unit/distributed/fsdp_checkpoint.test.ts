@@ -5,7 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { AdamW, CheckpointError, consolidateShardedCheckpoint, FullyShardedModule, Linear, loadShardedCheckpoint, LocalProcessGroup, Module, saveShardedCheckpoint, tensor, type Tensor } from '../../../src/index.js';
+import {
+  AdamW,
+  CheckpointError,
+  consolidateShardedCheckpoint,
+  FullyShardedModule,
+  Linear,
+  loadShardedCheckpoint,
+  LocalProcessGroup,
+  Module,
+  saveShardedCheckpoint,
+  tensor,
+  type Tensor,
+} from '../../../src/index.js';
 import { compileLibrary } from '../lifecycle/compiled_library.js';
 import { emitted, runRanks } from './helpers.js';
 
@@ -36,7 +48,7 @@ const run = (o: { sharded: boolean; from: number; to: number; load?: string; sav
   lib.manualSeed(0);
   const model = new MLP();
   const pg = ${o.sharded ? 'await lib.initProcessGroup({ timeoutMs: 30000 })' : 'new lib.LocalProcessGroup()'};
-  const fsdp = ${o.sharded ? "new lib.FullyShardedModule(model, { group: pg, units: [model.fc1, model.fc2] })" : 'null'};
+  const fsdp = ${o.sharded ? 'new lib.FullyShardedModule(model, { group: pg, units: [model.fc1, model.fc2] })' : 'null'};
   const named = fsdp ? fsdp.namedShardedParameters() : model.namedParameters();
   const opt = new lib.AdamW([
     { params: named.filter(([n]) => !n.endsWith('bias')).map(([, t]) => t), weightDecay: 0.1 },
@@ -88,7 +100,11 @@ describe('sharded checkpoints', () => {
     expect(readdirSync(dir).sort()).toEqual(['manifest.json', 'shard-0-of-2.safetensors', 'shard-1-of-2.safetensors']);
     const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ format: 'dinov3-ts/fsdp-sharded', version: 1, worldSize: 2, optimizer: { step: 3 } });
-    expect(manifest.units.map((u: { name: string; numel: number }) => [u.name, u.numel])).toEqual([['', 3], ['fc1', 56], ['fc2', 27]]);
+    expect(manifest.units.map((u: { name: string; numel: number }) => [u.name, u.numel])).toEqual([
+      ['', 3],
+      ['fc1', 56],
+      ['fc2', 27],
+    ]);
     const [resumed] = await ranks(1, run({ sharded: true, from: 3, to: 5, load: dir }));
     expect(resumed!.stepCount).toBe(5);
     expect(maxRel(resumed!.snapshots[5]!, reference.snapshots[5]!)).toBeLessThanOrEqual(1e-5);
@@ -108,7 +124,10 @@ describe('sharded checkpoints', () => {
     expect(maxRel(asArrays, reference.snapshots[3]!)).toBeLessThanOrEqual(1e-5);
     const out = join(tmp, 'fc1.safetensors');
     const fc1 = await consolidateShardedCheckpoint(join(tmp, 'w2'), { prefix: 'fc1.', out });
-    expect([...fc1].map(([k, r]) => [k, r.shape])).toEqual([['weight', [8, 6]], ['bias', [8]]]);
+    expect([...fc1].map(([k, r]) => [k, r.shape])).toEqual([
+      ['weight', [8, 6]],
+      ['bias', [8]],
+    ]);
     expect(readdirSync(tmp)).toContain('fc1.safetensors');
   });
 
@@ -134,7 +153,11 @@ describe('sharded checkpoints', () => {
     await loadShardedCheckpoint(dir, fsdp);
     expect(m.periods.toArray()).toEqual([1, 2, 4]);
     const sd = await consolidateShardedCheckpoint(dir);
-    expect([...sd].map(([k, r]) => [k, r.dtype, r.shape])).toEqual([['periods', 'float32', [3]], ['fc.weight', 'float32', [2, 2]], ['fc.bias', 'float32', [2]]]);
+    expect([...sd].map(([k, r]) => [k, r.dtype, r.shape])).toEqual([
+      ['periods', 'float32', [3]],
+      ['fc.weight', 'float32', [2, 2]],
+      ['fc.bias', 'float32', [2]],
+    ]);
     fsdp.dispose();
     m.dispose();
   });

@@ -44,31 +44,33 @@ export async function runRanks(
     ${body}`;
   const t0 = Date.now();
   return Promise.all(
-    Array.from({ length: world }, (_, rank) =>
-      new Promise<RankResult>((resolve) => {
-        const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-          env: {
-            ...process.env,
-            RANK: String(rank),
-            LOCAL_RANK: String(rank),
-            WORLD_SIZE: String(world),
-            LOCAL_WORLD_SIZE: String(world),
-            MASTER_ADDR: '127.0.0.1',
-            MASTER_PORT: String(port),
-            ...o.env,
-          },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 90_000);
-        child.on('exit', (code, signal) => {
-          clearTimeout(timer);
-          resolve({ rank, code, signal, stdout, stderr, ms: Date.now() - t0 });
-        });
-      }),
+    Array.from(
+      { length: world },
+      (_, rank) =>
+        new Promise<RankResult>((resolve) => {
+          const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+            env: {
+              ...process.env,
+              RANK: String(rank),
+              LOCAL_RANK: String(rank),
+              WORLD_SIZE: String(world),
+              LOCAL_WORLD_SIZE: String(world),
+              MASTER_ADDR: '127.0.0.1',
+              MASTER_PORT: String(port),
+              ...o.env,
+            },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 90_000);
+          child.on('exit', (code, signal) => {
+            clearTimeout(timer);
+            resolve({ rank, code, signal, stdout, stderr, ms: Date.now() - t0 });
+          });
+        }),
     ),
   );
 }

@@ -50,7 +50,9 @@ describe('launch', () => {
       pg.destroy();
       process.stdout.write(JSON.stringify({ rank: pg.rank, world: pg.worldSize, local: process.env.LOCAL_RANK, node: process.env.GROUP_RANK, sum: x.item() }));`);
     const rs = await Promise.all(
-      [0, 1].map((nodeRank) => launch({ nprocPerNode: 2, nnodes: 2, nodeRank, masterAddr: '127.0.0.1', masterPort, parentEnv: {}, output: outs[nodeRank]!.output, argv: body })),
+      [0, 1].map((nodeRank) =>
+        launch({ nprocPerNode: 2, nnodes: 2, nodeRank, masterAddr: '127.0.0.1', masterPort, parentEnv: {}, output: outs[nodeRank]!.output, argv: body }),
+      ),
     );
     expect(rs.map((r) => r.role)).toEqual(['launcher', 'launcher']);
     const got = outs.flatMap((o) => [...o.out.values()].map((v) => JSON.parse(v)));
@@ -109,7 +111,10 @@ describe('launch', () => {
           output: (rank, stream, chunk) => { const s = chunk.toString(); process.stdout.write(s); if (s.includes('ready')) ready++; if (ready === 2) { ready = -1; process.stdout.write('all ready\\n'); } } });
         process.stdout.write('resolved\\n');
       } catch (e) { process.stdout.write(JSON.stringify({ code: e.code, message: e.message }) + '\\n'); }`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RANK: '', WORLD_SIZE: '' } });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RANK: '', WORLD_SIZE: '' },
+    });
     let stdout = '';
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -141,18 +146,29 @@ describe('launch', () => {
     });
     // SLURM started one task per worker (2 tasks on 1 node), or one task and one worker is asked for.
     const slurm = { SLURM_JOB_ID: '9', SLURM_PROCID: '1', SLURM_NTASKS: '2', SLURM_LOCALID: '1', SLURM_JOB_NUM_NODES: '1' };
-    expect(await launch({ nprocPerNode: 4, argv: [], parentEnv: slurm })).toMatchObject({ role: 'worker', env: { source: 'slurm', rank: 1, localWorldSize: 2 } });
+    expect(await launch({ nprocPerNode: 4, argv: [], parentEnv: slurm })).toMatchObject({
+      role: 'worker',
+      env: { source: 'slurm', rank: 1, localWorldSize: 2 },
+    });
     expect(await launch({ nprocPerNode: 1, argv: [], parentEnv: { ...slurm, SLURM_PROCID: '0', SLURM_NTASKS: '1', SLURM_LOCALID: '0' } })).toMatchObject({
       role: 'worker',
       env: { source: 'slurm', rank: 0 },
     });
   });
 
-  test('a SLURM task per node with nprocPerNode 2 launches its node\'s workers', async () => {
+  test("a SLURM task per node with nprocPerNode 2 launches its node's workers", async () => {
     const { findFreePort } = await import('../../../src/index.js');
     const port = await findFreePort();
     const { out, output } = collect();
-    const parentEnv = { SLURM_JOB_ID: '77', SLURM_PROCID: '0', SLURM_NTASKS: '1', SLURM_LOCALID: '0', SLURM_JOB_NUM_NODES: '1', SLURM_JOB_NODELIST: 'localhost', MASTER_PORT: String(port) };
+    const parentEnv = {
+      SLURM_JOB_ID: '77',
+      SLURM_PROCID: '0',
+      SLURM_NTASKS: '1',
+      SLURM_LOCALID: '0',
+      SLURM_JOB_NUM_NODES: '1',
+      SLURM_JOB_NODELIST: 'localhost',
+      MASTER_PORT: String(port),
+    };
     const r = await launch({
       nprocPerNode: 2,
       parentEnv,
@@ -170,7 +186,9 @@ describe('launch', () => {
   });
 
   test('bad options are ConfigErrors', async () => {
-    await expect(launch({ nprocPerNode: 0, argv: [], parentEnv: {} })).rejects.toThrow(new ConfigError('launch: nprocPerNode must be an integer >= 1, received 0'));
+    await expect(launch({ nprocPerNode: 0, argv: [], parentEnv: {} })).rejects.toThrow(
+      new ConfigError('launch: nprocPerNode must be an integer >= 1, received 0'),
+    );
     await expect(launch({ nprocPerNode: 1, nnodes: 2, nodeRank: 2, argv: [], parentEnv: {} })).rejects.toThrow('launch: nodeRank (2) must be below nnodes (2)');
     await expect(launch({ nprocPerNode: 1, nnodes: 2, argv: [], parentEnv: {} })).rejects.toThrow(
       'launch: masterAddr and masterPort must be given when nnodes > 1 (node 0 hosts the rendezvous store)',
@@ -180,6 +198,8 @@ describe('launch', () => {
   test('a worker command that cannot start: ERR_DIST_LAUNCH naming the rank', async () => {
     const e = await launch({ nprocPerNode: 1, argv: [], command: '/nonexistent/worker', parentEnv: {}, output: () => {} }).catch((x: unknown) => x);
     expect(e).toMatchObject({ name: 'DistributedError', code: 'ERR_DIST_LAUNCH', failedRanks: [0] });
-    expect((e as Error).message).toMatch(/^launch: worker rank 0 \(local rank 0\) could not be started \(\/nonexistent\/worker: spawn \/nonexistent\/worker ENOENT\); the other workers were stopped$/);
+    expect((e as Error).message).toMatch(
+      /^launch: worker rank 0 \(local rank 0\) could not be started \(\/nonexistent\/worker: spawn \/nonexistent\/worker ENOENT\); the other workers were stopped$/,
+    );
   });
 });

@@ -26,18 +26,40 @@ afterAll(() => lib.cleanup());
 const B = 4; // global batch
 const ITERS = Number(process.env.FSDP_TEST_ITERS ?? 5);
 const TINY = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0', 'student.layerscale=1.0',
-  'crops.global_crops_size=16', 'crops.local_crops_size=8', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'dino.koleo_loss_distributed=true', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=3',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'evaluation.eval_period_iterations=0',
+  'student.arch=vit_test',
+  'student.patch_size=8',
+  'student.n_storage_tokens=2',
+  'student.drop_path_rate=0',
+  'student.layerscale=1.0',
+  'crops.global_crops_size=16',
+  'crops.local_crops_size=8',
+  'crops.local_crops_number=2',
+  'dino.head_n_prototypes=32',
+  'dino.head_hidden_dim=48',
+  'dino.head_bottleneck_dim=16',
+  'ibot.head_n_prototypes=24',
+  'ibot.head_hidden_dim=40',
+  'ibot.head_bottleneck_dim=12',
+  'dino.koleo_loss_distributed=true',
+  'compute_precision.param_dtype=fp32',
+  'train.OFFICIAL_EPOCH_LENGTH=4',
+  'optim.epochs=3',
+  'optim.warmup_epochs=1',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'evaluation.eval_period_iterations=0',
 ];
 
 interface RunOut {
   losses: Record<string, number>[];
   params: Record<string, number[]>;
-  memory: { paramBytes: number; optimizerBytes: number; gradBytes: number; unshardedParamBytes: number; unshardedOptimizerBytes: number; fraction: number } | null;
+  memory: {
+    paramBytes: number;
+    optimizerBytes: number;
+    gradBytes: number;
+    unshardedParamBytes: number;
+    unshardedOptimizerBytes: number;
+    fraction: number;
+  } | null;
   hooks: { unit: string; hookGathers: number; hookReduces: number }[] | null;
 }
 
@@ -80,7 +102,13 @@ function expectSame(got: RunOut, ref: RunOut): void {
   for (const [k, e] of Object.entries(ref.params)) {
     const scale = Math.max(...e.map(Math.abs), 1e-6);
     const rel = Math.max(...got.params[k]!.map((v, i) => Math.abs(v - e[i]!) / scale));
-    if (!(rel <= 1e-5)) bad.push(`${k}: ${rel.toExponential(2)} (scale ${scale.toExponential(2)}, worst at ${got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0)} of ${e.length}: ${(() => { const j = got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0); return `${got.params[k]![j]} vs ${e[j]}`; })()})`);
+    if (!(rel <= 1e-5))
+      bad.push(
+        `${k}: ${rel.toExponential(2)} (scale ${scale.toExponential(2)}, worst at ${got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0)} of ${e.length}: ${(() => {
+          const j = got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0);
+          return `${got.params[k]![j]} vs ${e[j]}`;
+        })()})`,
+      );
   }
   expect(bad).toEqual([]);
 }
@@ -101,7 +129,9 @@ describe('Trainer data-parallel over 2 Gloo processes', () => {
   });
 
   for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD', 'NO_SHARD'])
-    test(`${strategy}: 2 ranks × ${B / 2} images = 1 process × ${B} (5 iterations; losses, grad norms, student and teacher within 1e-5 relative)`, { timeout: 300_000 }, async () => {
+    test(`${strategy}: 2 ranks × ${B / 2} images = 1 process × ${B} (5 iterations; losses, grad norms, student and teacher within 1e-5 relative)`, {
+      timeout: 300_000,
+    }, async () => {
       const rs = await runRanks(2, lib.indexUrl, body(2, strategy), { timeoutMs: 280_000 });
       ok(rs);
       const got = emitted(rs[0]!)[0] as RunOut;

@@ -28,13 +28,29 @@ const tmp = () => {
 const B = 4;
 const ITERS = 6;
 const TINY = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0', 'student.layerscale=1.0',
-  'crops.global_crops_size=16', 'crops.local_crops_size=8', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'dino.koleo_loss_distributed=true', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=3',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'evaluation.eval_period_iterations=0',
-  'checkpointing.period=2', 'checkpointing.max_to_keep=2',
+  'student.arch=vit_test',
+  'student.patch_size=8',
+  'student.n_storage_tokens=2',
+  'student.drop_path_rate=0',
+  'student.layerscale=1.0',
+  'crops.global_crops_size=16',
+  'crops.local_crops_size=8',
+  'crops.local_crops_number=2',
+  'dino.head_n_prototypes=32',
+  'dino.head_hidden_dim=48',
+  'dino.head_bottleneck_dim=16',
+  'ibot.head_n_prototypes=24',
+  'ibot.head_hidden_dim=40',
+  'ibot.head_bottleneck_dim=12',
+  'dino.koleo_loss_distributed=true',
+  'compute_precision.param_dtype=fp32',
+  'train.OFFICIAL_EPOCH_LENGTH=4',
+  'optim.epochs=3',
+  'optim.warmup_epochs=1',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'evaluation.eval_period_iterations=0',
+  'checkpointing.period=2',
+  'checkpointing.max_to_keep=2',
 ];
 
 interface Out {
@@ -45,7 +61,17 @@ interface Out {
 }
 
 /** Trainer.fit over `world` ranks (world 1: a LocalProcessGroup, sharded over its one rank), rank 0 emits. */
-const body = (o: { world: number; out: string; maxIterations: number; resume?: boolean; killRank?: number; killAfter?: number; abortRank?: number; abortAfter?: number; plain?: boolean }) => `
+const body = (o: {
+  world: number;
+  out: string;
+  maxIterations: number;
+  resume?: boolean;
+  killRank?: number;
+  killAfter?: number;
+  abortRank?: number;
+  abortAfter?: number;
+  plain?: boolean;
+}) => `
   const W = ${o.world};
   const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify(TINY)}.concat(['train.batch_size_per_gpu=' + (${B} / W)]));
   const pg = W > 1 ? await lib.initProcessGroup({ timeoutMs: 30000, heartbeatMs: 200 }) : new lib.LocalProcessGroup();
@@ -112,9 +138,18 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     expect(readdirSync(join(out, 'ckpt')).sort()).toEqual(['3', '5']);
     expect(readdirSync(join(out, 'ckpt_sharded')).sort()).toEqual(['3', '5']);
     expect(readdirSync(join(out, 'ckpt_sharded', '5')).sort()).toEqual([
-      'student.backbone', 'student.dino_head', 'student.ibot_head', 'teacher.backbone', 'teacher.dino_head', 'teacher.ibot_head',
+      'student.backbone',
+      'student.dino_head',
+      'student.ibot_head',
+      'teacher.backbone',
+      'teacher.dino_head',
+      'teacher.ibot_head',
     ]);
-    expect(readdirSync(join(out, 'ckpt_sharded', '5', 'student.backbone')).sort()).toEqual(['manifest.json', 'shard-0-of-2.safetensors', 'shard-1-of-2.safetensors']);
+    expect(readdirSync(join(out, 'ckpt_sharded', '5', 'student.backbone')).sort()).toEqual([
+      'manifest.json',
+      'shard-0-of-2.safetensors',
+      'shard-1-of-2.safetensors',
+    ]);
   });
 
   test('2 ranks → checkpoint at 3 iterations → 1 rank resumes: the same continuation (within 1e-5)', { timeout: 300_000 }, async () => {
@@ -133,13 +168,15 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     expectSameContinuation(emitted(rs[0]!)[0] as Out, straight, 3);
   });
 
-  test('rank 1 killed after iteration 4: rank 0 fails naming it within 60 s; the run resumes from its last checkpoint to the same result', { timeout: 300_000 }, async () => {
+  test('rank 1 killed after iteration 4: rank 0 fails naming it within 60 s; the run resumes from its last checkpoint to the same result', {
+    timeout: 300_000,
+  }, async () => {
     const out = tmp();
     const rs = await run({ world: 2, out, maxIterations: ITERS, killRank: 1, killAfter: 4 });
     expect(rs[1]!.signal).toBe('SIGKILL');
     expect(rs[0]!.code).toBe(3);
     const { error } = (emitted(rs[0]!) as { error: { name: string; code: string; failedRanks: number[]; message: string } }[])[0]!;
-    expect(error, JSON.stringify(error)).toMatchObject({ name: "DistributedError", code: "ERR_DIST_PEER", failedRanks: [1] });
+    expect(error, JSON.stringify(error)).toMatchObject({ name: 'DistributedError', code: 'ERR_DIST_PEER', failedRanks: [1] });
     expect(error.message).toMatch(/^rank 0: rank 1 stopped responding \(process exited, killed or hung\)/);
     expect(rs[0]!.ms - rs[1]!.ms).toBeLessThan(60_000);
     // The last complete checkpoint is iteration 3 (4 iterations done); resuming runs 4 and 5 as the straight run did.
@@ -149,7 +186,9 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     expectSameContinuation(emitted(again[0]!)[0] as Out, straight, 4);
   });
 
-  test('a stop signal on one rank (rank 1, after iteration 2) stops every rank after the same iteration, with a checkpoint; resuming continues exactly', { timeout: 300_000 }, async () => {
+  test('a stop signal on one rank (rank 1, after iteration 2) stops every rank after the same iteration, with a checkpoint; resuming continues exactly', {
+    timeout: 300_000,
+  }, async () => {
     const out = tmp();
     const rs = await run({ world: 2, out, maxIterations: ITERS, abortRank: 1, abortAfter: 2 });
     ok(rs);
@@ -162,7 +201,9 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
     expectSameContinuation(emitted(again[0]!)[0] as Out, straight, 3);
   });
 
-  test('an unsharded one-process run (the plain path) → checkpoint at 3 iterations → 2 sharded ranks resume it: the same continuation', { timeout: 300_000 }, async () => {
+  test('an unsharded one-process run (the plain path) → checkpoint at 3 iterations → 2 sharded ranks resume it: the same continuation', {
+    timeout: 300_000,
+  }, async () => {
     const out = tmp();
     ok(await run({ world: 1, out, maxIterations: 3, plain: true }));
     expect(readdirSync(out)).not.toContain('ckpt_sharded');
@@ -174,12 +215,18 @@ describe('Trainer: sharded checkpoints, resharding, a killed rank', () => {
   test('a sharded checkpoint is refused by an unsharded trainer, with the way to resume it', { timeout: 300_000 }, async () => {
     const out = tmp();
     ok(await run({ world: 2, out, maxIterations: 2 }));
-    const [r] = await runRanks(1, lib.indexUrl, `
+    const [r] = await runRanks(
+      1,
+      lib.indexUrl,
+      `
       const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify(TINY)}.concat(['train.batch_size_per_gpu=${B}']));
       try { await lib.Trainer.create(cfg, { outDir: ${JSON.stringify(out)}, resume: true }); emit({ unexpected: true }); }
-      catch (e) { emit({ name: e.name, message: e.message }); }`);
+      catch (e) { emit({ name: e.name, message: e.message }); }`,
+    );
     const [e] = emitted(r!) as { name: string; message: string }[];
     expect(e!.name).toBe('CheckpointError');
-    expect(e!.message).toMatch(/ckpt\/1: a sharded checkpoint \(2 ranks\); resume it with sharding \(any world size; Trainer option "sharding" for one process\)$/);
+    expect(e!.message).toMatch(
+      /ckpt\/1: a sharded checkpoint \(2 ranks\); resume it with sharding \(any world size; Trainer option "sharding" for one process\)$/,
+    );
   });
 });

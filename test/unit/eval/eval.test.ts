@@ -53,7 +53,10 @@ function bruteForce(tr: { x: Float32Array; y: number[] }, va: { x: Float32Array;
   const out = ks.map(() => ({ top1: 0, top5Strict: 0, top5Loose: 0 }));
   va.y.forEach((label, q) => {
     const u = unit(va.x, q);
-    const sims = trU.map((t, i) => ({ s: t.reduce((a, e, j) => a + e * u[j]!, 0), l: tr.y[i]! })).sort((a, b) => b.s - a.s).slice(0, maxK);
+    const sims = trU
+      .map((t, i) => ({ s: t.reduce((a, e, j) => a + e * u[j]!, 0), l: tr.y[i]! }))
+      .sort((a, b) => b.s - a.s)
+      .slice(0, maxK);
     const z = sims.reduce((a, e) => a + Math.exp((e.s - sims[0]!.s) / T), 0);
     ks.forEach((k, ki) => {
       const score = new Array(C).fill(0);
@@ -113,12 +116,21 @@ describe('knnEval (dinov3/eval/knn.py)', () => {
     expect(() => knnEval(x, 3 as never, x, tr.y)).toThrow(
       new TorchTypeError('knnEval: expected "trainLabels" to be a Tensor, an array or a typed array of integer labels, received number 3', 'ERR_INVALID_ARG'),
     );
-    expect(() => knnEval(undefined as never, tr.y, x, tr.y)).toThrow(new TorchTypeError('knnEval: expected "trainFeatures" to be a Tensor, received undefined', 'ERR_INVALID_ARG'));
-    expect(() => knnEval(x, tr.y, x, tr.y, null as never)).toThrow(new TorchTypeError('knnEval: expected "options" to be an object, received null', 'ERR_INVALID_ARG'));
+    expect(() => knnEval(undefined as never, tr.y, x, tr.y)).toThrow(
+      new TorchTypeError('knnEval: expected "trainFeatures" to be a Tensor, received undefined', 'ERR_INVALID_ARG'),
+    );
+    expect(() => knnEval(x, tr.y, x, tr.y, null as never)).toThrow(
+      new TorchTypeError('knnEval: expected "options" to be an object, received null', 'ERR_INVALID_ARG'),
+    );
     // A non-integer label is named by its index; the train labels already converted are freed.
-    expect(() => knnEval(x, tr.y, x, [...tr.y.slice(0, 59), 0.5])).toThrow(new TorchRangeError('knnEval: expected "valLabels[59]" to be an integer class label, received number 0.5', 'ERR_INVALID_ARG'));
+    expect(() => knnEval(x, tr.y, x, [...tr.y.slice(0, 59), 0.5])).toThrow(
+      new TorchRangeError('knnEval: expected "valLabels[59]" to be an integer class label, received number 0.5', 'ERR_INVALID_ARG'),
+    );
     expect(() => linearProbe(x, tr.y, x, 'abc' as never)).toThrow(
-      new TorchTypeError('linearProbe: expected "valLabels" to be a Tensor, an array or a typed array of integer labels, received string "abc"', 'ERR_INVALID_ARG'),
+      new TorchTypeError(
+        'linearProbe: expected "valLabels" to be a Tensor, an array or a typed array of integer labels, received string "abc"',
+        'ERR_INVALID_ARG',
+      ),
     );
     expect(memory().liveTensors).toBe(live);
     x.dispose();
@@ -150,18 +162,33 @@ describe('evaluation datasets', () => {
   const img = (v: number) => ({ data: new Uint8Array(40 * 40 * 3).fill(v), width: 40, height: 40 });
 
   test('empty, unlabeled and class-mismatched datasets fail with exact messages', async () => {
-    const labeled = await datasetFromIterable([{ image: img(1), label: 'cat' }, { image: img(2), label: 'dog' }]);
-    const other = await datasetFromIterable([{ image: img(1), label: 'cat' }, { image: img(2), label: 'cow' }]);
+    const labeled = await datasetFromIterable([
+      { image: img(1), label: 'cat' },
+      { image: img(2), label: 'dog' },
+    ]);
+    const other = await datasetFromIterable([
+      { image: img(1), label: 'cat' },
+      { image: img(2), label: 'cow' },
+    ]);
     const unlabeled = await datasetFromIterable([img(1), img(2)]);
     const empty = await datasetFromIterable([]);
-    const numeric = await datasetFromIterable([{ image: img(1), label: 0 }, { image: img(2), label: 4 }]);
+    const numeric = await datasetFromIterable([
+      { image: img(1), label: 0 },
+      { image: img(2), label: 4 },
+    ]);
     expect(checkEvalDatasets(labeled, labeled)).toBe(2);
     expect(() => checkEvalDatasets(empty, labeled)).toThrow(new DatasetError('eval: the train dataset is empty'));
     expect(() => checkEvalDatasets(labeled, unlabeled)).toThrow(
-      new DatasetError('eval: the validation dataset has no labels; k-NN and linear evaluation need labeled data (class subfolders, "path,label" lines, or an IDX labels file)'),
+      new DatasetError(
+        'eval: the validation dataset has no labels; k-NN and linear evaluation need labeled data (class subfolders, "path,label" lines, or an IDX labels file)',
+      ),
     );
-    expect(() => checkEvalDatasets(labeled, other)).toThrow(new DatasetError('eval: the train and validation datasets have different classes (train: cat, dog; validation: cat, cow)'));
-    expect(() => checkEvalDatasets(labeled, numeric)).toThrow(new DatasetError('eval: the validation dataset has labels up to 4, the train dataset only up to 1'));
+    expect(() => checkEvalDatasets(labeled, other)).toThrow(
+      new DatasetError('eval: the train and validation datasets have different classes (train: cat, dog; validation: cat, cow)'),
+    );
+    expect(() => checkEvalDatasets(labeled, numeric)).toThrow(
+      new DatasetError('eval: the validation dataset has labels up to 4, the train dataset only up to 1'),
+    );
   });
 });
 
@@ -180,7 +207,7 @@ describe('dinov3 eval', () => {
       const c = i % 3;
       lab[i] = c;
       for (let p = 0; p < 1600; p++) {
-        const base = c === 0 ? 200 : c === 1 ? 40 : (Math.floor(p / 40) % 8 < 4 ? 220 : 20);
+        const base = c === 0 ? 200 : c === 1 ? 40 : Math.floor(p / 40) % 8 < 4 ? 220 : 20;
         px[i * 1600 + p] = Math.max(0, Math.min(255, base + Math.round(20 * rng.normal())));
       }
     }
@@ -206,15 +233,25 @@ describe('dinov3 eval', () => {
     const val = idx('val', 12, 2);
     expect(IdxDataset.open(train).length).toBe(24);
     const a = capture();
-    expect(await run(['eval', 'knn', '--weights', TINY_WEIGHTS, '--train', train, '--val', val, '--resolution', '32', '--batch-size', '8', '--k', '1,5'], a.io)).toBe(0);
-    const r = JSON.parse(a.chunks.out) as { mode: string; numClasses: number; featureDim: number; train: { images: number }; knn: { k: number; top1: number; top5: number }[] };
+    expect(
+      await run(['eval', 'knn', '--weights', TINY_WEIGHTS, '--train', train, '--val', val, '--resolution', '32', '--batch-size', '8', '--k', '1,5'], a.io),
+    ).toBe(0);
+    const r = JSON.parse(a.chunks.out) as {
+      mode: string;
+      numClasses: number;
+      featureDim: number;
+      train: { images: number };
+      knn: { k: number; top1: number; top5: number }[];
+    };
     expect(r).toMatchObject({ mode: 'knn', numClasses: 3, featureDim: 64, train: { images: 24 } });
     expect(r.knn.map((k) => k.k)).toEqual([1, 5]);
     for (const k of r.knn) expect(k.top5).toBe(1);
     expect(a.chunks.err).toMatch(/^eval knn: 24 train \/ 12 val images, 3 classes: k=1: top-1 [\d.]+%, top-5 100\.00%; k=5: .* in \d+\.\d s\n$/);
 
     const b = capture();
-    expect(await run(['eval', 'linear', '--weights', TINY_WEIGHTS, '--train', train, '--val', val, '--resolution', '32', '--epochs', '2', '--lr', '0.01,0.1'], b.io)).toBe(0);
+    expect(
+      await run(['eval', 'linear', '--weights', TINY_WEIGHTS, '--train', train, '--val', val, '--resolution', '32', '--epochs', '2', '--lr', '0.01,0.1'], b.io),
+    ).toBe(0);
     const l = JSON.parse(b.chunks.out) as { featureDim: number; linear: { grid: unknown[]; learningRate: number } };
     expect(l.featureDim).toBe(128); // CLS ⊕ mean patch
     expect(l.linear.grid.length).toBe(2);

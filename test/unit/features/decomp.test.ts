@@ -9,7 +9,12 @@ describe('decompositions', () => {
   test('linalgEigh: ascending eigenvalues and orthonormal eigenvectors', () => {
     const before = memory().liveTensors;
     scope(() => {
-      const { eigenvalues, eigenvectors } = linalgEigh(tensor([[2, 1], [1, 3]]));
+      const { eigenvalues, eigenvectors } = linalgEigh(
+        tensor([
+          [2, 1],
+          [1, 3],
+        ]),
+      );
       const l = eigenvalues.data() as Float32Array;
       expect(l[0]).toBeCloseTo((5 - Math.sqrt(5)) / 2, 5);
       expect(l[1]).toBeCloseTo((5 + Math.sqrt(5)) / 2, 5);
@@ -36,7 +41,10 @@ describe('decompositions', () => {
       expect(maxAbsDiff(matmul(U.mul(S.reshape([1, 3])), Vh).data() as Float32Array, a.data() as Float32Array)).toBeLessThan(1e-5);
       expect(linalgSvd(a, true).U.shape).toEqual([5, 5]);
       const { Q, R } = linalgQr(a);
-      expect([Q.shape, R.shape]).toEqual([[5, 3], [3, 3]]);
+      expect([Q.shape, R.shape]).toEqual([
+        [5, 3],
+        [3, 3],
+      ]);
       expect(maxAbsDiff(matmul(Q, R).data() as Float32Array, a.data() as Float32Array)).toBeLessThan(1e-5);
       expect(maxAbsDiff(matmul(Q.t(), Q).data() as Float32Array, new Float32Array([1, 0, 0, 0, 1, 0, 0, 0, 1]))).toBeLessThan(1e-5);
       expect(linalgQr(a, 'complete').Q.shape).toEqual([5, 5]);
@@ -45,15 +53,22 @@ describe('decompositions', () => {
 
   test('bad inputs name the op and what was received', () => {
     scope(() => {
-      const rect = tensor([[1, 2, 3], [4, 5, 6]]);
+      const rect = tensor([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]);
       expect(() => linalgEigh(rect)).toThrow(TorchRangeError);
       expect(() => linalgEigh(rect)).toThrow('linalgEigh: expected a square matrix (or a batch of them) [..., n, n], received float32 [2, 3]');
       expect(() => linalgSvd(rect.to('bfloat16'))).toThrow(
         `linalgSvd: expected "input" to be a float32|float64 Tensor, received bfloat16 [2, 3] (cast it with .to('float32') first)`,
       );
       expect(() => linalgQr(tensor([1, 2]))).toThrow('linalgQr: expected a matrix (or a batch of them) [..., m, n], received float32 [2]');
+      const eye2 = tensor([
+        [1, 0],
+        [0, 1],
+      ]);
       // @ts-expect-error bad uplo
-      expect(() => linalgEigh(tensor([[1, 0], [0, 1]]), 'X')).toThrow('linalgEigh: uplo must be "L" or "U", received "X"');
+      expect(() => linalgEigh(eye2, 'X')).toThrow('linalgEigh: uplo must be "L" or "U", received "X"');
       // @ts-expect-error not a tensor
       expect(() => linalgEigh([[1]])).toThrow('linalgEigh: expected "input" to be a Tensor, received');
     });

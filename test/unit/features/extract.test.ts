@@ -36,9 +36,18 @@ const maxAbsDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(
 
 /** Collects the values of the per-image features, disposing each result (the caller owns them). */
 async function collect(it: AsyncIterable<ImageFeatures>) {
-  const out: { path: string | undefined; index: number; grid: [number, number]; cls: number[]; storage: number[]; patches: number[]; shapes: number[][] }[] = [];
+  const out: { path: string | undefined; index: number; grid: [number, number]; cls: number[]; storage: number[]; patches: number[]; shapes: number[][] }[] =
+    [];
   for await (const f of it) {
-    out.push({ path: f.path, index: f.index, grid: f.grid, cls: arr(f.cls), storage: arr(f.storage), patches: arr(f.patches), shapes: [f.cls.shape, f.storage.shape, f.patches.shape] });
+    out.push({
+      path: f.path,
+      index: f.index,
+      grid: f.grid,
+      cls: arr(f.cls),
+      storage: arr(f.storage),
+      patches: arr(f.patches),
+      shapes: [f.cls.shape, f.storage.shape, f.patches.shape],
+    });
     f.dispose();
   }
   return out;
@@ -49,12 +58,21 @@ describe('extractFeatures', () => {
     const before = memory().liveTensors;
     const skipped: ImageError[] = [];
     const progress: ExtractProgress[] = [];
-    const got = await collect(extractFeatures(model, DIR, { resolution: 64, batchSize: 2, onError: 'skip', onSkip: (e) => skipped.push(e), onProgress: (p) => progress.push(p) }));
-    expect(got.map((g) => [g.path, g.index])).toEqual([[GOOD[0], 0], [GOOD[1], 2], [GOOD[2], 3]]);
+    const got = await collect(
+      extractFeatures(model, DIR, { resolution: 64, batchSize: 2, onError: 'skip', onSkip: (e) => skipped.push(e), onProgress: (p) => progress.push(p) }),
+    );
+    expect(got.map((g) => [g.path, g.index])).toEqual([
+      [GOOD[0], 0],
+      [GOOD[1], 2],
+      [GOOD[2], 3],
+    ]);
     expect(got[0]!.shapes).toEqual([[64], [4, 64], [4, 4, 64]]);
     expect(got[0]!.grid).toEqual([4, 4]);
     expect(skipped.map((e) => [e.path, e.message])).toEqual([[CORRUPT, `cannot decode image "${CORRUPT}": Input buffer contains unsupported image format`]]);
-    expect(progress).toEqual([{ done: 1, skipped: 1, total: 4 }, { done: 3, skipped: 1, total: 4 }]);
+    expect(progress).toEqual([
+      { done: 1, skipped: 1, total: 4 },
+      { done: 3, skipped: 1, total: 4 },
+    ]);
     const ref = await loadImages(GOOD, { resolution: 64 });
     noGrad(() =>
       scope(() => {
@@ -120,7 +138,11 @@ describe('extractFeatures', () => {
 
   test('layers: the last n blocks (or listed blocks) stacked on a leading layer dim', async () => {
     const got = await collect(extractFeatures(model, [CHELSEA], { resolution: 48, layers: 2 }));
-    expect(got[0]!.shapes).toEqual([[2, 64], [2, 4, 64], [2, 3, 3, 64]]);
+    expect(got[0]!.shapes).toEqual([
+      [2, 64],
+      [2, 4, 64],
+      [2, 3, 3, 64],
+    ]);
     const ref = await loadImages([CHELSEA], { resolution: 48 });
     noGrad(() =>
       scope(() => {
@@ -131,12 +153,20 @@ describe('extractFeatures', () => {
     );
     ref.batch!.dispose();
     const one = await collect(extractFeatures(model, [CHELSEA], { resolution: 48, layers: [0], norm: false }));
-    expect(one[0]!.shapes).toEqual([[1, 64], [1, 4, 64], [1, 3, 3, 64]]);
+    expect(one[0]!.shapes).toEqual([
+      [1, 64],
+      [1, 4, 64],
+      [1, 3, 3, 64],
+    ]);
   });
 
   test('mixed sizes (keepAspect/none) run in groups and come out in input order', async () => {
     const got = await collect(extractFeatures(model, [CHELSEA, EXIF6, COFFEE], { resize: 'none', sizeMultiple: 'round', batchSize: 3 }));
-    expect(got.map((g) => [g.index, g.grid])).toEqual([[0, [19, 28]], [1, [9, 14]], [2, [25, 38]]]);
+    expect(got.map((g) => [g.index, g.grid])).toEqual([
+      [0, [19, 28]],
+      [1, [9, 14]],
+      [2, [25, 38]],
+    ]);
     expect(got[1]!.shapes[2]).toEqual([9, 14, 64]);
   });
 
@@ -144,9 +174,18 @@ describe('extractFeatures', () => {
     const ref = await loadImages([CHELSEA, COFFEE, EXIF6], { resolution: 64, resize: 'square' });
     const x = ref.batch!.narrow(3, 0, 48); // [3, 3, 64, 48]
     const got = await collect(extractFeatures(model, x, { batchSize: 2 }));
-    expect(got.map((g) => [g.path, g.index, g.grid])).toEqual([[undefined, 0, [4, 3]], [undefined, 1, [4, 3]], [undefined, 2, [4, 3]]]);
+    expect(got.map((g) => [g.path, g.index, g.grid])).toEqual([
+      [undefined, 0, [4, 3]],
+      [undefined, 1, [4, 3]],
+      [undefined, 2, [4, 3]],
+    ]);
     const direct = noGrad(() => scope(() => arr(model.forwardFeatures(x).patchTokens)));
-    expect(maxAbsDiff(got.flatMap((g) => g.patches), direct)).toBeLessThan(1e-5);
+    expect(
+      maxAbsDiff(
+        got.flatMap((g) => g.patches),
+        direct,
+      ),
+    ).toBeLessThan(1e-5);
     const odd = ref.batch!.narrow(3, 0, 50);
     await expect(collect(extractFeatures(model, odd))).rejects.toThrow(
       "extractFeatures: input tensor width 50 is not a multiple of the patch size 16: use 48 or 64, or sizeMultiple: 'round' to round it",
@@ -166,13 +205,17 @@ describe('extractFeatures', () => {
     await expect(collect(extractFeatures(model, DIR, { layers: [] }))).rejects.toThrow(
       'extractFeatures: layers must be a positive integer (the last n blocks) or a non-empty array of block indices, received []',
     );
-    await expect(collect(extractFeatures(model, DIR, { layers: [0, 2] }))).rejects.toThrow('extractFeatures: block index 2 is out of range for a 2-block model (0 to 1)');
+    await expect(collect(extractFeatures(model, DIR, { layers: [0, 2] }))).rejects.toThrow(
+      'extractFeatures: block index 2 is out of range for a 2-block model (0 to 1)',
+    );
     // A resolution that is not a multiple of the patch size is a setting error, even when images may be skipped.
     await expect(collect(extractFeatures(model, DIR, { resolution: 100, onError: 'skip' }))).rejects.toThrow(
       "resolution 100 is not a multiple of the patch size 16: use 96 or 112, or sizeMultiple: 'round' to round it",
     );
     // @ts-expect-error bad policy
-    await expect(collect(extractFeatures(model, DIR, { resize: 'fit' }))).rejects.toThrow('preprocess: resize must be one of square, shortSide, keepAspect, none; received "fit"');
+    await expect(collect(extractFeatures(model, DIR, { resize: 'fit' }))).rejects.toThrow(
+      'preprocess: resize must be one of square, shortSide, keepAspect, none; received "fit"',
+    );
     await expect(collect(extractFeatures(model, join(tmp, 'nope')))).rejects.toThrow(`no such file or folder: "${join(tmp, 'nope')}"`);
     model.train();
     try {
@@ -195,15 +238,40 @@ describe('saveFeatures', () => {
     const file = await readSafetensorsFile(out);
     expect([...file.tensors.keys()].sort()).toEqual(['cls', 'patches', 'storage']);
     expect(file.tensors.get('patches')!.shape).toEqual([3, 4, 4, 64]);
-    expect(file.metadata).toMatchObject({ paths: JSON.stringify(GOOD), grids: '[[4,4],[4,4],[4,4]]', layers: '"final"', resolution: '64', resize: 'square', normalization: 'lvd1689m', embed_dim: '64', patch_size: '16', n_storage_tokens: '4' });
+    expect(file.metadata).toMatchObject({
+      paths: JSON.stringify(GOOD),
+      grids: '[[4,4],[4,4],[4,4]]',
+      layers: '"final"',
+      resolution: '64',
+      resize: 'square',
+      normalization: 'lvd1689m',
+      embed_dim: '64',
+      patch_size: '16',
+      n_storage_tokens: '4',
+    });
     const got = await collect(extractFeatures(model, GOOD, { resolution: 64 }));
-    expect(maxAbsDiff(Array.from(rawToFloat32(file.tensors.get('cls')!)), got.flatMap((g) => g.cls))).toBe(0);
-    expect(maxAbsDiff(Array.from(rawToFloat32(file.tensors.get('patches')!)), got.flatMap((g) => g.patches))).toBe(0);
+    expect(
+      maxAbsDiff(
+        Array.from(rawToFloat32(file.tensors.get('cls')!)),
+        got.flatMap((g) => g.cls),
+      ),
+    ).toBe(0);
+    expect(
+      maxAbsDiff(
+        Array.from(rawToFloat32(file.tensors.get('patches')!)),
+        got.flatMap((g) => g.patches),
+      ),
+    ).toBe(0);
   });
 
   test('different grids are stored per image; float16 and bfloat16 storage', async () => {
     // keepAspect on three 3:2 photos: one grid, so the patches stay stacked; layers add the layer dim.
-    const r = await saveFeatures(model, [CHELSEA, EXIF6, GOOD[0]!], join(tmp, 'aspect.safetensors'), { resolution: 32, resize: 'keepAspect', layers: 1, featureDtype: 'bfloat16' });
+    const r = await saveFeatures(model, [CHELSEA, EXIF6, GOOD[0]!], join(tmp, 'aspect.safetensors'), {
+      resolution: 32,
+      resize: 'keepAspect',
+      layers: 1,
+      featureDtype: 'bfloat16',
+    });
     expect(r.tensors).toEqual({ cls: [3, 1, 64], storage: [3, 1, 4, 64], patches: [3, 1, 2, 3, 64] });
     const file = await readSafetensorsFile(join(tmp, 'aspect.safetensors'));
     expect(file.tensors.get('cls')!.dtype).toBe('bfloat16');
@@ -214,7 +282,10 @@ describe('saveFeatures', () => {
     // Native sizes differ: one patches.<j> tensor per image.
     const out = join(tmp, 'mixed.safetensors');
     const mixed = await saveFeatures(model, [CHELSEA, GRAY, EXIF6], out, { resize: 'none', sizeMultiple: 'round' });
-    expect(mixed.tensors).toEqual({ cls: [3, 64], storage: [3, 4, 64], 'patches.0': [19, 28, 64], 'patches.1': [5, 8, 64], 'patches.2': [9, 14, 64] } as Record<string, number[]>);
+    expect(mixed.tensors).toEqual({ cls: [3, 64], storage: [3, 4, 64], 'patches.0': [19, 28, 64], 'patches.1': [5, 8, 64], 'patches.2': [9, 14, 64] } as Record<
+      string,
+      number[]
+    >);
     const m = await readSafetensorsFile(out);
     expect(m.metadata).toMatchObject({ grids: '[[19,28],[5,8],[9,14]]' });
     const got = await collect(extractFeatures(model, [GRAY], { resize: 'none', sizeMultiple: 'round' }));
@@ -229,10 +300,20 @@ describe('saveFeatures', () => {
     expect(npy.subarray(0, 8).toString('latin1')).toBe('\x93NUMPY\x01\x00');
     const hlen = npy.readUInt16LE(8);
     expect((10 + hlen) % 64).toBe(0);
-    expect(npy.subarray(10, 10 + hlen).toString('latin1').trimEnd()).toBe("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2, 64), }");
+    expect(
+      npy
+        .subarray(10, 10 + hlen)
+        .toString('latin1')
+        .trimEnd(),
+    ).toBe("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2, 64), }");
     expect(npy.length).toBe(10 + hlen + 2 * 2 * 2 * 64 * 4);
     const cls = readFileSync(join(out, 'cls.npy'));
-    expect(cls.subarray(10, 10 + cls.readUInt16LE(8)).toString('latin1').trimEnd()).toBe("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 64), }");
+    expect(
+      cls
+        .subarray(10, 10 + cls.readUInt16LE(8))
+        .toString('latin1')
+        .trimEnd(),
+    ).toBe("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 64), }");
     const meta = JSON.parse(readFileSync(join(out, 'meta.json'), 'utf8')) as Record<string, unknown>;
     expect(meta).toMatchObject({ paths: [CHELSEA, COFFEE], tensors: { cls: [2, 64], storage: [2, 4, 64], patches: [2, 2, 2, 64] } });
   });
@@ -258,7 +339,11 @@ describe('dropped results', () => {
       embedDim: D,
       patchSize: 1,
       nStorageTokens: 0,
-      forwardFeatures: (x: Tensor) => ({ clsToken: full([x.shape[0]!, D], 2), storageTokens: zeros([x.shape[0]!, 0, D]), patchTokens: full([x.shape[0]!, 64 * 64, D], 1) }),
+      forwardFeatures: (x: Tensor) => ({
+        clsToken: full([x.shape[0]!, D], 2),
+        storageTokens: zeros([x.shape[0]!, 0, D]),
+        patchTokens: full([x.shape[0]!, 64 * 64, D], 1),
+      }),
       getIntermediateLayers: () => [],
     };
     const x = zeros([100, 3, 64, 64]);

@@ -82,7 +82,12 @@ describe('image listings', () => {
     symlinkSync(d, join(d, 'x', 'up')); // x/up → d: a cycle
     symlinkSync(DIR, join(d, 'photos')); // a linked folder elsewhere
     const r = await timed(listImageInputs(d));
-    expect(r.paths).toEqual([join(d, 'photos', 'a.jpg'), join(d, 'photos', 'sub', 'b.jpg'), join(d, 'photos', 'sub', 'deeper', 'c.jpg'), join(d, 'x', 'p.jpg')]);
+    expect(r.paths).toEqual([
+      join(d, 'photos', 'a.jpg'),
+      join(d, 'photos', 'sub', 'b.jpg'),
+      join(d, 'photos', 'sub', 'deeper', 'c.jpg'),
+      join(d, 'x', 'p.jpg'),
+    ]);
   });
 
   test('globs do not walk deeper than their pattern (unless it has **)', async () => {

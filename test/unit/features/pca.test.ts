@@ -118,8 +118,23 @@ describe('pcaFit / pcaProject', () => {
   test('rejects too few samples or components', () => {
     scope(() => {
       expect(() => pcaFit(tensor([[1, 2, 3]]))).toThrow('pcaFit: need at least 2 samples and 1 ≤ k ≤ min(samples, dims); received 1 samples of dim 3, k = 3');
-      expect(() => pcaFit(tensor([[1, 2], [3, 4]]), 3)).toThrow('received 2 samples of dim 2, k = 3');
-      expect(() => pcaRgb(tensor([[1, 2], [3, 4]]))).toThrow('pcaRgb: expected patch features [h, w, D], received float32 Tensor [2, 2]');
+      expect(() =>
+        pcaFit(
+          tensor([
+            [1, 2],
+            [3, 4],
+          ]),
+          3,
+        ),
+      ).toThrow('received 2 samples of dim 2, k = 3');
+      expect(() =>
+        pcaRgb(
+          tensor([
+            [1, 2],
+            [3, 4],
+          ]),
+        ),
+      ).toThrow('pcaRgb: expected patch features [h, w, D], received float32 Tensor [2, 2]');
     });
   });
 });
@@ -151,8 +166,7 @@ describe('pcaRgb', () => {
       means.forEach((m, k) => m.forEach((_, c) => (m[c]! /= counts[k]!)));
       // With the gradient direction left out (the first two components), the clusters are flat colours.
       for (let y = 0; y < h; y++)
-        for (let x = 0; x < w; x++)
-          for (let c = 0; c < 2; c++) expect(Math.abs(v[(y * w + x) * 3 + c]! - means[cluster(x)]![c]!)).toBeLessThan(0.05);
+        for (let x = 0; x < w; x++) for (let c = 0; c < 2; c++) expect(Math.abs(v[(y * w + x) * 3 + c]! - means[cluster(x)]![c]!)).toBeLessThan(0.05);
       const dist = (a: number[], b: number[]) => Math.hypot(a[0]! - b[0]!, a[1]! - b[1]!, a[2]! - b[2]!);
       expect(dist(means[0]!, means[1]!)).toBeGreaterThan(0.4);
       expect(dist(means[0]!, means[2]!)).toBeGreaterThan(0.4);
@@ -179,12 +193,28 @@ describe('rendering', () => {
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
   test('renderPca upsamples (nearest: one flat block per patch) and composites beside the input', async () => {
-    const rgb = tensor([[[1, 0, 0], [0, 1, 0]], [[0, 0, 1], [1, 1, 1]]]); // [2, 2, 3]
+    const rgb = tensor([
+      [
+        [1, 0, 0],
+        [0, 1, 0],
+      ],
+      [
+        [0, 0, 1],
+        [1, 1, 1],
+      ],
+    ]); // [2, 2, 3]
     const { png, width, height } = await renderPca(rgb, { width: 4, height: 4 });
     expect([width, height]).toEqual([4, 4]);
     const { data } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
     const px = (x: number, y: number) => Array.from(data.subarray((y * 4 + x) * 3, (y * 4 + x) * 3 + 3));
-    expect([px(0, 0), px(1, 1), px(2, 0), px(3, 1), px(0, 2), px(3, 3)]).toEqual([[255, 0, 0], [255, 0, 0], [0, 255, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]);
+    expect([px(0, 0), px(1, 1), px(2, 0), px(3, 1), px(0, 2), px(3, 3)]).toEqual([
+      [255, 0, 0],
+      [255, 0, 0],
+      [0, 255, 0],
+      [0, 255, 0],
+      [0, 0, 255],
+      [255, 255, 255],
+    ]);
     const beside = { data: new Uint8Array(4 * 4 * 3).fill(7), width: 4, height: 4 };
     const both = await renderPca(rgb, { beside, upsample: 'bilinear' });
     expect([both.width, both.height]).toEqual([8, 4]);
@@ -214,11 +244,12 @@ describe('rendering', () => {
     for (let c = 0; c < 3; c++) {
       let lo = 255;
       let hi = 0;
-      for (let y = 0; y < 64; y++) for (let x = 96; x < 192; x++) {
-        const v = data[(y * 192 + x) * 3 + c]!;
-        lo = Math.min(lo, v);
-        hi = Math.max(hi, v);
-      }
+      for (let y = 0; y < 64; y++)
+        for (let x = 96; x < 192; x++) {
+          const v = data[(y * 192 + x) * 3 + c]!;
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
       expect([lo, hi]).toEqual([0, 255]);
     }
     const alone = await pcaImage(model, CHELSEA, undefined, { resolution: 64, composite: false, layers: 1, upsample: 'bilinear' });

@@ -73,17 +73,23 @@ describe('the output location is checked before any work', () => {
     const img = join(tmp, 'photo.jpg');
     copyFileSync(CHELSEA, img);
     const before = readFileSync(img);
-    await expect(saveFeatures(model, [img], img)).rejects.toThrow(new ConfigError(`saveFeatures: the output "${img}" would overwrite the input image "${img}"`));
+    await expect(saveFeatures(model, [img], img)).rejects.toThrow(
+      new ConfigError(`saveFeatures: the output "${img}" would overwrite the input image "${img}"`),
+    );
     const link = join(tmp, 'link.safetensors');
     symlinkSync(img, link);
-    await expect(saveFeatures(model, [img], link)).rejects.toThrow(new ConfigError(`saveFeatures: the output "${link}" would overwrite the input image "${img}"`));
+    await expect(saveFeatures(model, [img], link)).rejects.toThrow(
+      new ConfigError(`saveFeatures: the output "${link}" would overwrite the input image "${img}"`),
+    );
     const weights = join(tmp, 'weights.safetensors');
     copyFileSync(TINY_WEIGHTS, weights);
     await expect(saveFeatures(model, [img], weights, { protectedPaths: [weights] })).rejects.toThrow(
       new ConfigError(`saveFeatures: the output "${weights}" would overwrite "${weights}" (the model weights or another protected file)`),
     );
     // An npy folder that holds an input is refused too; so is an existing folder for the single-file format.
-    await expect(checkFeatureOutput(tmp, { format: 'npy', inputs: [img] })).rejects.toThrow(`saveFeatures: the output "${tmp}" would overwrite the input image "${img}"`);
+    await expect(checkFeatureOutput(tmp, { format: 'npy', inputs: [img] })).rejects.toThrow(
+      `saveFeatures: the output "${tmp}" would overwrite the input image "${img}"`,
+    );
     await expect(checkFeatureOutput(tmp, { format: 'safetensors' })).rejects.toThrow(`saveFeatures: the output "${tmp}" exists and is not a regular file`);
     expect(readFileSync(img).equals(before)).toBe(true);
     expect(readFileSync(weights).equals(readFileSync(TINY_WEIGHTS))).toBe(true);
@@ -109,7 +115,10 @@ describe('npy folders', () => {
     await saveFeatures(model, [COFFEE, CHELSEA], st, { resolution: 48, featureDtype: 'float16' });
     const back2 = await loadFeatures(st);
     expect(back2.paths).toEqual([COFFEE, CHELSEA]);
-    expect(back2.grids).toEqual([[3, 3], [3, 3]]);
+    expect(back2.grids).toEqual([
+      [3, 3],
+      [3, 3],
+    ]);
     const a = back.tensors.get('cls')!.data;
     const b = back2.tensors.get('cls')!.data;
     expect(a.length).toBe(128);
@@ -156,13 +165,19 @@ describe('the CLI and the PCA image never overwrite an input or the weights', ()
     copyFileSync(CHELSEA, img);
     const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' } });
     let r = run('features', '--weights', weights, '--images', img, '--out', weights);
-    expect([r.status, r.stderr]).toEqual([1, `error: saveFeatures: the output "${weights}" would overwrite "${weights}" (the model weights or another protected file)\n`]);
+    expect([r.status, r.stderr]).toEqual([
+      1,
+      `error: saveFeatures: the output "${weights}" would overwrite "${weights}" (the model weights or another protected file)\n`,
+    ]);
     r = run('features', '--weights', weights, '--images', img, '--out', img);
     expect([r.status, r.stderr]).toEqual([1, `error: saveFeatures: the output "${img}" would overwrite the input image "${img}"\n`]);
     r = run('pca', '--weights', weights, '--image', img, '--out', img);
     expect([r.status, r.stderr]).toEqual([1, `error: pcaImage: the output "${img}" would overwrite the input image "${img}"\n`]);
     r = run('pca', '--weights', weights, '--image', img, '--out', join(tmp, 'x.bmp'));
-    expect([r.status, r.stderr]).toEqual([1, `error: pcaImage: cannot tell the image format of "${join(tmp, 'x.bmp')}": use a .png, .jpg, .jpeg or .webp name\n`]);
+    expect([r.status, r.stderr]).toEqual([
+      1,
+      `error: pcaImage: cannot tell the image format of "${join(tmp, 'x.bmp')}": use a .png, .jpg, .jpeg or .webp name\n`,
+    ]);
     r = run('features', '--weights', weights, '--images', img, '--out', join(tmp, 'f.safetensors'), '--threads', '100000');
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^error: option '--threads <n>' argument '100000' is invalid\. this machine has \d+ CPUs?: use at most \d+\.\n$/);

@@ -14,9 +14,7 @@ const PROTO2 =
   '6563730a656e636f64650a710558020000006279710658060000006c6174696e3171078671085271094b014b024b0387710a294b0785710b' +
   '8a090000000000000000404afbffffff4d2c014a701101008a060000000000ff4bff4dffff4a000001004affffffff65732e';
 // pickle.dumps(OrderedDict([('k', 1), ('j', {'n': 2})]), protocol=2)
-const ORDERED =
-  '800263636f6c6c656374696f6e730a4f726465726564446963740a7100295271012858010000006b71024b0158010000006a71037d710458' +
-  '010000006e71054b0273752e';
+const ORDERED = '800263636f6c6c656374696f6e730a4f726465726564446963740a7100295271012858010000006b71024b0158010000006a71037d710458' + '010000006e71054b0273752e';
 // pickle.dumps(eval, protocol=4): STACK_GLOBAL builtins.eval
 const EVAL = '80049515000000000000008c086275696c74696e73948c046576616c9493942e';
 
@@ -34,10 +32,7 @@ describe('unpickle: values', () => {
   const expected: PickleValue = new Map<PickleValue, PickleValue>([
     [
       'a',
-      [
-        1, 2.5, null, true, false, 'x', 'é€', Uint8Array.from([0x62, 0x79]), [1, 2, 3], [], [7], 2n ** 70n, -5, 300,
-        70000, -(2 ** 40), 255, 65535, 65536, -1,
-      ],
+      [1, 2.5, null, true, false, 'x', 'é€', Uint8Array.from([0x62, 0x79]), [1, 2, 3], [], [7], 2n ** 70n, -5, 300, 70000, -(2 ** 40), 255, 65535, 65536, -1],
     ],
   ]);
 
@@ -81,15 +76,13 @@ describe('unpickle: refusals', () => {
     // \x80\x02 c"os\nsystem\n" X"echo pwned" \x85 R .
     const w = new PickleWriter().proto(2).global('os', 'system').str('echo pwned').raw(0x85).reduce().stop();
     expect(unpickleError(w.bytes())).toBe(
-      'evil.pkl: refusing to unpickle global "os.system": only tensors, ordered dicts and primitive values are ' +
-        'allowed in a checkpoint',
+      'evil.pkl: refusing to unpickle global "os.system": only tensors, ordered dicts and primitive values are ' + 'allowed in a checkpoint',
     );
   });
 
   test('STACK_GLOBAL builtins.eval is refused', () => {
     expect(unpickleError(fromHex(EVAL))).toBe(
-      'evil.pkl: refusing to unpickle global "builtins.eval": only tensors, ordered dicts and primitive values are ' +
-        'allowed in a checkpoint',
+      'evil.pkl: refusing to unpickle global "builtins.eval": only tensors, ordered dicts and primitive values are ' + 'allowed in a checkpoint',
     );
   });
 
@@ -102,8 +95,7 @@ describe('unpickle: refusals', () => {
     ]) {
       const w = new PickleWriter().proto(2).global(m!, n!).stop();
       expect(unpickleError(w.bytes())).toBe(
-        `evil.pkl: refusing to unpickle global "${m}.${n}": only tensors, ordered dicts and primitive values are ` +
-          'allowed in a checkpoint',
+        `evil.pkl: refusing to unpickle global "${m}.${n}": only tensors, ordered dicts and primitive values are ` + 'allowed in a checkpoint',
       );
     }
   });
@@ -120,18 +112,12 @@ describe('unpickle: refusals', () => {
     const w = new PickleWriter().proto(2).global('torch', 'FloatStorage').emptyTuple().reduce().stop();
     expect(unpickleError(w.bytes())).toBe('evil.pkl: corrupt pickle: "torch.FloatStorage" cannot be called');
     const w2 = new PickleWriter().proto(2).global('torch._utils', '_rebuild_tensor_v2').emptyTuple().reduce().stop();
-    expect(unpickleError(w2.bytes())).toBe(
-      'evil.pkl: corrupt pickle: unexpected arguments for torch._utils._rebuild_tensor_v2',
-    );
+    expect(unpickleError(w2.bytes())).toBe('evil.pkl: corrupt pickle: unexpected arguments for torch._utils._rebuild_tensor_v2');
   });
 
   test('unsupported opcodes (INST, NEWOBJ, PERSID text)', () => {
-    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x69, 0x6f, 0x73, 0x0a]))).toBe(
-      'evil.pkl: unsupported pickle opcode 0x69 at byte 2',
-    );
-    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x29, 0x29, 0x81, 0x2e]))).toBe(
-      'evil.pkl: unsupported pickle opcode 0x81 at byte 4',
-    );
+    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x69, 0x6f, 0x73, 0x0a]))).toBe('evil.pkl: unsupported pickle opcode 0x69 at byte 2');
+    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x29, 0x29, 0x81, 0x2e]))).toBe('evil.pkl: unsupported pickle opcode 0x81 at byte 4');
   });
 
   test('corrupt and truncated streams', () => {
@@ -141,18 +127,10 @@ describe('unpickle: refusals', () => {
     expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x4b, 0x01, 0x4b, 0x02, 0x2e]))).toBe(
       'evil.pkl: corrupt pickle: the stack is not a single value at STOP',
     );
-    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x68, 0x05, 0x2e]))).toBe(
-      'evil.pkl: corrupt pickle: memo entry 5 is not defined',
-    );
-    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x73, 0x2e]))).toBe(
-      'evil.pkl: corrupt pickle: stack underflow at byte 2',
-    );
-    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x4b, 0x01, 0x4b, 0x02, 0x73, 0x2e]))).toBe(
-      'evil.pkl: corrupt pickle: stack underflow at byte 6',
-    );
-    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x29, 0x4b, 0x01, 0x61, 0x2e]))).toBe(
-      'evil.pkl: corrupt pickle: APPEND on a non-list at byte 5',
-    );
+    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x68, 0x05, 0x2e]))).toBe('evil.pkl: corrupt pickle: memo entry 5 is not defined');
+    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x73, 0x2e]))).toBe('evil.pkl: corrupt pickle: stack underflow at byte 2');
+    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x4b, 0x01, 0x4b, 0x02, 0x73, 0x2e]))).toBe('evil.pkl: corrupt pickle: stack underflow at byte 6');
+    expect(unpickleError(Uint8Array.from([0x80, 0x02, 0x29, 0x4b, 0x01, 0x61, 0x2e]))).toBe('evil.pkl: corrupt pickle: APPEND on a non-list at byte 5');
     expect(unpickleError(Uint8Array.from([0x80, 0x09]))).toBe('evil.pkl: unsupported pickle protocol 9');
   });
 });

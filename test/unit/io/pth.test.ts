@@ -2,14 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { CheckpointError } from '../../../src/native/errors.js';
-import {
-  flattenTensors,
-  isRawTensor,
-  readPth,
-  readPthFile,
-  readPthObject,
-  type PthValue,
-} from '../../../src/io/pth.js';
+import { flattenTensors, isRawTensor, readPth, readPthFile, readPthObject, type PthValue } from '../../../src/io/pth.js';
 import { rawToFloat32, type RawTensor } from '../../../src/io/raw_tensor.js';
 import { readSafetensors } from '../../../src/io/safetensors.js';
 import { readZip } from '../../../src/io/zip.js';
@@ -80,17 +73,12 @@ describe('readPth on the reference checkpoint', () => {
   });
 
   test('truncated or damaged checkpoint', () => {
-    expect(pthError(pthBytes.subarray(0, 400_000))).toBe(
-      'x.pth: truncated or corrupt zip archive: end of central directory record not found',
-    );
+    expect(pthError(pthBytes.subarray(0, 400_000))).toBe('x.pth: truncated or corrupt zip archive: end of central directory record not found');
     const damaged = Buffer.from(pthBytes);
     // Remove a storage record by renaming it in the central directory: data/9 → data/X.
     const cd = damaged.lastIndexOf(Buffer.from('official_vits_like/data/9'));
     damaged.write('X', cd + 'official_vits_like/data/'.length, 'latin1');
-    expect(pthError(damaged)).toBe(
-      'x.pth: checkpoint["blocks.0.attn.qkv.bias"]: storage "9" (official_vits_like/data/9) is missing from the ' +
-        'archive',
-    );
+    expect(pthError(damaged)).toBe('x.pth: checkpoint["blocks.0.attn.qkv.bias"]: storage "9" (official_vits_like/data/9) is missing from the ' + 'archive');
   });
 });
 
@@ -205,18 +193,20 @@ describe('readPth on handcrafted checkpoints', () => {
   });
 
   test('flattening collisions and non-dict roots are refused', () => {
-    const clash: Spec = { dict: [['a.b', t(0, [1], [1])], ['a', { dict: [['b', t(1, [1], [1])]] }]] };
+    const clash: Spec = {
+      dict: [
+        ['a.b', t(0, [1], [1])],
+        ['a', { dict: [['b', t(1, [1], [1])]] }],
+      ],
+    };
     expect(pthError(makePth(clash, storages))).toBe('x.pth: key "a.b" appears twice after flattening nested dicts');
-    expect(pthError(makePth(t(0, [1], [1]), storages))).toBe(
-      'x.pth: expected a dict of tensors, but the checkpoint holds a single tensor',
-    );
+    expect(pthError(makePth(t(0, [1], [1]), storages))).toBe('x.pth: expected a dict of tensors, but the checkpoint holds a single tensor');
     expect(flattenTensors(new Map(), 'y').size).toBe(0);
   });
 
   test('storage and view errors', () => {
     expect(pthError(makePth({ dict: [['w', t(3, [4, 3], [3, 1])]] }, storages))).toBe(
-      'x.pth: checkpoint["w"]: tensor of shape [4, 3] and stride [3, 1] at offset 3 reaches element 14 of a ' +
-        'storage of 12 elements',
+      'x.pth: checkpoint["w"]: tensor of shape [4, 3] and stride [3, 1] at offset 3 reaches element 14 of a ' + 'storage of 12 elements',
     );
     expect(pthError(makePth({ dict: [['w', t(0, [2], [1])]] }, { '0': new Uint8Array(40) }))).toBe(
       'x.pth: checkpoint["w"]: storage "0" has 40 bytes but 12 float32 elements need 48',
@@ -227,16 +217,13 @@ describe('readPth on handcrafted checkpoints', () => {
         ['b', { tensor: { type: 'IntStorage', key: '0', numel: 12 }, offset: 0, shape: [2], stride: [1] }],
       ],
     };
-    expect(pthError(makePth(twoTypes, storages))).toBe(
-      'x.pth: checkpoint["b"]: storage "0" is used both as float32 and as int32',
-    );
+    expect(pthError(makePth(twoTypes, storages))).toBe('x.pth: checkpoint["b"]: storage "0" is used both as float32 and as int32');
   });
 
   test('unsafe pickles inside a checkpoint are refused', () => {
     const evil = new PickleWriter().proto(2).global('os', 'system').str('echo pwned').raw(0x85).reduce().stop();
     expect(pthError(makePth(null, {}, { pickle: evil.bytes() }))).toBe(
-      'x.pth (data.pkl): refusing to unpickle global "os.system": only tensors, ordered dicts and primitive values ' +
-        'are allowed in a checkpoint',
+      'x.pth (data.pkl): refusing to unpickle global "os.system": only tensors, ordered dicts and primitive values ' + 'are allowed in a checkpoint',
     );
   });
 
@@ -245,25 +232,18 @@ describe('readPth on handcrafted checkpoints', () => {
       'x.pth: the checkpoint was saved on a big-endian machine; only little-endian checkpoints are supported',
     );
     expect(readPth(makePth({ dict: [['a', t(0, [1], [1])]] }, storages, { byteorder: null })).size).toBe(1);
-    const legacy = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
-      0x2e]);
+    const legacy = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]);
     expect(pthError(legacy)).toBe(
       'x.pth: this is the legacy (pre-1.6, non-zip) torch.save format, which is not supported: re-save it with ' +
         'PyTorch >= 1.6, e.g. torch.save(torch.load(path, weights_only=True), new_path), or convert it to safetensors',
     );
-    expect(pthError(Uint8Array.from([0x80, 0x04, 0x4e, 0x2e]))).toBe(
-      'x.pth: this is a plain pickle file, not a torch.save checkpoint',
-    );
-    expect(pthError(Buffer.from('{"not": "a checkpoint"}'))).toBe(
-      'x.pth: not a PyTorch checkpoint: expected a zip archive as written by torch.save',
-    );
+    expect(pthError(Uint8Array.from([0x80, 0x04, 0x4e, 0x2e]))).toBe('x.pth: this is a plain pickle file, not a torch.save checkpoint');
+    expect(pthError(Buffer.from('{"not": "a checkpoint"}'))).toBe('x.pth: not a PyTorch checkpoint: expected a zip archive as written by torch.save');
     const script = makeZip([
       { name: 'm/data.pkl', data: Uint8Array.from([0x80, 0x02, 0x4e, 0x2e]) },
       { name: 'm/constants.pkl', data: Uint8Array.from([0x80, 0x02, 0x4e, 0x2e]) },
     ]);
-    expect(pthError(script)).toBe(
-      'x.pth: this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint of tensors',
-    );
+    expect(pthError(script)).toBe('x.pth: this is a TorchScript archive (torch.jit.save), not a torch.save checkpoint of tensors');
     expect(pthError(makeZip([{ name: 'hello.txt', data: Uint8Array.from([1]) }]))).toBe(
       'x.pth: not a torch.save checkpoint: the zip archive has no <archive>/data.pkl',
     );

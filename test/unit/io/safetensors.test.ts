@@ -5,12 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { CheckpointError, TorchTypeError } from '../../../src/native/errors.js';
 import { itemSize, rawFromTypedArray, rawToFloat32, type RawTensor } from '../../../src/io/raw_tensor.js';
-import {
-  readSafetensors,
-  readSafetensorsFile,
-  writeSafetensors,
-  writeSafetensorsFile,
-} from '../../../src/io/safetensors.js';
+import { readSafetensors, readSafetensorsFile, writeSafetensors, writeSafetensorsFile } from '../../../src/io/safetensors.js';
 import { FIXTURES } from './helpers.js';
 
 /** A safetensors file from a JSON header object (no padding) and `dataLen` zero bytes of data. */
@@ -106,8 +101,20 @@ describe('writeSafetensors / readSafetensors round trip', () => {
     expect(metadata).toEqual({ a: 'y"é', b: 'x' });
     // File order: descending dtype alignment as in the reference library, then name.
     expect([...back.keys()]).toEqual([
-      'n.i64', 'w.f64', '10', '__proto__x', 'empty', 'scalar', 'w.f32', 'n.i32',
-      'b.bf16', 'h.f16', 'n.i16', 'n.i8', 'n.u8', 'm.bool',
+      'n.i64',
+      'w.f64',
+      '10',
+      '__proto__x',
+      'empty',
+      'scalar',
+      'w.f32',
+      'n.i32',
+      'b.bf16',
+      'h.f16',
+      'n.i16',
+      'n.i8',
+      'n.u8',
+      'm.bool',
     ]);
     for (const [name, t] of Object.entries(tensors)) {
       const b = back.get(name)!;
@@ -125,8 +132,7 @@ describe('writeSafetensors / readSafetensors round trip', () => {
   });
 
   test('a Map works like a record; no tensors and no metadata give "{}" padded', () => {
-    expect(writeSafetensors(new Map()).equals(Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32])))
-      .toBe(true);
+    expect(writeSafetensors(new Map()).equals(Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32]))).toBe(true);
     const m = new Map([['a', tensors['w.f32']!]]);
     expect(writeSafetensors(m).equals(writeSafetensors({ a: tensors['w.f32']! }))).toBe(true);
   });
@@ -134,9 +140,7 @@ describe('writeSafetensors / readSafetensors round trip', () => {
   test('refuses a tensor whose data does not match its shape', () => {
     const bad = { dtype: 'float32' as const, shape: [2, 3], data: new Uint8Array(20) };
     expect(() => writeSafetensors({ bad })).toThrow(TorchTypeError);
-    expect(() => writeSafetensors({ bad })).toThrow(
-      'tensor "bad" has 20 bytes of data but shape [2, 3] float32 needs 24 bytes',
-    );
+    expect(() => writeSafetensors({ bad })).toThrow('tensor "bad" has 20 bytes of data but shape [2, 3] float32 needs 24 bytes');
   });
 });
 
@@ -155,8 +159,7 @@ describe('readSafetensors refuses corrupt files with precise messages', () => {
     buf.writeBigUInt64LE(1000n, 0);
     expectCheckpointError(
       () => readSafetensors(buf, 'a.safetensors'),
-      `a.safetensors: header length 1000 exceeds the file size (${buf.length} bytes): ` +
-        'the file is truncated or not a safetensors file',
+      `a.safetensors: header length 1000 exceeds the file size (${buf.length} bytes): ` + 'the file is truncated or not a safetensors file',
     );
   });
 
@@ -164,8 +167,7 @@ describe('readSafetensors refuses corrupt files with precise messages', () => {
     const full = writeSafetensors({ w: rawFromTypedArray([2, 2], Float32Array.from([1, 2, 3, 4])) });
     expectCheckpointError(
       () => readSafetensors(full.subarray(0, full.length - 4), 'official.safetensors'),
-      'official.safetensors: tensor "w" has data_offsets [0, 16] beyond the end of the 12-byte data section: ' +
-        'the file is truncated',
+      'official.safetensors: tensor "w" has data_offsets [0, 16] beyond the end of the 12-byte data section: ' + 'the file is truncated',
     );
     const fixture = readFileSync(join(FIXTURES, 'official_vits_like.safetensors'));
     expect(() => readSafetensors(fixture.subarray(0, 100_000), 'x')).toThrow(/beyond the end of the .* data section/);
@@ -186,20 +188,14 @@ describe('readSafetensors refuses corrupt files with precise messages', () => {
   test('unknown dtype', () => {
     expectCheckpointError(
       () => readSafetensors(craft({ w: { ...entry, dtype: 'F8_E4M3' } }, 16), 'c.safetensors'),
-      'c.safetensors: tensor "w" has unsupported dtype "F8_E4M3" (supported: F32, F64, BF16, F16, I64, I32, I16, I8, ' +
-        'U8, BOOL)',
+      'c.safetensors: tensor "w" has unsupported dtype "F8_E4M3" (supported: F32, F64, BF16, F16, I64, I32, I16, I8, ' + 'U8, BOOL)',
     );
   });
 
   test('sizes that do not match the shape, bad shapes and offsets', () => {
     expectCheckpointError(
-      () =>
-        readSafetensors(
-          craft({ 'blocks.0.attn.qkv.weight': { dtype: 'F32', shape: [192, 64], data_offsets: [0, 100] } }, 100),
-          'official.safetensors',
-        ),
-      'official.safetensors: tensor "blocks.0.attn.qkv.weight" has data_offsets [0, 100] but shape [192, 64] float32 ' +
-        'needs 49152 bytes',
+      () => readSafetensors(craft({ 'blocks.0.attn.qkv.weight': { dtype: 'F32', shape: [192, 64], data_offsets: [0, 100] } }, 100), 'official.safetensors'),
+      'official.safetensors: tensor "blocks.0.attn.qkv.weight" has data_offsets [0, 100] but shape [192, 64] float32 ' + 'needs 49152 bytes',
     );
     expectCheckpointError(
       () => readSafetensors(craft({ w: { ...entry, shape: [2, -2] } }, 16), 'd'),
@@ -209,18 +205,12 @@ describe('readSafetensors refuses corrupt files with precise messages', () => {
       () => readSafetensors(craft({ w: { ...entry, data_offsets: [16, 0] } }, 16), 'd'),
       'd: tensor "w" has invalid data_offsets [16,0]: expected [begin, end], begin <= end',
     );
-    expectCheckpointError(
-      () => readSafetensors(craft({ w: 3 }, 16), 'd'),
-      'd: tensor "w": header entry is not an object',
-    );
+    expectCheckpointError(() => readSafetensors(craft({ w: 3 }, 16), 'd'), 'd: tensor "w": header entry is not an object');
   });
 
   test('overlapping tensors', () => {
     const header = { a: entry, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } };
-    expectCheckpointError(
-      () => readSafetensors(craft(header, 16), 'e'),
-      'e: tensors "a" [0, 16] and "b" [8, 16] overlap',
-    );
+    expectCheckpointError(() => readSafetensors(craft(header, 16), 'e'), 'e: tensors "a" [0, 16] and "b" [8, 16] overlap');
   });
 });
 
@@ -247,9 +237,7 @@ describe('file reading and atomic writing', () => {
   test('errors name the file path', async () => {
     const path = join(dir, 'bad.safetensors');
     await writeFile(path, Buffer.alloc(3));
-    await expect(readSafetensorsFile(path)).rejects.toThrow(
-      `${path}: truncated safetensors file: 3 bytes, too short for the 8-byte header length`,
-    );
+    await expect(readSafetensorsFile(path)).rejects.toThrow(`${path}: truncated safetensors file: 3 bytes, too short for the 8-byte header length`);
   });
 
   test('a failed rename leaves the target untouched and removes the temporary file', async () => {

@@ -36,7 +36,7 @@ describe('readZip', () => {
     for (const name of names.filter((n) => n.includes('/data/'))) {
       const e = zip.entries.get(name)!;
       expect(e.method).toBe(0);
-      expect((e.dataOffset % 64)).toBe(0);
+      expect(e.dataOffset % 64).toBe(0);
       // Stored entries are views of the archive, not copies.
       expect(zip.read(name).buffer).toBe(pth.buffer);
     }
@@ -68,15 +68,9 @@ describe('readZip', () => {
   });
 
   test('truncated archives', () => {
-    expect(zipError(pth.subarray(0, pth.length - 10))).toBe(
-      'z.pth: truncated or corrupt zip archive: end of central directory record not found',
-    );
-    expect(zipError(pth.subarray(0, 300_000))).toBe(
-      'z.pth: truncated or corrupt zip archive: end of central directory record not found',
-    );
-    expect(zipError(new Uint8Array(0))).toBe(
-      'z.pth: truncated or corrupt zip archive: end of central directory record not found',
-    );
+    expect(zipError(pth.subarray(0, pth.length - 10))).toBe('z.pth: truncated or corrupt zip archive: end of central directory record not found');
+    expect(zipError(pth.subarray(0, 300_000))).toBe('z.pth: truncated or corrupt zip archive: end of central directory record not found');
+    expect(zipError(new Uint8Array(0))).toBe('z.pth: truncated or corrupt zip archive: end of central directory record not found');
   });
 
   test('corrupt offsets and sizes', () => {
@@ -92,16 +86,12 @@ describe('readZip', () => {
 
     const badLocal = Buffer.from(good);
     badLocal.writeUInt32LE(3, cdOffset + 42);
-    expect(zipError(badLocal)).toBe(
-      'z.pth: truncated or corrupt zip archive: entry "x": no local file header at offset 3',
-    );
+    expect(zipError(badLocal)).toBe('z.pth: truncated or corrupt zip archive: entry "x": no local file header at offset 3');
 
     const badSize = Buffer.from(good);
     badSize.writeUInt32LE(400, cdOffset + 20);
     badSize.writeUInt32LE(400, cdOffset + 24);
-    expect(zipError(badSize)).toBe(
-      'z.pth: truncated or corrupt zip archive: entry "x" data [31, 431) overlaps the central directory at 35',
-    );
+    expect(zipError(badSize)).toBe('z.pth: truncated or corrupt zip archive: entry "x" data [31, 431) overlaps the central directory at 35');
 
     const badCount = Buffer.from(good);
     badCount.writeUInt16LE(2, badCount.length - 12);

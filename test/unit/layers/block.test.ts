@@ -65,7 +65,12 @@ describe('SelfAttentionBlock', () => {
 
   test('drop path: b_keep = max(⌊b(1−p)⌋, 1) images get the branch scaled by b/b_keep, the others none', () => {
     const before = memory().liveTensors;
-    for (const [b, p, keep] of [[4, 0.3, 2], [8, 0.4, 4], [1, 0.3, 1], [5, 0.9, 1]] as const) {
+    for (const [b, p, keep] of [
+      [4, 0.3, 2],
+      [8, 0.4, 4],
+      [1, 0.3, 1],
+      [5, 0.9, 1],
+    ] as const) {
       const blk = makeBlock(p, 2);
       init.zeros_(blk.ls2!.gamma); // isolate the attention branch
       scope(() => {

@@ -47,12 +47,19 @@ describe('DINOHead (RECIPE §2)', () => {
     const a = new DINOHead(256, 512, 64, 1024, { generator: new Generator(0) });
     const b = new DINOHead(256, 512, 64, 1024, { generator: new Generator(0) });
     for (const [name, t] of a.namedParameters()) {
-      if (name.endsWith('bias')) expect(scope(() => t.abs().sum().item()), name).toBe(0);
+      if (name.endsWith('bias'))
+        expect(
+          scope(() => t.abs().sum().item()),
+          name,
+        ).toBe(0);
       else {
         const std = scope(() => t.std().item());
         expect(std, name).toBeGreaterThan(0.019);
         expect(std, name).toBeLessThan(0.021);
-        expect(scope(() => t.abs().max().item()), name).toBeLessThanOrEqual(2);
+        expect(
+          scope(() => t.abs().max().item()),
+          name,
+        ).toBeLessThanOrEqual(2);
       }
     }
     for (const [[, x], [, y]] of a.namedParameters().map((p, i) => [p, b.namedParameters()[i]!] as const))

@@ -69,7 +69,10 @@ describe('tables', () => {
   });
 
   test('"max" and "min" normalise both axes by max(H, W) / min(H, W)', () => {
-    for (const [mode, div] of [['max', 4], ['min', 3]] as const) {
+    for (const [mode, div] of [
+      ['max', 4],
+      ['min', 3],
+    ] as const) {
       const rope = new RopePositionEmbedding(16, { numHeads: 1, dtype: 'float32', normalizeCoords: mode }).eval();
       const p0 = rope.periods.toFloat32Array()[0]!;
       scope(() => {
@@ -100,7 +103,10 @@ describe('tables', () => {
         for (let k = 0; k < 16; k++) {
           const x = k % 8 < 4 ? coord(i, 4) : coord(j, 3);
           const angle = bf16(Math.fround(bf16(Math.fround(twoPi * x)) / periods[k % 4]!));
-          for (const [got, want] of [[s[t * 16 + k]!, bf16(Math.fround(Math.sin(angle)))], [c[t * 16 + k]!, bf16(Math.fround(Math.cos(angle)))]] as [number, number][]) {
+          for (const [got, want] of [
+            [s[t * 16 + k]!, bf16(Math.fround(Math.sin(angle)))],
+            [c[t * 16 + k]!, bf16(Math.fround(Math.cos(angle)))],
+          ] as [number, number][]) {
             const ulp = Math.max(2 ** (Math.floor(Math.log2(Math.abs(want) || 1e-30)) - 7), 2 ** -133);
             maxUlps = Math.max(maxUlps, Math.abs(got - want) / ulp);
           }

@@ -39,7 +39,10 @@ class TinyBlock extends Module {
 
   forward(x: Tensor): Tensor {
     // [B, N, D] → [3, B, H, N, D/H]
-    const qkv = this.qkv.forward(this.norm1.forward(x)).reshape([B, N, 3, H, D / H]).permute([2, 0, 3, 1, 4]);
+    const qkv = this.qkv
+      .forward(this.norm1.forward(x))
+      .reshape([B, N, 3, H, D / H])
+      .permute([2, 0, 3, 1, 4]);
     const [q, k, v] = qkv.unbind(0) as [Tensor, Tensor, Tensor];
     const attn = scaledDotProductAttention(q, k, v).transpose(1, 2).reshape([B, N, D]); // [B, N, D]
     x = x.add(this.proj.forward(attn));

@@ -7,20 +7,7 @@ import { Worker } from 'node:worker_threads';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import {
-  AdamW,
-  DisposedError,
-  keep,
-  Linear,
-  LayerNorm,
-  memory,
-  Module,
-  ones,
-  randn,
-  scope,
-  type Tensor,
-  zeros,
-} from '../../../src/index.js';
+import { AdamW, DisposedError, keep, Linear, LayerNorm, memory, Module, ones, randn, scope, type Tensor, zeros } from '../../../src/index.js';
 import { full } from '../../../src/index.js';
 import { native } from '../../../src/native/binding.js';
 import { compileLibrary } from './compiled_library.js';
@@ -100,7 +87,11 @@ describe('dispose', () => {
     const net = new Net();
     const opt = new AdamW(net.parameters());
     scope(() => {
-      net.forward(randn([3, 8])).square().mean().backward();
+      net
+        .forward(randn([3, 8]))
+        .square()
+        .mean()
+        .backward();
       opt.step();
     });
     expect(memory().liveTensors).toBe(before.liveTensors + 5 + 8);

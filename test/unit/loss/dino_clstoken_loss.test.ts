@@ -1,16 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
-import {
-  DINOLoss,
-  dinoClsTokenLoss,
-  Generator,
-  randn,
-  scope,
-  sinkhornKnopp,
-  type Tensor,
-  TorchRangeError,
-  TorchTypeError,
-} from '../../../src/index.js';
+import { DINOLoss, dinoClsTokenLoss, Generator, randn, scope, sinkhornKnopp, type Tensor, TorchRangeError, TorchTypeError } from '../../../src/index.js';
 import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 
 const { g } = useFixture('losses_io');

@@ -54,8 +54,7 @@ export function expectClose(actual: Tensor, expected: Tensor, what: string, rtol
   for (const v of e) scale = Math.max(scale, Math.abs(v));
   const tol = rtol * Math.max(scale, 1e-30);
   const bad: string[] = [];
-  for (let i = 0; i < e.length && bad.length < 5; i++)
-    if (!(Math.abs(a[i]! - e[i]!) <= tol)) bad.push(`[${i}] ${a[i]} vs ${e[i]}`);
+  for (let i = 0; i < e.length && bad.length < 5; i++) if (!(Math.abs(a[i]! - e[i]!) <= tol)) bad.push(`[${i}] ${a[i]} vs ${e[i]}`);
   const err = relErr(actual, expected);
   expect(bad, `${what}: max rel err ${err.toExponential(2)} (tol ${rtol}); first mismatches`).toEqual([]);
   return err;

@@ -33,8 +33,14 @@ describe('Gram anchoring loss (RECIPE §5.5)', () => {
       const t = g('gram.teacher');
       const quirk = gramLoss(s, t, { imgLevel: true, removeOnlyTeacherNeg: true }).item();
       // equal to clamping only the teacher; different from the intended "zero where both are negative"
-      const gs = s.float().div(s.norm(2, -1, true)).matmul(s.div(s.norm(2, -1, true)).transpose(-1, -2));
-      const gt = t.div(t.norm(2, -1, true)).matmul(t.div(t.norm(2, -1, true)).transpose(-1, -2)).clamp(0);
+      const gs = s
+        .float()
+        .div(s.norm(2, -1, true))
+        .matmul(s.div(s.norm(2, -1, true)).transpose(-1, -2));
+      const gt = t
+        .div(t.norm(2, -1, true))
+        .matmul(t.div(t.norm(2, -1, true)).transpose(-1, -2))
+        .clamp(0);
       expect(quirk).toBeCloseTo(gs.sub(gt).square().mean().item(), 6);
     });
   });

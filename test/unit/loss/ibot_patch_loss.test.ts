@@ -60,7 +60,10 @@ describe('iBOT masked patch loss (RECIPE §5.3)', () => {
 
   test('an image without masked patches adds 0 but counts in the denominator', () => {
     scope(() => {
-      const masks = tensor([[true, true, false], [false, false, false]]);
+      const masks = tensor([
+        [true, true, false],
+        [false, false, false],
+      ]);
       const gen = new Generator(6);
       const s = randn([2, 8], { generator: gen });
       const t = randn([2, 8], { generator: gen }).softmax(-1);

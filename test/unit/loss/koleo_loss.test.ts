@@ -1,16 +1,6 @@
 import { describe, expect, test } from 'vitest';
 
-import {
-  Generator,
-  koleoLoss,
-  koleoLossDistributed,
-  normalize,
-  randn,
-  scope,
-  tensor,
-  type Tensor,
-  TorchRangeError,
-} from '../../../src/index.js';
+import { Generator, koleoLoss, koleoLossDistributed, normalize, randn, scope, tensor, type Tensor, TorchRangeError } from '../../../src/index.js';
 import { PeersGroup } from './fake_group.js';
 import { expectClose, expectError, expectNoLeakedTensors, useFixture } from './fixtures.js';
 
@@ -67,9 +57,12 @@ describe('KoLeo (RECIPE §5.4)', () => {
     });
   });
 
-  test('two samples: each is the other one\'s neighbour', () => {
+  test("two samples: each is the other one's neighbour", () => {
     scope(() => {
-      const x = tensor([[3, 4], [1, 0]]);
+      const x = tensor([
+        [3, 4],
+        [1, 0],
+      ]);
       // normalised: (0.6, 0.8) and (1, 0); distance √(0.4² + 0.8²) for both
       const d = Math.hypot(-0.4 + 1e-8, 0.8 + 1e-8);
       expect(koleoLoss(x).item()).toBeCloseTo(-Math.log(d + 1e-8), 6);

@@ -59,7 +59,9 @@ describe('Sinkhorn-Knopp (RECIPE §5.1)', () => {
 
   test('logits around 1e4 give finite targets (per-prototype max shift)', () => {
     scope(() => {
-      const z = randn([16, 32], { generator: new Generator(2) }).mul(3).add(1e4);
+      const z = randn([16, 32], { generator: new Generator(2) })
+        .mul(3)
+        .add(1e4);
       const q = sinkhornKnopp(z, 0.07);
       expect(q.toArray().every(Number.isFinite)).toBe(true);
       expectClose(sum(q, 1), tensor(Array(16).fill(1)), 'row sums');
@@ -102,8 +104,14 @@ describe('Sinkhorn-Knopp (RECIPE §5.1)', () => {
     const loss = new IBOTPatchLoss(4);
     scope(() => {
       const t = tensor([
-        [[1, 2, 3, 4], [3, 2, 1, 0]],
-        [[0, 0, 0, 8], [0, 0, 0, 0]],
+        [
+          [1, 2, 3, 4],
+          [3, 2, 1, 0],
+        ],
+        [
+          [0, 0, 0, 8],
+          [0, 0, 0, 0],
+        ],
       ]); // mean over patches: [2,2,2,2], [0,0,0,4] → over images [1,1,1,3]
       loss.updateCenter(t);
       loss.applyCenterUpdate();

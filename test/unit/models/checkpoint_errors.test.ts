@@ -39,10 +39,23 @@ describe('key mismatches', () => {
     expect((err as StateDictError).report.missing).toEqual([]);
     const err2 = (await loadBackbone(OFFICIAL, { config: { depth: 3, untie_cls_and_patch_norms: true } }).catch((e: unknown) => e)) as StateDictError;
     expect(err2.report.missing).toEqual([
-      'blocks.2.norm1.weight', 'blocks.2.norm1.bias', 'blocks.2.attn.qkv.weight', 'blocks.2.attn.qkv.bias', 'blocks.2.attn.qkv.bias_mask',
-      'blocks.2.attn.proj.weight', 'blocks.2.attn.proj.bias', 'blocks.2.ls1.gamma', 'blocks.2.norm2.weight', 'blocks.2.norm2.bias',
-      'blocks.2.mlp.fc1.weight', 'blocks.2.mlp.fc1.bias', 'blocks.2.mlp.fc2.weight', 'blocks.2.mlp.fc2.bias', 'blocks.2.ls2.gamma',
-      'cls_norm.weight', 'cls_norm.bias',
+      'blocks.2.norm1.weight',
+      'blocks.2.norm1.bias',
+      'blocks.2.attn.qkv.weight',
+      'blocks.2.attn.qkv.bias',
+      'blocks.2.attn.qkv.bias_mask',
+      'blocks.2.attn.proj.weight',
+      'blocks.2.attn.proj.bias',
+      'blocks.2.ls1.gamma',
+      'blocks.2.norm2.weight',
+      'blocks.2.norm2.bias',
+      'blocks.2.mlp.fc1.weight',
+      'blocks.2.mlp.fc1.bias',
+      'blocks.2.mlp.fc2.weight',
+      'blocks.2.mlp.fc2.bias',
+      'blocks.2.ls2.gamma',
+      'cls_norm.weight',
+      'cls_norm.bias',
     ]);
     expect(memory().liveTensors).toBe(before);
   });
@@ -100,9 +113,13 @@ describe('unreadable input', () => {
 
   test('bad presets and configs are ConfigErrors; saving needs a .safetensors path', async () => {
     await expect(loadBackbone(OFFICIAL, { preset: 'vits14' })).rejects.toThrow(ConfigError);
-    await expect(loadBackbone(OFFICIAL, { config: { embed_dimm: 64 } as never })).rejects.toThrow('✖ Unrecognized key: "embed_dimm" (did you mean "embed_dim"?)');
+    await expect(loadBackbone(OFFICIAL, { config: { embed_dimm: 64 } as never })).rejects.toThrow(
+      '✖ Unrecognized key: "embed_dimm" (did you mean "embed_dim"?)',
+    );
     const m = new DinoVisionTransformer({ embed_dim: 32, depth: 1, num_heads: 2 });
-    await expect(saveBackbone(m, join(dir, 'x.pth'))).rejects.toThrow(`${join(dir, 'x.pth')}: saveBackbone writes safetensors: use a path ending in .safetensors`);
+    await expect(saveBackbone(m, join(dir, 'x.pth'))).rejects.toThrow(
+      `${join(dir, 'x.pth')}: saveBackbone writes safetensors: use a path ending in .safetensors`,
+    );
     m.dispose();
   });
 });

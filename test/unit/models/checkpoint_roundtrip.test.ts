@@ -31,11 +31,66 @@ const dir = mkdtempSync(join(tmpdir(), 'dinov3-ckpt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const CASES: [string, VitConfigInput, { hf: boolean; hidden: number }][] = [
-  ['SwiGLU (S+-like)', { embed_dim: 64, depth: 2, num_heads: 4, ffn_ratio: 6, ffn_layer: 'swiglu', n_storage_tokens: 4, mask_k_bias: true, layerscale_init: 1e-5, norm_layer: 'layernormbf16', pos_embed_rope_dtype: 'fp32' }, { hf: true, hidden: 256 }],
-  ['7B-like: swiglu64, no qkv bias, untied local CLS norm', { embed_dim: 128, depth: 2, num_heads: 2, ffn_ratio: 3, ffn_layer: 'swiglu64', qkv_bias: false, mask_k_bias: true, untie_global_and_local_cls_norm: true, n_storage_tokens: 4, layerscale_init: 1e-5, norm_layer: 'layernormbf16', pos_embed_rope_dtype: 'fp32' }, { hf: true, hidden: 256 }],
-  ['training default: eps 1e-6, no registers, no masked bias, bf16 RoPE', { embed_dim: 96, depth: 3, num_heads: 3, layerscale_init: 1e-5, drop_path_rate: 0.3 }, { hf: true, hidden: 384 }],
-  ['no LayerScale, key bias kept', { embed_dim: 32, depth: 1, num_heads: 2, n_storage_tokens: 1, norm_layer: 'layernormbf16', pos_embed_rope_dtype: 'fp32' }, { hf: true, hidden: 128 }],
-  ['RMSNorm, untied CLS/patch norms, min/max periods', { embed_dim: 64, depth: 2, num_heads: 2, norm_layer: 'rmsnorm', untie_cls_and_patch_norms: true, pos_embed_rope_base: null, pos_embed_rope_min_period: 0.5, pos_embed_rope_max_period: 50, layerscale_init: 0.1, n_storage_tokens: 2 }, { hf: false, hidden: 256 }],
+  [
+    'SwiGLU (S+-like)',
+    {
+      embed_dim: 64,
+      depth: 2,
+      num_heads: 4,
+      ffn_ratio: 6,
+      ffn_layer: 'swiglu',
+      n_storage_tokens: 4,
+      mask_k_bias: true,
+      layerscale_init: 1e-5,
+      norm_layer: 'layernormbf16',
+      pos_embed_rope_dtype: 'fp32',
+    },
+    { hf: true, hidden: 256 },
+  ],
+  [
+    '7B-like: swiglu64, no qkv bias, untied local CLS norm',
+    {
+      embed_dim: 128,
+      depth: 2,
+      num_heads: 2,
+      ffn_ratio: 3,
+      ffn_layer: 'swiglu64',
+      qkv_bias: false,
+      mask_k_bias: true,
+      untie_global_and_local_cls_norm: true,
+      n_storage_tokens: 4,
+      layerscale_init: 1e-5,
+      norm_layer: 'layernormbf16',
+      pos_embed_rope_dtype: 'fp32',
+    },
+    { hf: true, hidden: 256 },
+  ],
+  [
+    'training default: eps 1e-6, no registers, no masked bias, bf16 RoPE',
+    { embed_dim: 96, depth: 3, num_heads: 3, layerscale_init: 1e-5, drop_path_rate: 0.3 },
+    { hf: true, hidden: 384 },
+  ],
+  [
+    'no LayerScale, key bias kept',
+    { embed_dim: 32, depth: 1, num_heads: 2, n_storage_tokens: 1, norm_layer: 'layernormbf16', pos_embed_rope_dtype: 'fp32' },
+    { hf: true, hidden: 128 },
+  ],
+  [
+    'RMSNorm, untied CLS/patch norms, min/max periods',
+    {
+      embed_dim: 64,
+      depth: 2,
+      num_heads: 2,
+      norm_layer: 'rmsnorm',
+      untie_cls_and_patch_norms: true,
+      pos_embed_rope_base: null,
+      pos_embed_rope_min_period: 0.5,
+      pos_embed_rope_max_period: 50,
+      layerscale_init: 0.1,
+      n_storage_tokens: 2,
+    },
+    { hf: false, hidden: 256 },
+  ],
 ];
 
 describe.each(CASES)('%s', (_, cfg, expected) => {
@@ -43,13 +98,25 @@ describe.each(CASES)('%s', (_, cfg, expected) => {
     const before = memory().liveTensors;
     const g = new Generator(11);
     const model = new DinoVisionTransformer(cfg, { generator: g }).eval();
-    for (const [k, t] of model.namedParameters()) if (/norm|gamma|bias$/.test(k)) init.normal_(t, { mean: k.includes('weight') || k.includes('gamma') ? 1 : 0, std: 0.1, generator: g });
+    for (const [k, t] of model.namedParameters())
+      if (/norm|gamma|bias$/.test(k)) init.normal_(t, { mean: k.includes('weight') || k.includes('gamma') ? 1 : 0, std: 0.1, generator: g });
     const ffn = model.blocks[0]!.mlp.stateDict();
     expect((ffn.get('fc1.weight') ?? ffn.get('w1.weight'))!.shape[0]).toBe(expected.hidden);
     const path = join(dir, `${cfg.embed_dim}-${cfg.norm_layer ?? 'ln'}-${cfg.ffn_layer ?? 'mlp'}.safetensors`);
     await saveBackbone(model, path);
     // The architecture comes back from the tensors alone except what they cannot tell (eps, RoPE dtype, drop path).
-    const { model: loaded, config } = await loadBackbone(path, { config: { norm_layer: model.config.norm_layer, pos_embed_rope_dtype: model.config.pos_embed_rope_dtype, pos_embed_rope_base: model.config.pos_embed_rope_base, pos_embed_rope_min_period: model.config.pos_embed_rope_min_period, pos_embed_rope_max_period: model.config.pos_embed_rope_max_period, drop_path_rate: model.config.drop_path_rate, pos_embed_rope_rescale_coords: model.config.pos_embed_rope_rescale_coords, layerscale_init: model.config.layerscale_init } });
+    const { model: loaded, config } = await loadBackbone(path, {
+      config: {
+        norm_layer: model.config.norm_layer,
+        pos_embed_rope_dtype: model.config.pos_embed_rope_dtype,
+        pos_embed_rope_base: model.config.pos_embed_rope_base,
+        pos_embed_rope_min_period: model.config.pos_embed_rope_min_period,
+        pos_embed_rope_max_period: model.config.pos_embed_rope_max_period,
+        drop_path_rate: model.config.drop_path_rate,
+        pos_embed_rope_rescale_coords: model.config.pos_embed_rope_rescale_coords,
+        layerscale_init: model.config.layerscale_init,
+      },
+    });
     expect(canonical(config)).toEqual(canonical(model.config));
     const sd = loaded.stateDict();
     expect([...sd.keys()].sort()).toEqual([...model.stateDict().keys()].sort());

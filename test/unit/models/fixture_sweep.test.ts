@@ -31,7 +31,8 @@ function casesOf(dir: string): Case[] {
     if (existsSync(join(dir, `official_${name}_io.safetensors`))) out.push({ dir, kind: 'official', name, config: v.config });
   for (const name of Object.keys(j.hf ?? {}))
     if (existsSync(join(dir, `hf_${name}_io.safetensors`)) && existsSync(join(dir, `hf_${name}`))) out.push({ dir, kind: 'hf', name });
-  for (const file of Object.keys(j.files)) if (/dinohead/.test(file) && existsSync(join(dir, `${file}.safetensors`))) out.push({ dir, kind: 'head', name: file });
+  for (const file of Object.keys(j.files))
+    if (/dinohead/.test(file) && existsSync(join(dir, `${file}.safetensors`))) out.push({ dir, kind: 'head', name: file });
   return out;
 }
 

@@ -32,10 +32,14 @@ test('config.json ↔ architecture', () => {
   const cfg = hfConfigToVitConfig(json);
   const back = vitConfigToHfConfig(cfg);
   for (const k of Object.keys(back)) if (k in json && k !== 'dtype') expect(back[k], k).toEqual(json[k]);
-  expect(hfConfigToVitConfig({ ...json, use_gated_mlp: true, hidden_act: 'silu', intermediate_size: 8192, hidden_size: 4096, num_attention_heads: 32 })).toMatchObject({
+  expect(
+    hfConfigToVitConfig({ ...json, use_gated_mlp: true, hidden_act: 'silu', intermediate_size: 8192, hidden_size: 4096, num_attention_heads: 32 }),
+  ).toMatchObject({
     ffn_layer: 'swiglu',
     ffn_ratio: 3,
   });
-  expect(() => hfConfigToVitConfig({ ...json, hidden_act: 'relu' })).toThrow('config.json: hidden_act "relu" with use_gated_mlp=false is not supported ("gelu" only)');
+  expect(() => hfConfigToVitConfig({ ...json, hidden_act: 'relu' })).toThrow(
+    'config.json: hidden_act "relu" with use_gated_mlp=false is not supported ("gelu" only)',
+  );
   expect(() => hfConfigToVitConfig({ ...json, layer_norm_eps: 1e-3 })).toThrow('config.json: layer_norm_eps 0.001 is neither 1e-6 nor 1e-5');
 });

@@ -34,7 +34,11 @@ describe.each(Object.values(BACKBONE_PRESETS))('$name', (preset) => {
       expect(f.storageTokens.shape).toEqual([2, 4, D]);
       expect(f.patchTokens.shape).toEqual([2, 196, D]);
       const [patches, cls, storage] = model.getIntermediateLayers(x, { reshape: true, returnClassToken: true, returnExtraTokens: true })[0]!;
-      expect([patches.shape, cls.shape, storage.shape]).toEqual([[2, D, 14, 14], [2, D], [2, 4, D]]);
+      expect([patches.shape, cls.shape, storage.shape]).toEqual([
+        [2, D, 14, 14],
+        [2, D],
+        [2, 4, D],
+      ]);
     });
     model.dispose();
     expect(memory().cpuBytes).toBe(before.cpuBytes);

@@ -31,7 +31,8 @@ const SMALL: VitConfigInput = {
 function makeModel(cfg: VitConfigInput = {}, seed = 0): DinoVisionTransformer {
   const g = new Generator(seed);
   const m = new DinoVisionTransformer({ ...SMALL, layerscale_init: 0.5, ...cfg }, { generator: g });
-  for (const [k, t] of m.namedParameters()) if (/norm.*\.(weight|bias)$/.test(k)) init.normal_(t, { mean: k.endsWith('weight') ? 1 : 0, std: 0.2, generator: g });
+  for (const [k, t] of m.namedParameters())
+    if (/norm.*\.(weight|bias)$/.test(k)) init.normal_(t, { mean: k.endsWith('weight') ? 1 : 0, std: 0.2, generator: g });
   return m;
 }
 
@@ -81,11 +82,22 @@ describe('inputs', () => {
     const m = makeModel().eval();
     scope(() => {
       const x = randn([2, 3, 32, 32]);
-      expect(() => m.forwardFeatures(x, tensor([[1, 0, 0, 0], [0, 0, 0, 1]]))).toThrow(TorchTypeError);
+      expect(() =>
+        m.forwardFeatures(
+          x,
+          tensor([
+            [1, 0, 0, 0],
+            [0, 0, 0, 1],
+          ]),
+        ),
+      ).toThrow(TorchTypeError);
       expect(() => m.forwardFeatures(x, tensor([[true, false, false]]))).toThrow(
         'forwardFeatures: expected "masks" to be a bool Tensor [2, 4], received bool Tensor [1, 3]',
       );
-      const masks = tensor([[true, true, true, true], [true, true, true, true]]);
+      const masks = tensor([
+        [true, true, true, true],
+        [true, true, true, true],
+      ]);
       const f = m.forwardFeatures(x, masks);
       const g = m.forwardFeatures(randn([2, 3, 32, 32]), masks);
       expectClose(f.patchTokens, g.patchTokens, 'all-masked inputs give identical outputs', 1e-6);
@@ -96,7 +108,7 @@ describe('inputs', () => {
 });
 
 describe('output norms (RECIPE §1.5)', () => {
-  test('untie_global_and_local_cls_norm: local_cls_norm on the second group\'s prefix tokens, in training only', () => {
+  test("untie_global_and_local_cls_norm: local_cls_norm on the second group's prefix tokens, in training only", () => {
     const m = makeModel({ untie_global_and_local_cls_norm: true });
     init.constant_(m.localClsNorm!.weight, 3);
     scope(() => {
@@ -156,7 +168,12 @@ describe('training forward', () => {
     const m = makeModel({ drop_path_rate: 0.3, pos_embed_rope_rescale_coords: 2, untie_global_and_local_cls_norm: true, pos_embed_rope_dtype: 'bf16' });
     m.train();
     scope(() => {
-      const masks = tensor([[true, false, false, true], [false, false, false, false], [true, true, false, false], [false, true, false, false]]).to('bool');
+      const masks = tensor([
+        [true, false, false, true],
+        [false, false, false, false],
+        [true, true, false, false],
+        [false, true, false, false],
+      ]).to('bool');
       const [g, l] = m.forwardFeaturesList([randn([4, 3, 32, 32]), randn([8, 3, 16, 16])], [masks, null]);
       expect(g!.patchTokens.shape).toEqual([4, 4, 64]);
       expect(l!.prenorm.shape).toEqual([8, 6, 64]);

@@ -59,7 +59,9 @@ describe.runIf(!cpuBuild && !cuda.isAvailable())('CUDA calls on a CUDA build wit
     expect(() => cuda.synchronize()).toThrow(`cuda.synchronize: ${why}`);
     expect(() => cuda.currentStream()).toThrow(`cuda.currentStream: ${why}`);
     const e = errorOf(() => zeros([2], { device: 'cuda' }));
-    expect(e.message).toBe(`zeros: "device" is cuda but CUDA is not available (this addon uses libtorch ${addonInfo.torchVersion} with CUDA, and no CUDA device was found)`);
+    expect(e.message).toBe(
+      `zeros: "device" is cuda but CUDA is not available (this addon uses libtorch ${addonInfo.torchVersion} with CUDA, and no CUDA device was found)`,
+    );
     expect(memory().cudaAllocated).toBe(0);
     expect(ones([2]).sum().item()).toBe(2);
   });

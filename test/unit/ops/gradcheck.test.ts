@@ -94,7 +94,16 @@ cases('nn', [
   },
   {
     name: 'scaledDotProductAttention with a boolean mask',
-    inputs: (r) => [r([1, 2, 3, 4]), r([1, 2, 3, 4]), r([1, 2, 3, 4]), bool([[true, false, true], [true, true, false], [false, true, true]])],
+    inputs: (r) => [
+      r([1, 2, 3, 4]),
+      r([1, 2, 3, 4]),
+      r([1, 2, 3, 4]),
+      bool([
+        [true, false, true],
+        [true, true, false],
+        [false, true, true],
+      ]),
+    ],
     fn: (q, k, v, m) => T.scaledDotProductAttention(q, k, v, { mask: m }),
   },
   {
@@ -115,7 +124,16 @@ cases('nn', [
   },
   {
     name: 'sdpaMath with a boolean mask and causal',
-    inputs: (r) => [r([1, 3, 4]), r([1, 3, 4]), r([1, 3, 4]), bool([[true, true, true], [false, true, true], [true, true, true]])],
+    inputs: (r) => [
+      r([1, 3, 4]),
+      r([1, 3, 4]),
+      r([1, 3, 4]),
+      bool([
+        [true, true, true],
+        [false, true, true],
+        [true, true, true],
+      ]),
+    ],
     fn: (q, k, v, m) => T.sdpaMath(q, k, v, { mask: m, isCausal: true }),
   },
   { name: 'normalize', inputs: (r) => [r([3, 4])], fn: (x) => T.normalize(x, 2, -1) },
@@ -195,8 +213,32 @@ cases('pointwise', [
   { name: 'sigmoid', inputs: (r) => [r([2, 3])], fn: (a) => T.sigmoid(a) },
   { name: 'erf', inputs: (r) => [r([2, 3])], fn: (a) => T.erf(a) },
   { name: 'neg', inputs: (r) => [r([2, 3])], fn: (a) => T.neg(a) },
-  { name: 'abs', inputs: () => [T.tensor([[-1.5, 0.7, 2], [-0.3, 1.1, -2.2]], f64)], fn: (a) => T.abs(a) },
-  { name: 'relu', inputs: () => [T.tensor([[-1.5, 0.7, 2], [-0.3, 1.1, -2.2]], f64)], fn: (a) => T.relu(a) },
+  {
+    name: 'abs',
+    inputs: () => [
+      T.tensor(
+        [
+          [-1.5, 0.7, 2],
+          [-0.3, 1.1, -2.2],
+        ],
+        f64,
+      ),
+    ],
+    fn: (a) => T.abs(a),
+  },
+  {
+    name: 'relu',
+    inputs: () => [
+      T.tensor(
+        [
+          [-1.5, 0.7, 2],
+          [-0.3, 1.1, -2.2],
+        ],
+        f64,
+      ),
+    ],
+    fn: (a) => T.relu(a),
+  },
   { name: 'reciprocal', inputs: (r) => [pos(r([2, 3]))], fn: (a) => T.reciprocal(a) },
   { name: 'square', inputs: (r) => [r([2, 3])], fn: (a) => T.square(a) },
   { name: 'clamp with numbers', inputs: () => [T.tensor([-2, -0.4, 0.1, 0.6, 1.5, 3], f64)], fn: (a) => T.clamp(a, -0.5, 1) },
@@ -211,7 +253,14 @@ cases('pointwise', [
   { name: 'maximum', inputs: () => [T.tensor([-2, 0.4], f64), T.tensor([1, -1], f64)], fn: (a, b) => T.maximum(a, b) },
   {
     name: 'where',
-    inputs: (r) => [bool([[true, false, true], [false, false, true]]), r([2, 3]), r([2, 3])],
+    inputs: (r) => [
+      bool([
+        [true, false, true],
+        [false, false, true],
+      ]),
+      r([2, 3]),
+      r([2, 3]),
+    ],
     fn: (c, a, b) => T.where(c, a, b),
   },
   { name: 'where with a scalar', inputs: (r) => [bool([true, false, true]), r([3])], fn: (c, a) => T.where(c, a, 0) },
@@ -271,16 +320,43 @@ cases('shape and indexing', [
     fn: (a, m) => T.index(a, [null, m]),
   },
   { name: 'indexSelect', inputs: (r) => [r([4, 3]), i64([2, 0, 2])], fn: (a, i) => T.indexSelect(a, 0, i) },
-  { name: 'gather', inputs: (r) => [r([3, 4]), i64([[0, 3], [1, 1], [2, 0]])], fn: (a, i) => T.gather(a, 1, i) },
+  {
+    name: 'gather',
+    inputs: (r) => [
+      r([3, 4]),
+      i64([
+        [0, 3],
+        [1, 1],
+        [2, 0],
+      ]),
+    ],
+    fn: (a, i) => T.gather(a, 1, i),
+  },
   {
     name: 'scatter with a tensor source',
-    inputs: (r) => [r([3, 4]), i64([[0, 3], [1, 2], [2, 0]]), r([3, 2])],
+    inputs: (r) => [
+      r([3, 4]),
+      i64([
+        [0, 3],
+        [1, 2],
+        [2, 0],
+      ]),
+      r([3, 2]),
+    ],
     fn: (a, i, s) => T.scatter(a, 1, i, s),
   },
   { name: 'scatter with a value', inputs: (r) => [r([3, 4]), i64([[0], [2], [3]])], fn: (a, i) => T.scatter(a, 1, i, 2) },
   {
     name: 'scatterAdd with repeated indices',
-    inputs: (r) => [r([3, 4]), i64([[0, 0], [1, 2], [3, 3]]), r([3, 2])],
+    inputs: (r) => [
+      r([3, 4]),
+      i64([
+        [0, 0],
+        [1, 2],
+        [3, 3],
+      ]),
+      r([3, 2]),
+    ],
     fn: (a, i, s) => T.scatterAdd(a, 1, i, s),
   },
   {
@@ -304,7 +380,13 @@ describe('the checker itself', () => {
   test('reports a wrong gradient with the op name and the worst index', () => {
     const before = T.memory().liveTensors;
     T.scope(() => {
-      const x = T.tensor([[0.5, -1], [2, 0.25]], f64);
+      const x = T.tensor(
+        [
+          [0.5, -1],
+          [2, 0.25],
+        ],
+        f64,
+      );
       // The forward is x², but detach() hides one factor from autograd, so the analytic grad is x instead of 2x.
       const r = gradcheck('fakeSquare', (a) => a.mul(a.detach()), [x]);
       expect(r.ok).toBe(false);

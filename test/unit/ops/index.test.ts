@@ -38,7 +38,14 @@ describe('selection', () => {
     noLeak(() => {
       expect(values(T.maskedSelect(m(), T.lt(m(), 2)))).toEqual([0, 1]);
       expect(values(T.nonzero(f([0, 3, 0, 4])))).toEqual([1, 3]);
-      expect(T.nonzero(f([[0, 1], [1, 0]])).shape).toEqual([2, 2]);
+      expect(
+        T.nonzero(
+          f([
+            [0, 1],
+            [1, 0],
+          ]),
+        ).shape,
+      ).toEqual([2, 2]);
       const o = T.oneHot(i64([0, 2]), 3);
       expect(o.dtype).toBe('int64');
       expect(values(o)).toEqual([1, 0, 0, 0, 0, 1]);
@@ -52,7 +59,22 @@ describe('writes', () => {
       const z = T.zeros([2, 3]);
       expect(values(T.scatter(z, 1, i64([[2], [0]]), f([[5], [6]])))).toEqual([0, 0, 5, 6, 0, 0]);
       expect(values(T.scatter(z, 1, i64([[1], [1]]), 7))).toEqual([0, 7, 0, 0, 7, 0]);
-      expect(values(T.scatterAdd(z, 1, i64([[1, 1], [0, 2]]), f([[1, 2], [3, 4]])))).toEqual([0, 3, 0, 3, 0, 4]);
+      expect(
+        values(
+          T.scatterAdd(
+            z,
+            1,
+            i64([
+              [1, 1],
+              [0, 2],
+            ]),
+            f([
+              [1, 2],
+              [3, 4],
+            ]),
+          ),
+        ),
+      ).toEqual([0, 3, 0, 3, 0, 4]);
       expect(values(z)).toEqual([0, 0, 0, 0, 0, 0]); // out of place
     }));
 
@@ -102,9 +124,7 @@ describe('errors', () => {
       const e = errorOf(() => T.index(m(), [1 as unknown as T.Tensor]));
       expect(e).toBeInstanceOf(TorchTypeError);
       expect(e.message).toBe('index: expected "indices[0]" to be a Tensor, received number 1');
-      expect(() => T.indexSelect(m(), 0, [0] as unknown as T.Tensor)).toThrow(
-        'indexSelect: expected "index" to be a Tensor, received array of length 1',
-      );
+      expect(() => T.indexSelect(m(), 0, [0] as unknown as T.Tensor)).toThrow('indexSelect: expected "index" to be a Tensor, received array of length 1');
       const d = i64([0]);
       d.dispose();
       const e2 = errorOf(() => T.index(m(), [null, d]));

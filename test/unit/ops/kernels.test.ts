@@ -45,7 +45,8 @@ describe('kernelChoice', () => {
       expect(noGrad(() => kernelChoice('linear', x, x.to('float64')))).toBe('plain');
       expect(setFusedKernels(true)).toBe(true);
       // CPU autocast: the ops cast to bfloat16, so the float32 kernels stand aside.
-      for (const op of ['linear', 'attention', 'residualAdd'] as const) expect(noGrad(() => autocast(() => kernelChoice(op, x), { device: 'cpu' }))).toBe('plain');
+      for (const op of ['linear', 'attention', 'residualAdd'] as const)
+        expect(noGrad(() => autocast(() => kernelChoice(op, x), { device: 'cpu' }))).toBe('plain');
       const w = randn([4, 3]);
       expect(noGrad(() => autocast(() => linear(x, w), { device: 'cpu' })).dtype).toBe('bfloat16');
     });
@@ -53,7 +54,11 @@ describe('kernelChoice', () => {
 });
 
 /** The official SelfAttention.compute_attention written with the Tensor API (reshape, unbind, RoPE, SDPA). */
-function officialAttention(attn: SelfAttention, qkv: ReturnType<typeof randn>, tables: { sin: ReturnType<typeof randn>; cos: ReturnType<typeof randn> } | null) {
+function officialAttention(
+  attn: SelfAttention,
+  qkv: ReturnType<typeof randn>,
+  tables: { sin: ReturnType<typeof randn>; cos: ReturnType<typeof randn> } | null,
+) {
   return scope(() => {
     const [b, n] = qkv.shape as [number, number, number];
     const [q0, k0, v] = unbind(qkv.reshape([b, n, 3, attn.numHeads, attn.headDim]), 2).map((t) => t.transpose(1, 2)) as [
@@ -85,9 +90,24 @@ describe('attention', () => {
       // The plain kernel is the official composition op for op: identical values.
       expect(plain.toArray()).toEqual(official.toArray());
       expect(noGrad(() => withPlainKernels(() => attention(qkv, 4, tables))).toArray()).toEqual(official.toArray());
-      expectClose(noGrad(() => attention(qkv, 4, tables)), official, 'fused attention with RoPE', 1e-5);
-      expectClose(noGrad(() => attn.computeAttention(qkv, tables)), official, 'computeAttention (fused)', 1e-5);
-      expectClose(noGrad(() => attention(qkv, 4, null)), officialAttention(attn, qkv, null), 'fused attention without RoPE', 1e-5);
+      expectClose(
+        noGrad(() => attention(qkv, 4, tables)),
+        official,
+        'fused attention with RoPE',
+        1e-5,
+      );
+      expectClose(
+        noGrad(() => attn.computeAttention(qkv, tables)),
+        official,
+        'computeAttention (fused)',
+        1e-5,
+      );
+      expectClose(
+        noGrad(() => attention(qkv, 4, null)),
+        officialAttention(attn, qkv, null),
+        'fused attention without RoPE',
+        1e-5,
+      );
       // bfloat16 RoPE tables: not read by the fused kernel, so the plain composition runs (in bfloat16, cast back).
       const bf = { sin: tables.sin.to('bfloat16'), cos: tables.cos.to('bfloat16') };
       expect(noGrad(() => attention(qkv, 4, bf)).toArray()).toEqual(officialAttention(attn, qkv, bf).toArray());
@@ -137,11 +157,27 @@ describe('attention', () => {
     scope(() => {
       const run = (qkv: ReturnType<typeof tensor>) => (fused ? noGrad(() => attention(qkv, 1, null, { scale: 1 })) : attention(qkv, 1, null, { scale: 1 }));
       // B = 1, N = 2, one head, d = 2: q = k = 0 → uniform weights → mean of the v rows.
-      const out = run(tensor([[[0, 0, 0, 0, 1, 2], [0, 0, 0, 0, 3, 4]]]));
+      const out = run(
+        tensor([
+          [
+            [0, 0, 0, 0, 1, 2],
+            [0, 0, 0, 0, 3, 4],
+          ],
+        ]),
+      );
       expect(out.shape).toEqual([1, 2, 2]);
       expect(out.toArray()).toEqual([2, 3, 2, 3]);
       // q·k of token 0 with itself is 100 ≫ 0 → token 0 attends to itself only.
-      expect(run(tensor([[[10, 0, 10, 0, 1, 2], [0, 0, 0, 0, 3, 4]]])).toArray()).toEqual([1, 2, 2, 3]);
+      expect(
+        run(
+          tensor([
+            [
+              [10, 0, 10, 0, 1, 2],
+              [0, 0, 0, 0, 3, 4],
+            ],
+          ]),
+        ).toArray(),
+      ).toEqual([1, 2, 2, 3]);
     });
   });
 
@@ -153,7 +189,9 @@ describe('attention', () => {
       expect(() => attention(randn([2, 5, 12]), 0)).toThrow('attention: numHeads must be >= 1, received 0');
       const sin = randn([6, 2]);
       expect(() => attention(randn([2, 5, 12]), 2, { sin, cos: sin })).toThrow('attention: RoPE tables cover 6 tokens but the sequence has only 5');
-      expect(() => noGrad(() => attention(randn([2, 5, 12]), 2, { sin, cos: sin }))).toThrow('attention: RoPE tables cover 6 tokens but the sequence has only 5');
+      expect(() => noGrad(() => attention(randn([2, 5, 12]), 2, { sin, cos: sin }))).toThrow(
+        'attention: RoPE tables cover 6 tokens but the sequence has only 5',
+      );
       expect(() => attention(randn([2, 5, 12]), 2, { sin: randn([4, 3]), cos: randn([4, 3]) })).toThrow(
         'attention: expected RoPE tables [P, 2], received sin float32 [4, 3] and cos float32 [4, 3]',
       );
@@ -170,23 +208,57 @@ describe('linear with GELU and residualAdd', () => {
       const w = randn([12, 8], { generator: g });
       const b = randn([12], { generator: g });
       const ref = withPlainKernels(() => linear(x, w, b)); // at::linear
-      expectClose(noGrad(() => linear(x, w, b)), ref, 'fused linear', 1e-6);
-      expectClose(noGrad(() => linear(x, w)), withPlainKernels(() => linear(x, w)), 'fused linear without bias', 1e-6);
+      expectClose(
+        noGrad(() => linear(x, w, b)),
+        ref,
+        'fused linear',
+        1e-6,
+      );
+      expectClose(
+        noGrad(() => linear(x, w)),
+        withPlainKernels(() => linear(x, w)),
+        'fused linear without bias',
+        1e-6,
+      );
       // One row (M = 1): the bias-filled output must be a copy, never the bias itself.
       const bias0 = b.toArray();
-      expectClose(noGrad(() => linear(randn([8], { generator: new Generator(1) }), w, b)), withPlainKernels(() => linear(randn([8], { generator: new Generator(1) }), w, b)), 'one row', 1e-6);
+      expectClose(
+        noGrad(() => linear(randn([8], { generator: new Generator(1) }), w, b)),
+        withPlainKernels(() => linear(randn([8], { generator: new Generator(1) }), w, b)),
+        'one row',
+        1e-6,
+      );
       expect(b.toArray()).toEqual(bias0);
-      expect(() => noGrad(() => linear(x, randn([12, 7]), b))).toThrow('linear: input float32 [2, 5, 8] does not match weight float32 [12, 7]: last dim must be 7');
+      expect(() => noGrad(() => linear(x, randn([12, 7]), b))).toThrow(
+        'linear: input float32 [2, 5, 8] does not match weight float32 [12, 7]: last dim must be 7',
+      );
       expect(() => linear(x, w, b, 'relu' as 'gelu')).toThrow('linear: activation must be "none" or "gelu", received "relu"');
       expect(withPlainKernels(() => linear(x, w, b, 'gelu')).toArray()).toEqual(gelu(ref).toArray());
       expectClose(linear(x, w, b, 'gelu'), gelu(linear(x, w, b)), 'linear + GELU in grad mode', 1e-6); // same SGEMM, GELU in place
-      expectClose(noGrad(() => linear(x, w, b, 'gelu')), gelu(ref), 'fused linear + GELU', 1e-6);
-      expectClose(noGrad(() => linear(x, w, null, 'gelu')), gelu(withPlainKernels(() => linear(x, w))), 'fused linear + GELU without bias', 1e-6);
-      expect(noGrad(() => linear(x.to('float64'), w.to('float64'), b.to('float64'), 'gelu')).toArray()).toEqual(gelu(linear(x.to('float64'), w.to('float64'), b.to('float64'))).toArray());
+      expectClose(
+        noGrad(() => linear(x, w, b, 'gelu')),
+        gelu(ref),
+        'fused linear + GELU',
+        1e-6,
+      );
+      expectClose(
+        noGrad(() => linear(x, w, null, 'gelu')),
+        gelu(withPlainKernels(() => linear(x, w))),
+        'fused linear + GELU without bias',
+        1e-6,
+      );
+      expect(noGrad(() => linear(x.to('float64'), w.to('float64'), b.to('float64'), 'gelu')).toArray()).toEqual(
+        gelu(linear(x.to('float64'), w.to('float64'), b.to('float64'))).toArray(),
+      );
       const y = randn([2, 5, 8], { generator: g });
       const gamma = randn([8], { generator: g });
       expect(residualAdd(x, y, gamma).toArray()).toEqual(x.add(y.mul(gamma)).toArray());
-      expectClose(noGrad(() => residualAdd(x, y, gamma)), x.add(y.mul(gamma)), 'fused residualAdd', 1e-6);
+      expectClose(
+        noGrad(() => residualAdd(x, y, gamma)),
+        x.add(y.mul(gamma)),
+        'fused residualAdd',
+        1e-6,
+      );
       expect(noGrad(() => residualAdd(x, y)).toArray()).toEqual(x.add(y).toArray());
     });
     expect(memory().liveTensors).toBe(before);
@@ -200,8 +272,15 @@ describe('linear with GELU and residualAdd', () => {
       const gamma = randn([5], { generator: g, dtype: 'float64' });
       const skip = randn([3, 5], { generator: g, dtype: 'float64' });
       const [w1, w2, g1, g2] = [w, w, gamma, gamma].map((t) => t.detach().requiresGrad_()) as [typeof w, typeof w, typeof w, typeof w];
-      residualAdd(skip, linear(x, w1, null, 'gelu'), g1).pow(2).sum().backward();
-      skip.add(gelu(linear(x, w2)).mul(g2)).pow(2).sum().backward();
+      residualAdd(skip, linear(x, w1, null, 'gelu'), g1)
+        .pow(2)
+        .sum()
+        .backward();
+      skip
+        .add(gelu(linear(x, w2)).mul(g2))
+        .pow(2)
+        .sum()
+        .backward();
       expectClose(w1.grad!, w2.grad!, 'dW', 1e-12);
       expectClose(g1.grad!, g2.grad!, 'dγ', 1e-12);
     });
@@ -211,7 +290,7 @@ describe('linear with GELU and residualAdd', () => {
     ['x, W and b', true, true, true],
     ['W only, no bias', false, true, false],
     ['x only', true, false, true],
-  ])('the SGEMM linear records autograd: gradients (%s) equal at::linear\'s, 3-D and non-contiguous input', (_, gx, gw, withBias) => {
+  ])("the SGEMM linear records autograd: gradients (%s) equal at::linear's, 3-D and non-contiguous input", (_, gx, gw, withBias) => {
     scope(() => {
       const g = new Generator(21);
       const base = randn([3, 8, 5], { generator: g }).transpose(1, 2); // [3, 5, 8], non-contiguous
@@ -238,19 +317,27 @@ describe('linear with GELU and residualAdd', () => {
     });
   });
 
-  test.each(['mlp', 'swiglu'] as const)('a %s block gives the same output with the fused kernels as with the plain ones (eval, LayerScale, RoPE)', (ffnLayer) => {
-    const before = memory().liveTensors;
-    const blk = new SelfAttentionBlock(64, 4, { qkvBias: true, initValues: 0.5, maskKBias: true, ffnLayer }).eval();
-    const rope = new RopePositionEmbedding(64, { numHeads: 4, dtype: 'float32' }).eval();
-    scope(() => {
-      const x = randn([2, 5 + 12, 64], { generator: new Generator(3) });
-      const tables = rope.forward({ H: 3, W: 4 });
-      const want = noGrad(() => withPlainKernels(() => blk.forward(x, tables)));
-      expect(withPlainKernels(() => blk.forward(x, tables)).toArray()).toEqual(want.toArray()); // grad mode on: plain as well
-      expectClose(noGrad(() => blk.forward(x, tables)), want, 'block', 1e-5);
-    });
-    blk.dispose();
-    rope.dispose();
-    expect(memory().liveTensors).toBe(before);
-  });
+  test.each(['mlp', 'swiglu'] as const)(
+    'a %s block gives the same output with the fused kernels as with the plain ones (eval, LayerScale, RoPE)',
+    (ffnLayer) => {
+      const before = memory().liveTensors;
+      const blk = new SelfAttentionBlock(64, 4, { qkvBias: true, initValues: 0.5, maskKBias: true, ffnLayer }).eval();
+      const rope = new RopePositionEmbedding(64, { numHeads: 4, dtype: 'float32' }).eval();
+      scope(() => {
+        const x = randn([2, 5 + 12, 64], { generator: new Generator(3) });
+        const tables = rope.forward({ H: 3, W: 4 });
+        const want = noGrad(() => withPlainKernels(() => blk.forward(x, tables)));
+        expect(withPlainKernels(() => blk.forward(x, tables)).toArray()).toEqual(want.toArray()); // grad mode on: plain as well
+        expectClose(
+          noGrad(() => blk.forward(x, tables)),
+          want,
+          'block',
+          1e-5,
+        );
+      });
+      blk.dispose();
+      rope.dispose();
+      expect(memory().liveTensors).toBe(before);
+    },
+  );
 });

@@ -9,8 +9,14 @@ const f = (v: number[] | number[][] | number[][][]) => T.tensor(v as number[][])
 describe('products', () => {
   test('matmul of matrices, matrix and vector, vectors, and broadcast batches', () =>
     noLeak(() => {
-      const a = f([[1, 2], [3, 4]]);
-      const b = f([[5, 6], [7, 8]]);
+      const a = f([
+        [1, 2],
+        [3, 4],
+      ]);
+      const b = f([
+        [5, 6],
+        [7, 8],
+      ]);
       expect(values(T.matmul(a, b))).toEqual([19, 22, 43, 50]);
       expect(values(a.matmul(f([1, 1])))).toEqual([3, 7]);
       const dot = T.matmul(f([1, 2]), f([3, 4]));
@@ -24,7 +30,10 @@ describe('products', () => {
     noLeak(() => {
       expect(values(T.mm(f([[1, 2]]), f([[3], [4]])))).toEqual([11]);
       const b1 = f([[[1, 2]], [[3, 4]]]); // [2, 1, 2]
-      const b2 = f([[[1], [1]], [[2], [0]]]); // [2, 2, 1]
+      const b2 = f([
+        [[1], [1]],
+        [[2], [0]],
+      ]); // [2, 2, 1]
       expect(values(T.bmm(b1, b2))).toEqual([3, 6]);
       const c = f([[[10]], [[20]]]);
       expect(values(T.baddbmm(c, b1, b2))).toEqual([13, 26]);
@@ -35,7 +44,10 @@ describe('products', () => {
   test('baddbmm with beta 0 ignores the input and never reads uninitialised memory', () =>
     noLeak(() => {
       const b1 = f([[[1, 2]], [[3, 4]]]);
-      const b2 = f([[[1], [1]], [[2], [0]]]);
+      const b2 = f([
+        [[1], [1]],
+        [[2], [0]],
+      ]);
       const c = f([[[NaN]], [[Infinity]]]);
       // Free NaN-filled buffers of the result's size first, so that the allocator hands them out again (libtorch
       // 1.13's kernel multiplied its fresh result buffer by 0: NaN in about 1 call in 200).
@@ -50,7 +62,11 @@ describe('products', () => {
   test('linear with and without bias', () =>
     noLeak(() => {
       const x = f([[1, 2]]);
-      const w = f([[1, 0], [0, 1], [1, 1]]);
+      const w = f([
+        [1, 0],
+        [0, 1],
+        [1, 1],
+      ]);
       expect(values(T.linear(x, w, f([0, 0, 1])))).toEqual([1, 2, 4]);
       expect(values(T.linear(x, w))).toEqual([1, 2, 3]);
       expect(T.linear(T.ones([2, 5, 2]), w).shape).toEqual([2, 5, 3]);
@@ -58,7 +74,10 @@ describe('products', () => {
 
   test('einsum, outer', () =>
     noLeak(() => {
-      const a = f([[1, 2], [3, 4]]);
+      const a = f([
+        [1, 2],
+        [3, 4],
+      ]);
       expect(values(T.einsum('ij,jk->ik', a, a))).toEqual([7, 10, 15, 22]);
       expect(T.einsum('ii->', a).item()).toBe(5);
       expect(values(T.einsum('bi,bi->b', a, a))).toEqual([5, 25]);
@@ -68,8 +87,14 @@ describe('products', () => {
 
   test('cdist with p = 2, p = 1, batched, and 16-bit floats', () =>
     noLeak(() => {
-      const x = f([[0, 0], [1, 1]]);
-      const y = f([[3, 4], [1, 0]]);
+      const x = f([
+        [0, 0],
+        [1, 1],
+      ]);
+      const y = f([
+        [3, 4],
+        [1, 0],
+      ]);
       expectClose(T.cdist(x, y), [5, 1, Math.sqrt(13), 1], 1e-5);
       expectClose(T.cdist(x, y, 1), [7, 1, 5, 1]);
       expect(T.cdist(T.ones([3, 2, 4]), T.ones([3, 5, 4])).shape).toEqual([3, 2, 5]);

@@ -26,9 +26,12 @@ test('every tensor-first op of src/ops is a Tensor method', () => {
 
 test('methods call the free function with the tensor first (normalize, pad, linear, variance)', () => {
   scope(() => {
-    const x = tensor([[3, 4], [0, 5]]);
+    const x = tensor([
+      [3, 4],
+      [0, 5],
+    ]);
     expect(x.normalize().toArray()).toEqual(normalize(x).toArray());
-    expect(x.normalize(1, 0).toArray()).toEqual([1, Math.fround(4 / 9), 0, Math.fround(5 / 9)]) // toArray is flat, row-major;
+    expect(x.normalize(1, 0).toArray()).toEqual([1, Math.fround(4 / 9), 0, Math.fround(5 / 9)]); // toArray is flat, row-major;
     expect(x.pad([1, 0]).toArray()).toEqual([0, 3, 4, 0, 0, 5]);
     const w = randn([3, 2]);
     expect(x.linear(w).toArray()).toEqual(linalg.linear(x, w).toArray());

@@ -34,7 +34,20 @@ describe('normalisation', () => {
       const s = Math.sqrt(1.5); // (x - 2) / √(2/3) for x = 1, 2, 3
       expectClose(T.layerNorm(f([[1, 2, 3]]), [3], null, null, 0), [-s, 0, s], 1e-6);
       expectClose(T.layerNorm(f([[1, 2, 3]]), [3], f([1, 2, 3]), f([0, 1, 0]), 0), [-s, 1, 3 * s], 1e-6);
-      expectClose(T.layerNorm(f([[1, 2], [3, 4]]), [2, 2], null, null, 0), [-1.5, -0.5, 0.5, 1.5].map((v) => v / Math.sqrt(1.25)), 1e-6);
+      expectClose(
+        T.layerNorm(
+          f([
+            [1, 2],
+            [3, 4],
+          ]),
+          [2, 2],
+          null,
+          null,
+          0,
+        ),
+        [-1.5, -0.5, 0.5, 1.5].map((v) => v / Math.sqrt(1.25)),
+        1e-6,
+      );
     }));
 
   test('rmsNorm in float64 keeps float64 precision', () =>
@@ -55,9 +68,27 @@ describe('normalisation', () => {
 
   test('normalize divides by the p-norm, clamped below by eps', () =>
     noLeak(() => {
-      expectClose(T.normalize(f([[3, 4], [0, 0]])), [0.6, 0.8, 0, 0]);
+      expectClose(
+        T.normalize(
+          f([
+            [3, 4],
+            [0, 0],
+          ]),
+        ),
+        [0.6, 0.8, 0, 0],
+      );
       expectClose(T.normalize(f([[3, 4]]), 1), [3 / 7, 4 / 7]);
-      expectClose(T.normalize(f([[3, 4], [0, 2]]), 2, 0), [1, 0.8944272, 0, 0.4472136]);
+      expectClose(
+        T.normalize(
+          f([
+            [3, 4],
+            [0, 2],
+          ]),
+          2,
+          0,
+        ),
+        [1, 0.8944272, 0, 0.4472136],
+      );
     }));
 });
 
@@ -74,8 +105,14 @@ describe('softmax and attention', () => {
   test('scaledDotProductAttention weighs values by softmax(q·k / √d)', () =>
     noLeak(() => {
       const q = f([[1, 0]]);
-      const k = f([[1, 0], [0, 1]]);
-      const v = f([[10, 0], [0, 10]]);
+      const k = f([
+        [1, 0],
+        [0, 1],
+      ]);
+      const v = f([
+        [10, 0],
+        [0, 10],
+      ]);
       const w0 = 1 / (1 + Math.exp(-1 / Math.SQRT2));
       expectClose(T.scaledDotProductAttention(q, k, v), [10 * w0, 10 * (1 - w0)], 1e-5);
       const w1 = 1 / (1 + Math.exp(-2));
@@ -84,12 +121,30 @@ describe('softmax and attention', () => {
 
   test('masks: boolean (true = attend), additive, and causal', () =>
     noLeak(() => {
-      const q = f([[1, 0], [0, 1]]);
-      const k = f([[1, 0], [0, 1]]);
-      const v = f([[1, 2], [3, 4]]);
+      const q = f([
+        [1, 0],
+        [0, 1],
+      ]);
+      const k = f([
+        [1, 0],
+        [0, 1],
+      ]);
+      const v = f([
+        [1, 2],
+        [3, 4],
+      ]);
       const onlySecond = T.tensor([false, true]);
       expect(values(T.scaledDotProductAttention(q, k, v, { mask: onlySecond }))).toEqual([3, 4, 3, 4]);
-      expect(values(T.scaledDotProductAttention(q, k, v, { mask: f([[0, -Infinity], [0, -Infinity]]) }))).toEqual([1, 2, 1, 2]);
+      expect(
+        values(
+          T.scaledDotProductAttention(q, k, v, {
+            mask: f([
+              [0, -Infinity],
+              [0, -Infinity],
+            ]),
+          }),
+        ),
+      ).toEqual([1, 2, 1, 2]);
       const causal = values(T.scaledDotProductAttention(q, k, v, { isCausal: true }));
       expect(causal.slice(0, 2)).toEqual([1, 2]); // the first query sees only the first key
     }));
@@ -109,7 +164,10 @@ describe('softmax and attention', () => {
 describe('resampling and padding', () => {
   test('interpolate bilinear with and without alignCorners', () =>
     noLeak(() => {
-      const x = f([[0, 1], [2, 3]]).reshape([1, 1, 2, 2]);
+      const x = f([
+        [0, 1],
+        [2, 3],
+      ]).reshape([1, 1, 2, 2]);
       const a = T.interpolate(x, { size: [4, 4], mode: 'bilinear', alignCorners: true });
       expectClose(a.select(2, 0).flatten(), [0, 1 / 3, 2 / 3, 1]);
       expectClose(a.select(2, 3).flatten(), [2, 7 / 3, 8 / 3, 3]);
@@ -119,7 +177,10 @@ describe('resampling and padding', () => {
 
   test('interpolate nearest and bicubic; bicubic keeps constants', () =>
     noLeak(() => {
-      const x = f([[0, 1], [2, 3]]).reshape([1, 1, 2, 2]);
+      const x = f([
+        [0, 1],
+        [2, 3],
+      ]).reshape([1, 1, 2, 2]);
       expect(values(T.interpolate(x, { size: [2, 4], mode: 'nearest' }))).toEqual([0, 0, 1, 1, 2, 2, 3, 3]);
       expectClose(T.interpolate(T.full([1, 2, 3, 5], 2), { size: [7, 4], mode: 'bicubic' }), new Array(56).fill(2), 1e-5);
       expectClose(T.interpolate(T.full([1, 1, 8, 8], 2), { size: [3, 3], mode: 'bicubic', antialias: true }), new Array(9).fill(2), 1e-5);
@@ -159,7 +220,10 @@ describe('resampling and padding', () => {
 describe('losses', () => {
   test('crossEntropy with class indices: reduction, label smoothing, ignoreIndex', () =>
     noLeak(() => {
-      const logits = f([[0, 0], [0, Math.LN2]]);
+      const logits = f([
+        [0, 0],
+        [0, Math.LN2],
+      ]);
       const t = i64([0, 1]);
       const l1 = Math.LN2;
       const l2 = -Math.log(2 / 3);
@@ -186,7 +250,21 @@ describe('losses', () => {
       expect(T.mseLoss(f([1, 2]), f([3, 2])).item()).toBe(2);
       expect(T.mseLoss(f([1, 2]), f([3, 2]), 'sum').item()).toBe(4);
       expect(values(T.mseLoss(f([1, 2]), f([3, 2]), 'none'))).toEqual([4, 0]);
-      expectClose(T.pairwiseDistance(f([[0, 0], [1, 1]]), f([[3, 4], [1, 1]]), 2, 0), [5, 0]);
+      expectClose(
+        T.pairwiseDistance(
+          f([
+            [0, 0],
+            [1, 1],
+          ]),
+          f([
+            [3, 4],
+            [1, 1],
+          ]),
+          2,
+          0,
+        ),
+        [5, 0],
+      );
       expectClose(T.pairwiseDistance(f([[0, 0]]), f([[3, 4]]), 1, 0, true), [7]);
       expect(T.pairwiseDistance(f([[0, 0]]), f([[3, 4]]), 2, 0, true).shape).toEqual([1, 1]);
     }));
@@ -203,9 +281,7 @@ describe('errors', () => {
       expect(() => T.conv2d(img(), T.ones([1, 2, 2, 2]))).toThrow(
         'conv2d: Given groups=1, weight of size [1, 2, 2, 2], expected input[1, 1, 4, 4] to have 2 channels, but got 1 channels instead',
       );
-      expect(() => T.layerNorm(T.ones([2, 3]), [2], null, null)).toThrow(
-        'layerNorm: normalizedShape [2] does not match the trailing dims of float32 [2, 3]',
-      );
+      expect(() => T.layerNorm(T.ones([2, 3]), [2], null, null)).toThrow('layerNorm: normalizedShape [2] does not match the trailing dims of float32 [2, 3]');
       expect(() => T.scaledDotProductAttention(T.ones([2, 4]), T.ones([2, 3]), T.ones([2, 3]))).toThrow(
         'sdpa: query float32 [2, 4], key float32 [2, 3] and value float32 [2, 3] must be [..., T, d] with matching head dims and key/value lengths',
       );

@@ -11,7 +11,10 @@ const b = (v: boolean[]) => T.tensor(v, { dtype: 'bool' });
 describe('arithmetic', () => {
   test('add, sub, mul, div broadcast a row over a matrix', () =>
     noLeak(() => {
-      const x = f([[1, 2, 3], [4, 5, 6]]);
+      const x = f([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]);
       const y = f([10, 20, 30]);
       expect(T.add(x, y).shape).toEqual([2, 3]);
       expect(values(T.add(x, y))).toEqual([11, 22, 33, 14, 25, 36]);
@@ -168,7 +171,10 @@ describe('clamp, where, lerp, addcmul, maskedFill', () => {
 
   test('clamp, clampMin and clampMax with tensor bounds broadcast', () =>
     noLeak(() => {
-      const x = f([[-2, 0, 2], [4, -4, 1]]);
+      const x = f([
+        [-2, 0, 2],
+        [4, -4, 1],
+      ]);
       expect(values(T.clamp(x, f([-1, 0.5, 0]), f([1, 1, 1.5])))).toEqual([-1, 0.5, 1.5, 1, 0.5, 1]);
       expect(values(T.clamp(x, f([[0], [-3]]), 3))).toEqual([0, 0, 2, 3, -3, 1]);
       expect(values(T.clampMin(x, f([0, 1, 3])))).toEqual([0, 1, 3, 4, 1, 3]);
@@ -193,7 +199,18 @@ describe('clamp, where, lerp, addcmul, maskedFill', () => {
       expect(values(T.lerp(f([0, 10]), f([10, 20]), 0.25))).toEqual([2.5, 12.5]);
       expect(values(T.lerp(f([0, 10]), f([10, 20]), f([0, 1])))).toEqual([0, 20]);
       expect(values(T.addcmul(f([1, 1]), f([2, 3]), f([4, 5]), 0.5))).toEqual([5, 8.5]);
-      expect(values(T.maskedFill(f([[1, 2], [3, 4]]), b([true, false]), -1))).toEqual([-1, 2, -1, 4]);
+      expect(
+        values(
+          T.maskedFill(
+            f([
+              [1, 2],
+              [3, 4],
+            ]),
+            b([true, false]),
+            -1,
+          ),
+        ),
+      ).toEqual([-1, 2, -1, 4]);
     }));
 
   test('dropout: identity when not training or p = 0, zero or scaled by 1/(1-p) when training', () =>
@@ -244,7 +261,10 @@ describe('in-place variants return the same object and write into it', () => {
 
   test('in-place writes are visible through views', () =>
     noLeak(() => {
-      const x = f([[1, 2], [3, 4]]);
+      const x = f([
+        [1, 2],
+        [3, 4],
+      ]);
       const row = x.select(0, 1);
       row.mul_(10);
       expect(values(x)).toEqual([1, 2, 30, 40]);
@@ -268,9 +288,7 @@ describe('errors', () => {
       expect(e.code).toBe('ERR_INVALID_ARG');
       expect(e.message).toBe('neg: expected "input" to be a Tensor, received number 5');
       expect(() => T.mul(x, 'a' as unknown as number)).toThrow('mul: expected "other" to be a Tensor or a number, received string "a"');
-      expect(() => T.where(b([true]), x, [1] as unknown as number)).toThrow(
-        'where: expected "other" to be a Tensor or a number, received array of length 1',
-      );
+      expect(() => T.where(b([true]), x, [1] as unknown as number)).toThrow('where: expected "other" to be a Tensor or a number, received array of length 1');
       expect(() => T.clamp(x, '0' as unknown as number)).toThrow('clamp: expected "min" to be a Tensor or a number, received string "0"');
       expect(() => T.logicalAnd(x, 1 as unknown as T.Tensor)).toThrow('logicalAnd: expected "other" to be a Tensor, received number 1');
       expect(() => T.lerp(x, x, null as unknown as number)).toThrow('lerp: expected "weight" to be a Tensor, received null');

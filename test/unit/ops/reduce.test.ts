@@ -7,7 +7,11 @@ import { errorOf, expectClose, noLeak, values } from './util.js';
 const f = (v: number[] | number[][]) => T.tensor(v);
 const i64 = (v: number[] | number[][]) => T.tensor(v, { dtype: 'int64' });
 // [[1, 2, 3], [4, 5, 6]]
-const m = () => f([[1, 2, 3], [4, 5, 6]]);
+const m = () =>
+  f([
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
 
 describe('sum, mean, prod', () => {
   test('over everything, one dim, several dims, with keepdim', () =>
@@ -32,9 +36,7 @@ describe('sum, mean, prod', () => {
       expect(T.sum(x).dtype).toBe('int64');
       expect(T.sum(x, null, false, 'float64').dtype).toBe('float64');
       expect(T.mean(x, null, false, 'float32').item()).toBe(2);
-      expect(() => T.mean(x)).toThrow(
-        'mean: mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: Int',
-      );
+      expect(() => T.mean(x)).toThrow('mean: mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. Got: Int');
     }));
 
   test('bool sums count the true values', () =>
@@ -53,7 +55,10 @@ describe('max, min, argmax, topk, sort', () => {
 
   test('maxDim and minDim return values and int64 indices', () =>
     noLeak(() => {
-      const x = f([[1, 9, 3], [7, 5, 6]]);
+      const x = f([
+        [1, 9, 3],
+        [7, 5, 6],
+      ]);
       const { values: v, indices: i } = T.maxDim(x, 1);
       expect(values(v)).toEqual([9, 7]);
       expect(values(i)).toEqual([1, 0]);
@@ -66,7 +71,10 @@ describe('max, min, argmax, topk, sort', () => {
 
   test('amax, amin, argmax, argmin', () =>
     noLeak(() => {
-      const x = f([[1, 9, 3], [7, 5, 6]]);
+      const x = f([
+        [1, 9, 3],
+        [7, 5, 6],
+      ]);
       expect(values(T.amax(x, 0))).toEqual([7, 9, 6]);
       expect(values(T.amin(x, [0, 1]))).toEqual([1]);
       expect(T.amax(x, 1, true).shape).toEqual([2, 1]);
@@ -77,7 +85,10 @@ describe('max, min, argmax, topk, sort', () => {
 
   test('topk (largest or smallest) and sort', () =>
     noLeak(() => {
-      const x = f([[3, 1, 4, 1.5], [9, 2, 6, 5]]);
+      const x = f([
+        [3, 1, 4, 1.5],
+        [9, 2, 6, 5],
+      ]);
       const t = T.topk(x, 2);
       expect(values(t.values)).toEqual([4, 3, 9, 6]);
       expect(values(t.indices)).toEqual([2, 0, 0, 2]);
@@ -91,7 +102,10 @@ describe('max, min, argmax, topk, sort', () => {
 
   test('argsort gives the sorting permutation', () =>
     noLeak(() => {
-      const x = f([[3, 1, 4, 1.5], [9, 2, 6, 5]]);
+      const x = f([
+        [3, 1, 4, 1.5],
+        [9, 2, 6, 5],
+      ]);
       const a = T.argsort(x);
       expect(a.dtype).toBe('int64');
       expect(values(a)).toEqual([1, 3, 0, 2, 1, 3, 2, 0]);
@@ -103,13 +117,26 @@ describe('max, min, argmax, topk, sort', () => {
 describe('logsumexp, norm, var, std, cumsum, all, any', () => {
   test('logsumexp is stable for large inputs', () =>
     noLeak(() => {
-      expectClose(T.logsumexp(f([[0, 0], [1000, 1000]]), 1), [Math.log(2), 1000 + Math.log(2)], 1e-4);
+      expectClose(
+        T.logsumexp(
+          f([
+            [0, 0],
+            [1000, 1000],
+          ]),
+          1,
+        ),
+        [Math.log(2), 1000 + Math.log(2)],
+        1e-4,
+      );
       expect(T.logsumexp(f([[0, 0]]), 1, true).shape).toEqual([1, 1]);
     }));
 
   test('p-norms', () =>
     noLeak(() => {
-      const x = f([[3, -4], [0, 0]]);
+      const x = f([
+        [3, -4],
+        [0, 0],
+      ]);
       expect(T.norm(x).item()).toBe(5);
       expect(values(T.norm(x, 2, 1))).toEqual([5, 0]);
       expect(values(T.norm(x, 1, 1))).toEqual([7, 0]);

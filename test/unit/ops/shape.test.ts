@@ -112,8 +112,15 @@ describe('lists', () => {
       const x = T.arange(5, undefined, 1, { dtype: 'float32' });
       expect(T.split(x, 2).map(values)).toEqual([[0, 1], [2, 3], [4]]);
       expect(T.split(x, [1, 4]).map(values)).toEqual([[0], [1, 2, 3, 4]]);
-      expect(T.chunk(x, 2).map(values)).toEqual([[0, 1, 2], [3, 4]]);
-      expect(T.unbind(m(), 1).map(values)).toEqual([[0, 3], [1, 4], [2, 5]]);
+      expect(T.chunk(x, 2).map(values)).toEqual([
+        [0, 1, 2],
+        [3, 4],
+      ]);
+      expect(T.unbind(m(), 1).map(values)).toEqual([
+        [0, 3],
+        [1, 4],
+        [2, 5],
+      ]);
     }));
 });
 
@@ -163,7 +170,7 @@ describe('errors', () => {
       expect(e).toBeInstanceOf(TorchError);
       expect(e.message).toBe("reshape: shape '[4, 2]' is invalid for input of size 6");
       expect(() => T.view(m().t(), [6])).toThrow(
-        'view: view size is not compatible with input tensor\'s size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.',
+        "view: view size is not compatible with input tensor's size and stride (at least one dimension spans across two contiguous subspaces). Use .reshape(...) instead.",
       );
       expect(() => T.cat([m(), f([1])])).toThrow('cat: Tensors must have same number of dimensions: got 2 and 1');
     }));

@@ -124,7 +124,10 @@ describe('AdamW', () => {
     expect(params[3]!.toArray()).toEqual(values(4, 13));
     const sd = opt.stateDict();
     expect(sd.step).toBe(6);
-    expect(sd.paramGroups.map((g) => g.steps)).toEqual([[6, 6], [3, 0]]);
+    expect(sd.paramGroups.map((g) => g.steps)).toEqual([
+      [6, 6],
+      [3, 0],
+    ]);
     sd.state.forEach((s, gi) =>
       s.expAvg.forEach((m, i) => {
         expectClose(m.toArray(), refs[gi * 2 + i]!.m, 1e-6);
@@ -148,8 +151,16 @@ describe('AdamW', () => {
     const sd = opt.stateDict();
     expect(sd.paramGroups[0]!.steps).toEqual([2]);
     // m = (1 − 0.9²)·g after two steps with the same gradient.
-    expectClose(sd.state[0]!.expAvg[0]!.toArray(), [0.5, -0.25, 1, 2].map((g) => 0.19 * g), 1e-7);
-    expectClose(sd.state[0]!.expAvgSq[0]!.toArray(), [0.5, -0.25, 1, 2].map((g) => (1 - 0.999 ** 2) * g * g), 1e-9);
+    expectClose(
+      sd.state[0]!.expAvg[0]!.toArray(),
+      [0.5, -0.25, 1, 2].map((g) => 0.19 * g),
+      1e-7,
+    );
+    expectClose(
+      sd.state[0]!.expAvgSq[0]!.toArray(),
+      [0.5, -0.25, 1, 2].map((g) => (1 - 0.999 ** 2) * g * g),
+      1e-9,
+    );
     opt.dispose();
     p.dispose();
   });
@@ -278,7 +289,9 @@ describe('AdamW', () => {
     expect(e).toBeInstanceOf(StateDictError);
     expect(e.message).toBe('AdamW.loadStateDict: the state dict has 1 parameter groups, the optimizer has 2');
     e = errorOf(() => oa.loadStateDict(ob.stateDict()));
-    expect(e.message).toMatch(/^AdamW\.loadStateDict: the optimizer state does not match the parameters\nunexpected \(2\): state\.0\.1\.exp_avg, state\.0\.1\.exp_avg_sq\n/);
+    expect(e.message).toMatch(
+      /^AdamW\.loadStateDict: the optimizer state does not match the parameters\nunexpected \(2\): state\.0\.1\.exp_avg, state\.0\.1\.exp_avg_sq\n/,
+    );
     // Nothing was changed by the failed loads.
     expect(ob.stepCount).toBe(0);
     for (const t of [oa, ob, oc, a, b, c]) t.dispose();
@@ -329,7 +342,11 @@ describe('AdamW', () => {
       [() => new AdamW([p], { lr: -1 }), TorchRangeError, 'AdamW: "lr" must be a finite number >= 0, received -1'],
       [() => new AdamW([p], { betas: [0.9, 1] }), TorchRangeError, 'AdamW: "betas[1]" must be a finite number in [0, 1), received 1'],
       [() => new AdamW([i]), TorchTypeError, 'AdamW: expected "paramGroups[0].params[0]" to be a floating-point Tensor, received int64 Tensor [2]'],
-      [() => new AdamW([{ params: [p] }, { params: [p] }]), TorchRangeError, 'AdamW: "paramGroups[1].params[0]" is the same Tensor as "paramGroups[0].params[0]"; a parameter may appear only once'],
+      [
+        () => new AdamW([{ params: [p] }, { params: [p] }]),
+        TorchRangeError,
+        'AdamW: "paramGroups[1].params[0]" is the same Tensor as "paramGroups[0].params[0]"; a parameter may appear only once',
+      ],
     ];
     for (const [fn, cls, msg] of cases) {
       const e = errorOf(fn);

@@ -90,9 +90,15 @@ describe('clipGradNorm', () => {
 describe('emaUpdate', () => {
   test('teacher ← m·teacher + (1 − m)·student, exactly', () => {
     const t1 = tensor([1, 2, -4, 8]);
-    const t2 = tensor([[0.5, 0.25], [0, -1]]);
+    const t2 = tensor([
+      [0.5, 0.25],
+      [0, -1],
+    ]);
     const s1 = tensor([5, -2, 4, 0]);
-    const s2 = tensor([[1.5, 0.25], [4, 3]]);
+    const s2 = tensor([
+      [1.5, 0.25],
+      [4, 3],
+    ]);
     emaUpdate([t1, t2], [s1, s2], 0.75);
     expect(t1.toArray()).toEqual([2, 1, -2, 6]);
     expect(t2.toArray()).toEqual([0.75, 0.25, 1, 0]);

@@ -23,7 +23,11 @@ test('the base class: every error class is a Dinov3Error with a code, the Range/
   const t = new TorchTypeError('t', 'ERR_INVALID_ARG');
   const c = new ConfigError('c');
   expect([r instanceof Dinov3Error, r instanceof RangeError, t instanceof Dinov3Error, t instanceof TypeError, c instanceof Dinov3Error]).toEqual([
-    true, true, true, true, true,
+    true,
+    true,
+    true,
+    true,
+    true,
   ]);
   // Subclasses keep the ordinary check: a ConfigError is not a TorchRangeError and a plain RangeError is not ours.
   expect([c instanceof TorchRangeError, new RangeError('x') instanceof Dinov3Error, r instanceof ConfigError]).toEqual([false, false, false]);
@@ -60,7 +64,12 @@ test('random calls of every public export: no crash, every error a Dinov3Error w
     if (l.startsWith('U ') && !l.startsWith('U ok-error')) bad.push(`unhandled rejection: ${l}`);
   }
   // A crash: a signal, a non-zero status, or no DONE line (the last call printed is the one that crashed).
-  expect({ status: r.status, signal: r.signal, done: lines.at(-1)?.startsWith('DONE') ? 'DONE' : `crashed in ${lastCall}`, stderr: r.stderr.slice(-2000) }).toEqual({
+  expect({
+    status: r.status,
+    signal: r.signal,
+    done: lines.at(-1)?.startsWith('DONE') ? 'DONE' : `crashed in ${lastCall}`,
+    stderr: r.stderr.slice(-2000),
+  }).toEqual({
     status: 0,
     signal: null,
     done: 'DONE',

@@ -6,7 +6,10 @@ import { arange, DisposedError, memory, ones, scope, tensor, TorchTypeError, zer
 
 describe('tensor core', () => {
   test('creates tensors with shape, dtype and data', () => {
-    const t = tensor([[1, 2, 3], [4, 5, 6]]);
+    const t = tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     expect(t.shape).toEqual([2, 3]);
     expect(t.dtype).toBe('float32');
     expect(Array.from(t.data() as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);

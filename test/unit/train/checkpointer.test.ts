@@ -67,13 +67,16 @@ function disposeAll(...ms: ReadonlyMap<string, Tensor>[]): void {
 /** A few tensors of every kind a run holds, deterministic in `seed`. */
 function someTensors(seed: number): Map<string, Tensor> {
   const g = new Generator(seed);
-  return scope(() => new Map<string, Tensor>([
-    ['w', randn([5, 7], { generator: g })],
-    ['b16', randn([3, 4], { generator: g }).to('bfloat16')],
-    ['idx', tensor([1, -2, 2 ** 40], { dtype: 'int64' })],
-    ['mask', rand([6], { generator: g }).gt(0.5)],
-    ['scalar', tensor(seed + 0.25)],
-  ]));
+  return scope(
+    () =>
+      new Map<string, Tensor>([
+        ['w', randn([5, 7], { generator: g })],
+        ['b16', randn([3, 4], { generator: g }).to('bfloat16')],
+        ['idx', tensor([1, -2, 2 ** 40], { dtype: 'int64' })],
+        ['mask', rand([6], { generator: g }).gt(0.5)],
+        ['scalar', tensor(seed + 0.25)],
+      ]),
+  );
 }
 
 describe('save and load', () => {
@@ -82,7 +85,14 @@ describe('save and load', () => {
     const live = memory().liveTensors;
     const student = someTensors(1);
     const teacher = someTensors(2);
-    const json = { iteration: 7, lr: 0.1 + 0.2, rng: [4294967295, 0, 123456789, 1], loader: { epoch: 0, position: 448 }, tiny: 5e-324, config: { a: null, b: 'x' } };
+    const json = {
+      iteration: 7,
+      lr: 0.1 + 0.2,
+      rng: [4294967295, 0, 123456789, 1],
+      loader: { epoch: 0, position: 448 },
+      tiny: 5e-324,
+      config: { a: null, b: 'x' },
+    };
     const path = await saveCheckpoint(dir, 7, { tensors: { student, teacher, empty: new Map() }, json });
     expect(path).toBe(join(dir, 'ckpt', '7'));
     expect((await readdir(path)).sort()).toEqual(['empty.safetensors', 'manifest.json', 'state.json', 'student.safetensors', 'teacher.safetensors']);
@@ -111,20 +121,31 @@ describe('save and load', () => {
 
   test('optimizer state (per-parameter exp_avg, exp_avg_sq, step) and libtorch generator states round trip exactly', async () => {
     const dir = runDir();
-    const p1 = tensor([[0.5, -1], [2, 3]]).requiresGrad_(true);
+    const p1 = tensor([
+      [0.5, -1],
+      [2, 3],
+    ]).requiresGrad_(true);
     const p2 = tensor([0.1, 0.2, 0.3]).requiresGrad_(true);
-    const opt = new AdamW([{ params: [p1], lrMult: 0.5, isLastLayer: false }, { params: [p2], weightDecay: 0 }], { lr: 0.01 });
+    const opt = new AdamW(
+      [
+        { params: [p1], lrMult: 0.5, isLastLayer: false },
+        { params: [p2], weightDecay: 0 },
+      ],
+      { lr: 0.01 },
+    );
     for (let i = 0; i < 3; i++) {
       p1.mul(p1).sum().add(p2.mul(3).sum()).backward();
       opt.step();
       opt.zeroGrad();
     }
     const gen = new Generator(9);
-    gen.setState((() => {
-      const x = rand([3], { generator: gen });
-      x.dispose();
-      return gen.getState();
-    })());
+    gen.setState(
+      (() => {
+        const x = rand([3], { generator: gen });
+        x.dispose();
+        return gen.getState();
+      })(),
+    );
     const rng = generatorStates({ crops: gen });
     const o = optimizerToCheckpoint(opt.stateDict());
     const jsRng = Rng.derive(0, 5, 7);
@@ -143,7 +164,13 @@ describe('save and load', () => {
     const jsRestored = Rng.fromState((c.json as { dataRng: RngState }).dataRng.map((w) => w >>> 0) as unknown as RngState);
     expect([jsRestored.nextU32(), jsRestored.nextU32()]).toEqual(jsExpected);
 
-    const fresh = new AdamW([{ params: [p1], lrMult: 0.5, isLastLayer: false }, { params: [p2], weightDecay: 0 }], { lr: 0.01 });
+    const fresh = new AdamW(
+      [
+        { params: [p1], lrMult: 0.5, isLastLayer: false },
+        { params: [p2], weightDecay: 0 },
+      ],
+      { lr: 0.01 },
+    );
     const sd = optimizerFromCheckpoint(c.tensors.optimizer!, (c.json as { optimizer: Parameters<typeof optimizerFromCheckpoint>[1] }).optimizer);
     fresh.loadStateDict(sd);
     const a = opt.stateDict();
@@ -167,17 +194,31 @@ describe('save and load', () => {
     await expect(saveCheckpoint(dir, 0, { tensors: { 'a/b': {} }, json: null })).rejects.toThrow(
       new CheckpointError('saveCheckpoint: invalid tensor group name "a/b" (letters, digits, _ - . ; not "state" or "manifest")'),
     );
-    await expect(saveCheckpoint(dir, 1.5, { tensors: {}, json: null })).rejects.toThrow('saveCheckpoint: iteration must be a non-negative integer, received 1.5');
+    await expect(saveCheckpoint(dir, 1.5, { tensors: {}, json: null })).rejects.toThrow(
+      'saveCheckpoint: iteration must be a non-negative integer, received 1.5',
+    );
     await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { sched: { lr: [0.1, Number.NaN] } } })).rejects.toThrow(
       'saveCheckpoint: json.sched.lr[1] is NaN, which JSON cannot hold exactly',
     );
-    await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { m: new Map() } })).rejects.toThrow('saveCheckpoint: json.m is a Map object, which JSON cannot hold exactly');
-    await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { u: undefined } })).rejects.toThrow('saveCheckpoint: json.u is undefined, which JSON cannot hold exactly');
+    await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { m: new Map() } })).rejects.toThrow(
+      'saveCheckpoint: json.m is a Map object, which JSON cannot hold exactly',
+    );
+    await expect(saveCheckpoint(dir, 0, { tensors: {}, json: { u: undefined } })).rejects.toThrow(
+      'saveCheckpoint: json.u is undefined, which JSON cannot hold exactly',
+    );
     // Arguments of the wrong kind are typed errors naming the function and the argument (not a TypeError from fs).
-    await expect(saveCheckpoint(dir, 0, null as never)).rejects.toThrow(new TorchTypeError('saveCheckpoint: expected "payload" to be an object, received null', 'ERR_INVALID_ARG'));
-    await expect(latestCheckpoint(42 as never)).rejects.toThrow(new TorchTypeError('latestCheckpoint: expected "runDir" to be a non-empty string, received number 42', 'ERR_INVALID_ARG'));
-    await expect(loadCheckpoint('')).rejects.toThrow(new TorchRangeError('loadCheckpoint: expected "path" to be a non-empty string, received string ""', 'ERR_INVALID_ARG'));
-    expect(() => optimizerFromCheckpoint({} as never, {} as never)).toThrow(new TorchTypeError('optimizerFromCheckpoint: expected "tensors" to be a Map, received object', 'ERR_INVALID_ARG'));
+    await expect(saveCheckpoint(dir, 0, null as never)).rejects.toThrow(
+      new TorchTypeError('saveCheckpoint: expected "payload" to be an object, received null', 'ERR_INVALID_ARG'),
+    );
+    await expect(latestCheckpoint(42 as never)).rejects.toThrow(
+      new TorchTypeError('latestCheckpoint: expected "runDir" to be a non-empty string, received number 42', 'ERR_INVALID_ARG'),
+    );
+    await expect(loadCheckpoint('')).rejects.toThrow(
+      new TorchRangeError('loadCheckpoint: expected "path" to be a non-empty string, received string ""', 'ERR_INVALID_ARG'),
+    );
+    expect(() => optimizerFromCheckpoint({} as never, {} as never)).toThrow(
+      new TorchTypeError('optimizerFromCheckpoint: expected "tensors" to be a Map, received object', 'ERR_INVALID_ARG'),
+    );
     expect(await listCheckpoints(dir)).toEqual([]);
   });
 });
@@ -219,11 +260,13 @@ describe('keep-last-N and picking the latest complete checkpoint', () => {
     await writeFile(join(dir, 'ckpt', `.tmp-${process.pid}-abc`, 'manifest.json'), '{}');
 
     const skipped: string[] = [];
-    expect(await latestCheckpoint(dir, { onSkip: (p, e) => skipped.push(`${p.split('/').pop()}: ${e.message.replace(dir, '<run>')}`) })).toBe(join(dir, 'ckpt', '1'));
+    expect(await latestCheckpoint(dir, { onSkip: (p, e) => skipped.push(`${p.split('/').pop()}: ${e.message.replace(dir, '<run>')}`) })).toBe(
+      join(dir, 'ckpt', '1'),
+    );
     expect(skipped.map((s) => s.replace(/[0-9a-f]{64}/g, '<sha>'))).toEqual([
       '6: <run>/ckpt/6/state.json: 33 bytes, the manifest says 32 (truncated or altered)',
       '5: <run>/ckpt/5/state.json: missing (incomplete checkpoint)',
-      '4: <run>/ckpt/4/s.safetensors: SHA-256 <sha> differs from the manifest\'s <sha> (corrupt)',
+      "4: <run>/ckpt/4/s.safetensors: SHA-256 <sha> differs from the manifest's <sha> (corrupt)",
       '3: <run>/ckpt/3/s.safetensors: 20 bytes, the manifest says 120 (truncated or altered)',
       '2: <run>/ckpt/2: incomplete checkpoint (no manifest.json)',
     ]);
@@ -304,7 +347,16 @@ describe('keep-last-N and picking the latest complete checkpoint', () => {
 describe('teacher export and run folders', () => {
   test('exportTeacherBackbone writes a .safetensors that loadBackbone reads back bit-exactly', async () => {
     const dir = runDir();
-    const cfg = { embed_dim: 64, depth: 2, num_heads: 2, patch_size: 4, n_storage_tokens: 4, layerscale_init: 1e-5, mask_k_bias: true, pos_embed_rope_dtype: 'fp32' as const };
+    const cfg = {
+      embed_dim: 64,
+      depth: 2,
+      num_heads: 2,
+      patch_size: 4,
+      n_storage_tokens: 4,
+      layerscale_init: 1e-5,
+      mask_k_bias: true,
+      pos_embed_rope_dtype: 'fp32' as const,
+    };
     const teacher = new DinoVisionTransformer(cfg, { generator: new Generator(3) });
     // The whole teacher's state dict: backbone.* plus head keys, which are dropped.
     const sd = new Map<string, Tensor>([...teacher.stateDict('backbone')]);
@@ -328,7 +380,9 @@ describe('teacher export and run folders', () => {
     const dir = runDir();
     expect(await prepareRunDir(dir)).toEqual({ resumed: false, latest: null });
     expect(JSON.parse(await readFile(join(dir, 'run.json'), 'utf8'))).toMatchObject({ format: 'dinov3-ts/run', pid: process.pid });
-    await expect(prepareRunDir(dir)).rejects.toThrow(new ConfigError(`${dir} already holds a run (run.json): resume it (--resume) or choose another output folder`));
+    await expect(prepareRunDir(dir)).rejects.toThrow(
+      new ConfigError(`${dir} already holds a run (run.json): resume it (--resume) or choose another output folder`),
+    );
     expect(await prepareRunDir(dir, { resume: true })).toEqual({ resumed: true, latest: null });
     await saveCheckpoint(dir, 4, { tensors: {}, json: null });
     expect(await prepareRunDir(dir, { resume: true })).toEqual({ resumed: true, latest: join(dir, 'ckpt', '4') });
@@ -336,7 +390,9 @@ describe('teacher export and run folders', () => {
     const other = runDir();
     await mkdir(join(other, 'ckpt'), { recursive: true });
     await writeFile(join(other, 'config.yaml'), 'optim: {}\n');
-    await expect(prepareRunDir(other)).rejects.toThrow(`${other} already holds a run (config.yaml, ckpt): resume it (--resume) or choose another output folder`);
+    await expect(prepareRunDir(other)).rejects.toThrow(
+      `${other} already holds a run (config.yaml, ckpt): resume it (--resume) or choose another output folder`,
+    );
     const unrelated = runDir();
     await mkdir(unrelated);
     await writeFile(join(unrelated, 'notes.txt'), 'x');

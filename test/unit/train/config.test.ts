@@ -38,9 +38,14 @@ describe('defaults', () => {
     expect(await loadSSLConfig('ssl_default')).toEqual(defaultSSLConfig());
     expect(await loadSSLConfig('vitl_im1k_lin834')).toEqual(await readJson('vitl_im1k_lin834.merged.json'));
     expect(sslPresetNames()).toEqual([
-      'ssl_default', 'vitl_im1k_lin834', 'cpu_tiny_fmnist', 'cpu_vits_tiny',
+      'ssl_default',
+      'vitl_im1k_lin834',
+      'cpu_tiny_fmnist',
+      'cpu_vits_tiny',
       ...['vits16', 'vitb16', 'vitl16'].flatMap((m) => ['pretrain', 'gram_anchor', 'high_res_adapt'].map((s) => `${m}_${s}`)),
-      'dinov3_vit7b16_pretrain', 'dinov3_vit7b16_gram_anchor', 'dinov3_vit7b16_high_res_adapt',
+      'dinov3_vit7b16_pretrain',
+      'dinov3_vit7b16_gram_anchor',
+      'dinov3_vit7b16_high_res_adapt',
     ]);
   });
 
@@ -95,7 +100,10 @@ describe('strict validation', () => {
       /^✖ optim\.lr is null: schedules v1 need a number \(or give a "schedules" mapping for v2\)\n {2}→ at optim\.lr$/,
     );
     const v2 = { start: 0, peak: 1, end: 1, warmup_epochs: 0 };
-    const c = parseSSLConfig({ optim: { lr: null }, schedules: { lr: { ...v2, freeze_last_layer_epochs: 1 }, weight_decay: v2, momentum: v2, teacher_temp: v2 } });
+    const c = parseSSLConfig({
+      optim: { lr: null },
+      schedules: { lr: { ...v2, freeze_last_layer_epochs: 1 }, weight_decay: v2, momentum: v2, teacher_temp: v2 },
+    });
     expect(c.schedules?.lr.freeze_last_layer_epochs).toBe(1);
     expect(c.optim.lr).toBeNull();
   });
@@ -142,8 +150,12 @@ describe('files and overrides', () => {
   });
 
   test('bad override syntax is a ConfigError with the item', () => {
-    expect(() => parseOverrides('optim.lr=1' as never)).toThrow(new TorchTypeError('parseOverrides: expected "overrides" to be an array of strings, received string "optim.lr=1"', 'ERR_INVALID_ARG'));
-    expect(() => parseOverrides(['optim.lr=1', 3 as never])).toThrow(new TorchTypeError('parseOverrides: expected "overrides[1]" to be a string, received number 3', 'ERR_INVALID_ARG'));
+    expect(() => parseOverrides('optim.lr=1' as never)).toThrow(
+      new TorchTypeError('parseOverrides: expected "overrides" to be an array of strings, received string "optim.lr=1"', 'ERR_INVALID_ARG'),
+    );
+    expect(() => parseOverrides(['optim.lr=1', 3 as never])).toThrow(
+      new TorchTypeError('parseOverrides: expected "overrides[1]" to be a string, received number 3', 'ERR_INVALID_ARG'),
+    );
     expect(() => mergeConfig({ a: 1 }, { b: () => 1 })).toThrow(
       new ConfigError('mergeConfig: a config value must be data (objects, arrays, strings, numbers, booleans, null), received function () => 1'),
     );

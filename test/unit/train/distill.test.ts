@@ -15,12 +15,27 @@ import { Trainer } from '../../../src/train/trainer.js';
 import type { IterationMetrics } from '../../../src/train/train.js';
 
 const TINY = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0.0',
-  'crops.global_crops_size=32', 'crops.local_crops_size=16', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'train.batch_size_per_gpu=4', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=3', 'optim.epochs=2',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'checkpointing.period=2', 'evaluation.eval_period_iterations=0',
+  'student.arch=vit_test',
+  'student.patch_size=8',
+  'student.n_storage_tokens=2',
+  'student.drop_path_rate=0.0',
+  'crops.global_crops_size=32',
+  'crops.local_crops_size=16',
+  'crops.local_crops_number=2',
+  'dino.head_n_prototypes=32',
+  'dino.head_hidden_dim=48',
+  'dino.head_bottleneck_dim=16',
+  'ibot.head_n_prototypes=24',
+  'ibot.head_hidden_dim=40',
+  'ibot.head_bottleneck_dim=12',
+  'train.batch_size_per_gpu=4',
+  'compute_precision.param_dtype=fp32',
+  'train.OFFICIAL_EPOCH_LENGTH=3',
+  'optim.epochs=2',
+  'optim.warmup_epochs=1',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'checkpointing.period=2',
+  'evaluation.eval_period_iterations=0',
 ];
 const dirs: string[] = [];
 const tmp = () => {
@@ -51,7 +66,17 @@ describe('MultiDistiller', () => {
   test('one teacher forward per batch; each of two students equals its single-student run; EMAs exported', { timeout: 240_000 }, async () => {
     const T = await teacher();
     // a smaller student than the 64-wide teacher: 32 wide, one block
-    const a = { name: 'small', cfg: await cfg(['train.seed=1', 'student.drop_path_rate=0.1', 'student.arch=vit_custom', 'student.embed_dim=32', 'student.depth=1', 'student.num_heads=2']) };
+    const a = {
+      name: 'small',
+      cfg: await cfg([
+        'train.seed=1',
+        'student.drop_path_rate=0.1',
+        'student.arch=vit_custom',
+        'student.embed_dim=32',
+        'student.depth=1',
+        'student.num_heads=2',
+      ]),
+    };
     const b = { name: 'other', cfg: await cfg(['train.seed=2', 'dino.koleo_loss_weight=0.2']) };
     const out = tmp();
     const seen: Record<string, IterationMetrics[]> = { small: [], other: [] };
@@ -85,7 +110,10 @@ describe('MultiDistiller', () => {
 
   test('a stopped distillation resumes every student at the same iteration', { timeout: 240_000 }, async () => {
     const T = await teacher();
-    const students = [{ name: 's1', cfg: await cfg(['train.seed=1']) }, { name: 's2', cfg: await cfg(['train.seed=2']) }];
+    const students = [
+      { name: 's1', cfg: await cfg(['train.seed=1']) },
+      { name: 's2', cfg: await cfg(['train.seed=2']) },
+    ];
     const out = tmp();
     const first = await MultiDistiller.create(T, students, { data: data(), outDir: out, maxIterations: 4 });
     await first.fit();

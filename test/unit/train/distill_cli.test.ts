@@ -14,12 +14,27 @@ import { Trainer } from '../../../src/train/trainer.js';
 import { loadSSLConfig } from '../../../src/train/config.js';
 
 const TINY = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0.0',
-  'crops.global_crops_size=32', 'crops.local_crops_size=16', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'train.batch_size_per_gpu=4', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=2', 'optim.epochs=2',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'checkpointing.period=10', 'evaluation.eval_period_iterations=0',
+  'student.arch=vit_test',
+  'student.patch_size=8',
+  'student.n_storage_tokens=2',
+  'student.drop_path_rate=0.0',
+  'crops.global_crops_size=32',
+  'crops.local_crops_size=16',
+  'crops.local_crops_number=2',
+  'dino.head_n_prototypes=32',
+  'dino.head_hidden_dim=48',
+  'dino.head_bottleneck_dim=16',
+  'ibot.head_n_prototypes=24',
+  'ibot.head_hidden_dim=40',
+  'ibot.head_bottleneck_dim=12',
+  'train.batch_size_per_gpu=4',
+  'compute_precision.param_dtype=fp32',
+  'train.OFFICIAL_EPOCH_LENGTH=2',
+  'optim.epochs=2',
+  'optim.warmup_epochs=1',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'checkpointing.period=10',
+  'evaluation.eval_period_iterations=0',
 ];
 const dir = mkdtempSync(join(tmpdir(), 'dinov3-distill-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,8 +66,26 @@ describe('dinov3 distill', () => {
     const out = join(dir, 'run');
     const c = capture();
     const code = await run(
-      ['distill', '--config', teacherCfg, '--teacher-config', teacherCfg, '--teacher', teacherRun, '--student', `a=${s1}`, '--student', `b=${teacherCfg}`,
-        '--data', 'synthetic', '--out', out, '--progress-every', '2', 'dino.koleo_loss_weight=0.2'],
+      [
+        'distill',
+        '--config',
+        teacherCfg,
+        '--teacher-config',
+        teacherCfg,
+        '--teacher',
+        teacherRun,
+        '--student',
+        `a=${s1}`,
+        '--student',
+        `b=${teacherCfg}`,
+        '--data',
+        'synthetic',
+        '--out',
+        out,
+        '--progress-every',
+        '2',
+        'dino.koleo_loss_weight=0.2',
+      ],
       c.io,
     );
     expect(c.chunks.err).not.toMatch(/error/);

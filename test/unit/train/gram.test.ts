@@ -27,8 +27,15 @@ const TINY = tinyOverrides();
 // a separate gram teacher at 2× the global crops: loaded from the EMA teacher before iteration 2, refreshed after
 // iterations 3, 5 and 7 ((it + 1) ≥ 4, multiples of 2), no more (max_updates 3)
 const GRAM = [
-  'gram.use_loss=true', 'gram.ema_teacher=false', 'gram.it_load_ema_teacher=2', 'gram.rep_update=true', 'gram.update_frequency=2',
-  'gram.it_first_update=4', 'gram.max_updates=3', 'crops.gram_teacher_crops_size=64', 'gram.img_level=true',
+  'gram.use_loss=true',
+  'gram.ema_teacher=false',
+  'gram.it_load_ema_teacher=2',
+  'gram.rep_update=true',
+  'gram.update_frequency=2',
+  'gram.it_first_update=4',
+  'gram.max_updates=3',
+  'crops.gram_teacher_crops_size=64',
+  'gram.img_level=true',
 ];
 const dirs: string[] = [];
 const tmp = () => {
@@ -58,7 +65,7 @@ describe('gram teacher schedule', () => {
     const loads = Array.from({ length: 12 }, (_, it) => it).filter((it) => gramLoadDue(c, it));
     expect(loads).toEqual([2]);
     const refreshes: number[] = [];
-    for (let it = 0, n = 0; it < 12; it++) if (gramRefreshDue(c, it, n)) (refreshes.push(it), n++);
+    for (let it = 0, n = 0; it < 12; it++) if (gramRefreshDue(c, it, n)) refreshes.push(it), n++;
     expect(refreshes).toEqual([3, 5, 7]);
     expect([0, 3, 4, 5, 6, 8, 12].map((s) => gramUpdatesDoneBefore(c, s))).toEqual([0, 0, 1, 1, 2, 3, 3]);
     // the official recount on resume agrees where it_first_update is a positive multiple of update_frequency
@@ -87,14 +94,22 @@ describe('gram teacher schedule', () => {
     const l1: number[] = [];
     const g1: number[] = [];
     await a.fit();
-    for (const m of readFileSync(join(d1, 'training_metrics.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x) as { total_loss: number; gram_loss: number })) {
+    for (const m of readFileSync(join(d1, 'training_metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((x) => JSON.parse(x) as { total_loss: number; gram_loss: number })) {
       l1.push(m.total_loss);
       g1.push(m.gram_loss);
     }
     const w1 = [...a.model.gramTeacher!.parameters()].map((p) => p.toFloat32Array());
     // after the last refresh (iteration 7) the gram teacher holds the EMA teacher of that moment: not the final one
     a.dispose();
-    expect(ev1).toEqual([['load', 2], ['update', 3], ['update', 5], ['update', 7]]);
+    expect(ev1).toEqual([
+      ['load', 2],
+      ['update', 3],
+      ['update', 5],
+      ['update', 7],
+    ]);
 
     const d2 = tmp();
     const b = await Trainer.create(c, { data: data(), outDir: d2, maxIterations: 6 });
@@ -109,7 +124,10 @@ describe('gram teacher schedule', () => {
     r.dispose();
     expect([...ev2, ...ev3]).toEqual(ev1);
     expect(w2).toEqual(w1);
-    const l2 = readFileSync(join(d2, 'training_metrics.jsonl'), 'utf8').trim().split('\n').map((x) => (JSON.parse(x) as { total_loss: number }).total_loss);
+    const l2 = readFileSync(join(d2, 'training_metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((x) => (JSON.parse(x) as { total_loss: number }).total_loss);
     expect(l2).toEqual(l1);
     // no Gram loss before the load at iteration 2 is possible: the trainer errs rather than use an empty teacher
     expect(g1.slice(2).every((x) => Number.isFinite(x) && x > 0)).toBe(true);
@@ -157,7 +175,16 @@ describe('gram.ckpt', () => {
 });
 
 describe('gram teacher features resized to the student grid', () => {
-  interface Case { n: number; ns: number; mode: string; antialias: boolean; x: number[]; y: number[]; shape: number[]; out_shape: number[] }
+  interface Case {
+    n: number;
+    ns: number;
+    mode: string;
+    antialias: boolean;
+    x: number[];
+    y: number[];
+    shape: number[];
+    out_shape: number[];
+  }
   const { cases } = JSON.parse(readFileSync(`${FIXTURES}gram_resize_io.json`, 'utf8')) as { cases: Case[] };
   for (const c of cases) {
     test(`${c.n}×${c.n} → ${c.ns}×${c.ns} ${c.mode}${c.antialias ? ' antialias' : ''} equals torch.nn.functional.interpolate (1e-6)`, () => {
@@ -172,15 +199,23 @@ describe('gram teacher features resized to the student grid', () => {
   }
   test('a token count that is not N·N is refused', () => {
     using x = tensor(new Float32Array(2 * 10 * 3), { shape: [2, 10, 3] });
-    expect(() => resizePatchTokens(x, 4, 2, { mode: 'bicubic', antialias: false })).toThrow('resizePatchTokens: expected [B, 16, D] tokens for a 4×4 grid, received [2, 10, 3]');
+    expect(() => resizePatchTokens(x, 4, 2, { mode: 'bicubic', antialias: false })).toThrow(
+      'resizePatchTokens: expected [B, 16, D] tokens for a 4×4 grid, received [2, 10, 3]',
+    );
   });
   test('a schedule config without a gram section, or a bad iteration, is a typed error', () => {
     expect(() => gramLoadDue({} as never, 0)).toThrow(
       new ConfigError('gramLoadDue: "cfg" is not a parsed SSLConfig: section "gram" is undefined (build configs with loadSSLConfig/parseConfig)'),
     );
-    expect(() => gramRefreshDue(undefined as never, 0, 0)).toThrow(new TorchTypeError('gramRefreshDue: expected "cfg" to be a parsed SSLConfig, received undefined', 'ERR_INVALID_ARG'));
-    const cfg = { gram: { use_loss: false, ema_teacher: false, rep_update: false, it_first_update: 0, update_frequency: 1, max_updates: null, it_load_ema_teacher: -1 } };
-    expect(() => gramUpdatesDoneBefore(cfg as never, -1)).toThrow(new TorchRangeError('gramUpdatesDoneBefore: expected "startIter" to be an integer >= 0, received number -1', 'ERR_INVALID_ARG'));
+    expect(() => gramRefreshDue(undefined as never, 0, 0)).toThrow(
+      new TorchTypeError('gramRefreshDue: expected "cfg" to be a parsed SSLConfig, received undefined', 'ERR_INVALID_ARG'),
+    );
+    const cfg = {
+      gram: { use_loss: false, ema_teacher: false, rep_update: false, it_first_update: 0, update_frequency: 1, max_updates: null, it_load_ema_teacher: -1 },
+    };
+    expect(() => gramUpdatesDoneBefore(cfg as never, -1)).toThrow(
+      new TorchRangeError('gramUpdatesDoneBefore: expected "startIter" to be an integer >= 0, received number -1', 'ERR_INVALID_ARG'),
+    );
     // Without a gram teacher there is nothing to count, however large startIter is.
     expect(gramUpdatesDoneBefore(cfg as never, 2 ** 40)).toBe(0);
   });

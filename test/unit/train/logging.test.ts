@@ -58,7 +58,9 @@ describe('metrics log', () => {
     expect(() => l2.append({ iteration: -1 })).toThrow('MetricsLog.append: "iteration" must be a non-negative integer, received -1');
     l2.close();
     await writeFile(join(dir, 'bad.jsonl'), '{"iteration":0}\n[1,2]\n');
-    await expect(readMetrics(join(dir, 'bad.jsonl'))).rejects.toThrow(`${join(dir, 'bad.jsonl')}:2: not a metrics record (a JSON object with a numeric "iteration")`);
+    await expect(readMetrics(join(dir, 'bad.jsonl'))).rejects.toThrow(
+      `${join(dir, 'bad.jsonl')}:2: not a metrics record (a JSON object with a numeric "iteration")`,
+    );
   });
 
   test('resuming drops the lines written after the checkpoint and a partial last line', async () => {
@@ -105,7 +107,9 @@ describe('progress', () => {
     expect(p.last!.etaSeconds).toBeCloseTo(40, 9);
     now = 99 * 500;
     expect(p.update(99, {})).toBe('it 100/100 (100.0%) | 2.00 it/s | 128.0 img/s | ETA 0s');
-    expect(() => new ProgressReporter({ total: 0, imagesPerIteration: 1, write: () => undefined })).toThrow('ProgressReporter: total must be a positive integer, received 0');
+    expect(() => new ProgressReporter({ total: 0, imagesPerIteration: 1, write: () => undefined })).toThrow(
+      'ProgressReporter: total must be a positive integer, received 0',
+    );
   });
 
   test('formatDuration and lossKeys', () => {
@@ -122,7 +126,12 @@ describe('loss curve', () => {
     log.close();
     const png = join(dir, 'loss.png');
     const out = await renderLossCurve(jsonl, png, { width: 800, height: 450, title: 'cpu_tiny_fmnist' });
-    expect(out).toEqual({ keys: ['total_loss', 'dino_global_crops_loss', 'dino_local_crops_loss', 'ibot_loss', 'koleo_loss'], width: 800, height: 450, points: 300 });
+    expect(out).toEqual({
+      keys: ['total_loss', 'dino_global_crops_loss', 'dino_local_crops_loss', 'ibot_loss', 'koleo_loss'],
+      width: 800,
+      height: 450,
+      points: 300,
+    });
     const img = sharp(await readFile(png));
     const meta = await img.metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 800, 450]);
@@ -148,7 +157,10 @@ describe('loss curve', () => {
 
   test('the total loss line falls from left to right (its SVG y grows as the loss falls)', () => {
     const { svg } = lossCurveSvg(records(100), { keys: ['total_loss'] });
-    const pts = /<polyline[^>]*points="([^"]+)"/.exec(svg)![1]!.split(' ').map((s) => s.split(',').map(Number) as [number, number]);
+    const pts = /<polyline[^>]*points="([^"]+)"/
+      .exec(svg)![1]!
+      .split(' ')
+      .map((s) => s.split(',').map(Number) as [number, number]);
     expect(pts).toHaveLength(100);
     expect(pts[0]![0]).toBeLessThan(pts[99]![0]);
     expect(pts[0]![1]).toBeLessThan(pts[99]![1]);

@@ -44,11 +44,20 @@ describe('multi-resolution crop sizes', () => {
     expect(a).not.toEqual(b);
     // the entries keep their pairing
     const c = cropSizesForIteration(HIGH_RES, 7);
-    expect([c.globalSize, c.localSize, c.gramTeacherSize]).toEqual([HIGH_RES.global_crops_size[c.index], HIGH_RES.local_crops_size[c.index], HIGH_RES.gram_teacher_crops_size[c.index]]);
+    expect([c.globalSize, c.localSize, c.gramTeacherSize]).toEqual([
+      HIGH_RES.global_crops_size[c.index],
+      HIGH_RES.local_crops_size[c.index],
+      HIGH_RES.gram_teacher_crops_size[c.index],
+    ]);
   });
 
   test('a single resolution, and the errors of inconsistent mixes', () => {
-    expect(cropSizesForIteration({ global_crops_size: 224, local_crops_size: 96 }, 3)).toEqual({ index: 0, globalSize: 224, localSize: 96, gramTeacherSize: null });
+    expect(cropSizesForIteration({ global_crops_size: 224, local_crops_size: 96 }, 3)).toEqual({
+      index: 0,
+      globalSize: 224,
+      localSize: 96,
+      gramTeacherSize: null,
+    });
     expect(() => cropSizeChoices({ global_crops_size: [224, 256], local_crops_size: [96], global_local_crop_pairs_ratios: [0.5, 0.5] })).toThrow(ConfigError);
     expect(() => cropSizeChoices({ global_crops_size: [224, 256], local_crops_size: [96, 112], global_local_crop_pairs_ratios: [0.5, 0.6] })).toThrow(
       'crops.global_local_crop_pairs_ratios must sum to 1 (numpy choice probabilities), got 1.1',
@@ -76,9 +85,16 @@ describe('multi-resolution crop sizes', () => {
 describe('synthetic training data of a config', () => {
   test('a multi-resolution config with a separate gram teacher: per-iteration sizes and gram crops', async () => {
     const c = await loadSSLConfig('ssl_default', [
-      'student.arch=vit_test', 'student.patch_size=8', 'crops.local_crops_number=2', 'train.batch_size_per_gpu=2',
-      'crops.global_crops_size=[32,48]', 'crops.local_crops_size=[16,24]', 'crops.global_local_crop_pairs_ratios=[0.5,0.5]',
-      'crops.gram_teacher_crops_size=[64,96]', 'gram.use_loss=true', 'gram.it_load_ema_teacher=0',
+      'student.arch=vit_test',
+      'student.patch_size=8',
+      'crops.local_crops_number=2',
+      'train.batch_size_per_gpu=2',
+      'crops.global_crops_size=[32,48]',
+      'crops.local_crops_size=[16,24]',
+      'crops.global_local_crop_pairs_ratios=[0.5,0.5]',
+      'crops.gram_teacher_crops_size=[64,96]',
+      'gram.use_loss=true',
+      'gram.it_load_ema_teacher=0',
     ]);
     const d = await openTrainingData('synthetic', c, { seed: 4 });
     let it = 0;
@@ -90,7 +106,14 @@ describe('synthetic training data of a config', () => {
       if (++it === 6) break;
     }
     // the EMA teacher as gram teacher: no gram crops
-    const e = await loadSSLConfig('ssl_default', ['student.arch=vit_test', 'student.patch_size=8', 'gram.use_loss=true', 'gram.ema_teacher=true', 'gram.it_load_ema_teacher=0', 'train.batch_size_per_gpu=2']);
+    const e = await loadSSLConfig('ssl_default', [
+      'student.arch=vit_test',
+      'student.patch_size=8',
+      'gram.use_loss=true',
+      'gram.ema_teacher=true',
+      'gram.it_load_ema_teacher=0',
+      'train.batch_size_per_gpu=2',
+    ]);
     for await (const b of await openTrainingData('synthetic', e)) {
       expect(b.collated_gram_teacher_crops).toBeUndefined();
       for (const x of Object.values(b)) if (typeof x === 'object') x.dispose();
@@ -151,7 +174,13 @@ describe('a three-stage chain in one run folder (tiny)', () => {
       config: {
         optim: { epochs: 4 },
         gram: {
-          use_loss: true, it_load_ema_teacher: 4, rep_update: true, update_frequency: 2, it_first_update: 6, max_updates: 3, img_level: true,
+          use_loss: true,
+          it_load_ema_teacher: 4,
+          rep_update: true,
+          update_frequency: 2,
+          it_first_update: 6,
+          max_updates: 3,
+          img_level: true,
           loss_weight_schedule: { start: 0, peak: 0, end: 2, warmup_epochs: 2, cosine_epochs: 1 },
         },
         crops: { gram_teacher_crops_size: 64 },
@@ -172,7 +201,15 @@ describe('a three-stage chain in one run folder (tiny)', () => {
     const run = mkdtempSync(join(tmpdir(), 'dinov3-stages-'));
     dirs.push(run);
     const src = (cfg: Parameters<typeof Trainer.create>[0] & object) =>
-      new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 9, crops: { ...cfg.crops, gram_teacher_crops_size: cfg.gram.use_loss ? cfg.crops.gram_teacher_crops_size : null } });
+      new SyntheticBatches({
+        batchSize: 4,
+        globalSize: 32,
+        localSize: 16,
+        nLocal: 2,
+        patchSize: 8,
+        seed: 9,
+        crops: { ...cfg.crops, gram_teacher_crops_size: cfg.gram.use_loss ? cfg.crops.gram_teacher_crops_size : null },
+      });
     const s0 = stageRun(stages, 0, run, TINY);
     const t0 = await Trainer.create(s0.cfg, { data: src(s0.cfg), outDir: s0.outDir, resume: s0.resume });
     await t0.fit();
@@ -198,7 +235,10 @@ describe('a three-stage chain in one run folder (tiny)', () => {
     t1.dispose();
     expect(loadedFromTeacherAt4).toBe(true);
     expect(refreshes).toEqual([5, 7]);
-    const metrics = readFileSync(join(run, 'training_metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    const metrics = readFileSync(join(run, 'training_metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>);
     expect(metrics.map((m) => m.iteration)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     expect(metrics.slice(0, 4).every((m) => m.gram_loss === undefined)).toBe(true);
     // Gram weight: 0 through the warmup (iterations 4..), then a one-epoch cosine 0 → 2 (iterations 4, 5), then 2
@@ -214,7 +254,10 @@ describe('a three-stage chain in one run folder (tiny)', () => {
     await t2.fit();
     t2.dispose();
     expect(existsSync(join(s2.outDir, 'teacher_checkpoint.safetensors'))).toBe(true);
-    const m2 = readFileSync(join(s2.outDir, 'training_metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    const m2 = readFileSync(join(s2.outDir, 'training_metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>);
     expect(m2.map((m) => m.gram_loss_weight)).toEqual([1.5, 1.5]);
   });
 });

@@ -12,12 +12,28 @@ import { readSafetensorsFile } from '../../../src/io/safetensors.js';
 import { ensureDist, ROOT } from '../cli/dist.js';
 
 const TINY = [
-  'student.arch=vit_test', 'student.patch_size=8', 'student.n_storage_tokens=2', 'student.drop_path_rate=0', 'student.layerscale=1.0',
-  'crops.global_crops_size=16', 'crops.local_crops_size=8', 'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32', 'dino.head_hidden_dim=48', 'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24', 'ibot.head_hidden_dim=40', 'ibot.head_bottleneck_dim=12',
-  'dino.koleo_loss_distributed=true', 'compute_precision.param_dtype=fp32', 'train.OFFICIAL_EPOCH_LENGTH=4', 'optim.epochs=3',
-  'optim.warmup_epochs=1', 'teacher.warmup_teacher_temp_epochs=1', 'evaluation.eval_period_iterations=0', 'checkpointing.period=10',
+  'student.arch=vit_test',
+  'student.patch_size=8',
+  'student.n_storage_tokens=2',
+  'student.drop_path_rate=0',
+  'student.layerscale=1.0',
+  'crops.global_crops_size=16',
+  'crops.local_crops_size=8',
+  'crops.local_crops_number=2',
+  'dino.head_n_prototypes=32',
+  'dino.head_hidden_dim=48',
+  'dino.head_bottleneck_dim=16',
+  'ibot.head_n_prototypes=24',
+  'ibot.head_hidden_dim=40',
+  'ibot.head_bottleneck_dim=12',
+  'dino.koleo_loss_distributed=true',
+  'compute_precision.param_dtype=fp32',
+  'train.OFFICIAL_EPOCH_LENGTH=4',
+  'optim.epochs=3',
+  'optim.warmup_epochs=1',
+  'teacher.warmup_teacher_temp_epochs=1',
+  'evaluation.eval_period_iterations=0',
+  'checkpointing.period=10',
 ];
 
 let cli: string;
@@ -51,7 +67,9 @@ interface Result {
 }
 
 describe('dinov3 train --nproc-per-node', () => {
-  test('2 workers × 2 images = 1 process × 4 images (3 iterations; last loss within 1e-5), sharded checkpoint and teacher export', { timeout: 300_000 }, async () => {
+  test('2 workers × 2 images = 1 process × 4 images (3 iterations; last loss within 1e-5), sharded checkpoint and teacher export', {
+    timeout: 300_000,
+  }, async () => {
     const one = mkdtempSync(join(tmpdir(), 'dinov3-train-cli-1-'));
     const two = mkdtempSync(join(tmpdir(), 'dinov3-train-cli-2-'));
     dirs.push(one, two);
@@ -68,7 +86,11 @@ describe('dinov3 train --nproc-per-node', () => {
     expect(a).toMatchObject({ iterations: 3, stoppedBy: 'end', last: { global_batch_size: 4, local_batch_size: 4 } });
     expect(Math.abs(b.last.total_loss - a.last.total_loss) / Math.abs(a.last.total_loss)).toBeLessThanOrEqual(1e-5);
     expect(readdirSync(join(two, 'ckpt'))).toEqual(['2']);
-    expect(readdirSync(join(two, 'ckpt_sharded', '2', 'student.backbone')).sort()).toEqual(['manifest.json', 'shard-0-of-2.safetensors', 'shard-1-of-2.safetensors']);
+    expect(readdirSync(join(two, 'ckpt_sharded', '2', 'student.backbone')).sort()).toEqual([
+      'manifest.json',
+      'shard-0-of-2.safetensors',
+      'shard-1-of-2.safetensors',
+    ]);
     // The exported teacher backbones (rank 0 writes the gathered one) are equal within 1e-5 relative per tensor.
     const ta = await readSafetensorsFile(join(one, 'teacher_checkpoint.safetensors'));
     const tb = await readSafetensorsFile(join(two, 'teacher_checkpoint.safetensors'));

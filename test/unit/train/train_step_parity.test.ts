@@ -35,8 +35,14 @@ const TOL: Record<string, Tol> = {
 };
 
 const LOSS_TERMS = [
-  'total_loss', 'dino_local_crops_loss', 'dino_global_crops_loss', 'koleo_loss', 'ibot_loss', 'gram_loss',
-  'stats_only/masked_gram_loss', 'stats_only/unmasked_gram_loss',
+  'total_loss',
+  'dino_local_crops_loss',
+  'dino_global_crops_loss',
+  'koleo_loss',
+  'ibot_loss',
+  'gram_loss',
+  'stats_only/masked_gram_loss',
+  'stats_only/unmasked_gram_loss',
 ] as const;
 /** Weights of the step (exact: schedules evaluated at the same iteration). */
 const WEIGHTS = ['dino_local_loss_weight', 'gram_loss_weight'] as const;
@@ -71,7 +77,12 @@ for (const [name, tol] of Object.entries(TOL)) {
         is_last_layer: g.isLastLayer,
         n_params: g.params.length,
       }));
-      const theirs = run.json.param_groups.map((g) => ({ lr_multiplier: g.lr_multiplier, wd_multiplier: g.wd_multiplier, is_last_layer: g.is_last_layer, n_params: g.n_params }));
+      const theirs = run.json.param_groups.map((g) => ({
+        lr_multiplier: g.lr_multiplier,
+        wd_multiplier: g.wd_multiplier,
+        is_last_layer: g.is_last_layer,
+        n_params: g.n_params,
+      }));
       expect(ours.length).toBe(theirs.length);
       ours.forEach((g, i) => {
         expect(g.lr_multiplier).toBeCloseTo(theirs[i]!.lr_multiplier, 12);
@@ -143,7 +154,7 @@ for (const [name, tol] of Object.entries(TOL)) {
           const e = want.toFloat32Array();
           const i0 = init.toFloat32Array();
           let exempt = 0;
-          for (let j = 0; j < g.length; j++) if (Math.abs(g[j]!) <= 1e-6 * gmax && Math.abs(a[j]! - e[j]!) > 0) (a[j] = i0[j]!, e[j] = i0[j]!, exempt++);
+          for (let j = 0; j < g.length; j++) if (Math.abs(g[j]!) <= 1e-6 * gmax && Math.abs(a[j]! - e[j]!) > 0) (a[j] = i0[j]!), (e[j] = i0[j]!), exempt++;
           expect(exempt, `${k}: ill-conditioned entries`).toBeLessThanOrEqual(Math.max(4, 1e-3 * g.length));
           using ga = tensorFrom(a, got.shape);
           using we = tensorFrom(e, want.shape);

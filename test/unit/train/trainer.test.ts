@@ -61,7 +61,9 @@ describe('Trainer', () => {
     expect(losses(d1)).toHaveLength(12);
     expect(p2).toEqual(p1);
     // the exported teacher loads back as a backbone
-    const lb = await loadBackbone(join(d1, 'teacher_checkpoint.safetensors'), { config: { ...(await import('../../../src/config/presets.js')).trainingBackboneConfig(c.student, { imgSize: 32, teacher: true }) } });
+    const lb = await loadBackbone(join(d1, 'teacher_checkpoint.safetensors'), {
+      config: { ...(await import('../../../src/config/presets.js')).trainingBackboneConfig(c.student, { imgSize: 32, teacher: true }) },
+    });
     expect(lb.model.embedDim).toBe(64);
     lb.model.dispose();
     expect(existsSync(join(d1, 'loss_curve.png'))).toBe(true);
