@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { compileLibrary } from '../lifecycle/compiled_library.js';
 import { emitted, runRanks, type RankResult } from './helpers.js';
+import { TINY_SHARDED } from '../train/tiny.js';
 
 let lib: { indexUrl: string; cleanup: () => void };
 const dirs: string[] = [];
@@ -27,31 +28,7 @@ const tmp = () => {
 
 const B = 4;
 const ITERS = 6;
-const TINY = [
-  'student.arch=vit_test',
-  'student.patch_size=8',
-  'student.n_storage_tokens=2',
-  'student.drop_path_rate=0',
-  'student.layerscale=1.0',
-  'crops.global_crops_size=16',
-  'crops.local_crops_size=8',
-  'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32',
-  'dino.head_hidden_dim=48',
-  'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24',
-  'ibot.head_hidden_dim=40',
-  'ibot.head_bottleneck_dim=12',
-  'dino.koleo_loss_distributed=true',
-  'compute_precision.param_dtype=fp32',
-  'train.OFFICIAL_EPOCH_LENGTH=4',
-  'optim.epochs=3',
-  'optim.warmup_epochs=1',
-  'teacher.warmup_teacher_temp_epochs=1',
-  'evaluation.eval_period_iterations=0',
-  'checkpointing.period=2',
-  'checkpointing.max_to_keep=2',
-];
+const TINY = [...TINY_SHARDED, 'checkpointing.period=2', 'checkpointing.max_to_keep=2'];
 
 interface Out {
   start: number;

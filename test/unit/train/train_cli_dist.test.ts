@@ -10,31 +10,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { readSafetensorsFile } from '../../../src/io/safetensors.js';
 import { ensureDist, ROOT } from '../cli/dist.js';
+import { TINY_SHARDED } from './tiny.js';
 
-const TINY = [
-  'student.arch=vit_test',
-  'student.patch_size=8',
-  'student.n_storage_tokens=2',
-  'student.drop_path_rate=0',
-  'student.layerscale=1.0',
-  'crops.global_crops_size=16',
-  'crops.local_crops_size=8',
-  'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32',
-  'dino.head_hidden_dim=48',
-  'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24',
-  'ibot.head_hidden_dim=40',
-  'ibot.head_bottleneck_dim=12',
-  'dino.koleo_loss_distributed=true',
-  'compute_precision.param_dtype=fp32',
-  'train.OFFICIAL_EPOCH_LENGTH=4',
-  'optim.epochs=3',
-  'optim.warmup_epochs=1',
-  'teacher.warmup_teacher_temp_epochs=1',
-  'evaluation.eval_period_iterations=0',
-  'checkpointing.period=10',
-];
+const TINY = [...TINY_SHARDED, 'checkpointing.period=10'];
 
 let cli: string;
 const dirs: string[] = [];
