@@ -13,23 +13,10 @@ import { checkDistillationPair, loadDistillationSetup, MultiDistiller } from '..
 import { SyntheticBatches } from '../../../src/train/synthetic.js';
 import { Trainer } from '../../../src/train/trainer.js';
 import type { IterationMetrics } from '../../../src/train/train.js';
+import { TINY_ARCH } from './tiny.js';
 
 const TINY = [
-  'student.arch=vit_test',
-  'student.patch_size=8',
-  'student.n_storage_tokens=2',
-  'student.drop_path_rate=0.0',
-  'crops.global_crops_size=32',
-  'crops.local_crops_size=16',
-  'crops.local_crops_number=2',
-  'dino.head_n_prototypes=32',
-  'dino.head_hidden_dim=48',
-  'dino.head_bottleneck_dim=16',
-  'ibot.head_n_prototypes=24',
-  'ibot.head_hidden_dim=40',
-  'ibot.head_bottleneck_dim=12',
-  'train.batch_size_per_gpu=4',
-  'compute_precision.param_dtype=fp32',
+  ...TINY_ARCH,
   'train.OFFICIAL_EPOCH_LENGTH=3',
   'optim.epochs=2',
   'optim.warmup_epochs=1',
