@@ -8,7 +8,10 @@
 //   flattened on white, labelled by category (Component excluded), every 5th image held out.
 //
 //   npm run build:ts && node dist/bench/learn_ssl.js [--dataset fmnist|emoji] [--minutes 20] [--threads 2]
-//     [--workers 0] [--recipe short|official] [--peer run|parallel|skip] [--label cpu-2core] [key=value overrides…]
+//     [--workers 0] [--recipe short|tuned|official] [--peer run|parallel|skip] [--label cpu-2core] [--run-dir <dir>]
+//     [key=value overrides…]
+// --run-dir keeps the run folder (config.yaml, metrics, a checkpoint at the end): the pretrained teacher that
+//   bench/distill.ts --teacher-run and bench/gram_anchor.ts --pretrain-run continue from.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -19,7 +22,16 @@ import { parseArgs } from 'node:util';
 import { openFashionMnist } from '../src/data/datasets/idx.js';
 import type { Dataset } from '../src/data/datasets/types.js';
 import { addonInfo } from '../src/native/binding.js';
-import { Budget, idxImages, knnTop1, loadEmoji, OFFICIAL_TINY_OVERRIDES, pixelKnnTop1, QUICKSTART_OVERRIDES } from '../src/demo/ssl_quickstart.js';
+import {
+  Budget,
+  idxImages,
+  knnTop1,
+  loadEmoji,
+  OFFICIAL_TINY_OVERRIDES,
+  pixelKnnTop1,
+  QUICKSTART_OVERRIDES,
+  TUNED_TINY_OVERRIDES,
+} from '../src/demo/ssl_quickstart.js';
 import { setNumThreads } from '../src/tensor/device.js';
 import { loadSSLConfig } from '../src/train/config.js';
 import { trainingLoader } from '../src/train/data.js';
@@ -46,15 +58,16 @@ const { values, positionals } = parseArgs({
     pythonpath: { type: 'string', default: '/work/peer/official:/work/peer/debs/usr/lib/python3/dist-packages' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
     out: { type: 'string', default: '' },
+    'run-dir': { type: 'string', default: '' },
   },
 });
 const minutes = Number(values.minutes);
 const threads = Number(values.threads);
 setNumThreads(threads);
 
-// --recipe short: the short-run recipe (QUICKSTART_OVERRIDES); official: the official defaults on the same tiny ViT,
-// as the peer runs them (OFFICIAL_TINY_OVERRIDES).
-const RECIPES: Record<string, readonly string[]> = { short: QUICKSTART_OVERRIDES, official: OFFICIAL_TINY_OVERRIDES };
+// --recipe short: the few-minute recipe (QUICKSTART_OVERRIDES); tuned: the 20-minute recipe (TUNED_TINY_OVERRIDES);
+// official: the official defaults on the same tiny ViT, as the peer runs them (OFFICIAL_TINY_OVERRIDES).
+const RECIPES: Record<string, readonly string[]> = { short: QUICKSTART_OVERRIDES, tuned: TUNED_TINY_OVERRIDES, official: OFFICIAL_TINY_OVERRIDES };
 const recipe = RECIPES[values.recipe!];
 if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}`);
 const overrides = [...recipe, ...positionals];
@@ -88,6 +101,7 @@ if (values.peer === 'parallel' && values.dataset === 'fmnist') peerRun = runPeer
 const loader = trainingLoader(trainData, cfg, { workers: Number(values.workers) });
 const trainer = await Trainer.create(cfg, {
   data: loader,
+  ...(values['run-dir'] ? { outDir: values['run-dir'] } : {}),
   maxIterations: 1_000_000,
   scheduleIndex: () => budget.position(P),
 });
@@ -144,6 +158,7 @@ await loader.close();
 const iterations = trainer.iteration;
 curve.push({ minute: +(trainingMs / 60000).toFixed(2), iteration: iterations, knn20: knn(trainer.model.teacher.backbone, NTR, NTE) });
 const final = knnBoth(trainer.model.teacher.backbone);
+if (values['run-dir']) await trainer.saveCheckpoint();
 trainer.dispose();
 const ours = {
   minutes: +(trainingMs / 60000).toFixed(2),

@@ -1,0 +1,34 @@
+// The learning recipes of the demo and bench/learn_ssl.ts resolve to the values their comments state: the official
+// defaults on the tiny Fashion-MNIST ViT, the few-minute recipe and the 20-minute recipe on top of them.
+import { expect, test } from 'vitest';
+
+import { OFFICIAL_TINY_OVERRIDES, QUICKSTART_OVERRIDES, TUNED_TINY_OVERRIDES } from '../../../src/demo/ssl_quickstart.js';
+import { loadSSLConfig } from '../../../src/train/config.js';
+
+test('official tiny recipe: the official defaults (bf16, drop path 0.3, momentum 0.992, KoLeo 0.1, crop scales)', async () => {
+  const c = await loadSSLConfig('cpu_tiny_fmnist', OFFICIAL_TINY_OVERRIDES);
+  expect([c.compute_precision.param_dtype, c.student.drop_path_rate, c.teacher.momentum_teacher, c.dino.koleo_loss_weight]).toEqual(['bf16', 0.3, 0.992, 0.1]);
+  expect([c.crops.global_crops_scale, c.crops.local_crops_scale]).toEqual([
+    [0.32, 1.0],
+    [0.05, 0.32],
+  ]);
+  expect([c.optim.lr, c.optim.epochs, c.train.OFFICIAL_EPOCH_LENGTH, c.teacher.teacher_temp]).toEqual([0.001, 100, 100, 0.07]);
+});
+
+test('20-minute recipe: official defaults with crop scales 0.5–1 / 0.2–0.5, drop path 0.1, KoLeo 0.3 and nothing else', async () => {
+  const o = await loadSSLConfig('cpu_tiny_fmnist', OFFICIAL_TINY_OVERRIDES);
+  const t = await loadSSLConfig('cpu_tiny_fmnist', TUNED_TINY_OVERRIDES);
+  expect([t.crops.global_crops_scale, t.crops.local_crops_scale, t.student.drop_path_rate, t.dino.koleo_loss_weight]).toEqual([[0.5, 1], [0.2, 0.5], 0.1, 0.3]);
+  const same = structuredClone(t);
+  same.crops.global_crops_scale = o.crops.global_crops_scale;
+  same.crops.local_crops_scale = o.crops.local_crops_scale;
+  same.student.drop_path_rate = o.student.drop_path_rate;
+  same.dino.koleo_loss_weight = o.dino.koleo_loss_weight;
+  expect(same).toEqual(o);
+});
+
+test('few-minute recipe: lr 4e-3, teacher temperature 0.02 throughout, KoLeo 0.3, momentum 0.98 → 1', async () => {
+  const q = await loadSSLConfig('cpu_tiny_fmnist', QUICKSTART_OVERRIDES);
+  expect([q.optim.lr, q.teacher.warmup_teacher_temp, q.teacher.teacher_temp, q.dino.koleo_loss_weight]).toEqual([0.004, 0.02, 0.02, 0.3]);
+  expect([q.teacher.momentum_teacher, q.teacher.final_momentum_teacher]).toEqual([0.98, 1]);
+});
