@@ -12,7 +12,20 @@
 // steps so that its schedules end with the budget (MultiDistiller's trainers count schedule positions by iteration).
 //
 //   npm run build:ts && node dist/bench/distill.js [--dataset fmnist|emoji] [--teacher-minutes 4.5] [--student-minutes 3]
-//     [--scratch-minutes 3] [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [key=value overrides…]
+//     [--scratch-minutes 3] [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [--teacher-run <dir>]
+//     [key=value overrides…]
+// --teacher-run distils from an existing run folder (its config.yaml and newest checkpoint, e.g. the one that
+//   bench/learn_ssl.ts --run-dir keeps) instead of pretraining a teacher here; the student's recipe is that run's config
+//   (with the overrides and the student's size).
+// --distill-overrides "k=v …" apply to the distilled student only (not to the scratch reference), e.g. a lower
+//   teacher temperature for the targets of a teacher whose heads were trained briefly.
+// The committed figures (bench/results/distill-cpu-2core.json) come from
+//   node dist/bench/learn_ssl.js --recipe tuned --peer parallel --threads 1 --run-dir <fm> …   (the 71.1% teacher)
+//   node dist/bench/distill.js --teacher-run <fm> --student-minutes 8 --scratch-minutes 8 --threads 1 \
+//     --distill-overrides "teacher.teacher_temp=0.005 teacher.warmup_teacher_temp=0.005"
+// The teacher's DINO head logits vary by about 0.005 across prototypes after 20 minutes (its DINO loss never left
+// ln K), so at the official temperatures its Sinkhorn-Knopp targets are uniform and teach the student nothing; 0.005
+// makes them about as peaked as a trained head's at 0.07.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,7 +41,7 @@ import { addonInfo } from '../src/native/binding.js';
 import { setNumThreads } from '../src/tensor/device.js';
 import { loadSSLConfig, type SSLConfig } from '../src/train/config.js';
 import { trainingLoader } from '../src/train/data.js';
-import { MultiDistiller } from '../src/train/multidist_meta_arch.js';
+import { DistillationTeacher, MultiDistiller } from '../src/train/multidist_meta_arch.js';
 import { Trainer } from '../src/train/trainer.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -49,6 +62,8 @@ const { values, positionals } = parseArgs({
     workers: { type: 'string', default: '0' },
     'emoji-dir': { type: 'string', default: existsSync('/work/data/package/emoji.json') ? '/work/data/package' : 'node_modules/emoji-datasource-google' },
     'run-dir': { type: 'string', default: '' },
+    'teacher-run': { type: 'string', default: '' },
+    'distill-overrides': { type: 'string', default: '' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
     'results-dir': { type: 'string', default: '' },
   },
@@ -63,15 +78,18 @@ const teacherMinutes = Number(values['teacher-minutes']);
 const studentMinutes = Number(values['student-minutes']);
 const scratchMinutes = values['scratch-minutes'] === '' ? studentMinutes : Number(values['scratch-minutes']);
 
-const teacherOverrides = [...QUICKSTART_OVERRIDES, ...positionals];
+const teacherRun = values['teacher-run'] ? resolve(values['teacher-run']) : '';
+// the recipe's base: the teacher run's config.yaml, or the cpu_tiny_fmnist preset with the short-run recipe
+const base = teacherRun ? join(teacherRun, 'config.yaml') : 'cpu_tiny_fmnist';
+const teacherOverrides = teacherRun ? [...positionals] : [...QUICKSTART_OVERRIDES, ...positionals];
 const studentOverrides = [
   ...teacherOverrides,
   `student.embed_dim=${values['student-dim']}`,
   `student.depth=${values['student-depth']}`,
   `student.num_heads=${values['student-heads']}`,
 ];
-const cfgT = await loadSSLConfig('cpu_tiny_fmnist', teacherOverrides);
-const cfgS = await loadSSLConfig('cpu_tiny_fmnist', studentOverrides);
+const cfgT = await loadSSLConfig(base, teacherOverrides);
+const cfgS = await loadSSLConfig(base, studentOverrides);
 const G = cfgT.crops.global_crops_size as number;
 const { trainSet, testSet, trainData, numClasses } = values.dataset === 'emoji' ? await loadEmoji(values['emoji-dir']!) : fmnist();
 const ntr = Math.min(Number(values['knn-train']), trainSet.length);
@@ -82,19 +100,32 @@ const load0 = loadavg();
 const pixels = +pixelKnnTop1(subset(trainSet, ntr), subset(testSet, nte), { size: G, numClasses }).toFixed(4);
 log(`pixels k-NN@20: ${pixels}`);
 
-// ---- teacher: SSL pretraining ----
-const teacherDir = join(runDir, 'teacher');
-const teacher = await sslFor(cfgT, teacherMinutes, teacherDir);
-await teacher.trainer.saveCheckpoint();
-const teacherKnn = knn(teacher.trainer.model.teacher.backbone);
+// ---- teacher: SSL pretraining here, or the given run's ----
+const teacherDir = teacherRun || join(runDir, 'teacher');
+let teacher: { minutes: number | null; iterations: number | null; imgPerS: number | null; knn20: number };
+if (teacherRun) {
+  const t = await DistillationTeacher.load(cfgT, teacherRun);
+  teacher = { minutes: null, iterations: null, imgPerS: null, knn20: knn(t.model.backbone) }; // see the run's own results
+  t.dispose();
+} else {
+  const t = await sslFor(cfgT, teacherMinutes, teacherDir);
+  await t.trainer.saveCheckpoint();
+  teacher = { minutes: t.minutes, iterations: t.iterations, imgPerS: t.imgPerS, knn20: knn(t.trainer.model.teacher.backbone) };
+  t.trainer.dispose();
+}
+const teacherKnn = teacher.knn20;
 log(`teacher: ${teacher.iterations} iterations, k-NN ${teacherKnn}`);
-teacher.trainer.dispose();
 
 // ---- distillation: calibrate the step time, then fit the student's schedules to the budget ----
 const msPerStep = await calibrate();
 const E = cfgS.optim.epochs;
 const plannedIterations = Math.max(E, Math.floor((studentMinutes * 60_000) / msPerStep));
-const cfgD = await loadSSLConfig('cpu_tiny_fmnist', [...studentOverrides, `train.OFFICIAL_EPOCH_LENGTH=${Math.max(1, Math.round(plannedIterations / E))}`]);
+const distillOverrides = values['distill-overrides']!.split(' ').filter(Boolean);
+const cfgD = await loadSSLConfig(base, [
+  ...studentOverrides,
+  ...distillOverrides,
+  `train.OFFICIAL_EPOCH_LENGTH=${Math.max(1, Math.round(plannedIterations / E))}`,
+]);
 log(`distillation: ${msPerStep.toFixed(0)} ms/step → ${plannedIterations} iterations planned (epoch length ${cfgD.train.OFFICIAL_EPOCH_LENGTH})`);
 const distilled = await distillFor(cfgD, studentMinutes, join(runDir, 'distill'));
 const student = distilled.distiller.students[0]!.trainer;
@@ -117,13 +148,18 @@ const res = {
   dataset: values.dataset,
   threads: Number(values.threads),
   knn_images: { train: ntr, test: nte },
-  recipe: { preset: 'cpu_tiny_fmnist', teacher_overrides: teacherOverrides, student_overrides: studentOverrides },
+  recipe: {
+    base: teacherRun ? "the teacher run's config.yaml" : 'cpu_tiny_fmnist',
+    teacher_overrides: teacherOverrides,
+    student_overrides: studentOverrides,
+    distill_overrides: distillOverrides,
+  },
   models: {
     teacher: { embed_dim: cfgT.student.embed_dim, depth: cfgT.student.depth, num_heads: cfgT.student.num_heads },
     student: { embed_dim: cfgS.student.embed_dim, depth: cfgS.student.depth, num_heads: cfgS.student.num_heads },
   },
   pixels_knn20: pixels,
-  teacher: { minutes: teacher.minutes, iterations: teacher.iterations, img_per_s: teacher.imgPerS, knn20: teacherKnn },
+  teacher: { run: teacherRun || null, minutes: teacher.minutes, iterations: teacher.iterations, img_per_s: teacher.imgPerS, knn20: teacherKnn },
   distilled_student: {
     minutes: distilled.minutes,
     iterations: distilled.iterations,
