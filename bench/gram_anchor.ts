@@ -18,13 +18,17 @@
 //   (official end value) over --ramp iterations, the DINO local loss re-weighted 1 → 0.5 over the same ramp; the gram
 //   teacher refreshed from the EMA teacher every --refresh-every iterations after the switch, at most 3 times
 //   (official max_updates); schedules v2 with a constant lr (--gram-lr; the official file also holds a constant lr,
-//   0.6× its pretraining plateau) and the pretraining's final weight decay, momentum and teacher temperature.
+//   0.6× its pretraining plateau), the pretraining's final weight decay and teacher temperature, and a constant teacher
+//   momentum (--gram-momentum, default 0.99: the official 0.999 is for runs of tens of thousands of iterations, and the
+//   pretraining's final value, 1 in the official schedule, would freeze the EMA teacher that is evaluated).
 //
 // With --control-minutes, the same continuation (same constant-lr schedules, same budget) without the Gram loss, from a
 // copy of the pretraining run: what the anchoring changes compared with simply training on.
 //
 //   npm run build:ts && node dist/bench/gram_anchor.js [--pretrain-minutes 4] [--gram-minutes 3] [--control-minutes 3 (0: none)]
-//     [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [key=value overrides of the pretraining…]
+//     [--threads 2] [--emoji-dir /work/data/package] [--label cpu-2core] [--pretrain-run <dir>] [key=value overrides…]
+// --pretrain-run continues a copy of an existing emoji run folder (its config.yaml and newest checkpoint, e.g. the one
+//   bench/learn_ssl.ts --dataset emoji --run-dir keeps) instead of pretraining here; the folder itself is not changed.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -61,12 +65,14 @@ const { values, positionals } = parseArgs({
     workers: { type: 'string', default: '0' },
     'emoji-dir': { type: 'string', default: existsSync('/work/data/package/emoji.json') ? '/work/data/package' : 'node_modules/emoji-datasource-google' },
     'gram-lr': { type: 'string', default: '2e-4' },
+    'gram-momentum': { type: 'string', default: '0.99' },
     ramp: { type: 'string', default: '20' },
     'refresh-every': { type: 'string', default: '40' },
     'probe-train': { type: 'string', default: '600' },
     'control-minutes': { type: 'string', default: '3' },
     'skip-random': { type: 'boolean', default: false },
     'run-dir': { type: 'string', default: '' },
+    'pretrain-run': { type: 'string', default: '' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
     'results-dir': { type: 'string', default: '' },
   },
@@ -78,7 +84,9 @@ mkdirSync(resultsDir, { recursive: true });
 const runDir = values['run-dir'] || mkdtempSync(join(tmpdir(), 'gram-anchor-'));
 const keepRun = Boolean(values['run-dir']);
 
-const cfg1 = await loadSSLConfig('cpu_tiny_fmnist', [...QUICKSTART_OVERRIDES, ...positionals]);
+const pretrainRun = values['pretrain-run'] ? resolve(values['pretrain-run']) : '';
+const pretrainOverrides = pretrainRun ? [...positionals] : [...QUICKSTART_OVERRIDES, ...positionals];
+const cfg1 = await loadSSLConfig(pretrainRun ? join(pretrainRun, 'config.yaml') : 'cpu_tiny_fmnist', pretrainOverrides);
 const EPOCH = cfg1.train.OFFICIAL_EPOCH_LENGTH;
 const P = cfg1.optim.epochs * EPOCH;
 const G = cfg1.crops.global_crops_size as number;
@@ -87,12 +95,23 @@ const { trainSet, testSet, trainData, numClasses, classes } = await loadEmoji(va
 log(`emoji: ${trainSet.length} train / ${testSet.length} test, ${numClasses} classes; run folder ${runDir}`);
 const load0 = loadavg();
 
-// ---- pretraining ----
-const pre = await trainFor(cfg1, Number(values['pretrain-minutes']), {
-  resume: false,
-  scheduleIndex: (b) => b.position(P),
-  evalAtStart: !values['skip-random'],
-});
+// ---- pretraining (here, or a copy of --pretrain-run resumed as it is) ----
+let pre: Awaited<ReturnType<typeof trainFor>>;
+if (pretrainRun) {
+  let atStart = null;
+  if (!values['skip-random']) {
+    const fresh = await Trainer.create(cfg1);
+    atStart = await evaluate(fresh.model.teacher.backbone, 'random');
+    fresh.dispose();
+  }
+  cpSync(pretrainRun, runDir, { recursive: true });
+  pre = { ...(await trainFor(cfg1, 0, { resume: true })), atStart, minutes: Number.NaN, imgPerS: Number.NaN };
+} else
+  pre = await trainFor(cfg1, Number(values['pretrain-minutes']), {
+    resume: false,
+    scheduleIndex: (b) => b.position(P),
+    evalAtStart: !values['skip-random'],
+  });
 const S = pre.trainer.iteration; // the switch: the first anchoring iteration
 await pre.trainer.saveCheckpoint();
 const before = await evaluate(pre.trainer.model.teacher.backbone, 'before');
@@ -138,7 +157,7 @@ const res = {
   classes,
   threads: Number(values.threads),
   recipe: {
-    pretrain: { preset: 'cpu_tiny_fmnist', overrides: [...QUICKSTART_OVERRIDES, ...positionals] },
+    pretrain: { base: pretrainRun ? "the pretraining run's config.yaml" : 'cpu_tiny_fmnist', overrides: pretrainOverrides },
     gram_anchor: {
       gram: cfg2.gram,
       crops: { gram_teacher_crops_size: cfg2.crops.gram_teacher_crops_size, gram_teacher_no_distortions: cfg2.crops.gram_teacher_no_distortions },
@@ -146,7 +165,7 @@ const res = {
       local_loss_weight_schedule: cfg2.dino.local_loss_weight_schedule,
     },
   },
-  pretrain: { minutes: pre.minutes, iterations: S, img_per_s: pre.imgPerS },
+  pretrain: pretrainRun ? { run: pretrainRun, iterations: S } : { minutes: pre.minutes, iterations: S, img_per_s: pre.imgPerS },
   gram_anchoring: { minutes: anchor.minutes, iterations: anchor.trainer.iteration - S, img_per_s: anchor.imgPerS, gram_teacher_refreshes: gramUpdates },
   random_init: pre.atStart,
   before,
@@ -183,7 +202,9 @@ function gramAnchorConfig(base: SSLConfig, S: number): SSLConfig {
   const refresh = Number(values['refresh-every']);
   const lastT = base.teacher.teacher_temp ?? 0.07;
   const wdEnd = base.optim.weight_decay_end ?? 0.4;
-  const mom = base.teacher.final_momentum_teacher ?? 0.999;
+  // teacher momentum: the official file holds 0.999 over tens of thousands of iterations; the pretraining's final value
+  // (1 in the official schedule) would freeze the EMA teacher that is evaluated, so a short run holds --gram-momentum
+  const mom = Number(values['gram-momentum']);
   const lr = Number(values['gram-lr']);
   const flat = (v: number) => ({ start: v, peak: v, end: v, warmup_epochs: 0 });
   const atSwitch = { warmup_epochs: S / EPOCH, cosine_epochs: ramp / EPOCH };
