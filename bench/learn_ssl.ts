@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { batchTensors } from '../src/data/batch.js';
 import { openFashionMnist } from '../src/data/datasets/idx.js';
 import type { Dataset } from '../src/data/datasets/types.js';
 import { addonInfo } from '../src/native/binding.js';
@@ -119,15 +120,7 @@ while (!budget.done) {
   const next = await it.next();
   const batch = next.value as Parameters<Trainer['step']>[0];
   const m = trainer.step(batch);
-  for (const t of [
-    batch.collated_global_crops,
-    batch.collated_local_crops,
-    batch.collated_masks,
-    batch.mask_indices_list,
-    batch.masks_weight,
-    batch.n_masked_patches,
-  ])
-    t.dispose();
+  for (const t of batchTensors(batch)) t.dispose();
   images += m.local_batch_size;
   if (m.iteration % 10 === 0)
     losses.push({
