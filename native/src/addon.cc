@@ -8,6 +8,8 @@ namespace dinov3 {
 
 // Data augmentation kernels (ops/augment.cc); declared here so that adding them does not touch common.h.
 void InitAugment(Napi::Env env, Napi::Object exports);
+// File-system primitives (io/fs.cc).
+void InitFs(Napi::Env env, Napi::Object exports);
 
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
@@ -31,6 +33,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitThreads(env, exports);
   InitAugment(env, exports);
   InitDistributed(env, exports);
+  InitFs(env, exports);
   return exports;
 }
 

@@ -10,6 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
+import { replaceFolder } from '../io/replace_folder.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ConfigError, Dinov3Error, ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { expectPath, showJson } from '../tensor/args.js';
@@ -216,23 +217,18 @@ async function cleanLeftovers(out: string): Promise<void> {
         alive = (e as NodeJS.ErrnoException).code === 'EPERM';
       }
     }
-    if (!alive) await rm(join(dir, n), { recursive: true, force: true });
+    if (alive) continue;
+    // Killed between the two renames of replaceFolder's fallback: the old set is put back first.
+    const aside = join(dir, n, 'old');
+    if (!(await lstat(resolve(out)).catch(() => null)) && (await lstat(aside).catch(() => null))) await rename(aside, resolve(out)).catch(() => undefined);
+    await rm(join(dir, n), { recursive: true, force: true });
   }
 }
 
-/** Puts the complete folder `fresh` at `out`, replacing an existing folder as a set. */
+/** Puts the complete folder `fresh` at `out`, replacing an existing folder as a set (see replaceFolder). */
 async function swapFolder(fresh: string, out: string, work: string): Promise<void> {
-  const target = resolve(out);
-  const old = join(work, 'old');
-  const existing = await lstat(target).catch(() => null);
-  if (existing) await rename(target, old);
-  try {
-    await rename(fresh, target);
-  } catch (e) {
-    if (existing) await rename(old, target).catch(() => undefined);
-    throw e;
-  }
-  await syncDir(dirname(target));
+  await replaceFolder(fresh, resolve(out), join(work, 'old'));
+  await syncDir(dirname(resolve(out)));
 }
 
 /**

@@ -350,6 +350,10 @@ export interface NativeBinding {
     gompSpincount: string | null;
     parallelInfo: string;
   };
+  // ---- file system (io/fs.cc) ----
+  /** Swaps two existing paths atomically (Linux renameat2 RENAME_EXCHANGE); errno 0 on success, ENOSYS where the
+   * platform lacks it. Optional: older builds lack it (src/io/replace_folder.ts then uses two renames). */
+  renameExchange?(a: string, b: string): { errno: number; message: string };
   // ---- data augmentation (ops/augment.cc) ----
   /** One DataAugmentationDINO crop chain on interleaved RGB bytes (spec layout: AUGMENT_SPEC in src/data/augmentations.ts);
    * no tensors. Optional: older builds lack it (src/data/augmentations.ts then uses its TypeScript kernels). */

@@ -10,9 +10,10 @@
 // states, loader position, config …).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RawTensor } from '../io/raw_tensor.js';
+import { replaceFolder } from '../io/replace_folder.js';
 import { atomicWriteFile, readSafetensors, writeSafetensorsFile } from '../io/safetensors.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { AdamWStateDict, ParamGroupState } from '../optim/adamw.js';
@@ -206,12 +207,7 @@ export async function saveCheckpoint(runDir: string, iteration: number, payload:
     const manifest: CheckpointManifest = { format: FORMAT, version: 1, iteration, created: new Date().toISOString(), groups, files };
     await atomicWriteFile(join(tmp, MANIFEST), [Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`)]);
     await fsyncDir(tmp);
-    if (await exists(final)) {
-      const old = join(dir, `.tmp-${process.pid}-old-${randomBytes(6).toString('hex')}`);
-      await rename(final, old);
-      await rename(tmp, final);
-      await rm(old, { recursive: true, force: true });
-    } else await rename(tmp, final);
+    await replaceFolder(tmp, final, join(dir, `.tmp-${process.pid}-old-${randomBytes(6).toString('hex')}`));
     await fsyncDir(dir);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
@@ -237,8 +233,7 @@ async function keepCopy(src: string): Promise<void> {
   await mkdir(tmp);
   for (const name of await readdir(src)) await link(join(src, name), join(tmp, name));
   await fsyncDir(tmp);
-  await rm(dst, { recursive: true, force: true });
-  await rename(tmp, dst);
+  await replaceFolder(tmp, dst, join(src, '..', `.tmp-${process.pid}-old-${randomBytes(6).toString('hex')}`));
   await fsyncDir(join(src, '..'));
 }
 

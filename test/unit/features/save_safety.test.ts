@@ -2,14 +2,14 @@
 // that would overwrite an input or the weights, npy folders replaced as a set (also under kill -9), leftovers of
 // interrupted writes, and loadFeatures reading back what was written.
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { checkFeatureOutput, checkPcaOutput, type FeatureBackbone, loadFeatures, pcaImage, saveFeatures } from '../../../src/features/index.js';
 import { openSafetensors } from '../../../src/io/safetensors.js';
-import { ConfigError } from '../../../src/native/errors.js';
+import { ConfigError, ImageError } from '../../../src/native/errors.js';
 import { type DinoVisionTransformer, full, zeros } from '../../../src/index.js';
 import type { Tensor } from '../../../src/tensor/tensor.js';
 import { ensureDist, ROOT } from '../cli/dist.js';
@@ -154,6 +154,25 @@ describe('npy folders', () => {
     await saveFeatures(model, [CHELSEA], out, { format: 'npy', resolution: 32 });
     expect(readdirSync(tmp).filter((n) => n.startsWith('.killed'))).toEqual([]);
   }, 120_000);
+});
+
+describe('a write killed between the two renames of the fallback (no atomic exchange)', () => {
+  test('the old set, moved aside, is put back by the next write, even one that then fails', async () => {
+    const out = join(tmp, 'aside');
+    await saveFeatures(model, [CHELSEA], out, { format: 'npy', resolution: 32 });
+    const before = readFileSync(join(out, 'cls.npy'));
+    // What a process killed after renaming the old set aside leaves: no `out`, the old set in its work folder.
+    const work = join(tmp, '.aside.dinov3-tmp-999999999-dead');
+    mkdirSync(join(work, 'out'), { recursive: true });
+    writeFileSync(join(work, 'out', 'cls.npy'), 'the new set, complete or not');
+    renameSync(out, join(work, 'old'));
+    const bad = join(tmp, 'not-an-image.jpg');
+    writeFileSync(bad, 'not a jpeg');
+    await expect(saveFeatures(model, [bad], out, { format: 'npy', resolution: 32, onError: 'fail' })).rejects.toBeInstanceOf(ImageError);
+    expect(readFileSync(join(out, 'cls.npy')).equals(before)).toBe(true);
+    expect(readdirSync(out).sort()).toEqual(['cls.npy', 'meta.json', 'patches.npy', 'storage.npy']);
+    expect(readdirSync(tmp).filter((n) => n.startsWith('.aside'))).toEqual([]);
+  });
 });
 
 describe('the CLI and the PCA image never overwrite an input or the weights', () => {
