@@ -10,8 +10,8 @@
 // states, loader position, config …).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import type { RawTensor } from '../io/raw_tensor.js';
 import { replaceFolder } from '../io/replace_folder.js';
 import { atomicWriteFile, readSafetensors, writeSafetensorsFile } from '../io/safetensors.js';
@@ -73,6 +73,7 @@ const CKPT_DIR = 'ckpt';
 const GROUP = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const INT = /^\d+$/;
 const TMP = /^\.tmp-(\d+)-/;
+const ASIDE = /^\.tmp-\d+-old-(\d+(?:_keep)?)-[0-9a-f]{12}$/;
 
 /** `<runDir>/ckpt`, where checkpoints live (as `dinov3/train/train.py::do_train`). */
 export const checkpointDir = (runDir: string) => join(expectPath('checkpointDir', 'runDir', runDir), CKPT_DIR);
@@ -207,7 +208,7 @@ export async function saveCheckpoint(runDir: string, iteration: number, payload:
     const manifest: CheckpointManifest = { format: FORMAT, version: 1, iteration, created: new Date().toISOString(), groups, files };
     await atomicWriteFile(join(tmp, MANIFEST), [Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`)]);
     await fsyncDir(tmp);
-    await replaceFolder(tmp, final, join(dir, `.tmp-${process.pid}-old-${randomBytes(6).toString('hex')}`));
+    await replaceFolder(tmp, final, asideName(dir, String(iteration)));
     await fsyncDir(dir);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
@@ -218,11 +219,20 @@ export async function saveCheckpoint(runDir: string, iteration: number, payload:
   return final;
 }
 
-/** Temporary folders of writers that are gone (killed mid-write) are removed. */
+/** Where replaceFolder's two-rename fallback moves the folder `name` of `dir` while it is replaced. */
+function asideName(dir: string, name: string): string {
+  return join(dir, `.tmp-${process.pid}-old-${name}-${randomBytes(6).toString('hex')}`);
+}
+
+/** Temporary folders of writers that are gone (killed mid-write) are removed; a folder such a writer had moved aside
+ * (killed between the two renames of replaceFolder's fallback) is first put back when nothing took its place. */
 async function removeStaleTemporaries(dir: string): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const m = TMP.exec(e.name);
-    if (m && !processAlive(Number(m[1]))) await rm(join(dir, e.name), { recursive: true, force: true });
+    if (!m || processAlive(Number(m[1]))) continue;
+    const aside = ASIDE.exec(e.name);
+    if (aside && !(await exists(join(dir, aside[1]!)))) await rename(join(dir, e.name), join(dir, aside[1]!)).catch(() => undefined);
+    await rm(join(dir, e.name), { recursive: true, force: true });
   }
 }
 
@@ -233,7 +243,7 @@ async function keepCopy(src: string): Promise<void> {
   await mkdir(tmp);
   for (const name of await readdir(src)) await link(join(src, name), join(tmp, name));
   await fsyncDir(tmp);
-  await replaceFolder(tmp, dst, join(src, '..', `.tmp-${process.pid}-old-${randomBytes(6).toString('hex')}`));
+  await replaceFolder(tmp, dst, asideName(join(src, '..'), `${basename(src)}_keep`));
   await fsyncDir(join(src, '..'));
 }
 

@@ -1,7 +1,8 @@
 // Training checkpoints: bit-exact round trips, keep-last-N, incomplete/corrupt checkpoints never picked (also after a
 // real SIGKILL of a writing process), teacher export read back by loadBackbone, the run-folder guard.
 import { spawn } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -237,6 +238,23 @@ describe('keep-last-N and picking the latest complete checkpoint', () => {
     expect((await readdir(join(dir, 'ckpt'))).filter((e) => e.startsWith('.tmp'))).toEqual([]);
   });
 
+  test('a checkpoint a dead writer had moved aside (two-rename fallback, killed between them) is put back by the next save', async () => {
+    const dir = runDir();
+    const save = (it: number, v: number) => saveCheckpoint(dir, it, { tensors: { s: { x: tensor([v]) } }, json: { v } });
+    await save(1, 1);
+    await save(2, 2);
+    const ck = join(dir, 'ckpt');
+    // 1 was moved aside and nothing took its place; 2 was moved aside after its replacement was renamed in.
+    await rename(join(ck, '1'), join(ck, '.tmp-999999999-old-1-0123456789ab'));
+    await mkdir(join(ck, '.tmp-999999999-old-2-0123456789ab'));
+    await save(3, 3);
+    expect((await readdir(ck)).sort()).toEqual(['1', '2', '3']);
+    const c = await loadCheckpoint(join(ck, '1'));
+    expect([c.json, c.tensors.s!.get('x')!.toArray()]).toEqual([{ v: 1 }, [1]]);
+    c.dispose();
+    await verifyCheckpoint(join(ck, '2'));
+  });
+
   test('a checkpoint cut short (no manifest, truncated, altered, a file missing, leftover temporary folder) is never picked', async () => {
     const dir = runDir();
     const save = (it: number) => saveCheckpoint(dir, it, { tensors: { s: { x: tensor([it, it]) } }, json: { it } });
@@ -299,7 +317,9 @@ describe('keep-last-N and picking the latest complete checkpoint', () => {
       }`;
     let midWrite = 0;
     let lastSaved = -1;
-    for (let round = 0; round < 4; round++) {
+    // Four kills at fixed delays after a write began, then (until one has landed mid-write, at most 8 more) kills as
+    // soon as the write's temporary folder appears: fixed delays alone can all miss the write on a loaded machine.
+    for (let round = 0; round < 4 || (midWrite === 0 && round < 12); round++) {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
@@ -314,7 +334,16 @@ describe('keep-last-N and picking the latest complete checkpoint', () => {
             const [what, it] = l.split(' ');
             if (what === 'saved') lastSaved = Number(it);
             // Kill during the third write of this round, after a delay that varies per round.
-            if (what === 'writing' && ++writes === 3) setTimeout(() => child.kill('SIGKILL'), [0, 5, 20, 60][round]);
+            if (what !== 'writing' || ++writes !== 3) continue;
+            if (round < 4) setTimeout(() => child.kill('SIGKILL'), [0, 5, 20, 60][round]);
+            else {
+              const poll = setInterval(() => {
+                if (!readdirSync(join(dir, 'ckpt')).some((e) => e.startsWith('.tmp-'))) return;
+                clearInterval(poll);
+                child.kill('SIGKILL');
+              }, 1);
+              child.once('exit', () => clearInterval(poll));
+            }
           }
         });
         child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve(lastSaved) : reject(new Error(`child exited ${code}: ${err}`))));
