@@ -5,12 +5,12 @@
 // renamed in). Leftovers of an interrupted write are removed by the next write to the same output. The output is
 // checked before any work: it may not be one of the input images or a protected file (the weights).
 import { closeSync, constants as fsConstants, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 import { type ImageListing, listImageInputs } from '../data/image_list.js';
-import { replaceFolder } from '../io/replace_folder.js';
+import { putBackAside, replaceFolder } from '../io/replace_folder.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { ConfigError, Dinov3Error, ImageError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { expectPath, showJson } from '../tensor/args.js';
@@ -219,8 +219,7 @@ async function cleanLeftovers(out: string): Promise<void> {
     }
     if (alive) continue;
     // Killed between the two renames of replaceFolder's fallback: the old set is put back first.
-    const aside = join(dir, n, 'old');
-    if (!(await lstat(resolve(out)).catch(() => null)) && (await lstat(aside).catch(() => null))) await rename(aside, resolve(out)).catch(() => undefined);
+    await putBackAside(join(dir, n, 'old'), resolve(out));
     await rm(join(dir, n), { recursive: true, force: true });
   }
 }

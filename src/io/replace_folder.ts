@@ -36,3 +36,9 @@ export async function replaceFolder(fresh: string, target: string, aside: string
   }
   await rm(aside, { recursive: true, force: true });
 }
+
+/** After a writer died between the two renames of the fallback: puts the folder it had moved to `aside` back at
+ * `target` when nothing took its place (best effort; the caller then removes what is left of `aside`). */
+export async function putBackAside(aside: string, target: string): Promise<void> {
+  if (!(await lstat(target).catch(() => null)) && (await lstat(aside).catch(() => null))) await rename(aside, target).catch(() => undefined);
+}

@@ -10,10 +10,10 @@
 // states, loader position, config …).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { RawTensor } from '../io/raw_tensor.js';
-import { replaceFolder } from '../io/replace_folder.js';
+import { putBackAside, replaceFolder } from '../io/replace_folder.js';
 import { atomicWriteFile, readSafetensors, writeSafetensorsFile } from '../io/safetensors.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { AdamWStateDict, ParamGroupState } from '../optim/adamw.js';
@@ -231,7 +231,7 @@ async function removeStaleTemporaries(dir: string): Promise<void> {
     const m = TMP.exec(e.name);
     if (!m || processAlive(Number(m[1]))) continue;
     const aside = ASIDE.exec(e.name);
-    if (aside && !(await exists(join(dir, aside[1]!)))) await rename(join(dir, e.name), join(dir, aside[1]!)).catch(() => undefined);
+    if (aside) await putBackAside(join(dir, e.name), join(dir, aside[1]!));
     await rm(join(dir, e.name), { recursive: true, force: true });
   }
 }
