@@ -110,7 +110,8 @@ export class DistillationTeacher extends Module {
     const nLocal = this.cfg.crops.local_crops_number;
     const B = local.shape[0]! / nLocal;
     const global = batch.collated_global_crops;
-    // bf16 compute on CUDA as the students (SSLMetaArch.forwardBackward)
+    // bf16 autocast on CUDA; on CPU the frozen teacher computes in fp32 (the students compute in bf16 on every device,
+    // SSLMetaArch.forwardBackward)
     const useAutocast = this.cfg.compute_precision.param_dtype === 'bf16' && global.device.startsWith('cuda');
     const run = <R>(fn: () => R): R => (useAutocast ? autocast(fn, { device: 'cuda', dtype: 'bfloat16' }) : fn());
     return noGrad(() =>

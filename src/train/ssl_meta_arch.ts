@@ -17,11 +17,11 @@ import { Module, type StateDict } from '../nn/module.js';
 import { index, indexSelect } from '../ops/index.js';
 import { logicalNot } from '../ops/pointwise.js';
 import { cat, flatten, split, unflatten } from '../ops/shape.js';
-import type { Generator } from '../tensor/creation.js';
+import { type Generator, getRngState, setRngState } from '../tensor/creation.js';
 import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { expectConfig, expectOptions } from '../tensor/args.js';
 import { scope } from '../tensor/scope.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { emaUpdate } from '../optim/ema.js';
 import { resizePatchTokens } from './gram.js';
 import { type Schedule, linearWarmupCosineDecay } from './schedules.js';
@@ -189,6 +189,11 @@ export class SSLMetaArch extends Module {
   readonly #dinoLocalLossSchedule: Schedule | null;
   readonly #gramLossSchedule: Schedule | null;
   readonly #device: Device | undefined;
+  readonly #generator: Generator | undefined;
+  /** Builds a student like `this.student` (another instance: its own parameters). */
+  readonly #buildStudent: (o: { ropeTablesDtype: DType; init: boolean }) => SSLModel;
+  /** The student's parameters in `compute_precision.param_dtype` (see `#computeStudent`), built on first use. */
+  #compute: { model: SSLModel; dtype: DType; pairs: [master: Tensor, copy: Tensor][] } | null = null;
 
   constructor(cfg: SSLMetaArchConfig, o: SSLMetaArchOptions = {}) {
     super();
@@ -197,6 +202,7 @@ export class SSLMetaArch extends Module {
     this.cfg = cfg;
     this.group = o.group ?? LOCAL_PROCESS_GROUP;
     this.#device = o.device;
+    this.#generator = o.generator;
     if (!(cfg.crops.local_crops_number > 0)) throw new ConfigError('crops.local_crops_number must be > 0 (the official SSLMetaArch needs local crops)');
     if (!cfg.ibot.separate_head) throw new ConfigError('ibot.separate_head must be true (the only head layout of the official SSLMetaArch)');
     if (cfg.train.centering !== 'sinkhorn_knopp') throw new ConfigError(`train.centering must be "sinkhorn_knopp", got "${cfg.train.centering}"`);
@@ -216,14 +222,15 @@ export class SSLMetaArch extends Module {
     // The patch-embed nominal size (RoPE makes the backbone resolution-free); the first size of a multi-resolution mix.
     const gs = cfg.crops.global_crops_size;
     const imgSize = typeof gs === 'number' ? gs : (gs[0] ?? 224);
-    const build = (teacher: boolean) => {
-      const backbone = new DinoVisionTransformer(trainingBackboneConfig(cfg.student, { imgSize, teacher }), vitOpts);
+    const build = (teacher: boolean, v: { ropeTablesDtype?: DType; init?: boolean } = {}) => {
+      const backbone = new DinoVisionTransformer(trainingBackboneConfig(cfg.student, { imgSize, teacher }), { ...vitOpts, ...v });
       const D = backbone.embedDim;
       const head = (h: SSLMetaArchConfig['dino'] | SSLMetaArchConfig['ibot']) =>
         new DINOHead(D, h.head_hidden_dim, h.head_bottleneck_dim, h.head_n_prototypes, { ...create, nlayers: h.head_nlayers, generator: o.generator });
       return new SSLModel(backbone, head(cfg.dino), head(cfg.ibot));
     };
     this.student = this.registerModule('student', build(false));
+    this.#buildStudent = (v) => build(false, v);
     this.teacher = this.registerModule('teacher', build(true));
     this.embedDim = this.student.backbone.embedDim;
     this.modelEma = this.teacher;
@@ -322,11 +329,14 @@ export class SSLMetaArch extends Module {
         'ERR_INVALID_ARG',
       );
     }
-    // compute_precision.param_dtype bf16/fp16: matmul-like ops in that dtype over fp32 master weights (the official
-    // FSDP2 MixedPrecisionPolicy computes in param_dtype; reductions and losses stay fp32 here).
+    // compute_precision.param_dtype bf16 (one process): the student computes on a bf16 copy of its fp32 master weights,
+    // as under the official FSDP2 MixedPrecisionPolicy (see `#computeStudent`); the teacher, the gram teacher, and
+    // every model under the data-parallel/sharded hooks or fp16 run under autocast (matmul-like ops in that dtype
+    // over the fp32 weights). Loss terms are computed in fp32 either way.
     const pd = this.cfg.compute_precision.param_dtype;
     const device = global.device.startsWith('cuda') ? 'cuda' : 'cpu';
     const run = <R>(fn: () => R): R => (pd === 'fp32' ? fn() : autocast(fn, { device, dtype: pd === 'bf16' ? 'bfloat16' : 'float16' }));
+    const compute = pd === 'bf16' && !this.distributed ? this.#computeStudent('bfloat16') : null;
     return scope('forwardBackward', () => {
       const masks = batch.collated_masks;
       const maskIdx = batch.mask_indices_list;
@@ -342,7 +352,9 @@ export class SSLMetaArch extends Module {
       };
       const teacherGlobal = o.teacherOutput ?? run(() => this.getTeacherOutput(global, B, maskIdx, batch.n_masked_patches, o.teacherTemp));
       lap('teacher');
-      const [studentGlobal, studentLocal] = run(() => this.getStudentOutput(global, local, B, masks, maskIdx));
+      const [studentGlobal, studentLocal] = compute
+        ? this.getStudentOutput(global, local, B, masks, maskIdx, compute.model)
+        : run(() => this.getStudentOutput(global, local, B, masks, maskIdx));
       lap('student_forward');
       const gramGlobal = this.cfg.gram.use_loss
         ? run(() => this.getGramTeacherOutput(batch.collated_gram_teacher_crops ?? null, masks, teacherGlobal, studentGlobal, global.shape[3]!))
@@ -351,9 +363,79 @@ export class SSLMetaArch extends Module {
       lap('losses');
       if (this.distributed) this.distributed.backward(loss);
       else loss.backward();
+      if (compute) this.#gradsToMasters(compute.pairs);
       lap('backward');
       return { loss: loss.detach(), lossDict, localBatchSize: B, globalBatchSize: batch.global_batch_size ?? B * this.group.worldSize };
     });
+  }
+
+  /**
+   * The student's compute copy in `dtype`, refreshed from the fp32 master weights (values, train mode, which
+   * parameters train). The official trainer wraps the student in FSDP2 with `MixedPrecisionPolicy(param_dtype)`
+   * (`dinov3/fsdp/ac_compile_parallelize.py`): each forward gathers the parameters cast to param_dtype, every op of
+   * the forward and backward runs in it, and the gradients reach the fp32 parameters that clipping, AdamW and the EMA
+   * use. The copy is built once (the random draws of building it are undone, so the RNG streams stay the same).
+   */
+  #computeStudent(dtype: DType): { model: SSLModel; pairs: [Tensor, Tensor][] } {
+    if (this.#compute?.dtype !== dtype) {
+      this.#compute?.model.dispose();
+      this.#compute = null;
+      const g = this.#generator;
+      const saved = [getRngState(), g?.getState()] as const;
+      let model: SSLModel;
+      try {
+        model = this.#buildStudent({ ropeTablesDtype: dtype, init: false });
+      } finally {
+        setRngState(saved[0]);
+        if (g && saved[1]) g.setState(saved[1]);
+        saved[0].dispose();
+        saved[1]?.dispose();
+      }
+      const masters = this.student.parameters();
+      const copies = model.parameters();
+      // parameters cast to the compute dtype; buffers (RoPE periods, masks) as the master's, as FSDP2 leaves them
+      const masterBuffers = this.student.namedBuffers().map(([, b]) => b);
+      const replace = (t: Tensor, c: Tensor) => {
+        t.replaceData(c);
+        c.dispose();
+      };
+      noGrad(() => {
+        copies.forEach((p, i) => replace(p, masters[i]!.to({ dtype, device: masters[i]!.device })));
+        model.namedBuffers().forEach(([, b], i) => replace(b, masterBuffers[i]!.clone()));
+      });
+      this.#compute = { model, dtype, pairs: masters.map((m, i) => [m, copies[i]!]) };
+    }
+    const c = this.#compute;
+    noGrad(() => {
+      for (const [m, p] of c.pairs) {
+        p.copy_(m);
+        if (p.requiresGrad !== m.requiresGrad) p.requiresGrad_(m.requiresGrad);
+      }
+    });
+    const mods = this.student.namedModules();
+    c.model.namedModules().forEach(([, m], i) => (m.training = mods[i]![1].training));
+    return c;
+  }
+
+  /** Moves the compute copy's gradients onto the master weights (float32, added to any gradient already there). */
+  #gradsToMasters(pairs: [Tensor, Tensor][]): void {
+    noGrad(() =>
+      scope(() => {
+        for (const [m, p] of pairs) {
+          const g = p.grad;
+          if (!g) continue;
+          const prev = m.grad;
+          m.grad = prev ? prev.add(g.float()) : g.float();
+          p.grad = null;
+        }
+      }),
+    );
+  }
+
+  override dispose(): void {
+    this.#compute?.model.dispose();
+    this.#compute = null;
+    super.dispose();
   }
 
   /** Official `get_teacher_output`: teacher features, heads and Sinkhorn-Knopp targets, without autograd. */
@@ -373,26 +455,37 @@ export class SSLMetaArch extends Module {
     );
   }
 
-  /** Official `get_student_output`: global (masked) and local crops through the backbone together, then the heads. */
-  getStudentOutput(globalCrops: Tensor, localCrops: Tensor, B: number, masks: Tensor, maskIndices: Tensor): [StudentGlobal, StudentLocal] {
+  /**
+   * Official `get_student_output`: global (masked) and local crops through the backbone together, then the heads.
+   * `model`: the student or its compute copy (whose outputs are returned as float32, for the losses).
+   */
+  getStudentOutput(
+    globalCrops: Tensor,
+    localCrops: Tensor,
+    B: number,
+    masks: Tensor,
+    maskIndices: Tensor,
+    model: SSLModel = this.student,
+  ): [StudentGlobal, StudentLocal] {
+    const f = model === this.student ? (t: Tensor) => t : (t: Tensor) => t.float();
     return scope(() => {
       const distill = this.cfg.distillation?.enabled ?? false;
-      const [g, l] = this.student.backbone.forwardFeaturesList([globalCrops, localCrops], [distill ? null : masks, null]) as [
+      const [g, l] = model.backbone.forwardFeaturesList([globalCrops, localCrops], [distill ? null : masks, null]) as [
         ReturnType<DinoVisionTransformer['forwardFeatures']>,
         ReturnType<DinoVisionTransformer['forwardFeatures']>,
       ];
       const maskedPreHead = indexSelect(flatten(g.patchTokens, 0, 1), 0, maskIndices);
-      const maskedPatchAfterHead = this.student.ibotHead.forward(maskedPreHead);
+      const maskedPatchAfterHead = model.ibotHead.forward(maskedPreHead);
       const sizes = [g.clsToken.shape[0]!, l.clsToken.shape[0]!];
-      const [gAfter, lAfter] = split(this.student.dinoHead.forward(cat([g.clsToken, l.clsToken], 0)), sizes, 0) as [Tensor, Tensor];
+      const [gAfter, lAfter] = split(model.dinoHead.forward(cat([g.clsToken, l.clsToken], 0)), sizes, 0) as [Tensor, Tensor];
       return [
         {
-          clsPreHead: unflatten(g.clsToken, 0, [N_GLOBAL_CROPS, B]),
-          patchPreHead: unflatten(g.patchTokens, 0, [N_GLOBAL_CROPS, B]),
-          clsAfterHead: unflatten(gAfter, 0, [N_GLOBAL_CROPS, B]),
-          maskedPatchAfterHead,
+          clsPreHead: f(unflatten(g.clsToken, 0, [N_GLOBAL_CROPS, B])),
+          patchPreHead: f(unflatten(g.patchTokens, 0, [N_GLOBAL_CROPS, B])),
+          clsAfterHead: f(unflatten(gAfter, 0, [N_GLOBAL_CROPS, B])),
+          maskedPatchAfterHead: f(maskedPatchAfterHead),
         },
-        { clsAfterHead: unflatten(lAfter, 0, [this.nLocalCrops, B]) },
+        { clsAfterHead: f(unflatten(lAfter, 0, [this.nLocalCrops, B])) },
       ];
     });
   }
