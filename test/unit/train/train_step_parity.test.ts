@@ -15,7 +15,11 @@ import { disposeRun, loadStepFixture, runFixtureStep, type StepFixtureRun } from
 // (made elsewhere, PyTorch 2.11 per their README) differ from the same official code re-run here by up to 5.6e-5 in the
 // loss terms (our step equals the re-run to 1e-7); the gradients then differ by up to ~1e-2 relative and AdamW's first
 // step (≈ lr·sign(g)) moves the few weights whose gradient is ~0 in opposite directions, so those two are checked at
-// measured, looser bounds.
+// measured, looser bounds. train_step_bf16 is the official step with compute_precision.param_dtype=bf16 (FSDP2's bf16
+// policy), against ours in bf16 (the student on a bf16 copy of its weights): bf16 rounding, different in every
+// kernel, sets the distance. Measured: loss terms ≤ 1.5e-2 (KoLeo; the others ≤ 7e-4), gradient norms ≤ 2.1e-2,
+// weights after each step ≤ 1.7e-2 of their tensor's largest entry, single gradient entries up to 0.46 of theirs.
+// Our fp32 step and our former bf16 autocast step sit at the same distance from it (the same figures within 20%).
 interface Tol {
   /** Loss terms and gradient norms of step 0; later steps get `later` × this. */
   loss: number;
@@ -32,6 +36,7 @@ const TOL: Record<string, Tol> = {
   train_step_gram_unmasked: STRICT,
   train_step_basic: { loss: 3e-4, later: 20, grad: 3e-2, weight: 2e-2 },
   train_step_gram_ema: { loss: 3e-4, later: 20, grad: 3e-2, weight: 2e-2 },
+  train_step_bf16: { loss: 3e-2, later: 1, grad: 0.6, weight: 3e-2 },
 };
 
 const LOSS_TERMS = [
