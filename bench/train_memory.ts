@@ -1,6 +1,6 @@
 // Memory over 1,000 training iterations: RSS and live native tensors sampled every 50 iterations of Trainer.step on
-// a small ViT (synthetic batches, fp32, CPU). Flat means no per-iteration growth after warm-up.
-//   npm run build:ts && node dist/bench/train_memory.js [--iterations 1000] [--label cpu-2core]
+// a small ViT (synthetic batches, fp32 or --param-dtype bf16, CPU). Flat means no per-iteration growth after warm-up.
+//   npm run build:ts && node dist/bench/train_memory.js [--iterations 1000] [--label cpu-2core] [--param-dtype fp32|bf16]
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,8 +20,10 @@ const { values } = parseArgs({
     iterations: { type: 'string', default: '1000' },
     threads: { type: 'string', default: '2' },
     label: { type: 'string', default: `cpu-${cpus().length}core` },
+    'param-dtype': { type: 'string', default: 'fp32' },
   },
 });
+const pd = values['param-dtype']!;
 const N = Number(values.iterations);
 setNumThreads(Number(values.threads));
 const cfg = await loadSSLConfig('ssl_default', [
@@ -35,7 +37,7 @@ const cfg = await loadSSLConfig('ssl_default', [
   'dino.head_n_prototypes=256',
   'ibot.head_n_prototypes=256',
   'train.batch_size_per_gpu=8',
-  'compute_precision.param_dtype=fp32',
+  `compute_precision.param_dtype=${pd}`,
   'optim.epochs=10',
   'train.OFFICIAL_EPOCH_LENGTH=100',
 ]);
@@ -63,6 +65,7 @@ trainer.dispose();
 const after = samples.filter((s) => s.iteration >= 200);
 const res = {
   bench: 'train_memory',
+  param_dtype: pd,
   iterations: N,
   seconds: +seconds.toFixed(1),
   live_tensors_after_warmup: [Math.min(...after.map((s) => s.live_tensors)), Math.max(...after.map((s) => s.live_tensors))],
@@ -75,4 +78,4 @@ const text = JSON.stringify(res, null, 1);
 process.stdout.write(`${text}\n`);
 const dir = join(root, 'bench', 'results');
 if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, `train_memory-${values.label}.json`), `${text}\n`);
+writeFileSync(join(dir, `train_memory-${values.label}${pd === 'fp32' ? '' : `-${pd}`}.json`), `${text}\n`);
