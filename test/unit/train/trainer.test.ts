@@ -40,35 +40,40 @@ function losses(dir: string): number[] {
 }
 
 describe('Trainer', () => {
-  test('N iterations straight equal N/2, a resume from the checkpoint, and N/2 more: bit-exact losses and weights', { timeout: 120_000 }, async () => {
-    const c = await cfg();
-    const d1 = tmp();
-    const straight = await Trainer.create(c, { data: data(), outDir: d1 });
-    expect(await straight.fit()).toMatchObject({ iterations: 12, stoppedBy: 'end' });
-    const p1 = params(straight);
-    straight.dispose();
+  // bf16: the student computes on its bf16 copy (rebuilt by the resumed process)
+  for (const pd of ['fp32', 'bf16'] as const)
+    test(`N iterations straight equal N/2, a resume from the checkpoint, and N/2 more: bit-exact losses and weights (${pd})`, {
+      timeout: 120_000,
+    }, async () => {
+      const c = await cfg([`compute_precision.param_dtype=${pd}`]);
+      expect(c.compute_precision.param_dtype).toBe(pd);
+      const d1 = tmp();
+      const straight = await Trainer.create(c, { data: data(), outDir: d1 });
+      expect(await straight.fit()).toMatchObject({ iterations: 12, stoppedBy: 'end' });
+      const p1 = params(straight);
+      straight.dispose();
 
-    const d2 = tmp();
-    const a = await Trainer.create(c, { data: data(), outDir: d2, maxIterations: 6 });
-    await a.fit();
-    a.dispose();
-    const b = await Trainer.create(c, { data: data(), outDir: d2, resume: true });
-    expect(b.iteration).toBe(6);
-    expect(await b.fit()).toMatchObject({ iterations: 12, stoppedBy: 'end' });
-    const p2 = params(b);
-    b.dispose();
-    expect(losses(d2)).toEqual(losses(d1));
-    expect(losses(d1)).toHaveLength(12);
-    expect(p2).toEqual(p1);
-    // the exported teacher loads back as a backbone
-    const lb = await loadBackbone(join(d1, 'teacher_checkpoint.safetensors'), {
-      config: { ...(await import('../../../src/config/presets.js')).trainingBackboneConfig(c.student, { imgSize: 32, teacher: true }) },
+      const d2 = tmp();
+      const a = await Trainer.create(c, { data: data(), outDir: d2, maxIterations: 6 });
+      await a.fit();
+      a.dispose();
+      const b = await Trainer.create(c, { data: data(), outDir: d2, resume: true });
+      expect(b.iteration).toBe(6);
+      expect(await b.fit()).toMatchObject({ iterations: 12, stoppedBy: 'end' });
+      const p2 = params(b);
+      b.dispose();
+      expect(losses(d2)).toEqual(losses(d1));
+      expect(losses(d1)).toHaveLength(12);
+      expect(p2).toEqual(p1);
+      // the exported teacher loads back as a backbone
+      const lb = await loadBackbone(join(d1, 'teacher_checkpoint.safetensors'), {
+        config: { ...(await import('../../../src/config/presets.js')).trainingBackboneConfig(c.student, { imgSize: 32, teacher: true }) },
+      });
+      expect(lb.model.embedDim).toBe(64);
+      lb.model.dispose();
+      expect(existsSync(join(d1, 'loss_curve.png'))).toBe(true);
+      expect(existsSync(join(d1, 'config.yaml'))).toBe(true);
     });
-    expect(lb.model.embedDim).toBe(64);
-    lb.model.dispose();
-    expect(existsSync(join(d1, 'loss_curve.png'))).toBe(true);
-    expect(existsSync(join(d1, 'config.yaml'))).toBe(true);
-  });
 
   test('a run folder holding another run is refused unless resume', async () => {
     const c = await cfg();
