@@ -192,8 +192,8 @@ export class SSLMetaArch extends Module {
   readonly #generator: Generator | undefined;
   /** Builds a student like `this.student` (another instance: its own parameters). */
   readonly #buildStudent: (o: { ropeTablesDtype: DType; init: boolean }) => SSLModel;
-  /** The student's parameters in `compute_precision.param_dtype` (see `#computeStudent`), built on first use. */
-  #compute: { model: SSLModel; dtype: DType; pairs: [master: Tensor, copy: Tensor][] } | null = null;
+  /** The student in bf16 (see `#computeStudent`), built on first use, with its (master, copy) parameters and modules. */
+  #compute: { model: SSLModel; pairs: [master: Tensor, copy: Tensor][]; modules: [master: Module, copy: Module][] } | null = null;
 
   constructor(cfg: SSLMetaArchConfig, o: SSLMetaArchOptions = {}) {
     super();
@@ -336,7 +336,7 @@ export class SSLMetaArch extends Module {
     const pd = this.cfg.compute_precision.param_dtype;
     const device = global.device.startsWith('cuda') ? 'cuda' : 'cpu';
     const run = <R>(fn: () => R): R => (pd === 'fp32' ? fn() : autocast(fn, { device, dtype: pd === 'bf16' ? 'bfloat16' : 'float16' }));
-    const compute = pd === 'bf16' && !this.distributed ? this.#computeStudent('bfloat16') : null;
+    const compute = pd === 'bf16' && !this.distributed ? this.#computeStudent() : null;
     return scope('forwardBackward', () => {
       const masks = batch.collated_masks;
       const maskIdx = batch.mask_indices_list;
@@ -370,16 +370,15 @@ export class SSLMetaArch extends Module {
   }
 
   /**
-   * The student's compute copy in `dtype`, refreshed from the fp32 master weights (values, train mode, which
-   * parameters train). The official trainer wraps the student in FSDP2 with `MixedPrecisionPolicy(param_dtype)`
+   * The student's bf16 compute copy, refreshed from the fp32 master weights (values, train mode, which parameters
+   * train). The official trainer wraps the student in FSDP2 with `MixedPrecisionPolicy(param_dtype)`
    * (`dinov3/fsdp/ac_compile_parallelize.py`): each forward gathers the parameters cast to param_dtype, every op of
    * the forward and backward runs in it, and the gradients reach the fp32 parameters that clipping, AdamW and the EMA
    * use. The copy is built once (the random draws of building it are undone, so the RNG streams stay the same).
    */
-  #computeStudent(dtype: DType): { model: SSLModel; pairs: [Tensor, Tensor][] } {
-    if (this.#compute?.dtype !== dtype) {
-      this.#compute?.model.dispose();
-      this.#compute = null;
+  #computeStudent(): { model: SSLModel; pairs: [Tensor, Tensor][] } {
+    const dtype: DType = 'bfloat16';
+    if (!this.#compute) {
       const g = this.#generator;
       const saved = [getRngState(), g?.getState()] as const;
       let model: SSLModel;
@@ -393,17 +392,23 @@ export class SSLMetaArch extends Module {
       }
       const masters = this.student.parameters();
       const copies = model.parameters();
-      // parameters cast to the compute dtype; buffers (RoPE periods, masks) as the master's, as FSDP2 leaves them
+      // parameters in the compute dtype (their values come with every refresh); buffers (RoPE periods, masks) as the
+      // master's, as FSDP2 leaves them
       const masterBuffers = this.student.namedBuffers().map(([, b]) => b);
       const replace = (t: Tensor, c: Tensor) => {
         t.replaceData(c);
         c.dispose();
       };
       noGrad(() => {
-        copies.forEach((p, i) => replace(p, masters[i]!.to({ dtype, device: masters[i]!.device })));
+        copies.forEach((p, i) => replace(p, p.to({ dtype, device: masters[i]!.device })));
         model.namedBuffers().forEach(([, b], i) => replace(b, masterBuffers[i]!.clone()));
       });
-      this.#compute = { model, dtype, pairs: masters.map((m, i) => [m, copies[i]!]) };
+      const masterModules = this.student.namedModules();
+      this.#compute = {
+        model,
+        pairs: masters.map((m, i) => [m, copies[i]!]),
+        modules: model.namedModules().map(([, m], i) => [masterModules[i]![1], m]),
+      };
     }
     const c = this.#compute;
     noGrad(() => {
@@ -412,8 +417,7 @@ export class SSLMetaArch extends Module {
         if (p.requiresGrad !== m.requiresGrad) p.requiresGrad_(m.requiresGrad);
       }
     });
-    const mods = this.student.namedModules();
-    c.model.namedModules().forEach(([, m], i) => (m.training = mods[i]![1].training));
+    for (const [m, copy] of c.modules) copy.training = m.training;
     return c;
   }
 
