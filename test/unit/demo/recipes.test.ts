@@ -15,15 +15,18 @@ test('official tiny recipe: the official defaults (bf16, drop path 0.3, momentum
   expect([c.optim.lr, c.optim.epochs, c.train.OFFICIAL_EPOCH_LENGTH, c.teacher.teacher_temp]).toEqual([0.001, 100, 100, 0.07]);
 });
 
-test('20-minute recipe: official defaults with crop scales 0.5–1 / 0.2–0.5, drop path 0.1, KoLeo 0.3 and nothing else', async () => {
+test('20-minute recipe: official defaults with crop scales 0.5–1 / 0.2–0.5, drop path 0.1, KoLeo 0.3, teacher temperature 0.01 and nothing else', async () => {
   const o = await loadSSLConfig('cpu_tiny_fmnist', OFFICIAL_TINY_OVERRIDES);
   const t = await loadSSLConfig('cpu_tiny_fmnist', TUNED_TINY_OVERRIDES);
   expect([t.crops.global_crops_scale, t.crops.local_crops_scale, t.student.drop_path_rate, t.dino.koleo_loss_weight]).toEqual([[0.5, 1], [0.2, 0.5], 0.1, 0.3]);
+  expect([t.teacher.warmup_teacher_temp, t.teacher.teacher_temp, t.teacher.warmup_teacher_temp_epochs]).toEqual([0.01, 0.01, 30]);
   const same = structuredClone(t);
   same.crops.global_crops_scale = o.crops.global_crops_scale;
   same.crops.local_crops_scale = o.crops.local_crops_scale;
   same.student.drop_path_rate = o.student.drop_path_rate;
   same.dino.koleo_loss_weight = o.dino.koleo_loss_weight;
+  same.teacher.warmup_teacher_temp = o.teacher.warmup_teacher_temp;
+  same.teacher.teacher_temp = o.teacher.teacher_temp;
   expect(same).toEqual(o);
 });
 
