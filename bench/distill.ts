@@ -21,6 +21,8 @@
 //   teacher temperature for the targets of a teacher whose heads were trained briefly.
 // The committed figures (bench/results/distill-cpu-2core.json) come from
 //   node dist/bench/learn_ssl.js --recipe tuned --peer parallel --threads 1 --run-dir <fm> …   (the 71.1% teacher)
+//     (made before the 20-minute recipe took the teacher temperature 0.01: add
+//     teacher.warmup_teacher_temp=0.04 teacher.teacher_temp=0.07 to remake that teacher)
 //   node dist/bench/distill.js --teacher-run <fm> --student-minutes 20 --scratch-minutes 20 --threads 1 \
 //     --distill-overrides "teacher.teacher_temp=0.005 teacher.warmup_teacher_temp=0.005"
 // The teacher's DINO head logits vary by about 0.005 across prototypes after 20 minutes (its DINO loss never left
