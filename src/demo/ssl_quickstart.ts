@@ -77,7 +77,7 @@ export const QUICKSTART_OVERRIDES = [
  *   At 0.01 the targets are peaked from the start, the DINO loss leaves ln K after about 300 iterations (6.93 → 5.4
  *   at 20 minutes) and the curve keeps rising to the end.
  *   (Our Sinkhorn-Knopp shifts each prototype's logits by their maximum before exponentiating, `src/loss/sinkhorn.ts`;
- *   the official code exponentiates Z/τ directly, which at τ = 0.01 overflows float32 once a logit passes 0.88.)
+ *   the official code exponentiates Z/τ directly, which at τ = 0.01 overflows float32 once a logit passes about 0.89.)
  * Figures (k-NN@20, full 60k/10k split, after 20 minutes, one thread, two runs at a time): on the 192×6 ViT, the
  * official defaults with the crop scales 69.1% (463 iterations), the first three changes 69.9% (338), and 71.1%
  * against the official code's 68.4% side by side (`bench/results/learn_fmnist-cpu-2core-tuned-parallel.json`). On the
