@@ -6,7 +6,10 @@
 // the load average before and after. Our inference runs under noGrad, so the ops pick the fused CPU kernels. Both
 // implementations live in this process and take turns in rounds (see ROUND), so machine noise hits them alike.
 //
-//   npm run build:ts && node dist/bench/features.js [--threads 2] [--batch 8] [--res 224] [--iters 10] [--label cpu-2core]
+// With --bf16, a third contender runs our forward with bfloat16 weights and input (oneDNN's AVX512-BF16 GEMMs where the
+// CPU has them); the JSON then also holds how far its features are from our float32 ones on the same input.
+//
+//   npm run build:ts && node dist/bench/features.js [--threads 2] [--batch 8] [--res 224] [--iters 10] [--bf16] [--label cpu-2core]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     label: { type: 'string', default: `cpu-${cpus().length}core` },
     peer: { type: 'string', default: join(root, '..', 'shared', 'peers') },
     only: { type: 'string', default: 'both' },
+    bf16: { type: 'boolean', default: false },
   },
 });
 const threads = Number(values.threads);
@@ -61,26 +65,34 @@ const cpuNow = () => {
 
 interface Contender {
   name: string;
+  /** Our contenders: the patch tokens of the timed input, as float32 on the host. */
+  features?(): Float32Array;
   /** Runs one batch to completion (features on the host). */
   run(): Promise<void>;
   info: Record<string, unknown>;
   close(): Promise<void>;
 }
 
-async function ours(): Promise<Contender> {
+async function ours(dtype: 'float32' | 'bfloat16' = 'float32'): Promise<Contender> {
   setNumThreads(threads);
   const model = new DinoVisionTransformer(getPreset('vits16').config, { generator: new Generator(0) }).eval();
-  const x = randn([batch, 3, res, res], { generator: new Generator(1) });
+  const x0 = randn([batch, 3, res, res], { generator: new Generator(1) });
+  const x = dtype === 'float32' ? x0 : x0.to(dtype); // the float32 contender's input, rounded
+  if (dtype !== 'float32') {
+    x0.dispose();
+    model.to_({ dtype });
+  }
   const { parallelInfo: _, ...threading } = native.threadingInfo();
   return {
-    name: 'dinov3-ts',
-    info: { libtorch: addonInfo.torchVersion, threading },
+    name: dtype === 'float32' ? 'dinov3-ts' : 'dinov3-ts bf16',
+    info: { libtorch: addonInfo.torchVersion, dtype, threading },
     run: async () =>
       noGrad(() =>
         scope(() => {
           model.forwardFeatures(x).patchTokens.data(); // materialise on the host, as a user would
         }),
       ),
+    features: () => noGrad(() => scope(() => model.forwardFeatures(x).patchTokens.float().data() as Float32Array)),
     close: async () => {
       x.dispose();
       model.dispose();
@@ -112,12 +124,38 @@ async function peer(): Promise<Contender> {
   };
 }
 
+/** How far the bf16 patch tokens are from the float32 ones: per-token cosine (mean, min) and relative L2 error. */
+function featureError(f32: Float32Array, b16: Float32Array): { cosineMean: number; cosineMin: number; relativeL2: number } {
+  const D = getPreset('vits16').config.embed_dim;
+  let sum = 0;
+  let min = 1;
+  let num = 0;
+  let den = 0;
+  for (let t = 0; t < f32.length / D; t++) {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let i = t * D; i < (t + 1) * D; i++) {
+      ab += f32[i]! * b16[i]!;
+      aa += f32[i]! * f32[i]!;
+      bb += b16[i]! * b16[i]!;
+      num += (f32[i]! - b16[i]!) ** 2;
+    }
+    den += aa;
+    const c = ab / Math.sqrt(aa * bb);
+    sum += c;
+    min = Math.min(min, c);
+  }
+  return { cosineMean: +(sum / (f32.length / D)).toFixed(6), cosineMin: +min.toFixed(6), relativeL2: +Math.sqrt(num / den).toFixed(6) };
+}
+
 // The contenders take turns in rounds of ROUND batches (after `warmup` batches each), so that the slow and fast phases
 // of a shared machine hit both; each round's first batch is not timed (the other's worker threads may still spin).
 const ROUND = 4;
 const loadavgBefore = loadavg();
 const contenders: Contender[] = [];
 if (values.only !== 'peer') contenders.push(await ours());
+if (values.only !== 'peer' && values.bf16) contenders.push(await ours('bfloat16'));
 if (values.only !== 'ours') contenders.push(await peer());
 const times = contenders.map(() => [] as number[]);
 const cpuTimes = contenders.map(() => [] as number[]);
@@ -135,15 +173,18 @@ for (let done = 0; done < iters; done += ROUND - 1) {
   }
 }
 const results = contenders.map((c, k) => ({ name: c.name, ...c.info, ...stats(times[k]!, cpuTimes[k]!) }));
+const bf16Error = values.bf16 && values.only !== 'peer' ? featureError(contenders[0]!.features!(), contenders[1]!.features!()) : null;
 for (const c of contenders) await c.close();
 const oursResult = results.find((r) => r.name === 'dinov3-ts');
 const peerResult = results.find((r) => r.name === 'onnxruntime-node');
+const bf16Result = results.find((r) => r.name === 'dinov3-ts bf16');
 const out = {
   benchmark: 'features: ViT-S/16 forward_features',
   machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgBefore, loadavgAfter: loadavg() },
   config: { model: 'vits16', resolution: res, batch, dtype: 'float32', threads, iters, warmup, interleavedRoundsOf: ROUND },
   results,
   speedupVsPeer: oursResult && peerResult ? +(oursResult.imgPerSec / peerResult.imgPerSec).toFixed(3) : null,
+  ...(bf16Result ? { bf16SpeedupVsPeer: peerResult ? +(bf16Result.imgPerSec / peerResult.imgPerSec).toFixed(3) : null, bf16VsFloat32Features: bf16Error } : {}),
   date: new Date().toISOString(),
 };
 const json = JSON.stringify(out, null, 2);
