@@ -92,7 +92,7 @@ async function ours(dtype: 'float32' | 'bfloat16' = 'float32'): Promise<Contende
           model.forwardFeatures(x).patchTokens.data(); // materialise on the host, as a user would
         }),
       ),
-    features: () => noGrad(() => scope(() => model.forwardFeatures(x).patchTokens.float().data() as Float32Array)),
+    features: () => noGrad(() => scope(() => model.forwardFeatures(x).patchTokens.toFloat32Array())),
     close: async () => {
       x.dispose();
       model.dispose();
