@@ -15,15 +15,32 @@ test('official tiny recipe: the official defaults (bf16, drop path 0.3, momentum
   expect([c.optim.lr, c.optim.epochs, c.train.OFFICIAL_EPOCH_LENGTH, c.teacher.teacher_temp]).toEqual([0.001, 100, 100, 0.07]);
 });
 
-test('20-minute recipe: official defaults with crop scales 0.5–1 / 0.2–0.5, drop path 0.1, KoLeo 0.3, teacher temperature 0.01 and nothing else', async () => {
+test('20-minute recipe: official defaults with the 96×4 ViT on 28/12 px crops and the short-run settings, nothing else', async () => {
   const o = await loadSSLConfig('cpu_tiny_fmnist', OFFICIAL_TINY_OVERRIDES);
   const t = await loadSSLConfig('cpu_tiny_fmnist', TUNED_TINY_OVERRIDES);
-  expect([t.crops.global_crops_scale, t.crops.local_crops_scale, t.student.drop_path_rate, t.dino.koleo_loss_weight]).toEqual([[0.5, 1], [0.2, 0.5], 0.1, 0.3]);
+  expect([t.student.embed_dim, t.student.depth, t.student.num_heads, t.student.n_storage_tokens]).toEqual([96, 4, 3, 0]);
+  expect([t.crops.global_crops_size, t.crops.local_crops_size, t.crops.global_crops_scale, t.crops.local_crops_scale]).toEqual([28, 12, [0.5, 1], [0.2, 0.5]]);
+  expect([t.dino.head_n_prototypes, t.ibot.head_n_prototypes, t.train.batch_size_per_gpu, t.optim.lr]).toEqual([256, 256, 32, 0.008]);
+  expect([t.student.drop_path_rate, t.dino.koleo_loss_weight]).toEqual([0.1, 0.3]);
   expect([t.teacher.warmup_teacher_temp, t.teacher.teacher_temp, t.teacher.warmup_teacher_temp_epochs]).toEqual([0.01, 0.01, 30]);
   const same = structuredClone(t);
-  same.crops.global_crops_scale = o.crops.global_crops_scale;
-  same.crops.local_crops_scale = o.crops.local_crops_scale;
-  same.student.drop_path_rate = o.student.drop_path_rate;
+  Object.assign(same.student, {
+    embed_dim: o.student.embed_dim,
+    depth: o.student.depth,
+    num_heads: o.student.num_heads,
+    n_storage_tokens: o.student.n_storage_tokens,
+    drop_path_rate: o.student.drop_path_rate,
+  });
+  Object.assign(same.crops, {
+    global_crops_size: o.crops.global_crops_size,
+    local_crops_size: o.crops.local_crops_size,
+    global_crops_scale: o.crops.global_crops_scale,
+    local_crops_scale: o.crops.local_crops_scale,
+  });
+  same.dino.head_n_prototypes = o.dino.head_n_prototypes;
+  same.ibot.head_n_prototypes = o.ibot.head_n_prototypes;
+  same.train.batch_size_per_gpu = o.train.batch_size_per_gpu;
+  same.optim.lr = o.optim.lr;
   same.dino.koleo_loss_weight = o.dino.koleo_loss_weight;
   same.teacher.warmup_teacher_temp = o.teacher.warmup_teacher_temp;
   same.teacher.teacher_temp = o.teacher.teacher_temp;
