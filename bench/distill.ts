@@ -20,9 +20,9 @@
 // --distill-overrides "k=v …" apply to the distilled student only (not to the scratch reference), e.g. a lower
 //   teacher temperature for the targets of a teacher whose heads were trained briefly.
 // The committed figures (bench/results/distill-cpu-2core.json) come from
-//   node dist/bench/learn_ssl.js --recipe tuned --peer parallel --threads 1 --run-dir <fm> …   (the 71.1% teacher)
-//     (made before the 20-minute recipe took the teacher temperature 0.01: add
-//     teacher.warmup_teacher_temp=0.04 teacher.teacher_temp=0.07 to remake that teacher)
+//   node dist/bench/learn_ssl.js --recipe official --peer parallel --threads 1 --run-dir <fm> \
+//     'crops.global_crops_scale=[0.5,1]' 'crops.local_crops_scale=[0.2,0.5]' student.drop_path_rate=0.1 \
+//     dino.koleo_loss_weight=0.3   (the 71.1% teacher: the 20-minute recipe as it was then, on the 192×6 ViT)
 //   node dist/bench/distill.js --teacher-run <fm> --student-minutes 20 --scratch-minutes 20 --threads 1 \
 //     --distill-overrides "teacher.teacher_temp=0.005 teacher.warmup_teacher_temp=0.005"
 // The teacher's DINO head logits vary by about 0.005 across prototypes after 20 minutes (its DINO loss never left
