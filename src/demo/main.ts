@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm run demo`: the quickstart of self-supervised DINOv3 training on one CPU. A small ViT (patch 4, RoPE, storage
-// tokens, LayerScale) is pretrained without labels on Fashion-MNIST (Debian's dataset-fashion-mnist) for a few
+// `npm run demo`: the quickstart of self-supervised DINOv3 training on one CPU. A small ViT (96 wide, 4 blocks, patch 4,
+// RoPE, LayerScale) is pretrained without labels on Fashion-MNIST (Debian's dataset-fashion-mnist) for a few
 // minutes with the official multi-crop augmentation, iBOT masking, DINO + iBOT + KoLeo losses and an EMA teacher;
 // then the teacher's k-NN accuracy is compared with the same network at random initialisation, a PCA picture of its
 // patch features and the loss curve are written, and the teacher is exported as .safetensors.

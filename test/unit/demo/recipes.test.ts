@@ -47,8 +47,13 @@ test('20-minute recipe: official defaults with the 96×4 ViT on 28/12 px crops a
   expect(same).toEqual(o);
 });
 
-test('few-minute recipe: lr 4e-3, teacher temperature 0.02 throughout, KoLeo 0.3, momentum 0.98 → 1', async () => {
+test('few-minute recipe: the small model of the 20-minute recipe, lr 4e-3, teacher temperature 0.02 throughout, KoLeo 0.3, momentum 0.98 → 1', async () => {
   const q = await loadSSLConfig('cpu_tiny_fmnist', QUICKSTART_OVERRIDES);
+  const t = await loadSSLConfig('cpu_tiny_fmnist', TUNED_TINY_OVERRIDES);
+  expect([q.student.embed_dim, q.student.depth, q.student.num_heads, q.student.n_storage_tokens]).toEqual([96, 4, 3, 0]);
+  expect([q.crops.global_crops_size, q.crops.local_crops_size, q.dino.head_n_prototypes, q.train.batch_size_per_gpu]).toEqual([28, 12, 256, 32]);
+  expect(q.student).toEqual({ ...t.student, drop_path_rate: 0.3 });
+  expect(q.crops).toEqual({ ...t.crops, global_crops_scale: [0.32, 1.0], local_crops_scale: [0.05, 0.32] });
   expect([q.optim.lr, q.teacher.warmup_teacher_temp, q.teacher.teacher_temp, q.dino.koleo_loss_weight]).toEqual([0.004, 0.02, 0.02, 0.3]);
   expect([q.teacher.momentum_teacher, q.teacher.final_momentum_teacher]).toEqual([0.98, 1]);
 });
