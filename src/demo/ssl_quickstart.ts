@@ -69,8 +69,8 @@ export const SMALL_TINY_OVERRIDES = [
  * - KoLeo weight 0.3 (official 0.1);
  * - teacher momentum 0.98 → 1 (official 0.992 → 1): the teacher follows the student sooner.
  * Three minutes on two threads (k-NN@20 on the full 60k/10k split, `bench/results/learn_fmnist-cpu-2core-3min.json`):
- * 71.9% (1,272 iterations) against 65.4% for these four changes on the 192×6 ViT (124 iterations) and
- * 71.0% for the 20-minute recipe. Over 20 minutes the 20-minute recipe does better: use this for a few minutes only.
+ * 71.9% (1,272 iterations) against 65.4% for these four changes on the 192×6 ViT (124 iterations) and 71.0% for the
+ * 20-minute recipe. Over 20 minutes the 20-minute recipe does better: use this for a few minutes only.
  */
 export const QUICKSTART_OVERRIDES = [
   ...OFFICIAL_TINY_OVERRIDES,
