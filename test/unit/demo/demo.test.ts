@@ -35,7 +35,7 @@ test.runIf(existsSync('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte
     for (const f of ['pca.png', 'loss_curve.png', 'run/teacher_checkpoint.safetensors', 'run/config.yaml', 'run/training_metrics.jsonl'])
       expect(existsSync(join(out, f)), f).toBe(true);
     const { model } = await loadBackbone(join(out, 'run', 'teacher_checkpoint.safetensors'));
-    expect([model.embedDim, model.nBlocks, model.patchSize]).toEqual([192, 6, 4]);
+    expect([model.embedDim, model.nBlocks, model.patchSize, model.nStorageTokens]).toEqual([96, 4, 4, 0]);
     model.dispose();
   },
   300_000,
