@@ -93,7 +93,8 @@ export const QUICKSTART_OVERRIDES = [
  * - 256 prototypes in both heads (preset 1,024) and batch 32 (preset 64): more, smaller steps; with fewer prototypes
  *   the DINO loss leaves ln K at once;
  * - lr 8e-3 (official 1e-3; the sqrt_wrt_1024 rule makes the peak 5.7e-3 at batch 32): 3e-3 gave 79.9%, 5e-3 80.4%
- *   and 77.8%, 8e-3 79.8% on 32/16 px crops; 1.2e-2 fell behind (65.5% on a 10k/2k subset at 10 minutes, the others 74–76%);
+ *   and 77.8%, 8e-3 79.8% on 32/16 px crops; 1.2e-2 fell behind (65.5% on a 10k/2k subset at 10 minutes, the others
+ *   74–76%);
  * - crop scales: globals 50–100% of the image, locals 20–50% (official 32–100% and 5–32%, meant for 224 px photos: a
  *   5% local crop of a 28 px image is a 6 px patch of background or one edge);
  * - drop path 0.1 (official 0.3: a small ViT trained for a few thousand iterations is not over-fitting);
@@ -112,8 +113,8 @@ export const QUICKSTART_OVERRIDES = [
  * How it got here: the crop scales, drop path and KoLeo took the 192×6 ViT from 69.1% (official defaults with the
  * crop scales) to 69.9%, and 71.1% against the official 68.4% side by side; the 96×4 ViT 73.3–73.6%; the temperature
  * 0.01, 76.1–79.2%; 256 prototypes, batch 32 and lr 5e-3–8e-3, 77.8–80.4%; the 28/12 px crops without storage tokens
- * 81.5–82.3%. Runs of one recipe spread over about three points. Changes that did not help: two local crops instead of six
- * (fewer images learnt per step), LayerScale init 0.1 or 1 instead of 1e-5, KoLeo 0.1 or 1, temperature 0.005,
+ * 81.5–82.3%. Runs of one recipe spread over about three points. Changes that did not help: two local crops instead
+ * of six (fewer images learnt per step), LayerScale init 0.1 or 1 instead of 1e-5, KoLeo 0.1 or 1, temperature 0.005,
  * batch 16, gentler crop scales (80–100% / 30–60%), drop path 0, no Gaussian blur, a final teacher momentum of 0.996,
  * a faster start (lr warmup 2%, no last-layer freeze, momentum from 0.98), no layer-wise lr decay and a patch-embed lr
  * multiplier of 1, ten local crops, no iBOT, 64×4 and 128×4 ViTs.
