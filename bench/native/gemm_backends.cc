@@ -1,10 +1,13 @@
 // CPU SGEMM back ends reachable from the addon, on the ViT-S/16 linear shapes (batch 8 at 224: M = 8·201 tokens) and a
-// 1024³ square: oneDNN's dnnl_sgemm (what the fused CPU linear calls; AVX-512 kernels on this CPU), OpenBLAS's
-// sgemm_ (Debian 0.3.21: Haswell AVX2 kernels; what at::linear/addmm calls), and oneDNN's matmul primitive (brgemm
-// avx512_core) with plain and with prepacked ("any" layout) weights. libdnnl.so.2 (2.6) ships without headers, so the
-// few C API entry points are declared here (opaque descriptor buffers). Best of rounds that alternate the back ends.
+// 1024³ square: oneDNN's dnnl_sgemm (what the fused CPU linear calls; AVX-512 kernels on this CPU), the same with
+// each thread multiplying its own block of rows in a single-threaded call (the addon's Gemm does this for k >= 4n, n <= 512),
+// OpenBLAS's sgemm_ (Debian 0.3.21: Haswell AVX2 kernels; what at::linear/addmm calls), and oneDNN's matmul primitive
+// (brgemm avx512_core) with plain and with prepacked ("any" layout) weights. libdnnl.so.2 (2.6) ships without headers,
+// so the few C API entry points are declared here (opaque descriptor buffers). Best of rounds that alternate the back
+// ends. First it measures the cores' float32 FMA peak: each thread runs 12 independent chains of 256- and of 512-bit
+// FMAs on registers (no memory traffic), the ceiling that no GEMM can pass.
 //   g++ -O2 -fopenmp bench/native/gemm_backends.cc -o /tmp/gemm_backends \
-//       /usr/lib/x86_64-linux-gnu/libdnnl.so.2 /usr/lib/x86_64-linux-gnu/libopenblas.so.0 && /tmp/gemm_backends 2
+//       /usr/lib/x86_64-linux-gnu/libdnnl.so.2 /usr/lib/x86_64-linux-gnu/libopenblas.so.0 && /tmp/gemm_backends 2 [sweep]
 // Run on a quiet machine: the figures of a loaded one mostly measure the neighbours.
 #include <chrono>
 #include <cstdio>
@@ -81,11 +84,77 @@ Mm make(int64_t M, int64_t N, int64_t K, float* x, float* W, float* bias, float*
   printf("   impl=%s\n", impl ? impl : "?");
   return m;
 }
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V16 __attribute__((vector_size(64)));
+// 12 independent FMA chains (enough to cover the FMA latency on two pipes), `iters` rounds; returns FLOP/s.
+template <typename V>
+static inline double FmaChains(long iters) {
+  V b, c, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11;  // named, so that they live in registers
+  for (unsigned j = 0; j < sizeof(V) / 4; ++j) {
+    b[j] = 1.0000001f, c[j] = 1e-7f;
+    a0[j] = 0, a1[j] = 1, a2[j] = 2, a3[j] = 3, a4[j] = 4, a5[j] = 5, a6[j] = 6, a7[j] = 7, a8[j] = 8, a9[j] = 9, a10[j] = 10, a11[j] = 11;
+  }
+  double t0 = now();
+  for (long r = 0; r < iters; ++r) {
+#define F(x) x = x * b + c;
+    F(a0) F(a1) F(a2) F(a3) F(a4) F(a5) F(a6) F(a7) F(a8) F(a9) F(a10) F(a11)
+#undef F
+  }
+  double t = now() - t0;
+  V s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+  if (s[0] == 1.2345f) printf(" ");
+  return double(iters) * 12 * (sizeof(V) / 4) * 2 / t;
+}
+__attribute__((target("avx2,fma"), flatten)) static double Fma256(long iters) { return FmaChains<V8>(iters); }
+__attribute__((target("avx512f"), flatten)) static double Fma512(long iters) { return FmaChains<V16>(iters); }
+static void FmaPeak(int threads) {
+  const bool has512 = __builtin_cpu_supports("avx512f");
+  for (int w = 0; w < (has512 ? 2 : 1); ++w) {
+    double best = 0;
+    for (int r = 0; r < 3; ++r) {
+      double sum = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sum)
+      sum += w == 0 ? Fma256(100000000L) : Fma512(50000000L);
+      best = std::max(best, sum);
+    }
+    printf("fma peak, %d-bit, %d threads: %.1f GFLOP/s\n", w == 0 ? 256 : 512, threads, best / 1e9);
+  }
+}
+// `sweep`: dnnl_sgemm C = A·Bᵀ in one call against the row split, over M × N × K (where Gemm's rule comes from).
+static void Sweep(int threads) {
+  const int64_t Ms[] = {402, 1608, 6432}, Ns[] = {96, 192, 384, 768, 1024, 1536}, Ks[] = {384, 768, 1536, 3072};
+  for (int64_t M : Ms) for (int64_t N : Ns) for (int64_t K : Ks) {
+    std::vector<float> x(M * K, 0.5f), W(N * K, 0.25f), y(M * N);
+    const int reps = std::max<int64_t>(1, int64_t(2e8) / (M * N * K));
+    double best[2] = {1e9, 1e9};
+    for (int r = 0; r < 7; ++r)
+      for (int w = 0; w < 2; ++w) {
+        double t0 = now();
+        for (int q = 0; q < reps; ++q) {
+          if (w == 0) dnnl_sgemm('N', 'T', M, N, K, 1.f, x.data(), K, W.data(), K, 0.f, y.data(), N);
+          else {
+#pragma omp parallel num_threads(threads)
+            {
+              const int64_t blocks = (M + 15) / 16, nt = omp_get_num_threads(), t = omp_get_thread_num();
+              const int64_t per = (blocks + nt - 1) / nt, r0 = std::min(M, t * per * 16), r1 = std::min(M, (t + 1) * per * 16);
+              if (r1 > r0) dnnl_sgemm('N', 'T', r1 - r0, N, K, 1.f, x.data() + r0 * K, K, W.data(), K, 0.f, y.data() + r0 * N, N);
+            }
+          }
+        }
+        best[w] = std::min(best[w], (now() - t0) / reps);
+      }
+    const double one = 2.0 * M * N * K / best[0] / 1e9, split = 2.0 * M * N * K / best[1] / 1e9;
+    printf("M %5ld N %5ld K %5ld  one call %6.1f  row split %6.1f GFLOP/s  %s\n", long(M), long(N), long(K), one, split,
+           split > one * 1.05 ? "split +5%" : one > split * 1.05 ? "one call +5%" : "");
+  }
+}
 int main(int argc, char** argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 2;
   omp_set_num_threads(threads);
   CK(dnnl_engine_create(&eng, 1, 0));
   CK(dnnl_stream_create(&strm, eng, 1));
+  FmaPeak(threads);
+  if (argc > 2 && std::strcmp(argv[2], "sweep") == 0) return Sweep(threads), 0;
   struct S { const char* n; int64_t M, N, K; } shapes[] = {{"qkv", 1608, 1152, 384}, {"proj", 1608, 384, 384}, {"fc1", 1608, 1536, 384}, {"fc2", 1608, 384, 1536}, {"sq1024", 1024, 1024, 1024}};
   for (auto& s : shapes) {
     std::vector<float> x(s.M * s.K), W(s.N * s.K), b(s.N), y(s.M * s.N);
@@ -96,14 +165,21 @@ int main(int argc, char** argv) {
     Mm bf = make(s.M, s.N, s.K, x.data(), W.data(), b.data(), y.data(), true, 0);
     auto runs = [&](int which) {
       if (which == 0) dnnl_sgemm('N', 'T', s.M, s.N, s.K, 1.f, x.data(), s.K, W.data(), s.K, 0.f, y.data(), s.N);
-      else if (which == 1) { char tb = 'T', ta = 'N'; int M = s.N, N = s.M, K = s.K; float a = 1, bb = 0; sgemm_(&tb, &ta, &M, &N, &K, &a, W.data(), &K, x.data(), &K, &bb, y.data(), &M); }
+      else if (which == 4) {
+#pragma omp parallel num_threads(threads)
+        {
+          const int64_t blocks = (s.M + 15) / 16, nt = omp_get_num_threads(), t = omp_get_thread_num();
+          const int64_t per = (blocks + nt - 1) / nt, r0 = std::min(s.M, t * per * 16), r1 = std::min(s.M, (t + 1) * per * 16);
+          if (r1 > r0) dnnl_sgemm('N', 'T', r1 - r0, s.N, s.K, 1.f, x.data() + r0 * s.K, s.K, W.data(), s.K, 0.f, y.data() + r0 * s.N, s.N);
+        }
+      } else if (which == 1) { char tb = 'T', ta = 'N'; int M = s.N, N = s.M, K = s.K; float a = 1, bb = 0; sgemm_(&tb, &ta, &M, &N, &K, &a, W.data(), &K, x.data(), &K, &bb, y.data(), &M); }
       else { Mm& m = which == 2 ? plain : bf; dnnl_exec_arg_t args[4] = {{1, m.src}, {33, m.w}, {41, m.b}, {17, m.dst}}; CK(dnnl_primitive_execute(m.prim, strm, 4, args)); dnnl_stream_wait(strm); }
     };
-    const char* names[] = {"dnnl_sgemm", "openblas", "dnnl_matmul", "dnnl_matmul_packed"};
-    double best[4] = {1e9, 1e9, 1e9, 1e9};
-    for (int w = 0; w < 4; ++w) runs(w);
+    const char* names[] = {"dnnl_sgemm", "openblas", "dnnl_matmul", "dnnl_matmul_packed", "dnnl_sgemm_rowsplit"};
+    double best[5] = {1e9, 1e9, 1e9, 1e9, 1e9};
+    for (int w = 0; w < 5; ++w) runs(w);
     for (int round = 0; round < 15; ++round)
-      for (int w = 0; w < 4; ++w) { double t0 = now(); for (int i = 0; i < 5; ++i) runs(w); best[w] = std::min(best[w], (now() - t0) / 5); }
-    for (int w = 0; w < 4; ++w) printf("  %-20s %7.3f ms %6.1f GFLOP/s\n", names[w], best[w] * 1e3, fl / best[w] / 1e9);
+      for (int w = 0; w < 5; ++w) { double t0 = now(); for (int i = 0; i < 5; ++i) runs(w); best[w] = std::min(best[w], (now() - t0) / 5); }
+    for (int w = 0; w < 5; ++w) printf("  %-20s %7.3f ms %6.1f GFLOP/s\n", names[w], best[w] * 1e3, fl / best[w] / 1e9);
   }
 }

@@ -15,7 +15,8 @@
 //
 // SGEMM: oneDNN's dnnl_sgemm when the process has it (Debian's libtorch links libdnnl; ~5% faster than OpenBLAS on
 // these shapes), else the Fortran BLAS sgemm_ (OpenBLAS), else at::mm. DINOV3_GEMM=blas|aten forces the latter two
-// (A/B comparisons). OpenMP: see ParallelFor.
+// (A/B comparisons). fc2-like shapes run as one SGEMM call per thread on its block of rows (see Gemm). OpenMP: see
+// ParallelFor.
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
@@ -99,10 +100,11 @@ const int kGemmBackend = [] {
 }();
 
 // Row-major C[m, n] = alpha · op(A) · op(B) + beta · C, with op(A) = A [m, k] or Aᵀ (A stored [k, m]) and op(B) =
-// B [k, n] or Bᵀ (B stored [n, k]). Inside a parallel region (omp_in_parallel) oneDNN and OpenBLAS run
-// single-threaded.
-void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// B [k, n] or Bᵀ (B stored [n, k]), in one call of the first back end that takes it. Inside a parallel region
+// (omp_in_parallel) oneDNN and OpenBLAS run single-threaded.
+void GemmCall(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+              const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  // oneDNN checks its arguments before it writes, so a refused call leaves C as it was for the next back end.
   if (dnnl_sgemm && kGemmBackend == 0 &&
       dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
     return;
@@ -124,6 +126,25 @@ void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha
     C.copy_(at::mm(A, B).mul_(alpha));
   else
     C.mul_(beta).add_(at::mm(A, B), alpha);
+}
+
+// GemmCall, with one exception. For C = A·Bᵀ with k >= 4n and n <= 512 (the MLP's second projection of ViT-S and
+// smaller: n = D, k = 4D) oneDNN threads a single call poorly: on 2 Zen 4 cores it reaches 182 GFLOP/s at ViT-S/16
+// batch 8 (1608×384×1536) where each thread multiplying its own block of rows in a single-threaded call reaches 213.
+// There Gemm splits the rows. The sweep in bench/native/gemm_backends.cc (bench/results/kernels-cpu-2core-quiet.json,
+// 400 to 6,400 rows) found the split 4-41% faster for k >= 4n with n = 192 or 384 and neutral (±2%) for n = 96. For
+// k = 2n it ranged from -5% to +8%; elsewhere from -9% to +20%.
+void Gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  constexpr int64_t kRowBlock = 16, kMinRowsPerThread = 64;
+  const int64_t threads = at::get_num_threads();
+  const bool split = dnnl_sgemm && kGemmBackend == 0 && !transA && transB && k >= 4 * n && n <= 512 && threads > 1 &&
+                     m >= kMinRowsPerThread * threads && !(omp_in_parallel && omp_in_parallel());
+  if (!split) return GemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  ParallelFor((m + kRowBlock - 1) / kRowBlock, [&](int64_t first, int64_t last) {
+    const int64_t r0 = first * kRowBlock, r1 = std::min(m, last * kRowBlock);
+    GemmCall(false, true, r1 - r0, n, k, alpha, a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+  });
 }
 
 void GemmRowMajor(bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,

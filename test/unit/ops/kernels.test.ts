@@ -264,6 +264,41 @@ describe('linear with GELU and residualAdd', () => {
     expect(memory().liveTensors).toBe(before);
   });
 
+  // fc2-like shapes (in >= 4·out, out <= 512) with at least 64 rows per thread run as one SGEMM per thread on its block of rows
+  // (native/src/ops/fused.cc, Gemm). 203 rows = 13 blocks of 16 (the last short): uneven over 2 and 3 threads.
+  test('the row-split SGEMM (in >= 4·out) equals the float64 product for 1, 2 and 3 threads', () => {
+    const prev = getNumThreads();
+    const before = memory().liveTensors;
+    const g = new Generator(13);
+    scope(() => {
+      const x = randn([7, 29, 96], { generator: g });
+      const w = randn([24, 96], { generator: g });
+      const b = randn([24], { generator: g });
+      const ref = linear(x.to('float64'), w.to('float64'), b.to('float64')).to('float32');
+      const refNoBias = linear(x.to('float64'), w.to('float64')).to('float32');
+      try {
+        for (const n of [1, 2, 3]) {
+          setNumThreads(n);
+          expectClose(noGrad(() => linear(x, w, b)), ref, `fused, ${n} threads`, 1e-5);
+          expectClose(noGrad(() => linear(x, w)), refNoBias, `fused without bias, ${n} threads`, 1e-5);
+          expectClose(noGrad(() => linear(x, w, b, 'gelu')), gelu(ref), `fused + GELU, ${n} threads`, 1e-5);
+          // The autograd SGEMM linear: same forward; its backward is checked against at::linear.
+          const [x1, w1] = [x, w].map((t) => t.detach().requiresGrad_()) as [typeof x, typeof w];
+          const y = linear(x1, w1, b);
+          expectClose(y, ref, `autograd forward, ${n} threads`, 1e-5);
+          y.pow(2).sum().backward();
+          const [x2, w2] = [x, w].map((t) => t.detach().requiresGrad_()) as [typeof x, typeof w];
+          withPlainKernels(() => linear(x2, w2, b)).pow(2).sum().backward();
+          expectClose(x1.grad!, x2.grad!, `dx, ${n} threads`, 1e-5);
+          expectClose(w1.grad!, w2.grad!, `dW, ${n} threads`, 1e-5);
+        }
+      } finally {
+        setNumThreads(prev);
+      }
+    });
+    expect(memory().liveTensors).toBe(before);
+  });
+
   test('gradients flow through the plain linear + GELU and residualAdd', () => {
     scope(() => {
       const g = new Generator(9);
