@@ -279,16 +279,34 @@ describe('linear with GELU and residualAdd', () => {
       try {
         for (const n of [1, 2, 3]) {
           setNumThreads(n);
-          expectClose(noGrad(() => linear(x, w, b)), ref, `fused, ${n} threads`, 1e-5);
-          expectClose(noGrad(() => linear(x, w)), refNoBias, `fused without bias, ${n} threads`, 1e-5);
-          expectClose(noGrad(() => linear(x, w, b, 'gelu')), gelu(ref), `fused + GELU, ${n} threads`, 1e-5);
+          expectClose(
+            noGrad(() => linear(x, w, b)),
+            ref,
+            `fused, ${n} threads`,
+            1e-5,
+          );
+          expectClose(
+            noGrad(() => linear(x, w)),
+            refNoBias,
+            `fused without bias, ${n} threads`,
+            1e-5,
+          );
+          expectClose(
+            noGrad(() => linear(x, w, b, 'gelu')),
+            gelu(ref),
+            `fused + GELU, ${n} threads`,
+            1e-5,
+          );
           // The autograd SGEMM linear: same forward; its backward is checked against at::linear.
           const [x1, w1] = [x, w].map((t) => t.detach().requiresGrad_()) as [typeof x, typeof w];
           const y = linear(x1, w1, b);
           expectClose(y, ref, `autograd forward, ${n} threads`, 1e-5);
           y.pow(2).sum().backward();
           const [x2, w2] = [x, w].map((t) => t.detach().requiresGrad_()) as [typeof x, typeof w];
-          withPlainKernels(() => linear(x2, w2, b)).pow(2).sum().backward();
+          withPlainKernels(() => linear(x2, w2, b))
+            .pow(2)
+            .sum()
+            .backward();
           expectClose(x1.grad!, x2.grad!, `dx, ${n} threads`, 1e-5);
           expectClose(w1.grad!, w2.grad!, `dW, ${n} threads`, 1e-5);
         }
