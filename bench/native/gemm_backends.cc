@@ -1,13 +1,13 @@
 // CPU SGEMM back ends reachable from the addon, on the ViT-S/16 linear shapes (batch 8 at 224: M = 8·201 tokens) and a
 // 1024³ square: oneDNN's dnnl_sgemm (what the fused CPU linear calls; AVX-512 kernels on this CPU), the same with
-// each thread multiplying its own block of rows in a single-threaded call (the addon's Gemm does this for k >= 4n, n <= 512),
-// OpenBLAS's sgemm_ (Debian 0.3.21: Haswell AVX2 kernels; what at::linear/addmm calls), and oneDNN's matmul primitive
-// (brgemm avx512_core) with plain and with prepacked ("any" layout) weights. libdnnl.so.2 (2.6) ships without headers,
-// so the few C API entry points are declared here (opaque descriptor buffers). Best of rounds that alternate the back
-// ends. First it measures the cores' float32 FMA peak: each thread runs 12 independent chains of 256- and of 512-bit
-// FMAs on registers (no memory traffic), the ceiling that no GEMM can pass.
-//   g++ -O2 -fopenmp bench/native/gemm_backends.cc -o /tmp/gemm_backends \
-//       /usr/lib/x86_64-linux-gnu/libdnnl.so.2 /usr/lib/x86_64-linux-gnu/libopenblas.so.0 && /tmp/gemm_backends 2 [sweep]
+// each thread multiplying its own block of rows in a single-threaded call (the addon's Gemm does this for k >= 4n and
+// n <= 512), OpenBLAS's sgemm_ (Debian 0.3.21: Haswell AVX2 kernels; what at::linear/addmm calls), and oneDNN's
+// matmul primitive (brgemm avx512_core) with plain and with prepacked ("any" layout) weights. libdnnl.so.2 (2.6) ships
+// without headers, so the few C API entry points are declared here (opaque descriptor buffers). Best of rounds that
+// alternate the back ends. First it measures the cores' float32 FMA peak: each thread runs 12 independent chains of
+// 256- and of 512-bit FMAs on registers (no memory traffic), the ceiling that no GEMM can pass.
+//   g++ -O2 -fopenmp bench/native/gemm_backends.cc -o /tmp/gemm_backends /usr/lib/x86_64-linux-gnu/libdnnl.so.2 \
+//       /usr/lib/x86_64-linux-gnu/libopenblas.so.0 && /tmp/gemm_backends 2 [sweep]
 // Run on a quiet machine: the figures of a loaded one mostly measure the neighbours.
 #include <chrono>
 #include <cstdio>
@@ -120,6 +120,15 @@ static void FmaPeak(int threads) {
     printf("fma peak, %d-bit, %d threads: %.1f GFLOP/s\n", w == 0 ? 256 : 512, threads, best / 1e9);
   }
 }
+// y[M,N] = x[M,K]·W[N,K]^T with each thread multiplying its own block of rows (blocks of 16) in a single-threaded call.
+static void RowSplitSgemm(int threads, int64_t M, int64_t N, int64_t K, const float* x, const float* W, float* y) {
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t blocks = (M + 15) / 16, nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = (blocks + nt - 1) / nt, r0 = std::min(M, t * per * 16), r1 = std::min(M, (t + 1) * per * 16);
+    if (r1 > r0) dnnl_sgemm('N', 'T', r1 - r0, N, K, 1.f, x + r0 * K, K, W, K, 0.f, y + r0 * N, N);
+  }
+}
 // `sweep`: dnnl_sgemm C = A·Bᵀ in one call against the row split, over M × N × K (where Gemm's rule comes from).
 static void Sweep(int threads) {
   const int64_t Ms[] = {402, 1608, 6432}, Ns[] = {96, 192, 384, 768, 1024, 1536}, Ks[] = {384, 768, 1536, 3072};
@@ -132,14 +141,7 @@ static void Sweep(int threads) {
         double t0 = now();
         for (int q = 0; q < reps; ++q) {
           if (w == 0) dnnl_sgemm('N', 'T', M, N, K, 1.f, x.data(), K, W.data(), K, 0.f, y.data(), N);
-          else {
-#pragma omp parallel num_threads(threads)
-            {
-              const int64_t blocks = (M + 15) / 16, nt = omp_get_num_threads(), t = omp_get_thread_num();
-              const int64_t per = (blocks + nt - 1) / nt, r0 = std::min(M, t * per * 16), r1 = std::min(M, (t + 1) * per * 16);
-              if (r1 > r0) dnnl_sgemm('N', 'T', r1 - r0, N, K, 1.f, x.data() + r0 * K, K, W.data(), K, 0.f, y.data() + r0 * N, N);
-            }
-          }
+          else RowSplitSgemm(threads, M, N, K, x.data(), W.data(), y.data());
         }
         best[w] = std::min(best[w], (now() - t0) / reps);
       }
@@ -165,14 +167,8 @@ int main(int argc, char** argv) {
     Mm bf = make(s.M, s.N, s.K, x.data(), W.data(), b.data(), y.data(), true, 0);
     auto runs = [&](int which) {
       if (which == 0) dnnl_sgemm('N', 'T', s.M, s.N, s.K, 1.f, x.data(), s.K, W.data(), s.K, 0.f, y.data(), s.N);
-      else if (which == 4) {
-#pragma omp parallel num_threads(threads)
-        {
-          const int64_t blocks = (s.M + 15) / 16, nt = omp_get_num_threads(), t = omp_get_thread_num();
-          const int64_t per = (blocks + nt - 1) / nt, r0 = std::min(s.M, t * per * 16), r1 = std::min(s.M, (t + 1) * per * 16);
-          if (r1 > r0) dnnl_sgemm('N', 'T', r1 - r0, s.N, s.K, 1.f, x.data() + r0 * s.K, s.K, W.data(), s.K, 0.f, y.data() + r0 * s.N, s.N);
-        }
-      } else if (which == 1) { char tb = 'T', ta = 'N'; int M = s.N, N = s.M, K = s.K; float a = 1, bb = 0; sgemm_(&tb, &ta, &M, &N, &K, &a, W.data(), &K, x.data(), &K, &bb, y.data(), &M); }
+      else if (which == 4) RowSplitSgemm(threads, s.M, s.N, s.K, x.data(), W.data(), y.data());
+      else if (which == 1) { char tb = 'T', ta = 'N'; int M = s.N, N = s.M, K = s.K; float a = 1, bb = 0; sgemm_(&tb, &ta, &M, &N, &K, &a, W.data(), &K, x.data(), &K, &bb, y.data(), &M); }
       else { Mm& m = which == 2 ? plain : bf; dnnl_exec_arg_t args[4] = {{1, m.src}, {33, m.w}, {41, m.b}, {17, m.dst}}; CK(dnnl_primitive_execute(m.prim, strm, 4, args)); dnnl_stream_wait(strm); }
     };
     const char* names[] = {"dnnl_sgemm", "openblas", "dnnl_matmul", "dnnl_matmul_packed", "dnnl_sgemm_rowsplit"};

@@ -264,8 +264,9 @@ describe('linear with GELU and residualAdd', () => {
     expect(memory().liveTensors).toBe(before);
   });
 
-  // fc2-like shapes (in >= 4·out, out <= 512) with at least 64 rows per thread run as one SGEMM per thread on its block of rows
-  // (native/src/ops/fused.cc, Gemm). 203 rows = 13 blocks of 16 (the last short): uneven over 2 and 3 threads.
+  // fc2-like shapes (in >= 4·out, out <= 512) with at least 64 rows per thread run as one SGEMM per thread on its
+  // block of rows (native/src/ops/fused.cc, Gemm). 203 rows = 13 blocks of 16 (the last short): uneven over 2 and 3
+  // threads.
   test('the row-split SGEMM (in >= 4·out) equals the float64 product for 1, 2 and 3 threads', () => {
     const prev = getNumThreads();
     const before = memory().liveTensors;
