@@ -569,15 +569,16 @@ at::Tensor AttentionPlain(const at::Tensor& qkv, int64_t heads, const at::Tensor
     q = RopePlain(q, sin, cos);
     k = RopePlain(k, sin, cos);
   }
+  (void)flash;
   at::Tensor x;
 #if DINOV3_TORCH_AT_LEAST(2, 1)
-  (void)flash;
-  x = at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
-#else
-  (void)flash;
-  x = at::matmul(q, k.transpose(-2, -1)).mul_(scale ? *scale : 1.0 / std::sqrt(double(d)));
-  x = at::matmul(at::softmax(x, -1), v);
+  // On the meta device (shapes only) libtorch 2.13's SDPA reaches an op without a meta kernel (where.self_out).
+  if (!qkv.is_meta()) x = at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
 #endif
+  if (!x.defined()) {
+    x = at::matmul(q, k.transpose(-2, -1)).mul_(scale ? *scale : 1.0 / std::sqrt(double(d)));
+    x = at::matmul(at::softmax(x, -1), v);
+  }
   return x.transpose(1, 2).reshape({B, N, D});
 }
 
