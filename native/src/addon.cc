@@ -15,6 +15,7 @@ AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(new AddonData());
+  InitWarnings(env, exports);
   InitTensorCore(env, exports);
   InitCreation(env, exports);
   InitPointwise(env, exports);

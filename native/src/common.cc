@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cmath>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "instance_data.h"
 
@@ -400,16 +402,91 @@ Napi::Value Args::ret(const std::tuple<at::Tensor, at::Tensor>& ts) const {
 
 // ---- Guard ----------------------------------------------------------------------------------------------------
 
+// ---- libtorch warnings ----
+// c10's default handler prints TORCH_WARN messages to stderr (libtorch 2.x warns, for instance, on std() of a single
+// element), where a Node program can neither see nor silence them. On the JS thread the addon collects them instead,
+// and RunGuarded hands each to process.emitWarning when the call returns (type "TorchWarning", code
+// DINOV3_TORCH_WARNING, the op's name in front): printed once by Node's default listener, silenced by --no-warnings,
+// observable through process.on('warning'). c10's handler is per thread, so are the handler and its queue here;
+// warnings raised on other threads (OpenMP workers, async work) still reach stderr.
+namespace {
+
+constexpr size_t kMaxQueuedWarnings = 16;  // per call; more are counted, not kept
+
+class CollectingWarningHandler : public c10::WarningHandler {
+ public:
+#if DINOV3_TORCH_AT_LEAST(2, 0)
+  void process(const c10::Warning& w) override { Push(w.msg()); }
+#else
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override { Push(msg); }
+#endif
+  bool pending = false;
+  std::vector<std::string> queue;
+  size_t dropped = 0;
+
+ private:
+  void Push(const std::string& msg) {
+    pending = true;
+    if (queue.size() < kMaxQueuedWarnings)
+      queue.push_back(msg);
+    else
+      ++dropped;
+  }
+};
+
+thread_local CollectingWarningHandler tWarnings;
+
+void FlushTorchWarnings(Napi::Env env, const char* op) {
+  if (!tWarnings.pending) return;
+  std::vector<std::string> batch;
+  batch.swap(tWarnings.queue);
+  const size_t dropped = tWarnings.dropped;
+  tWarnings.pending = false;
+  tWarnings.dropped = 0;
+  if (dropped) batch.push_back(std::to_string(dropped) + " more warnings");
+  try {
+    Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+    Napi::Value emit = process.Get("emitWarning");
+    if (!emit.IsFunction()) return;
+    Napi::Object options = Napi::Object::New(env);
+    options.Set("type", "TorchWarning");
+    options.Set("code", "DINOV3_TORCH_WARNING");
+    for (const std::string& msg : batch)
+      emit.As<Napi::Function>().Call(process, {Napi::String::New(env, std::string(op) + ": " + msg), options});
+  } catch (const Napi::Error&) {
+    // A 'warning' listener that throws loses the rest of this batch, not the call's result.
+  }
+}
+
+}  // namespace
+
+void InitWarnings(Napi::Env env, Napi::Object e) {
+#if DINOV3_TORCH_AT_LEAST(2, 0)
+  c10::WarningUtils::set_warning_handler(&tWarnings);
+#else
+  c10::Warning::set_warning_handler(&tWarnings);
+#endif
+  // torchWarn(message): raises a libtorch warning (TORCH_WARN) on this thread, as an op would; for tests.
+  Def(env, e, "torchWarn", [](Args& a) -> Napi::Value {
+    TORCH_WARN(a.str(0, "message"));
+    return a.env().Undefined();
+  });
+}
+
 Napi::Value RunGuarded(const Napi::CallbackInfo& info, const char* op, Napi::Value (*body)(Args&)) {
   Napi::Env env = info.Env();
   auto fail = [&](ErrKind kind, const std::string& what, const char* code) -> Napi::Value {
+    FlushTorchWarnings(env, op);
     MakeError(env, kind, std::string(op) + ": " + what, code).ThrowAsJavaScriptException();
     return env.Undefined();
   };
   try {
     Args args(info, op);
-    return body(args);
+    Napi::Value result = body(args);
+    FlushTorchWarnings(env, op);
+    return result;
   } catch (const Napi::Error& e) {
+    FlushTorchWarnings(env, op);
     e.ThrowAsJavaScriptException();
     return env.Undefined();
   } catch (const c10::OutOfMemoryError& e) {

@@ -118,6 +118,7 @@ c10::optional<at::Generator> GeneratorArg(const Args& a, size_t i);
 void Def(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*body)(Args&));
 
 // Per-op-family initialisers (one per file in ops/, autograd/, optim/, io/).
+void InitWarnings(Napi::Env env, Napi::Object exports);  // common.cc: libtorch warnings → process.emitWarning
 void InitTensorCore(Napi::Env env, Napi::Object exports);
 void InitCreation(Napi::Env env, Napi::Object exports);
 void InitPointwise(Napi::Env env, Napi::Object exports);

@@ -295,6 +295,9 @@ export interface NativeBinding {
   setFusedKernels(on: boolean): boolean;
   /** The kernel linear/attention/residualAdd would run on `x` now. */
   kernelChoice(op: 'linear' | 'attention' | 'residualAdd', x: T, weight?: T): 'fused-cpu' | 'flash-cuda' | 'fused-cuda' | 'plain';
+  // ---- warnings (common.cc) ----
+  /** Raises a libtorch warning (TORCH_WARN) on this thread, as an op would (tests of the forwarding). */
+  torchWarn(message: string): void;
   // ---- bench (ops/bench.cc) ----
   /** Peak allocated bytes of the CUDA caching allocator (0 without CUDA); `reset` starts a new peak. */
   cudaPeakMemory(device?: Num | null, reset?: boolean): number;
