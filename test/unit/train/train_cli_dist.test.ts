@@ -69,7 +69,9 @@ describe('dinov3 train --nproc-per-node', () => {
       'shard-0-of-2.safetensors',
       'shard-1-of-2.safetensors',
     ]);
-    // The exported teacher backbones (rank 0 writes the gathered one) are equal within 1e-5 relative per tensor.
+    // The exported teacher backbones (rank 0 writes the gathered one) are equal within 2e-5 of each tensor's largest
+    // magnitude. Two half batches and one whole batch sum in different orders: libtorch 1.13 (OpenBLAS/oneDNN) stays
+    // below 1e-5; 2.13 (MKL) reaches 1.2e-5 on two small bias vectors (blocks.0.attn.qkv.bias, blocks.1.norm1.bias).
     const ta = await readSafetensorsFile(join(one, 'teacher_checkpoint.safetensors'));
     const tb = await readSafetensorsFile(join(two, 'teacher_checkpoint.safetensors'));
     expect([...tb.tensors.keys()]).toEqual([...ta.tensors.keys()]);
@@ -80,7 +82,7 @@ describe('dinov3 train --nproc-per-node', () => {
       const y = f32(tb.tensors.get(k)!.data);
       const scale = Math.max(...x.map(Math.abs), 1e-6);
       const rel = Math.max(...y.map((v, i) => Math.abs(v - x[i]!) / scale));
-      if (!(rel <= 1e-5)) bad.push(`${k}: ${rel}`);
+      if (!(rel <= 2e-5)) bad.push(`${k}: ${rel}`);
     }
     expect(bad).toEqual([]);
     expect(ta.tensors.size).toBeGreaterThan(10);
