@@ -434,15 +434,20 @@ class CollectingWarningHandler : public c10::WarningHandler {
   }
 };
 
-thread_local CollectingWarningHandler tWarnings;
+// Never freed: c10 points at it until the thread ends and might warn while the thread's other objects are destroyed.
+CollectingWarningHandler& ThreadWarnings() {
+  thread_local CollectingWarningHandler* handler = new CollectingWarningHandler();
+  return *handler;
+}
 
 void FlushTorchWarnings(Napi::Env env, const char* op) {
-  if (!tWarnings.pending) return;
+  CollectingWarningHandler& w = ThreadWarnings();
+  if (!w.pending) return;
   std::vector<std::string> batch;
-  batch.swap(tWarnings.queue);
-  const size_t dropped = tWarnings.dropped;
-  tWarnings.pending = false;
-  tWarnings.dropped = 0;
+  batch.swap(w.queue);
+  const size_t dropped = w.dropped;
+  w.pending = false;
+  w.dropped = 0;
   if (dropped) batch.push_back(std::to_string(dropped) + " more warnings");
   try {
     Napi::Object process = env.Global().Get("process").As<Napi::Object>();
@@ -454,7 +459,7 @@ void FlushTorchWarnings(Napi::Env env, const char* op) {
     for (const std::string& msg : batch)
       emit.As<Napi::Function>().Call(process, {Napi::String::New(env, std::string(op) + ": " + msg), options});
   } catch (const Napi::Error&) {
-    // A 'warning' listener that throws loses the rest of this batch, not the call's result.
+    // An emitWarning that throws (one a program replaced, say) loses the rest of this batch, not the call's result.
   }
 }
 
@@ -462,9 +467,9 @@ void FlushTorchWarnings(Napi::Env env, const char* op) {
 
 void InitWarnings(Napi::Env env, Napi::Object e) {
 #if DINOV3_TORCH_AT_LEAST(2, 0)
-  c10::WarningUtils::set_warning_handler(&tWarnings);
+  c10::WarningUtils::set_warning_handler(&ThreadWarnings());
 #else
-  c10::Warning::set_warning_handler(&tWarnings);
+  c10::Warning::set_warning_handler(&ThreadWarnings());
 #endif
   // torchWarn(message): raises a libtorch warning (TORCH_WARN) on this thread, as an op would; for tests.
   Def(env, e, "torchWarn", [](Args& a) -> Napi::Value {
