@@ -559,9 +559,10 @@ at::Tensor RopePlain(const at::Tensor& t, const at::Tensor& sin, const at::Tenso
 }
 
 // dinov3/layers/attention.py::SelfAttention.compute_attention as ATen ops: qkv [B, N, 3D] → q, k, v [B, h, N, d],
-// RoPE on q and k, softmax(q·kᵀ·scale)·v, heads merged → [B, N, D]. `flash`: at::scaled_dot_product_attention.
+// RoPE on q and k, softmax(q·kᵀ·scale)·v, heads merged → [B, N, D]. With libtorch >= 2.1 through
+// at::scaled_dot_product_attention (flash / memory-efficient kernels on CUDA: the flash-cuda choice), else written out.
 at::Tensor AttentionPlain(const at::Tensor& qkv, int64_t heads, const at::Tensor& sin, const at::Tensor& cos,
-                          c10::optional<double> scale, bool flash) {
+                          c10::optional<double> scale) {
   const int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3, d = D / heads;
   std::vector<at::Tensor> parts = qkv.reshape({B, N, 3, heads, d}).unbind(2);
   at::Tensor q = parts[0].transpose(1, 2), k = parts[1].transpose(1, 2), v = parts[2].transpose(1, 2);
@@ -569,7 +570,6 @@ at::Tensor AttentionPlain(const at::Tensor& qkv, int64_t heads, const at::Tensor
     q = RopePlain(q, sin, cos);
     k = RopePlain(k, sin, cos);
   }
-  (void)flash;
   at::Tensor x;
 #if DINOV3_TORCH_AT_LEAST(2, 1)
   // On the meta device (shapes only) libtorch 2.13's SDPA reaches an op without a meta kernel (where.self_out).
@@ -628,10 +628,8 @@ void InitFused(Napi::Env env, Napi::Object e) {
     switch (AttentionKernel(qkv, sin, cos)) {
       case Kernel::kFusedCpu:
         return a.ret(AttentionQkv(a, qkv, heads, sinIn, cosIn, scale ? *scale : 1.0 / std::sqrt(double(d))));
-      case Kernel::kFlashCuda:
-        return a.ret(AttentionPlain(qkv, heads, sin, cos, scale, true));
-      default:
-        return a.ret(AttentionPlain(qkv, heads, sin, cos, scale, false));
+      default:  // flash-cuda and plain: the same ATen composition (SDPA picks the CUDA kernel)
+        return a.ret(AttentionPlain(qkv, heads, sin, cos, scale));
     }
   });
   // residualAdd(x, y, gamma?) = x + gamma ⊙ y (gamma broadcast over the last dim), or x + y without gamma.
