@@ -115,7 +115,7 @@ DINOV3_AUG_CLONES Image ResizedCrop(const uint8_t* src, int sw, int top, int lef
   size_t tstride;
   if (needH) {
     Coeffs hor = PrecomputeCoeffs(cw, outW);
-    int rows = yLast - yFirst;
+    const int rows = std::max(0, yLast - yFirst);  // never negative; saying so spares GCC 12 a false -Walloc-size-larger-than
     tstride = static_cast<size_t>(outW) * 3;
     tmpBuf.resize(rows * tstride);
     // The horizontal pass runs on a transposed copy of the rows it needs (column x = all rows' RGB, contiguous), so
