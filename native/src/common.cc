@@ -465,6 +465,13 @@ void FlushTorchWarnings(Napi::Env env, const char* op) {
 
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> g_host_syncs{0};
+}  // namespace
+
+void CountHostSync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
+uint64_t HostSyncCount() { return g_host_syncs.load(std::memory_order_relaxed); }
+
 void InitWarnings(Napi::Env env, Napi::Object e) {
 #if DINOV3_TORCH_AT_LEAST(2, 0)
   c10::WarningUtils::set_warning_handler(&ThreadWarnings());

@@ -114,6 +114,13 @@ Napi::Value RunGuarded(const Napi::CallbackInfo& info, const char* op, Napi::Val
 // A Generator handle argument (a seeded CPU generator), or nullopt when absent.
 c10::optional<at::Generator> GeneratorArg(const Args& a, size_t i);
 
+// Host synchronisation points: every read of tensor values on the host (item, toArrayBuffer, data, toString), every
+// op whose output size depends on tensor values (masked_select, nonzero, boolean indexing), blocking copies between
+// host and CUDA, and explicit synchronize calls. On CUDA each one waits for the device; reads and value-dependent
+// sizes are counted on every device, so that a CPU test can bound what a loop would wait for.
+void CountHostSync();
+uint64_t HostSyncCount();
+
 // Register `body` as exports[name].
 void Def(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*body)(Args&));
 

@@ -15,7 +15,7 @@ import { ConfigError } from '../native/errors.js';
 import { kernelChoice } from '../ops/kernels.js';
 import { linear, matmul } from '../ops/linalg.js';
 import { Generator, randn, zeros } from '../tensor/creation.js';
-import { cuda, getNumThreads, setNumThreads } from '../tensor/device.js';
+import { cuda, getNumThreads, hostSyncs, setNumThreads } from '../tensor/device.js';
 import { autocast, noGrad } from '../tensor/grad_mode.js';
 import { memory, scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
@@ -356,8 +356,13 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     dropPath: o.dropPath ?? 0,
   });
   let t: { sPerIter: number; minS: number };
+  let syncs = 0;
   try {
-    t = timeSteps(o.device, o.steps, o.warmup, () => step.run(batch));
+    t = timeSteps(o.device, o.steps, o.warmup, () => {
+      const s0 = hostSyncs();
+      step.run(batch);
+      syncs += hostSyncs() - s0;
+    });
   } finally {
     step.dispose();
   }
@@ -388,6 +393,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     peakMemoryBytes: mem.bytes,
     memoryKind: mem.kind,
     kernels,
+    hostSyncsPerStep: syncs / (o.steps + o.warmup),
     leakedTensors: memory().liveTensors - before,
     date: new Date().toISOString(),
   };

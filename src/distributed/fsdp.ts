@@ -470,25 +470,26 @@ export class FullyShardedModule<M extends Module> {
   }
 
   /**
-   * Scales the shard gradients so that their global L2 norm is at most `maxNorm`; returns the norm before clipping
-   * (torch.nn.utils.clip_grad_norm_ over the whole sharded module: the squared norms of the shards are all-reduced).
+   * Scales the shard gradients so that their global L2 norm is at most `maxNorm`: each is multiplied by
+   * min(1, maxNorm / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_ over the whole sharded module: the squared norms of
+   * the shards are all-reduced). Returns the norm before clipping as a float32 0-d tensor on the shards' device, owned by
+   * the caller; nothing is read on the host (the coefficient stays a tensor), so a step reads all its norms at once.
    */
-  clipGradNorm_(maxNorm: number): number {
+  clipGradNorm_(maxNorm: number): Tensor {
     if (typeof maxNorm !== 'number' || !(maxNorm >= 0))
       throw new TorchRangeError(`FullyShardedModule.clipGradNorm_: "maxNorm" must be a number >= 0, received ${String(maxNorm)}`, 'ERR_INVALID_ARG');
-    const sq = noGrad(() =>
+    return noGrad(() =>
       scope(() => {
-        const s = zeros([1], { device: this.#root.gradShard.device });
-        for (const u of [this.#root, ...this.#units]) s.add_(sum(u.gradShard.mul(u.gradShard)));
-        return s;
+        const units = [this.#root, ...this.#units];
+        const sq = zeros([1], { device: this.#root.gradShard.device });
+        for (const u of units) sq.add_(sum(u.gradShard.mul(u.gradShard)));
+        this.group.allReduce(sq, 'sum').waitSync();
+        const norm = sq.sqrt().reshape([]);
+        const coef = norm.add(1e-6).reciprocal().mul(maxNorm).clampMax(1);
+        for (const u of units) u.gradShard.mul_(coef);
+        return norm;
       }),
     );
-    this.group.allReduce(sq, 'sum').waitSync();
-    const norm = Math.sqrt(sq.item());
-    sq.dispose();
-    const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) noGrad(() => [this.#root, ...this.#units].forEach((u) => u.gradShard.mul_(coef)));
-    return norm;
   }
 
   /**

@@ -41,6 +41,7 @@ export interface NativeBinding {
   dispose(t: T): void;
   describeDisposed(t: T): string;
   memory(): { liveTensors: Num; cpuBytes: Num; cudaBytes: Num; created: Num };
+  hostSyncs(): number;
   shape(t: T): number[];
   strides(t: T): number[];
   dtype(t: T): Dtype;
@@ -67,6 +68,7 @@ export interface NativeBinding {
   cudaDeviceCount(): number;
   synchronize(device?: Num | null): void;
   cudaMemory(device?: Num): { allocated: number; reserved: number };
+  cudaSyncDebugMode(mode?: 'default' | 'warn' | 'error'): 'default' | 'warn' | 'error';
   cudaNewStream(device?: Num | null, highPriority?: boolean): NativeCudaStream;
   cudaCurrentStream(device?: Num | null): NativeCudaStream;
   cudaDefaultStream(device?: Num | null): NativeCudaStream;

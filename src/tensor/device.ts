@@ -109,6 +109,9 @@ function eventHandle(e: unknown, op: string): NativeCudaEvent {
   throw new TorchTypeError(`${op}: expected "event" to be a cuda.Event, received ${describe(e)}`, 'ERR_INVALID_ARG');
 }
 
+/** libtorch's CUDA sync debug modes (`cuda.syncDebugMode`). */
+export type SyncDebugMode = 'default' | 'warn' | 'error';
+
 export const cuda = {
   isAvailable: (): boolean => native.cudaIsAvailable(),
   deviceCount: (): number => native.cudaDeviceCount(),
@@ -120,9 +123,43 @@ export const cuda = {
   currentStream: (device?: number): CudaStream => CudaStream.fromHandle(native.cudaCurrentStream(device ?? null)),
   /** The default (legacy null) stream of the device. */
   defaultStream: (device?: number): CudaStream => CudaStream.fromHandle(native.cudaDefaultStream(device ?? null)),
+  /**
+   * libtorch's CUDA sync debug mode (torch.cuda.set_sync_debug_mode): with 'warn' every call that makes the host wait
+   * for the device raises a TorchWarning ("…called a synchronizing CUDA operation"), with 'error' it throws. Sets the
+   * mode when given and returns the one before; `withSyncDebugMode` restores it for you.
+   */
+  syncDebugMode: (mode?: SyncDebugMode): SyncDebugMode => {
+    if (mode !== undefined && mode !== 'default' && mode !== 'warn' && mode !== 'error')
+      throw new TorchTypeError(`cuda.syncDebugMode: expected "mode" to be "default", "warn" or "error", received ${describe(mode)}`, 'ERR_INVALID_ARG');
+    return mode === undefined ? native.cudaSyncDebugMode() : native.cudaSyncDebugMode(mode);
+  },
+  /** Runs `fn` under the sync debug mode `mode`, then restores the previous mode (also when `fn` throws). */
+  withSyncDebugMode<R>(mode: SyncDebugMode, fn: () => R): R {
+    const previous = cuda.syncDebugMode(mode);
+    try {
+      return fn();
+    } finally {
+      cuda.syncDebugMode(previous);
+    }
+  },
   /** Makes `stream` current on its device. Prefer `stream.run(fn)`, which restores the previous stream. */
   setCurrentStream: (stream: CudaStream): void => native.cudaSetCurrentStream(streamHandle(stream, 'cuda.setCurrentStream')),
 };
+
+/**
+ * Host synchronisation points passed so far in this process: every read of tensor values on the host (`item`,
+ * `toArray`, `toFloat32Array`, `data`, `dataAsync`, `toString`), every op whose output size depends on values
+ * (`maskedSelect`, `nonzero`, indexing with a boolean mask), every blocking copy between the host and CUDA (`to`,
+ * `copy_`, `tensor(…, { device: 'cuda' })`) and every `synchronize`. On CUDA each one waits for the device to finish
+ * the work queued before it. Reads and value-dependent sizes are counted on every device, so that a test on CPU can
+ * bound how often a loop would wait (the training step: once, to read its metrics); on CUDA,
+ * `cuda.withSyncDebugMode('warn', fn)` names each wait libtorch sees.
+ *
+ *   const before = hostSyncs(); step(); const syncs = hostSyncs() - before;
+ */
+export function hostSyncs(): number {
+  return native.hostSyncs();
+}
 
 /** Sets the number of intra-op threads (default: the machine's cores). */
 export function setNumThreads(n: number): void {

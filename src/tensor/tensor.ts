@@ -269,7 +269,7 @@ export class Tensor {
   /** The elements converted to float32. */
   toFloat32Array(): Float32Array {
     if (this.dtype === 'float32') return this.data() as Float32Array;
-    const h = native.to(this[kHandle], 'float32', 'cpu');
+    const h = native.to(this[kHandle], 'float32'); // converted where it is: one transfer, one host synchronisation
     try {
       return new Float32Array(native.toArrayBuffer(h));
     } finally {

@@ -127,7 +127,7 @@ export class ShardedSSL {
   }
 
   /** Per student submodule: the gradient norm before clipping (global over the ranks), gradients clipped to `max`. */
-  clipGradNorms(max: number): [string, number][] | null {
+  clipGradNorms(max: number): [string, Tensor][] | null {
     if (!this.sharded) return null;
     return [...this.student].map(([k, f]) => [k, f.clipGradNorm_(max)]);
   }

@@ -184,7 +184,7 @@ export class SSLMetaArch extends Module {
   distributed: {
     backward(loss: Tensor): void;
     updateEma(momentum: number): void;
-    clipGradNorms(max: number): [string, number][] | null;
+    clipGradNorms(max: number): [string, Tensor][] | null;
   } | null = null;
   readonly #dinoLocalLossSchedule: Schedule | null;
   readonly #gramLossSchedule: Schedule | null;

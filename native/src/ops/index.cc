@@ -9,11 +9,13 @@ namespace {
 
 int64_t Dim(const Args& a, size_t i, const at::Tensor& t) { return DimArg(a, i, t); }
 
-// Optional tensor list for advanced indexing: entries may be null (= take the whole dim).
+// Optional tensor list for advanced indexing: entries may be null (= take the whole dim). A boolean mask among them
+// makes the output size depend on values (a host synchronisation on CUDA).
 c10::List<c10::optional<at::Tensor>> IndexList(const Args& a, size_t i) {
   if (!a.has(i) || !a.raw(i).IsArray()) a.typeError(i, "indices", "an array of Tensors or nulls");
   Napi::Array arr = a.raw(i).As<Napi::Array>();
   c10::List<c10::optional<at::Tensor>> out;
+  bool counted = false;
   for (uint32_t k = 0; k < arr.Length(); ++k) {
     Napi::Value v = arr.Get(k);
     if (v.IsNull() || v.IsUndefined()) {
@@ -35,6 +37,10 @@ c10::List<c10::optional<at::Tensor>> IndexList(const Args& a, size_t i) {
                           "\" to be an int64, int32 or bool Tensor, received Tensor " + Describe(r->t),
                       "ERR_INVALID_ARG");
     // int32 indices are accepted and widened (libtorch 1.13 only takes int64, bool and uint8).
+    if ((s == at::kBool || s == at::kByte) && !counted) {
+      CountHostSync();
+      counted = true;
+    }
     out.push_back(s == at::kInt ? r->t.to(at::kLong) : r->t);
   }
   return out;
@@ -81,8 +87,14 @@ void InitIndex(Napi::Env env, Napi::Object e) {
   Def(env, e, "indexPut", [](Args& a) {
     return a.ret(at::index_put(a.t(0, "input"), IndexList(a, 1), a.t(2, "values"), a.optB(3, "accumulate", false)));
   });
-  Def(env, e, "maskedSelect", [](Args& a) { return a.ret(at::masked_select(a.t(0, "input"), a.t(1, "mask"))); });
-  Def(env, e, "nonzero", [](Args& a) { return a.ret(at::nonzero(a.t(0, "input"))); });
+  Def(env, e, "maskedSelect", [](Args& a) {
+    CountHostSync();
+    return a.ret(at::masked_select(a.t(0, "input"), a.t(1, "mask")));
+  });
+  Def(env, e, "nonzero", [](Args& a) {
+    CountHostSync();
+    return a.ret(at::nonzero(a.t(0, "input")));
+  });
   Def(env, e, "oneHot", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");
     if (x.scalar_type() != at::kLong) a.typeError(0, "input", "an int64 Tensor");

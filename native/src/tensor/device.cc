@@ -90,9 +90,32 @@ void InitDevice(Napi::Env env, Napi::Object e) {
     RequireCuda(a, "cuda.synchronize");
 #ifdef DINOV3_WITH_CUDA
     c10::cuda::CUDAGuard guard(DeviceArg(a, 0));
+    CountHostSync();
     c10::cuda::device_synchronize();
 #endif
     return a.undef();
+  });
+
+  // cudaSyncDebugMode(mode?): libtorch's CUDA sync debug mode (torch.cuda.set_sync_debug_mode): with "warn" every
+  // synchronising CUDA call (a blocking copy, a value-dependent size, an explicit synchronize) raises a libtorch
+  // warning (a TorchWarning in Node), with "error" it throws. Sets the mode when given; returns the mode before.
+  Def(env, e, "cudaSyncDebugMode", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.syncDebugMode");
+#ifdef DINOV3_WITH_CUDA
+    static const char* const kNames[] = {"default", "warn", "error"};
+    auto& state = c10::cuda::warning_state();
+    const char* previous = kNames[static_cast<int>(state.get_sync_debug_mode())];
+    if (a.has(0)) {
+      std::string m = a.str(0, "mode");
+      if (m == "default") state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      else if (m == "warn") state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+      else if (m == "error") state.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+      else a.valueError("expected \"mode\" to be \"default\", \"warn\" or \"error\", received \"" + m + "\"");
+    }
+    return Napi::String::New(a.env(), previous);
+#else
+    return a.undef();
+#endif
   });
 
   // ---- streams ----
@@ -133,6 +156,7 @@ void InitDevice(Napi::Env env, Napi::Object e) {
   Def(env, e, "cudaStreamSynchronize", [](Args& a) -> Napi::Value {
     RequireCuda(a, "cuda.Stream.synchronize");
 #ifdef DINOV3_WITH_CUDA
+    CountHostSync();
     StreamArg(a, 0).synchronize();
 #endif
     return a.undef();
@@ -190,6 +214,7 @@ void InitDevice(Napi::Env env, Napi::Object e) {
   Def(env, e, "cudaEventSynchronize", [](Args& a) -> Napi::Value {
     RequireCuda(a, "cuda.Event.synchronize");
 #ifdef DINOV3_WITH_CUDA
+    CountHostSync();
     EventArg(a, 0).synchronize();
 #endif
     return a.undef();

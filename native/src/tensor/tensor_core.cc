@@ -128,6 +128,8 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
     o.Set("created", Napi::Number::New(a.env(), static_cast<double>(d.created)));
     return o;
   });
+  // hostSyncs(): host synchronisation points passed so far (CountHostSync in common.h), on every device.
+  Def(env, e, "hostSyncs", [](Args& a) -> Napi::Value { return a.retNumber(static_cast<double>(HostSyncCount())); });
 
   // ---- metadata ----
   Def(env, e, "shape", [](Args& a) -> Napi::Value { return ShapeArray(a.env(), a.t(0, "tensor").sizes()); });
@@ -148,13 +150,19 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
     const at::Tensor& t = a.t(0, "tensor");
     auto dtype = a.optDtype(1, "dtype").value_or(t.scalar_type());
     at::Device dev = a.has(2) ? a.device(2, "device") : t.device();
-    return a.ret(t.to(dev, dtype, a.optB(3, "nonBlocking", false), a.optB(4, "copy", false)));
+    bool nonBlocking = a.optB(3, "nonBlocking", false);
+    // A blocking copy between the host and CUDA waits for the stream, either way (libtorch's copy_ synchronises it).
+    if (!nonBlocking && (t.is_cuda() != dev.is_cuda())) CountHostSync();
+    return a.ret(t.to(dev, dtype, nonBlocking, a.optB(4, "copy", false)));
   });
   Def(env, e, "contiguous", [](Args& a) -> Napi::Value { return a.ret(a.t(0, "tensor").contiguous()); });
   Def(env, e, "clone", [](Args& a) -> Napi::Value { return a.ret(a.t(0, "tensor").clone()); });
   Def(env, e, "pinMemory", [](Args& a) -> Napi::Value { return a.ret(a.t(0, "tensor").pin_memory()); });
   Def(env, e, "copy_", [](Args& a) -> Napi::Value {
-    a.t(0, "tensor").copy_(a.t(1, "src"), a.optB(2, "nonBlocking", false));
+    const at::Tensor& src = a.t(1, "src");
+    bool nonBlocking = a.optB(2, "nonBlocking", false);
+    if (!nonBlocking && src.is_cuda() != a.t(0, "tensor").is_cuda()) CountHostSync();
+    a.t(0, "tensor").copy_(src, nonBlocking);
     return a.undef();
   });
 
@@ -181,6 +189,7 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
   // toArrayBuffer(t): a zero-copy ArrayBuffer over a contiguous CPU tensor's memory (copied first otherwise).
   // The ArrayBuffer keeps the storage alive, independently of the handle's dispose.
   Def(env, e, "toArrayBuffer", [](Args& a) -> Napi::Value {
+    CountHostSync();
     at::Tensor host = a.t(0, "tensor").to(at::kCPU).contiguous();
     size_t n = host.numel() * host.element_size();
     if (n == 0) return Napi::ArrayBuffer::New(a.env(), 0);
@@ -189,6 +198,7 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
                                   keep);
   });
   Def(env, e, "dataAsync", [](Args& a) -> Napi::Value {
+    CountHostSync();
     auto* w = new ToHostWorker(a.env(), a.t(0, "tensor"));
     Napi::Promise p = w->Promise();
     w->Queue();
@@ -198,12 +208,14 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
     const at::Tensor& t = a.t(0, "tensor");
     if (t.numel() != 1)
       a.valueError("expected a tensor with one element, received " + Describe(t));
+    CountHostSync();
     at::Scalar s = t.item();
     if (s.isBoolean()) return Napi::Boolean::New(a.env(), s.toBool());
     return Napi::Number::New(a.env(), s.toDouble());
   });
   Def(env, e, "toString", [](Args& a) -> Napi::Value {
     std::ostringstream os;
+    CountHostSync();
     os << a.t(0, "tensor");
     return Napi::String::New(a.env(), os.str());
   });

@@ -114,6 +114,7 @@ describe('dinov3 bench', () => {
         student: { linear: 'fused-cpu', attention: 'plain', residualAdd: 'plain' },
         teacher: { linear: 'fused-cpu', attention: 'fused-cpu', residualAdd: 'fused-cpu' },
       },
+      hostSyncsPerStep: 1, // the metrics read, nothing else (train/host_syncs.test.ts)
       leakedTensors: 0,
     });
     expect(j.step).toMatch(/^SSL iteration/);

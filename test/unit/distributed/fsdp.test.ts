@@ -55,7 +55,7 @@ const train = (o: { sharded: boolean; strategy?: string; optim: 'sgd' | 'adamw';
     const loss = lib.mseLoss(model.forward(x), y);
     if (fsdp) fsdp.backward(loss); else loss.backward();
     losses.push(loss.item());
-    ${o.clip ? `norms.push(fsdp ? fsdp.clipGradNorm_(${o.clip}) : (() => { const t = lib.clipGradNorm(params, ${o.clip}); const v = t.item(); t.dispose(); return v; })());` : ''}
+    ${o.clip ? `norms.push((() => { const t = fsdp ? fsdp.clipGradNorm_(${o.clip}) : lib.clipGradNorm(params, ${o.clip}); const v = t.item(); t.dispose(); return v; })());` : ''}
     if (opt) opt.step();
     else lib.noGrad(() => { for (const p of params) p.sub_(p.grad.mul(0.1)); });
     if (!fsdp) model.zeroGrad();

@@ -40,10 +40,23 @@ describe.runIf(cpuBuild)('CUDA calls on a CPU build', () => {
     expect(() => new CudaEvent()).toThrow(`cuda.Event: ${why}`);
   });
 
+  test('sync debug mode', () => {
+    const e = errorOf(() => cuda.syncDebugMode());
+    expect(e).toBeInstanceOf(TorchError);
+    expect(e.code).toBe('ERR_TORCH_NOT_IMPLEMENTED');
+    expect(e.message).toBe(`cuda.syncDebugMode: ${why}`);
+    let ran = false;
+    expect(() => cuda.withSyncDebugMode('warn', () => (ran = true))).toThrow(`cuda.syncDebugMode: ${why}`);
+    expect(ran).toBe(false);
+  });
+
   test('arguments are checked before the native call', () => {
     const e = errorOf(() => cuda.setCurrentStream(42 as unknown as CudaStream));
     expect(e).toBeInstanceOf(TorchTypeError);
     expect(e.message).toBe('cuda.setCurrentStream: expected "stream" to be a cuda.Stream, received number 42');
+    const m = errorOf(() => cuda.syncDebugMode('loud' as 'warn'));
+    expect(m).toBeInstanceOf(TorchTypeError);
+    expect(m.message).toBe('cuda.syncDebugMode: expected "mode" to be "default", "warn" or "error", received string "loud"');
   });
 });
 
@@ -58,6 +71,7 @@ describe.runIf(!cpuBuild && !cuda.isAvailable())('CUDA calls on a CUDA build wit
     expect(() => new cuda.Event()).toThrow(`cuda.Event: ${why}`);
     expect(() => cuda.synchronize()).toThrow(`cuda.synchronize: ${why}`);
     expect(() => cuda.currentStream()).toThrow(`cuda.currentStream: ${why}`);
+    expect(() => cuda.syncDebugMode('warn')).toThrow(`cuda.syncDebugMode: ${why}`);
     const e = errorOf(() => zeros([2], { device: 'cuda' }));
     expect(e.message).toBe(
       `zeros: "device" is cuda but CUDA is not available (this addon uses libtorch ${addonInfo.torchVersion} with CUDA, and no CUDA device was found)`,
