@@ -20,8 +20,13 @@ MATRIX=(
   "features-vits16-224-b256|features|--preset vits16 --resolution 224 --batch 256 --dtype bfloat16 --steps 10 --warmup 3"
   "features-vitl16-512-b32|features|--preset vitl16 --resolution 512 --batch 32 --dtype bfloat16 --steps 10 --warmup 3"
   "features-vitl16-224-b256-autocast|features|--preset vitl16 --resolution 224 --batch 256 --autocast --steps 10 --warmup 3"
+  "features-vits16-224-b256-graph|features|--preset vits16 --resolution 224 --batch 256 --dtype bfloat16 --cuda-graph --steps 10 --warmup 3"
+  "features-vitl16-224-b256-graph|features|--preset vitl16 --resolution 224 --batch 256 --dtype bfloat16 --cuda-graph --steps 10 --warmup 3"
+  "features-vits16-224-b64-graph|features|--preset vits16 --resolution 224 --batch 64 --dtype bfloat16 --cuda-graph --steps 20 --warmup 3"
+  "features-vits16-224-b64|features|--preset vits16 --resolution 224 --batch 64 --dtype bfloat16 --steps 20 --warmup 3"
 )
-# The dry run keeps each entry's command and dtype options, with the tiny preset and sizes that take a second.
+# The dry run keeps each entry's command and dtype options, with the tiny preset and sizes that take a second
+# (--cuda-graph needs CUDA: a CPU dry run leaves it out).
 DRY_TRAIN="--preset tiny --batch 2 --crops 2x32,2x16 --steps 1 --warmup 0 --peak-n 64"
 DRY_FEATURES="--preset tiny --resolution 32 --batch 2 --steps 1 --warmup 0 --peak-n 64"
 
@@ -29,7 +34,8 @@ for entry in "${MATRIX[@]}"; do
   IFS='|' read -r name cmd opts <<< "$entry"
   if [ -n "${ONLY:-}" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
   if [ "${DRY:-0}" = 1 ]; then
-    extra=$(grep -oE -- '--dtype [a-z0-9]+|--autocast' <<< "$opts" | tr '\n' ' ')
+    extra=$(grep -oE -- '--dtype [a-z0-9]+|--autocast|--cuda-graph' <<< "$opts" | tr '\n' ' ')
+    [ "$DEVICE" = cpu ] && extra=${extra//--cuda-graph/}
     if [ "$cmd" = train ]; then opts="$DRY_TRAIN $extra"; else opts="$DRY_FEATURES $extra"; fi
   fi
   echo "[bench] $name: $cmd $opts --device $DEVICE"

@@ -17,7 +17,7 @@ import { linear, matmul } from '../ops/linalg.js';
 import { Generator, randn, zeros } from '../tensor/creation.js';
 import { cuda, getNumThreads, hostSyncs, setNumThreads } from '../tensor/device.js';
 import { autocast, noGrad } from '../tensor/grad_mode.js';
-import { memory, scope } from '../tensor/scope.js';
+import { keep, memory, scope } from '../tensor/scope.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import { defaultSSLConfig, mergeConfig, parseSSLConfig } from '../train/config.js';
 import { SSLMetaArch } from '../train/ssl_meta_arch.js';
@@ -69,6 +69,8 @@ export interface BenchFeaturesOptions extends BenchCommon {
   dtype: BenchDType;
   /** bfloat16 autocast over float32 weights (how the official training forward runs). */
   autocast?: boolean;
+  /** CUDA only: capture the forward once in a CUDA graph and time its replays (cuda.Graph). */
+  cudaGraph?: boolean;
 }
 
 export interface BenchTrainOptions extends BenchCommon {
@@ -163,6 +165,7 @@ function setup(o: BenchCommon) {
 
 /** `dinov3 bench features`: forward_features (no autograd) of a batch at one resolution. */
 export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> {
+  if (o.cudaGraph && !isCuda(o.device)) throw new ConfigError('bench features: --cuda-graph needs --device cuda');
   setup(o);
   const p = benchPreset(o.preset);
   const before = memory().liveTensors;
@@ -173,12 +176,22 @@ export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> 
       .to(o.device)
       .to(o.autocast ? 'float32' : o.dtype),
   );
-  const forward = () =>
+  const features = () =>
     noGrad(() => {
       const run = () => model.forwardFeatures(x).patchTokens;
-      const out = o.autocast ? autocast(run, { device: isCuda(o.device) ? 'cuda' : 'cpu' }) : run();
-      if (!isCuda(o.device)) out.data(); // materialised on the host, as a user would
+      return o.autocast ? autocast(run, { device: isCuda(o.device) ? 'cuda' : 'cpu' }) : run();
     });
+  // With --cuda-graph the forward is captured once (after warm-up runs on the capture stream) and each timed call is a
+  // replay over the same static input; without it, each call runs the forward eagerly (on the CPU, read on the host as
+  // a user would).
+  const graph = o.cudaGraph ? new cuda.Graph() : null;
+  const captured = graph ? keep(graph.capture(features, { warmup: Math.max(1, o.warmup) })) : null;
+  const forward = graph
+    ? () => graph.replay()
+    : () => {
+        const out = features();
+        if (!isCuda(o.device)) out.data();
+      };
   const kernels = noGrad(() => ({
     linear: kernelChoice('linear', x),
     attention: kernelChoice('attention', x),
@@ -186,6 +199,8 @@ export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> 
   }));
   const t = timeSteps(o.device, o.steps, o.warmup, forward);
   const mem = peakMemory(o.device);
+  captured?.dispose();
+  graph?.dispose();
   x.dispose();
   model.dispose();
   const computeDtype: BenchDType = o.autocast ? 'bfloat16' : o.dtype;
@@ -197,6 +212,7 @@ export function benchFeatures(o: BenchFeaturesOptions): Record<string, unknown> 
     ...environment(o.device),
     dtype: o.dtype,
     autocast: o.autocast ?? false,
+    cudaGraph: o.cudaGraph ?? false,
     batch: o.batch,
     resolution: o.resolution,
     steps: o.steps,

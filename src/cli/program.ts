@@ -329,8 +329,9 @@ function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (
   const features = common(bench.command('features').description('forward_features without autograd on synthetic images'))
     .option('--resolution <pixels>', 'square input side', positiveInt, 224)
     .addOption(new Option('--dtype <dtype>', 'weights and input dtype').choices(['float32', 'bfloat16']).default('float32'))
-    .option('--autocast', 'bfloat16 autocast over float32 weights');
-  features.action((o: BenchOptions & { resolution: number; dtype: 'float32' | 'bfloat16'; autocast?: boolean }, cmd: Command) =>
+    .option('--autocast', 'bfloat16 autocast over float32 weights')
+    .option('--cuda-graph', 'capture the forward in a CUDA graph and time its replays (CUDA only)');
+  features.action((o: BenchOptions & { resolution: number; dtype: 'float32' | 'bfloat16'; autocast?: boolean; cudaGraph?: boolean }, cmd: Command) =>
     (async () => {
       const { benchFeatures } = await import('./bench.js');
       await emitJson(benchFeatures(o), o.out, io);

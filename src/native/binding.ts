@@ -14,6 +14,7 @@ export type NativeGenerator = { readonly __nativeGenerator: unique symbol };
 /** Opaque native CUDA stream and event handles (only created by CUDA builds). */
 export type NativeCudaStream = { readonly __nativeCudaStream: unique symbol };
 export type NativeCudaEvent = { readonly __nativeCudaEvent: unique symbol };
+export type NativeCudaGraph = { readonly __nativeCudaGraph: unique symbol };
 /** Opaque native c10d process group and work handles (distributed/c10d.cc). */
 export type NativeDistGroup = { readonly __nativeDistGroup: unique symbol };
 export type NativeDistWork = { readonly __nativeDistWork: unique symbol };
@@ -82,6 +83,11 @@ export interface NativeBinding {
   cudaEventQuery(e: NativeCudaEvent): boolean;
   cudaEventWait(e: NativeCudaEvent, s?: NativeCudaStream | null): void;
   cudaEventElapsedTime(start: NativeCudaEvent, end: NativeCudaEvent): number;
+  cudaNewGraph(): NativeCudaGraph;
+  cudaGraphCaptureBegin(g: NativeCudaGraph): void;
+  cudaGraphCaptureEnd(g: NativeCudaGraph, abandon: boolean): void;
+  cudaGraphReplay(g: NativeCudaGraph): void;
+  cudaGraphReset(g: NativeCudaGraph): void;
   // ---- creation (ops/creation.cc) ----
   zeros(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;
   ones(shape: number[], dtype?: Dtype | null, device?: Dev | null): T;

@@ -1,8 +1,9 @@
 // Devices and threads: CUDA availability, device synchronisation, streams and events (mirrors
 // native/src/tensor/device.cc). On a CPU build every CUDA call except isAvailable/deviceCount throws a TorchError
 // "CUDA is not available in this build (libtorch <version> CPU)".
-import { native, type NativeCudaEvent, type NativeCudaStream } from '../native/binding.js';
-import { TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { native, type NativeCudaEvent, type NativeCudaGraph, type NativeCudaStream } from '../native/binding.js';
+import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { scope } from './scope.js';
 import { describe } from './tensor.js';
 
 const kHandle = Symbol('dinov3.cuda.handle');
@@ -100,6 +101,86 @@ export class CudaEvent {
   }
 }
 
+/**
+ * A CUDA graph (torch.cuda.CUDAGraph): `capture(fn)` records the kernels that `fn` queues, without running them, and
+ * `replay()` launches them all again at once, with no JavaScript, no handle bookkeeping and one launch instead of one
+ * per op. This pays where a step is bound by launches (small models, small batches).
+ *
+ * What a captured `fn` must be: the same kernels every time. Inputs and outputs are static tensors: write new inputs
+ * into the tensors `fn` read (`input.copy_(next)`) and read the outputs that `fn` returned, which replay overwrites in
+ * place. `fn` must not wait for the device (no `item`, `toArray`, boolean masks, blocking copies between host and
+ * device: libtorch refuses them while capturing) nor take values from the host that change later (they are baked in).
+ * Lazy initialisations (cuBLAS handles, autotuning) must not happen during capture: `warmup` runs `fn` eagerly first,
+ * on the capture stream, its results freed.
+ * @example
+ * const g = new cuda.Graph();
+ * const out = g.capture(() => model.forwardFeatures(input).patchTokens, { warmup: 2 }); // recorded, not run
+ * input.copy_(batch); g.replay(); // out now holds batch's features
+ * @throws TorchError on builds or machines without CUDA, and when `fn` does what capture forbids (the capture is then
+ *   abandoned: the stream, the allocator and the graph are back to normal).
+ */
+export class CudaGraph {
+  #h: NativeCudaGraph | null;
+
+  constructor() {
+    this.#h = native.cudaNewGraph();
+  }
+
+  #live(op: string): NativeCudaGraph {
+    if (this.#h) return this.#h;
+    throw new DisposedError(`cuda.Graph.${op}: the graph has been disposed`);
+  }
+
+  /**
+   * Records what `fn` queues on the current device and returns `fn`'s result (tensors allocated in the graph's pool,
+   * filled by each replay). Runs on `stream` (a new side stream when absent), after the work queued so far.
+   */
+  capture<R>(fn: () => R, o: { stream?: CudaStream; warmup?: number } = {}): R {
+    const h = this.#live('capture');
+    if (typeof fn !== 'function') throw new TorchTypeError(`cuda.Graph.capture: expected "fn" to be a function, received ${describe(fn)}`, 'ERR_INVALID_ARG');
+    const warmup = o.warmup ?? 0;
+    if (!Number.isInteger(warmup) || warmup < 0)
+      throw new TorchRangeError(`cuda.Graph.capture: "warmup" must be an integer >= 0, received ${describe(warmup)}`, 'ERR_INVALID_ARG');
+    const stream = o.stream ?? new CudaStream();
+    stream.waitEvent(new CudaEvent().record()); // after what the current stream has queued
+    const result = stream.run(() => {
+      for (let i = 0; i < warmup; i++) scope(() => void fn());
+      native.cudaGraphCaptureBegin(h);
+      let r: R;
+      try {
+        r = fn();
+      } catch (e) {
+        native.cudaGraphCaptureEnd(h, true);
+        throw e;
+      }
+      native.cudaGraphCaptureEnd(h, false);
+      return r;
+    });
+    cuda.currentStream().waitEvent(new CudaEvent().record(stream)); // the warm-up runs finish before what follows
+    return result;
+  }
+
+  /** Launches the captured work on the current stream (asynchronously, like any kernel). */
+  replay(): void {
+    native.cudaGraphReplay(this.#live('replay'));
+  }
+
+  /** Frees the capture and its memory pool; the graph can capture again. Outputs of the old capture must not be read. */
+  reset(): void {
+    native.cudaGraphReset(this.#live('reset'));
+  }
+
+  /** Frees the graph now (idempotent). */
+  dispose(): void {
+    if (!this.#h) return;
+    native.cudaGraphReset(this.#h);
+    this.#h = null;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
 function streamHandle(s: unknown, op: string): NativeCudaStream {
   if (s instanceof CudaStream) return s[kHandle];
   throw new TorchTypeError(`${op}: expected "stream" to be a cuda.Stream, received ${describe(s)}`, 'ERR_INVALID_ARG');
@@ -119,6 +200,7 @@ export const cuda = {
   synchronize: (device?: number): void => native.synchronize(device ?? null),
   Stream: CudaStream,
   Event: CudaEvent,
+  Graph: CudaGraph,
   /** The current stream of the device (the current device when absent). */
   currentStream: (device?: number): CudaStream => CudaStream.fromHandle(native.cudaCurrentStream(device ?? null)),
   /** The default (legacy null) stream of the device. */

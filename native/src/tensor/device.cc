@@ -7,6 +7,7 @@
 
 #ifdef DINOV3_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -36,6 +37,15 @@ void RequireCuda(const Args& a, const char* what) {
 // Type tags of stream and event handles (type-tagged napi Externals, like generators).
 const napi_type_tag kStreamTag = {0x3b7e19d2c4a85f60ULL, 0x9d1c6e2f40a7b835ULL};
 const napi_type_tag kEventTag = {0x74c2a9e1f03d5b86ULL, 0x1e8b5d3c6a9f2074ULL};
+const napi_type_tag kGraphTag = {0x5a1f93c7e20b4d68ULL, 0xc3e70a9b5d12f846ULL};
+
+// A CUDA graph handle (at::cuda::CUDAGraph, as torch.cuda.CUDAGraph) and where it is in its life: empty, capturing,
+// captured (replayable). The graph owns its private memory pool until reset or freed.
+struct GraphBox {
+  at::cuda::CUDAGraph graph;
+  bool capturing = false;
+  bool captured = false;
+};
 
 // A stream handle owns a copy of the (pool-managed, never destroyed) CUDA stream value.
 Napi::Value WrapStream(Napi::Env env, const c10::cuda::CUDAStream& s) {
@@ -60,6 +70,8 @@ c10::cuda::CUDAStream& StreamArg(const Args& a, size_t i) {
 at::cuda::CUDAEvent& EventArg(const Args& a, size_t i, const char* name = "event") {
   return *Unwrap<at::cuda::CUDAEvent>(a, i, kEventTag, name, "a cuda.Event");
 }
+
+GraphBox& GraphArg(const Args& a, size_t i) { return *Unwrap<GraphBox>(a, i, kGraphTag, "graph", "a cuda.Graph"); }
 
 // Optional device index argument: the current device when absent.
 c10::DeviceIndex DeviceArg(const Args& a, size_t i) {
@@ -246,6 +258,85 @@ void InitDevice(Napi::Env env, Napi::Object e) {
 #else
     return a.undef();
 #endif
+  });
+
+  // ---- graphs ----
+  // A graph records the kernels queued on the current (side) stream between capture begin and end, without running
+  // them, and replays them all with one launch; the tensors allocated meanwhile live in the graph's private pool, at
+  // the same addresses on every replay. src/tensor/device.ts CudaGraph drives these calls.
+  Def(env, e, "cudaNewGraph", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.Graph");
+#ifdef DINOV3_WITH_CUDA
+    auto ext = Napi::External<GraphBox>::New(a.env(), new GraphBox(), [](Napi::Env, GraphBox* g) { delete g; });
+    napi_type_tag_object(a.env(), ext, &kGraphTag);
+    return ext;
+#else
+    return a.undef();
+#endif
+  });
+  Def(env, e, "cudaGraphCaptureBegin", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.Graph.capture");
+#ifdef DINOV3_WITH_CUDA
+    GraphBox& g = GraphArg(a, 0);
+    if (g.capturing || g.captured) a.valueError("the graph already holds a capture; reset() it first");
+    c10::DeviceIndex dev = c10::cuda::current_device();
+    if (c10::cuda::getCurrentCUDAStream(dev) == c10::cuda::getDefaultCUDAStream(dev))
+      a.valueError("capture runs on a side stream, not on the default stream");
+#if DINOV3_TORCH_AT_LEAST(2, 1)
+    // Thread-local mode: work that other threads queue meanwhile (the loader's copies) is neither captured nor refused.
+    g.graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+#else
+    g.graph.capture_begin();
+#endif
+    g.capturing = true;
+#endif
+    return a.undef();
+  });
+  // cudaGraphCaptureEnd(graph, abandon): ends the capture; with abandon (the captured code threw), ends it whatever
+  // state it is in and frees what it holds, so that the stream and the allocator go back to normal.
+  Def(env, e, "cudaGraphCaptureEnd", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.Graph.capture");
+#ifdef DINOV3_WITH_CUDA
+    GraphBox& g = GraphArg(a, 0);
+    bool abandon = a.optB(1, "abandon", false);
+    if (!g.capturing) a.valueError("the graph is not capturing");
+    g.capturing = false;
+    try {
+      g.graph.capture_end();
+    } catch (...) {
+      try {
+        g.graph.reset();
+      } catch (...) {
+      }
+      if (abandon) return a.undef();
+      throw;
+    }
+    if (abandon) {
+      g.graph.reset();
+      return a.undef();
+    }
+    g.captured = true;
+#endif
+    return a.undef();
+  });
+  Def(env, e, "cudaGraphReplay", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.Graph.replay");
+#ifdef DINOV3_WITH_CUDA
+    GraphBox& g = GraphArg(a, 0);
+    if (!g.captured) a.valueError("nothing captured: capture(fn) first");
+    g.graph.replay();
+#endif
+    return a.undef();
+  });
+  Def(env, e, "cudaGraphReset", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.Graph.reset");
+#ifdef DINOV3_WITH_CUDA
+    GraphBox& g = GraphArg(a, 0);
+    if (g.capturing) a.valueError("the graph is capturing");
+    g.graph.reset();
+    g.captured = false;
+#endif
+    return a.undef();
   });
 
   // cudaMemory(device) → {allocated, reserved} bytes from the caching allocator (zeros without CUDA).

@@ -159,6 +159,9 @@ describe('dinov3 bench', () => {
     let r = await dinov3('bench', 'features', '--preset', 'tiny', '--device', 'cuda', '--steps', '1');
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: bench: --device cuda: CUDA is not available/);
+    r = await dinov3('bench', 'features', '--preset', 'tiny', '--cuda-graph', '--steps', '1');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('error: bench features: --cuda-graph needs --device cuda\n');
     r = await dinov3('bench', 'features', '--preset', 'vits17', '--steps', '1');
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('error: unknown backbone preset "vits17" (did you mean "vits16"?)');

@@ -40,6 +40,13 @@ describe.runIf(cpuBuild)('CUDA calls on a CPU build', () => {
     expect(() => new CudaEvent()).toThrow(`cuda.Event: ${why}`);
   });
 
+  test('graphs', () => {
+    const e = errorOf(() => new cuda.Graph());
+    expect(e).toBeInstanceOf(TorchError);
+    expect(e.code).toBe('ERR_TORCH_NOT_IMPLEMENTED');
+    expect(e.message).toBe(`cuda.Graph: ${why}`);
+  });
+
   test('sync debug mode', () => {
     const e = errorOf(() => cuda.syncDebugMode());
     expect(e).toBeInstanceOf(TorchError);
@@ -72,6 +79,7 @@ describe.runIf(!cpuBuild && !cuda.isAvailable())('CUDA calls on a CUDA build wit
     expect(() => cuda.synchronize()).toThrow(`cuda.synchronize: ${why}`);
     expect(() => cuda.currentStream()).toThrow(`cuda.currentStream: ${why}`);
     expect(() => cuda.syncDebugMode('warn')).toThrow(`cuda.syncDebugMode: ${why}`);
+    expect(() => new cuda.Graph()).toThrow(`cuda.Graph: ${why}`);
     const e = errorOf(() => zeros([2], { device: 'cuda' }));
     expect(e.message).toBe(
       `zeros: "device" is cuda but CUDA is not available (this addon uses libtorch ${addonInfo.torchVersion} with CUDA, and no CUDA device was found)`,
