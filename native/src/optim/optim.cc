@@ -1,6 +1,7 @@
 // One native call per optimizer step over all parameters (RECIPE §6.1): AdamW with per-group lr / weight decay
 // (decoupled decay, then the bias-corrected Adam step, in PyTorch's foreach order), per-module gradient clipping
 // (§4 step 7), and the foreach updates used by the EMA teacher (§4 step 10).
+#include <algorithm>
 #include <cmath>
 
 #include "common.h"
@@ -78,11 +79,17 @@ void InitOptim(Napi::Env env, Napi::Object e) {
     for (double* s : g.steps) *s += 1;
 #if DINOV3_TORCH_AT_LEAST(2, 1) && defined(DINOV3_WITH_CUDA)
     if (fused && CanFuse(g)) {
-      // torch.optim.AdamW(fused=True): state_steps are float32 device tensors holding the incremented counts.
-      std::vector<double> counts;
-      for (double* s : g.steps) counts.push_back(*s);
-      at::Tensor stepT = at::tensor(counts, at::kDouble).to(at::kFloat).to(g.params[0].device());
-      std::vector<at::Tensor> stateSteps = stepT.unbind(0);
+      // torch.optim.AdamW(fused=True): state_steps are float32 device tensors holding the incremented counts. They
+      // are filled on the device (a copy from the host would make the host wait for the stream): one fill when every
+      // parameter has the same count, as usual, else one per parameter.
+      const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat).device(g.params[0].device());
+      std::vector<at::Tensor> stateSteps;
+      bool same = std::all_of(g.steps.begin(), g.steps.end(), [&](double* s) { return *s == *g.steps[0]; });
+      if (same) {
+        stateSteps = at::full({static_cast<int64_t>(g.steps.size())}, *g.steps[0], f32).unbind(0);
+      } else {
+        for (double* s : g.steps) stateSteps.push_back(at::full({}, *s, f32));
+      }
       at::_fused_adamw_(g.params, g.grads, g.expAvg, g.expAvgSq, {}, stateSteps, lr, b1, b2, wd, eps,
                         /*amsgrad=*/false, /*maximize=*/false, c10::nullopt, c10::nullopt);
       return a.undef();
