@@ -80,6 +80,11 @@ export interface BenchTrainOptions extends BenchCommon {
   autocast?: boolean;
   /** Stochastic depth of the student (0). */
   dropPath?: number;
+  /**
+   * Also report where the step's time goes (`phases`: seconds per timed step of each phase of trainIteration). On CUDA
+   * the phases are launch times unless something waits: use it on the CPU, or read it as a launch profile.
+   */
+  phases?: boolean;
   /** Head sizes (default: the official heads; the tiny preset's for `tiny`). */
   head?: Partial<HeadDims>;
 }
@@ -245,6 +250,8 @@ export interface TrainStepContext {
   /** bfloat16 autocast over float32 master weights. */
   autocast: boolean;
   dropPath: number;
+  /** When given, the step adds each phase's milliseconds to it (trainIteration's `timings`). */
+  timings?: Record<string, number>;
 }
 
 /** One training step per `run(batch)` (forward, backward, optimizer, EMA); the bench times it. */
@@ -330,6 +337,7 @@ export const sslTrainStep: TrainStepFactory = (ctx) => {
         iteration: iteration++,
         values: { lr: 1e-4, wd: 0.04, momentum: 0.996, teacherTemp: 0.07, lastLayerLr: 1e-4 },
         clipGrad: cfg.optim.clip_grad,
+        timings: ctx.timings,
       });
     },
     dispose() {
@@ -361,6 +369,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     });
     return { student: choice(), teacher: noGrad(choice) };
   });
+  const timings: Record<string, number> | undefined = o.phases ? {} : undefined;
   const step = factory({
     config: p.config,
     dinoHead: head,
@@ -370,11 +379,14 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     crops,
     autocast: useAutocast,
     dropPath: o.dropPath ?? 0,
+    timings,
   });
   let t: { sPerIter: number; minS: number };
   let syncs = 0;
+  let calls = 0;
   try {
     t = timeSteps(o.device, o.steps, o.warmup, () => {
+      if (calls++ === o.warmup && timings) for (const k of Object.keys(timings)) delete timings[k]; // timed steps only
       const s0 = hostSyncs();
       step.run(batch);
       syncs += hostSyncs() - s0;
@@ -410,6 +422,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     memoryKind: mem.kind,
     kernels,
     hostSyncsPerStep: syncs / (o.steps + o.warmup),
+    ...(timings && { phases: Object.fromEntries(Object.entries(timings).map(([k, ms]) => [k, +(ms / 1000 / o.steps).toPrecision(4)])) }),
     leakedTensors: memory().liveTensors - before,
     date: new Date().toISOString(),
   };

@@ -347,8 +347,9 @@ function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (
       if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a rate in [0, 1).');
       return n;
     })
-    .option('--prototypes <n>', 'prototypes of the DINO and iBOT heads (default 65536; tiny: 128)', positiveInt);
-  train.action((o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number }, cmd: Command) =>
+    .option('--prototypes <n>', 'prototypes of the DINO and iBOT heads (default 65536; tiny: 128)', positiveInt)
+    .option('--phases', 'also report seconds per step of each phase (teacher, student forward, losses, backward, …)');
+  train.action((o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number; phases?: boolean }, cmd: Command) =>
     (async () => {
       const { benchTrain } = await import('./bench.js');
       await emitJson(benchTrain({ ...o, head: o.prototypes ? { prototypes: o.prototypes } : undefined }), o.out, io);

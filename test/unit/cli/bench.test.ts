@@ -120,6 +120,34 @@ describe('dinov3 bench', () => {
     expect(j.step).toMatch(/^SSL iteration/);
   });
 
+  test('train --phases: seconds per timed step of each phase of the iteration, adding up to the step', async () => {
+    const r = await dinov3(
+      'bench',
+      'train',
+      '--preset',
+      'tiny',
+      '--batch',
+      '2',
+      '--crops',
+      '2x32,2x16',
+      '--steps',
+      '3',
+      '--warmup',
+      '1',
+      '--peak-n',
+      '0',
+      '--phases',
+    );
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(Object.keys(j.phases)).toEqual(['teacher', 'student_forward', 'losses', 'backward', 'clip', 'metrics_read', 'optimizer', 'ema']);
+    const sum = Object.values(j.phases as Record<string, number>).reduce((a, b) => a + b, 0);
+    for (const v of Object.values(j.phases as Record<string, number>)) expect(v).toBeGreaterThanOrEqual(0);
+    // the phases cover the step but for the bookkeeping between them (scopes, schedules, the timing itself)
+    expect(sum).toBeLessThanOrEqual(j.sPerIter * 1.001);
+    expect(sum).toBeGreaterThan(j.sPerIter * 0.5);
+  });
+
   test('the compiled command prints the same JSON form', () => {
     const cli = ensureDist();
     const r = spawnSync(
