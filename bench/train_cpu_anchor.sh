@@ -5,7 +5,7 @@
 # prototypes, 2 threads). Writes bench/results/train-cpu-anchor-<label>.json with every run of both and the medians.
 #   npx tsc -p tsconfig.json && bash bench/train_cpu_anchor.sh [label]
 # Env: PEER_PY (python with torch, default /work/peer/venv/bin/python), PEER_PYTHONPATH (the official checkout and
-# omegaconf, default as in the house notes), ROUNDS (2), ITERS (3), THREADS (2).
+# omegaconf, default as in the house notes), ROUNDS (2), ITERS (3), THREADS (2), DROP_PATH (0.3).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LABEL=${1:-cpu-$(nproc)core}
@@ -15,13 +15,17 @@ PEER=${PEER:-../shared/peers/cpu_anchor_train.py}
 ROUNDS=${ROUNDS:-2}
 ITERS=${ITERS:-3}
 THREADS=${THREADS:-2}
+# Stochastic depth of the student on both sides: the official default (ssl_default_config.yaml, 0.3). Both skip the
+# dropped samples' residual branches (batch subsetting), so it changes the work per step: the two must agree.
+export DROP_PATH=${DROP_PATH:-0.3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for r in $(seq 1 "$ROUNDS"); do
   node dist/src/cli/main.js bench train --preset vits16 --batch 8 --crops 2x112,4x48 --prototypes 4096 \
-    --threads "$THREADS" --steps "$ITERS" --warmup 2 --peak-n 0 > "$tmp/ours-$r.json"
+    --drop-path "$DROP_PATH" --threads "$THREADS" --steps "$ITERS" --warmup 2 --peak-n 0 > "$tmp/ours-$r.json"
   PYTHONPATH=$PEER_PYTHONPATH "$PEER_PY" "$PEER" --arch vit_small --patch-size 16 --global-size 112 --local-size 48 \
-    --n-local 4 --batch 8 --prototypes 4096 --iters "$ITERS" --warmup 2 --threads "$THREADS" 2> "$tmp/peer-$r.log" |
+    --n-local 4 --batch 8 --prototypes 4096 --iters "$ITERS" --warmup 2 --threads "$THREADS" \
+    "student.drop_path_rate=$DROP_PATH" 2> "$tmp/peer-$r.log" |
     sed -n 's/^RESULT //p' > "$tmp/peer-$r.json"
 done
 mkdir -p bench/results
@@ -34,7 +38,7 @@ node -e '
   const oursS = med(ours.map((j) => j.sPerIter));
   const peerS = med(peer.map((j) => j.s_per_iter ?? j.sPerIter ?? j.median_s_per_iter));
   const out = { benchmark: "CPU training step: dinov3 bench train vs the official step (cpu_anchor_train.py)", label,
-    setting: "ViT-S/16, batch 8, 2x112 + 4x48 crops, 4096 prototypes, float32",
+    setting: `ViT-S/16, batch 8, 2x112 + 4x48 crops, 4096 prototypes, float32, drop path ${process.env.DROP_PATH}`,
     oursMedianSPerIter: oursS, peerMedianSPerIter: peerS, speedupVsPeer: peerS ? +(peerS / oursS).toFixed(3) : null,
     ours, peer, date: new Date().toISOString() };
   const file = `bench/results/train-cpu-anchor-${label}.json`;
