@@ -9,7 +9,7 @@ import type { CreateOptions, Generator } from '../tensor/creation.js';
 import { scope } from '../tensor/scope.js';
 import { describe, Tensor } from '../tensor/tensor.js';
 import { normalize } from '../ops/nn.js';
-import { gelu } from '../ops/pointwise.js';
+import { linear } from '../ops/linalg.js';
 
 export interface DINOHeadOptions extends CreateOptions {
   /** Linear layers of the MLP (3 in every config; at least 1). */
@@ -29,9 +29,10 @@ class HeadMLP extends Module {
   }
   forward(x: Tensor): Tensor {
     let h = x;
+    // Linear then the exact erf GELU (nn.GELU default) as one linear(+GELU) entry, like the ViT's Mlp: the kernel
+    // choice below may fuse the pair (ops/kernels.ts).
     this.layers.forEach((l, i) => {
-      h = l.forward(h);
-      if (i < this.layers.length - 1) h = gelu(h); // exact erf GELU (nn.GELU default)
+      h = i < this.layers.length - 1 ? linear(h, l.weight, l.bias, 'gelu') : l.forward(h);
     });
     return h;
   }

@@ -260,6 +260,31 @@ __attribute__((target("avx2,fma"))) void GeluAvx2(float* x, int64_t n) {
   }
   for (int64_t i = nv; i < n; ++i) x[i] = 0.5f * x[i] * std::erfc(-x[i] * 0.70710678118654752f);
 }
+
+// The exact GELU's backward, 8 lanes: g · (Φ(x) + x·φ(x)) with Φ(x) = (1 + erf(x/√2))/2 and φ(x) = e^(−x²/2)/√(2π)
+// (ATen's GeluBackward formula for approximate="none"); erf as in GeluAvx2, whose e^(−z²) = e^(−x²/2) serves φ too.
+__attribute__((target("avx2,fma"))) void GeluBackwardAvx2(const float* g, const float* x, float* out, int64_t n) {
+  constexpr float kBeta = 0.39894228040143267794f;  // 1/√(2π)
+  const int64_t nv = n / 8 * 8;
+  for (int64_t i = 0; i < nv; i += 8) {
+    V8f v, gv;
+    std::memcpy(&v, x + i, 32);
+    std::memcpy(&gv, g + i, 32);
+    V8f z = v * 0.70710678118654752f;
+    V8f az = z < 0.f ? -z : z;
+    V8f t = 1.f / (1.f + 0.3275911f * az);
+    V8f poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    V8f e = ExpAvx2(-az * az);
+    V8f q = poly * e;
+    V8f onePlusErf = z < 0.f ? q : 2.f - q;
+    V8f r = gv * (0.5f * onePlusErf + v * (kBeta * e));
+    std::memcpy(out + i, &r, 32);
+  }
+  for (int64_t i = nv; i < n; ++i) {
+    const float v = x[i];
+    out[i] = g[i] * (0.5f * std::erfc(-v * 0.70710678118654752f) + v * kBeta * std::exp(-0.5f * v * v));
+  }
+}
 #endif
 
 // GELU in place on a contiguous float32 CPU tensor, split over the OpenMP team; other tensors: at::gelu_.
@@ -448,6 +473,40 @@ struct LinearFunction : public torch::autograd::Function<LinearFunction> {
   }
 };
 
+// nn.GELU() (exact erf form) with autograd, for the fused CPU linear's training path: the forward and the backward run
+// the AVX2 kernels above over the OpenMP team (libtorch 1.13's own CPU GELU calls the scalar erff per element). Under
+// create_graph, other dtypes or without AVX2 the backward is ATen's gelu_backward (differentiable).
+struct GeluFunction : public torch::autograd::Function<GeluFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y) {
+    ctx->save_for_backward({y});
+    at::Tensor out = y.clone(at::MemoryFormat::Contiguous);
+    GeluInplace(out);
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor y = ctx->get_saved_variables()[0];
+    const at::Tensor& g = grads[0];
+#ifdef DINOV3_FUSED_AVX2
+    if (kAvx2Fma && !at::GradMode::is_enabled() && g.scalar_type() == at::kFloat && y.scalar_type() == at::kFloat &&
+        g.is_cpu() && y.is_cpu() && y.is_contiguous() && g.sizes() == y.sizes()) {
+      const at::Tensor gc = g.contiguous();
+      at::Tensor out = at::empty_like(y, at::MemoryFormat::Contiguous);
+      const float* gp = gc.data_ptr<float>();
+      const float* yp = y.data_ptr<float>();
+      float* op = out.data_ptr<float>();
+      const int64_t n = y.numel(), chunk = 4096;
+      ParallelFor((n + chunk - 1) / chunk, [&](int64_t b, int64_t e) {
+        GeluBackwardAvx2(gp + b * chunk, yp + b * chunk, op + b * chunk, std::min(n, e * chunk) - b * chunk);
+      });
+      return {out};
+    }
+#endif
+    return {at::gelu_backward(g, y)};
+  }
+};
+
 // ---- kernel choice ----
 // The layers call one entry per operation (linear(+GELU), attention from qkv, residual add with LayerScale) and the
 // choice of kernel is made here, from the tensors, the grad mode and the policy switch:
@@ -534,7 +593,7 @@ at::Tensor LinearAct(const at::Tensor& x, const at::Tensor& w, const c10::option
     const bool records = at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->requires_grad()));
     if (records) {
       at::Tensor y = LinearFunction::apply(x, w, b);
-      return gelu ? at::gelu(y) : y;
+      return gelu ? GeluFunction::apply(y) : y;
     }
     at::Tensor y = Linear(x, w, b);
     if (gelu) GeluInplace(y);

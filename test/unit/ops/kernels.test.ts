@@ -5,10 +5,12 @@ import { describe, expect, test } from 'vitest';
 import {
   autocast,
   enableGrad,
+  eye,
   gelu,
   Generator,
   getNumThreads,
   linear,
+  linspace,
   memory,
   noGrad,
   randn,
@@ -368,6 +370,24 @@ describe('linear with GELU and residualAdd', () => {
       }
       expect(a.gx === null).toBe(!gx);
       expect(a.gb === null).toBe(!withBias);
+    });
+  });
+
+  // The training path's GELU (native GeluFunction: AVX2 erf and exp, forward and backward) against float64 ATen, from
+  // the far negative tail (where e^(−x²/2) underflows) to the far positive one; 37 × 63 values leave a scalar tail.
+  test('the fused linear + GELU backward equals the float64 GELU derivative within 1e-6 over [-10, 10]', () => {
+    scope(() => {
+      const x64 = linspace(-10, 10, 37 * 63, { dtype: 'float64' }).reshape([37, 63]);
+      const up64 = randn([37, 63], { generator: new Generator(5), dtype: 'float64' });
+      const eye63 = eye(63); // y = x·I = x exactly, so the GELU sees x itself
+      const x = x64.float().detach().requiresGrad_();
+      const y = linear(x, eye63, null, 'gelu');
+      y.mul(up64.float()).sum().backward();
+      const xr = x64.detach().requiresGrad_();
+      gelu(xr).mul(up64).sum().backward();
+      expectClose(y.to('float64'), gelu(x64), 'gelu', 1e-6);
+      const d = x.grad!.to('float64').sub(xr.grad!).abs().max().item();
+      expect(d).toBeLessThan(1e-6);
     });
   });
 
