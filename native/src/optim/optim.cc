@@ -50,6 +50,53 @@ Group ReadGroup(const Args& a, Napi::Float64Array& stepsArr) {
   return g;
 }
 
+// A chain of foreach ops over CPU tensors streams every tensor through memory once per op: for an optimizer step,
+// several passes over all the parameters, each from DRAM. InSlices hands `body` the lists a slice at a time (about
+// kSliceElems elements: whole tensors, and tensors longer than that as contiguous 1-D pieces), so the whole chain runs
+// on a slice while it is in cache (AdamW's eight ops over ViT-S/16's 34M parameters, 2 threads: 55-65 → 42-46 ms).
+// Every element goes through the same ops with the same scalars, so the results are the same bits; `owner[j]` is the
+// index (in the full lists) of the tensor that piece j belongs to, for per-tensor scalars. Other devices: one call.
+constexpr int64_t kSliceElems = int64_t{1} << 18;  // 1 MiB of float32 per list
+using Lists = std::vector<std::vector<at::Tensor>>;
+template <typename Body>
+void InSlices(const Lists& lists, Body&& body) {
+  const size_t n = lists[0].size();
+  std::vector<size_t> owner;
+  if (n == 0 || !lists[0][0].is_cpu()) {
+    for (size_t i = 0; i < n; ++i) owner.push_back(i);
+    Lists all = lists;
+    body(all, owner);
+    return;
+  }
+  Lists slice(lists.size());
+  int64_t filled = 0;
+  auto flush = [&] {
+    if (owner.empty()) return;
+    body(slice, owner);
+    for (auto& l : slice) l.clear();
+    owner.clear();
+    filled = 0;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t numel = lists[0][i].numel();
+    bool splittable = numel > kSliceElems;
+    for (const auto& l : lists) splittable = splittable && l[i].is_contiguous();
+    if (!splittable) {
+      for (size_t k = 0; k < lists.size(); ++k) slice[k].push_back(lists[k][i]);
+      owner.push_back(i);
+      if ((filled += numel) >= kSliceElems) flush();
+      continue;
+    }
+    for (int64_t off = 0; off < numel; off += kSliceElems) {
+      const int64_t len = std::min(kSliceElems, numel - off);
+      for (size_t k = 0; k < lists.size(); ++k) slice[k].push_back(lists[k][i].view({-1}).narrow(0, off, len));
+      owner.push_back(i);
+      if ((filled += len) >= kSliceElems) flush();
+    }
+  }
+  flush();
+}
+
 #if DINOV3_TORCH_AT_LEAST(2, 1) && defined(DINOV3_WITH_CUDA)
 // The fused CUDA kernel needs every tensor on one CUDA device and one floating dtype (fp32 state ⇒ fp32 params).
 bool CanFuse(const Group& g) {
@@ -97,27 +144,35 @@ void InitOptim(Napi::Env env, Napi::Object e) {
 #else
     (void)fused;
 #endif
-    // torch.optim.AdamW(foreach=True), _multi_tensor_adamw with capturable=False.
-    if (wd != 0) at::_foreach_mul_(g.params, 1.0 - lr * wd);
-#if DINOV3_TORCH_AT_LEAST(2, 0)
-    at::_foreach_lerp_(g.expAvg, g.grads, 1.0 - b1);
-#else
-    at::_foreach_mul_(g.expAvg, b1);
-    at::_foreach_add_(g.expAvg, g.grads, 1.0 - b1);
-#endif
-    at::_foreach_mul_(g.expAvgSq, b2);
-    at::_foreach_addcmul_(g.expAvgSq, g.grads, g.grads, 1.0 - b2);
-    std::vector<at::Scalar> stepSize, bc2Sqrt;
+    // torch.optim.AdamW(foreach=True), _multi_tensor_adamw with capturable=False, its op chain run slice by slice.
+    std::vector<double> stepSizeOf, bc2SqrtOf;
     for (double* s : g.steps) {
       double bc1 = 1.0 - std::pow(b1, *s);
       double bc2 = 1.0 - std::pow(b2, *s);
-      stepSize.emplace_back((lr / bc1) * -1);
-      bc2Sqrt.emplace_back(std::sqrt(bc2));
+      stepSizeOf.push_back((lr / bc1) * -1);
+      bc2SqrtOf.push_back(std::sqrt(bc2));
     }
-    std::vector<at::Tensor> denom = at::_foreach_sqrt(g.expAvgSq);
-    at::_foreach_div_(denom, bc2Sqrt);
-    at::_foreach_add_(denom, eps);
-    at::_foreach_addcdiv_(g.params, g.expAvg, denom, stepSize);
+    InSlices({g.params, g.grads, g.expAvg, g.expAvgSq}, [&](Lists& l, const std::vector<size_t>& owner) {
+      std::vector<at::Tensor>&p = l[0], &gr = l[1], &m = l[2], &v = l[3];
+      if (wd != 0) at::_foreach_mul_(p, 1.0 - lr * wd);
+#if DINOV3_TORCH_AT_LEAST(2, 0)
+      at::_foreach_lerp_(m, gr, 1.0 - b1);
+#else
+      at::_foreach_mul_(m, b1);
+      at::_foreach_add_(m, gr, 1.0 - b1);
+#endif
+      at::_foreach_mul_(v, b2);
+      at::_foreach_addcmul_(v, gr, gr, 1.0 - b2);
+      std::vector<at::Scalar> stepSize, bc2Sqrt;
+      for (size_t i : owner) {
+        stepSize.emplace_back(stepSizeOf[i]);
+        bc2Sqrt.emplace_back(bc2SqrtOf[i]);
+      }
+      std::vector<at::Tensor> denom = at::_foreach_sqrt(v);
+      at::_foreach_div_(denom, bc2Sqrt);
+      at::_foreach_add_(denom, eps);
+      at::_foreach_addcdiv_(p, m, denom, stepSize);
+    });
     return a.undef();
   });
   // clipGradNorm(params, maxNorm) → total L2 norm (0-d float32 tensor); every gradient is multiplied by
@@ -154,6 +209,7 @@ void InitOptim(Napi::Env env, Napi::Object e) {
                      "] (" + Describe(ss[i]) + ") differ in shape");
     double m = a.f64(2, "momentum");
     if (ts.empty()) return a.undef();
+    // Two ops: in slices (InSlices) they measured slower than in one pass each.
     at::_foreach_mul_(ts, m);
     at::_foreach_add_(ts, ss, 1.0 - m);
     return a.undef();

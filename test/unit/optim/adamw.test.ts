@@ -8,8 +8,11 @@ import {
   AdamW,
   CheckpointError,
   DisposedError,
+  Generator,
   memory,
   noGrad,
+  randn,
+  scope,
   StateDictError,
   tensor,
   type Tensor,
@@ -138,6 +141,39 @@ describe('AdamW', () => {
     expect(opt.stepCount).toBe(6);
     opt.dispose();
     params.forEach((p) => p.dispose());
+    expect(memory().liveTensors).toBe(before);
+  });
+
+  // On the CPU the step runs its op chain slice by slice (native/src/optim/optim.cc InSlices: tensors longer than 2^18
+  // elements in contiguous pieces, small ones packed together), the same ops per element as one pass over each tensor.
+  // A transposed layout is never cut (non-contiguous), so it gives the one-pass bits; the two must agree exactly, with
+  // a parameter cut in 13 pieces (the last short), one that fits whole, and per-parameter step counts that differ.
+  test('large parameters: the sliced step gives the same bits as one pass over each tensor', () => {
+    const before = memory().liveTensors;
+    const shapes = [[1537, 2049], [300, 700], [384], [7, 5]];
+    // Everything is made inside a scope, so the handles (parameters, gradients, views) are freed with it.
+    const run = (transposed: boolean) =>
+      scope(() => {
+        const lay = (t: Tensor) => (transposed && t.shape.length === 2 ? t.t().contiguous().t() : t);
+        const ps = shapes.map((sh, i) =>
+          lay(randn(sh, { generator: new Generator(40 + i) }))
+            .detach()
+            .requiresGrad_(),
+        );
+        const grads = shapes.map((sh, i) => lay(randn(sh, { generator: new Generator(50 + i) })));
+        const opt = new AdamW([{ params: ps, lr: 1e-3, weightDecay: 0.04 }]);
+        for (let it = 0; it < 3; it++) {
+          // parameter 1 skips the second step: its bias correction then differs from the others'
+          ps.forEach((p, i) => (p.grad = i === 1 && it === 1 ? null : grads[i]!));
+          opt.step();
+        }
+        opt.dispose();
+        expect(ps[0]!.isContiguous).toBe(!transposed);
+        return ps.map((p) => Buffer.from(p.contiguous().toFloat32Array().buffer));
+      });
+    const sliced = run(false);
+    const whole = run(true);
+    sliced.forEach((b, i) => expect(b.equals(whole[i]!), `parameter ${i}`).toBe(true));
     expect(memory().liveTensors).toBe(before);
   });
 
