@@ -37,11 +37,14 @@ node -e '
   const med = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
   const oursS = med(ours.map((j) => j.sPerIter));
   const peerS = med(peer.map((j) => j.s_per_iter ?? j.sPerIter ?? j.median_s_per_iter));
+  // Each round runs ours then the peer back to back: the per-round ratio cancels most of the drift of a shared machine.
+  const perRound = ours.map((o, i) => +((peer[i].s_per_iter ?? peer[i].sPerIter) / o.sPerIter).toFixed(3));
   const out = { benchmark: "CPU training step: dinov3 bench train vs the official step (cpu_anchor_train.py)", label,
     setting: `ViT-S/16, batch 8, 2x112 + 4x48 crops, 4096 prototypes, float32, drop path ${process.env.DROP_PATH}`,
     oursMedianSPerIter: oursS, peerMedianSPerIter: peerS, speedupVsPeer: peerS ? +(peerS / oursS).toFixed(3) : null,
-    ours, peer, date: new Date().toISOString() };
+    speedupPerRound: perRound, medianSpeedupPerRound: med(perRound), ours, peer, date: new Date().toISOString() };
   const file = `bench/results/train-cpu-anchor-${label}.json`;
   fs.writeFileSync(file + ".tmp", JSON.stringify(out, null, 2) + "\n"); fs.renameSync(file + ".tmp", file);
-  console.log(JSON.stringify({ file, oursMedianSPerIter: oursS, peerMedianSPerIter: peerS, speedupVsPeer: out.speedupVsPeer }));
+  console.log(JSON.stringify({ file, oursMedianSPerIter: oursS, peerMedianSPerIter: peerS, speedupVsPeer: out.speedupVsPeer,
+    speedupPerRound: perRound }));
 ' "$tmp" "$ROUNDS" "$LABEL"
