@@ -41,7 +41,7 @@ for entry in "${MATRIX[@]}"; do
   echo "[bench] $name: $cmd $opts --device $DEVICE"
   # shellcheck disable=SC2086
   if "${CLI[@]}" "$cmd" $opts --device "$DEVICE" --out "$OUT/bench-$name.json" > "$OUT/bench-$name.log" 2>&1; then
-    echo "[bench] $name: $(node -e 'const j = require(process.argv[1]); console.log(`${j.imgPerSec} img/s, ${j.sPerIter} s/iter, MFU ${j.mfu}, peak memory ${(j.peakMemoryBytes / 2 ** 30).toFixed(2)} GiB`)' "$OUT/bench-$name.json")"
+    echo "[bench] $name: $(node -e 'const j = require(process.argv[1]); console.log(`${j.imgPerSec} img/s, ${j.sPerIter} s/iter, MFU ${j.mfu}, peak memory ${(j.peakMemoryBytes / 2 ** 30).toFixed(2)} GiB${j.hostSyncsPerStep === undefined ? "" : `, host syncs/step ${j.hostSyncsPerStep}`}`)' "$OUT/bench-$name.json")"
   else
     failed=$((failed + 1))
     echo "[bench] $name: FAILED"
