@@ -121,23 +121,7 @@ describe('dinov3 bench', () => {
   });
 
   test('train --phases: seconds per timed step of each phase of the iteration, adding up to the step', async () => {
-    const r = await dinov3(
-      'bench',
-      'train',
-      '--preset',
-      'tiny',
-      '--batch',
-      '2',
-      '--crops',
-      '2x32,2x16',
-      '--steps',
-      '3',
-      '--warmup',
-      '1',
-      '--peak-n',
-      '0',
-      '--phases',
-    );
+    const r = await dinov3(...'bench train --preset tiny --batch 2 --crops 2x32,2x16 --steps 3 --warmup 1 --peak-n 0 --phases'.split(' '));
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(Object.keys(j.phases)).toEqual(['teacher', 'student_forward', 'losses', 'backward', 'clip', 'metrics_read', 'optimizer', 'ema']);
