@@ -133,7 +133,8 @@ export class CudaGraph {
 
   /**
    * Records what `fn` queues on the current device and returns `fn`'s result (tensors allocated in the graph's pool,
-   * filled by each replay). Runs on `stream` (a new side stream when absent), after the work queued so far.
+   * filled by each replay; the other tensors `fn` made are freed as by `scope`). Runs on `stream` (a new side stream
+   * when absent), after the work queued so far.
    */
   capture<R>(fn: () => R, o: { stream?: CudaStream; warmup?: number } = {}): R {
     const h = this.#live('capture');
@@ -148,7 +149,7 @@ export class CudaGraph {
       native.cudaGraphCaptureBegin(h);
       let r: R;
       try {
-        r = fn();
+        r = scope(fn); // the intermediates' handles go now; their memory stays the graph's (its private pool)
       } catch (e) {
         native.cudaGraphCaptureEnd(h, true);
         throw e;
