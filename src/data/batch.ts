@@ -1,7 +1,7 @@
 // The collated multi-crop batch: what the data pipeline hands the trainer, with the key names of the official
 // `dinov3/data/collate.py::collate_data_and_cast` output so a batch saved by either side reads the same.
 import { expectObject, expectTensorArg } from '../tensor/args.js';
-import type { Tensor } from '../tensor/tensor.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
 
 export interface CollatedBatch {
   /** Global crops, crop-major: [n_global_crops · B, 3, H, W] (all first crops, then all second crops). */
@@ -49,4 +49,40 @@ export function disposeBatch(batch: CollatedBatch): void {
   // Check every entry before disposing any, so that a bad batch is left as it was.
   for (const t of ts) expectTensorArg('disposeBatch', 'batch tensor', t);
   for (const t of ts) t.dispose();
+}
+
+const sameDevice = (t: Tensor, device: Device) => t.device === device || (device === 'cuda' && t.device === 'cuda:0');
+
+/**
+ * The batch on `device`, for a model there. To CUDA each tensor goes through pinned host memory with a non-blocking
+ * copy, queued on the current stream ahead of the step's kernels, so the host never waits for it (libtorch keeps the
+ * pinned block until the copy is done). Tensors already on `device` are shared. `moved` lists the tensors made here,
+ * which the caller frees after the step; the input batch is left as it is.
+ */
+export function batchToDevice(batch: CollatedBatch, device: Device): { batch: CollatedBatch; moved: Tensor[] } {
+  expectObject('batchToDevice', 'batch', batch);
+  const moved: Tensor[] = [];
+  const move = <T extends Tensor | undefined>(t: T): T => {
+    if (!t || sameDevice(t, device)) return t;
+    const src = device.startsWith('cuda') && t.device === 'cpu' ? t.pinMemory() : t;
+    const out = src.to({ device, nonBlocking: src !== t });
+    if (src !== t) src.dispose();
+    moved.push(out);
+    return out as T;
+  };
+  for (const t of batchTensors(batch)) expectTensorArg('batchToDevice', 'batch tensor', t);
+  const out: CollatedBatch = {
+    ...batch,
+    collated_global_crops: move(batch.collated_global_crops),
+    collated_local_crops: move(batch.collated_local_crops),
+    collated_gram_teacher_crops: move(batch.collated_gram_teacher_crops),
+    collated_masks: move(batch.collated_masks),
+    mask_indices_list: move(batch.mask_indices_list),
+    masks_weight: move(batch.masks_weight),
+    n_masked_patches: move(batch.n_masked_patches),
+    labels: move(batch.labels),
+  };
+  if (!batch.collated_gram_teacher_crops) delete out.collated_gram_teacher_crops;
+  if (!batch.labels) delete out.labels;
+  return { batch: out, moved };
 }

@@ -6,7 +6,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
-import { batchTensors, type CollatedBatch } from '../data/batch.js';
+import { batchTensors, batchToDevice, type CollatedBatch } from '../data/batch.js';
 import { loadShardedCheckpoint, saveShardedCheckpoint } from '../distributed/fsdp_checkpoint.js';
 import type { ProcessGroup } from '../distributed/process_group.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
@@ -239,8 +239,10 @@ export class Trainer {
       this.model.gramLoadEmaTeacher();
     }
     let m: IterationMetrics;
+    // Batches from a host loader go to the model's device first (pinned, non-blocking: the host does not wait).
+    const onDevice = batchToDevice(batch, this.#o.device ?? 'cpu');
     try {
-      m = trainIteration(this.model, this.optimizer, batch, {
+      m = trainIteration(this.model, this.optimizer, onDevice.batch, {
         iteration: it,
         values: scheduleValues(this.schedules, this.#o.scheduleIndex ? this.#o.scheduleIndex(it) : it),
         clipGrad: this.cfg.optim.clip_grad,
@@ -252,6 +254,8 @@ export class Trainer {
       // A failed peer seen by communication the group did not issue itself (the sharded units'): name the rank.
       const g = this.#o.group as { explainFailure?: (e: unknown) => unknown } | undefined;
       throw g?.explainFailure ? g.explainFailure(e) : e;
+    } finally {
+      for (const t of onDevice.moved) t.dispose();
     }
     this.#nonFiniteStreak = m.stepped ? 0 : this.#nonFiniteStreak + 1;
     // Gram refresh after the iteration (official do_train: (it + 1) >= it_first_update and (it + 1) % frequency == 0).

@@ -1,5 +1,6 @@
 // The SSL training iteration on CUDA (runs only on a CUDA build with a visible GPU; scripts/gpu/check.sh runs it):
-// - it waits for the device once, to read its metrics: hostSyncs and libtorch's own sync debug mode agree;
+// - it waits for the device once, to read its metrics: hostSyncs and libtorch's own sync debug mode agree, also when
+//   Trainer.step moves a host batch to the device;
 // - the fast path (bf16 compute over fp32 masters, flash attention, fused kernels) follows the plain float32 path
 //   (plain ATen kernels) within bf16 tolerance over 20 iterations.
 import { describe, expect, test } from 'vitest';
@@ -59,6 +60,25 @@ describe.runIf(onGpu)('the training iteration on CUDA', () => {
     }
     expect(counted).toBe(1);
     expect(warnings.filter((m) => /synchroniz/i.test(m))).toHaveLength(1);
+    t.dispose();
+  });
+
+  test('Trainer.step takes host batches: pinned non-blocking copies, still one wait per iteration', async () => {
+    manualSeed(0);
+    const cfg = await loadSSLConfig('ssl_default', [...TINY_CUDA, 'compute_precision.param_dtype=bf16']);
+    const t = await Trainer.create(cfg, { device: 'cuda' });
+    const host = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 9 });
+    const counts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const batch = host.batch(i);
+      const before = hostSyncs();
+      const m = t.step(batch);
+      counts.push(hostSyncs() - before);
+      expect(Number.isFinite(m.total_loss)).toBe(true);
+      expect(batch.collated_global_crops.device).toBe('cpu'); // the caller's batch is left as it was
+      disposeBatch(batch);
+    }
+    expect(counts.slice(1)).toEqual([1, 1]);
     t.dispose();
   });
 
