@@ -1,7 +1,7 @@
 // The SSL Trainer data-parallel over two Gloo processes on 127.0.0.1 (issue 11's equivalence test): 5 iterations of a
-// tiny ViT with a global batch of B images split over 2 ranks equal one process with batch B (losses and parameters
-// within 1e-5 relative), under SHARD_GRAD_OP, FULL_SHARD and NO_SHARD (replicas); with sharding each rank holds half
-// the parameter and optimizer bytes.
+// tiny ViT with a global batch of B images split over 2 ranks equal one process with batch B (losses within 1e-5
+// relative, parameters within 2e-5), under SHARD_GRAD_OP, FULL_SHARD and NO_SHARD (replicas); with sharding each rank
+// holds half the parameter and optimizer bytes.
 //
 // The comparison is exact with the distributed KoLeo (dino.koleo_loss_distributed=true: neighbours over all ranks,
 // = one process on the whole batch). With the official default (non-distributed KoLeo) each rank's KoLeo sees only
@@ -78,10 +78,13 @@ function expectSame(got: RunOut, ref: RunOut): void {
     }
   });
   expect(Object.keys(got.params).sort()).toEqual(Object.keys(ref.params).sort());
+  // Parameters within 2e-5 of each tensor's largest magnitude: with libtorch 2.13 (MKL) block 0's qkv bias of the
+  // 2-rank run and of the one process differ by 1.06e-5 (student) and 1.18e-5 (teacher) of their scale, the summation
+  // order of the half batches, as in train_cli_dist.test.ts; libtorch 1.13 stays within 1e-5.
   for (const [k, e] of Object.entries(ref.params)) {
     const scale = Math.max(...e.map(Math.abs), 1e-6);
     const rel = Math.max(...got.params[k]!.map((v, i) => Math.abs(v - e[i]!) / scale));
-    if (!(rel <= 1e-5))
+    if (!(rel <= 2e-5))
       bad.push(
         `${k}: ${rel.toExponential(2)} (scale ${scale.toExponential(2)}, worst at ${got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0)} of ${e.length}: ${(() => {
           const j = got.params[k]!.map((v, i) => Math.abs(v - e[i]!)).reduce((a, d, i, arr) => (d > arr[a]! ? i : a), 0);
@@ -108,7 +111,7 @@ describe('Trainer data-parallel over 2 Gloo processes', () => {
   });
 
   for (const strategy of ['SHARD_GRAD_OP', 'FULL_SHARD', 'NO_SHARD'])
-    test(`${strategy}: 2 ranks × ${B / 2} images = 1 process × ${B} (5 iterations; losses, grad norms, student and teacher within 1e-5 relative)`, {
+    test(`${strategy}: 2 ranks × ${B / 2} images = 1 process × ${B} (5 iterations; losses and grad norms within 1e-5 relative, student and teacher within 2e-5)`, {
       timeout: 300_000,
     }, async () => {
       const rs = await runRanks(2, lib.indexUrl, body(2, strategy), { timeoutMs: 280_000 });
