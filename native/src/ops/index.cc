@@ -88,12 +88,15 @@ void InitIndex(Napi::Env env, Napi::Object e) {
     return a.ret(at::index_put(a.t(0, "input"), IndexList(a, 1), a.t(2, "values"), a.optB(3, "accumulate", false)));
   });
   Def(env, e, "maskedSelect", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
+    const at::Tensor& mask = a.t(1, "mask");
     CountHostSync();
-    return a.ret(at::masked_select(a.t(0, "input"), a.t(1, "mask")));
+    return a.ret(at::masked_select(x, mask));
   });
   Def(env, e, "nonzero", [](Args& a) {
+    const at::Tensor& x = a.t(0, "input");
     CountHostSync();
-    return a.ret(at::nonzero(a.t(0, "input")));
+    return a.ret(at::nonzero(x));
   });
   Def(env, e, "oneHot", [](Args& a) {
     const at::Tensor& x = a.t(0, "input");

@@ -189,8 +189,9 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
   // toArrayBuffer(t): a zero-copy ArrayBuffer over a contiguous CPU tensor's memory (copied first otherwise).
   // The ArrayBuffer keeps the storage alive, independently of the handle's dispose.
   Def(env, e, "toArrayBuffer", [](Args& a) -> Napi::Value {
+    const at::Tensor& t = a.t(0, "tensor");
     CountHostSync();
-    at::Tensor host = a.t(0, "tensor").to(at::kCPU).contiguous();
+    at::Tensor host = t.to(at::kCPU).contiguous();
     size_t n = host.numel() * host.element_size();
     if (n == 0) return Napi::ArrayBuffer::New(a.env(), 0);
     auto* keep = new at::Tensor(host);
@@ -198,8 +199,9 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
                                   keep);
   });
   Def(env, e, "dataAsync", [](Args& a) -> Napi::Value {
+    const at::Tensor& t = a.t(0, "tensor");
     CountHostSync();
-    auto* w = new ToHostWorker(a.env(), a.t(0, "tensor"));
+    auto* w = new ToHostWorker(a.env(), t);
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
@@ -214,9 +216,10 @@ void InitTensorCore(Napi::Env env, Napi::Object e) {
     return Napi::Number::New(a.env(), s.toDouble());
   });
   Def(env, e, "toString", [](Args& a) -> Napi::Value {
+    const at::Tensor& t = a.t(0, "tensor");
     std::ostringstream os;
     CountHostSync();
-    os << a.t(0, "tensor");
+    os << t;
     return Napi::String::New(a.env(), os.str());
   });
 
