@@ -11,7 +11,7 @@ import { loadShardedCheckpoint, saveShardedCheckpoint } from '../distributed/fsd
 import type { ProcessGroup } from '../distributed/process_group.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
 import type { StateDict } from '../nn/module.js';
-import { Generator, tensor } from '../tensor/creation.js';
+import { full, Generator } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import type { AdamWStateDict } from '../optim/adamw.js';
@@ -311,7 +311,9 @@ export class Trainer {
     const local = this.#o.signal?.aborted ?? false;
     const g = this.#o.group;
     if (!g || g.worldSize === 1) return local;
-    const flag = tensor([local ? 1 : 0]);
+    // NCCL reduces CUDA tensors only: the flag lives where this rank trains (Gloo: on the host).
+    const nccl = (g as { backend?: string }).backend === 'nccl';
+    const flag = full([1], local ? 1 : 0, { dtype: 'float32', device: nccl ? (this.#o.device ?? 'cuda') : 'cpu' });
     try {
       return g.allReduceSum_(flag).item() > 0;
     } finally {
