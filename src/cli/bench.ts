@@ -12,6 +12,7 @@ import { disposeBatch } from '../data/batch.js';
 import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { addonInfo, native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
+import { deviceError } from './device.js';
 import { kernelChoice } from '../ops/kernels.js';
 import { linear, matmul } from '../ops/linalg.js';
 import { Generator, randn, zeros } from '../tensor/creation.js';
@@ -90,10 +91,8 @@ export interface BenchTrainOptions extends BenchCommon {
 }
 
 function checkDevice(device: Device): void {
-  if (device.startsWith('cuda') && !cuda.isAvailable())
-    throw new ConfigError(
-      `bench: --device ${device}: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})`,
-    );
+  const e = deviceError('bench', device, { cudaAvailable: cuda.isAvailable(), ...addonInfo });
+  if (e) throw e;
 }
 
 const isCuda = (d: Device) => d.startsWith('cuda');

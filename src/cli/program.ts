@@ -16,6 +16,7 @@ import type { Interpolation, Normalization, ResizePolicy } from '../data/transfo
 import type { FeatureDType, FeatureFileFormat } from '../features/save.js';
 import type { LayerSelection } from '../features/backbone.js';
 import type { CliIO } from './progress.js';
+import { deviceArg } from './device.js';
 import { addDistillCommand } from './distill.js';
 import { addTrainCommand } from './train.js';
 
@@ -38,11 +39,6 @@ const layersArg = (v: string): LayerSelection => {
   if (list.length === 0 || list.some((s) => !/^\d+$/.test(s)))
     throw new InvalidArgumentError('expected a count of last blocks (4) or comma-separated 0-based block indices (2,5,8,11).');
   return list.map(Number);
-};
-
-const deviceArg = (v: string): Device => {
-  if (!/^(cpu|cuda(:\d+)?)$/.test(v)) throw new InvalidArgumentError('expected cpu, cuda or cuda:<index>.');
-  return v as Device;
 };
 
 interface CommonOptions {

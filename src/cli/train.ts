@@ -2,8 +2,10 @@
 // data source, into a run folder; resumable, stops cleanly on SIGINT/SIGTERM (checkpoint first). With
 // --nproc-per-node N it starts N workers (distributed/launch.ts, torchrun-style environment) that train data-parallel
 // over a c10d group; inside a process that torchrun, SLURM or the launcher started, it is that worker.
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 
+import type { Device } from '../tensor/tensor.js';
+import { deviceArg, deviceError } from './device.js';
 import type { CliIO } from './progress.js';
 
 const positiveInt = (v: string): number => {
@@ -28,6 +30,7 @@ export interface TrainCliOptions {
   nodeRank?: number;
   masterAddr?: string;
   masterPort?: number;
+  device: Device;
 }
 
 const nonNegativeInt = (v: string): number => {
@@ -63,16 +66,23 @@ async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Pro
   const { loadSSLConfig } = await import('../train/config.js');
   const { Trainer } = await import('../train/trainer.js');
   const { openTrainingData } = await import('../train/data.js');
-  const { setNumThreads } = await import('../tensor/device.js');
+  const { cuda, setNumThreads } = await import('../tensor/device.js');
+  const { addonInfo } = await import('../native/binding.js');
+  const unusable = deviceError('train', o.device, { cudaAvailable: cuda.isAvailable(), ...addonInfo });
+  if (unusable) throw unusable;
   if (o.threads) setNumThreads(o.threads);
   const { launchedEnv } = await import('../distributed/launch.js');
   const cfg = await loadSSLConfig(o.config, [...overrides, `train.output_dir=${o.out}`]);
   // A worker of a distributed run (our launcher, torchrun or SLURM): join the group, train on this rank's data.
   const env = launchedEnv();
   let group: import('../distributed/c10d.js').C10dProcessGroup | undefined;
+  // On CUDA each worker trains on the GPU of its local rank, its group over NCCL (Gloo on the CPU).
+  const onCuda = o.device.startsWith('cuda');
+  let device = o.device;
   if (env && env.worldSize > 1) {
     const { initProcessGroup } = await import('../distributed/c10d.js');
-    group = await initProcessGroup();
+    group = await initProcessGroup({ backend: onCuda ? 'nccl' : 'gloo' });
+    if (onCuda) device = `cuda:${group.localRank}`;
   }
   const rank = group?.rank ?? 0;
   const data = await openTrainingData(o.data, cfg, {
@@ -98,6 +108,7 @@ async function runTrain(overrides: string[], o: TrainCliOptions, io: CliIO): Pro
       seed: o.seed,
       signal: ac.signal,
       group,
+      device,
       progressEvery: o.progressEvery,
       onProgress: (line) => io.stderr.write(`${line}\n`),
     });
@@ -134,6 +145,11 @@ export function addTrainCommand(program: Command, io: CliIO, fail: (cmd: Command
     .option('--init-backbone <weights>', 'start student and teacher backbones from released weights (.pth, .safetensors, HF folder)')
     .option('--max-iterations <n>', 'stop after n iterations (schedules still span optim.epochs × OFFICIAL_EPOCH_LENGTH)', positiveInt)
     .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+    .addOption(
+      new Option('--device <device>', "cpu, cuda or cuda:<index> (with --nproc-per-node: each worker its local rank's GPU, NCCL)")
+        .default('cpu')
+        .argParser(deviceArg),
+    )
     .option('--workers <n>', 'data-loading worker threads', positiveInt)
     .option('--seed <n>', 'seed of the model and data randomness (default train.seed)', (v) => Number(v))
     .option('--progress-every <n>', 'progress line every n iterations', positiveInt, 10)

@@ -81,3 +81,21 @@ test('config errors: unknown key with a suggestion, wrong type with its path, un
   expect(r.stderr).toMatch(/^error: unknown SSL config preset "cpu_tiny_fmnst" \(did you mean "cpu_tiny_fmnist"\?\); known: ssl_default, /);
   expect(existsSync(out)).toBe(false);
 });
+
+// CUDA runs are checked on a GPU (test/cuda); here, a CUDA device on a CPU build is refused before anything is written.
+test('--device: a CUDA device this build cannot use, and a device that does not exist', () => {
+  const out = join(tmp, 'never-cuda');
+  const probe = 'import("./dist/src/index.js").then((m) => console.log(JSON.stringify({ ...m.addonInfo, gpu: m.cuda.isAvailable() })))';
+  const { torchVersion, cudaCompiled, gpu } = JSON.parse(spawnSync(process.execPath, ['-e', probe], { cwd: ROOT, encoding: 'utf8' }).stdout);
+  let r = dinov3('train', '--config', 'ssl_default', '--data', 'synthetic', '--out', out, '--device', 'cuda', ...TINY);
+  if (!gpu) {
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `error: train: --device cuda: CUDA is not available (libtorch ${torchVersion}, ${cudaCompiled ? 'no GPU found' : 'built without CUDA'})\n`,
+    );
+    expect(existsSync(out)).toBe(false);
+  }
+  r = dinov3('train', '--config', 'ssl_default', '--data', 'synthetic', '--out', out, '--device', 'gpu');
+  expect(r.code).toBe(1);
+  expect(r.stderr).toBe("error: option '--device <device>' argument 'gpu' is invalid. expected cpu, cuda or cuda:<index>.\n");
+});
