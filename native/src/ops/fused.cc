@@ -241,42 +241,42 @@ __attribute__((target("avx2,fma"))) void SoftmaxRowAvx2(float* x, int64_t n) {
 #endif
 
 #ifdef DINOV3_FUSED_AVX2
-// Exact (erf) GELU in place, 8 lanes: gelu(x) = x/2 · (1 + erf(x/√2)), with 1 + erf(z) = 2 − q for z ≥ 0 and q for
-// z < 0, where q = erfc(|z|) = t·P(t)·e^(−z²), t = 1/(1 + p|z|) (Abramowitz–Stegun 7.1.26, |error| ≤ 1.5e-7: the
-// formula of ATen's own AVX2 erf; taking erfc directly keeps the negative tail accurate). e^(−z²): the softmax exp.
+// 1 + erf(x/√2) in 8 lanes, for the exact (erf) GELU and its derivative: 1 + erf(z) = 2 − q for z ≥ 0 and q for z < 0,
+// where q = erfc(|z|) = t·P(t)·e^(−z²), t = 1/(1 + p|z|) (Abramowitz–Stegun 7.1.26, |error| ≤ 1.5e-7: the formula of
+// ATen's own AVX2 erf; taking erfc directly keeps the negative tail accurate). e^(−z²) = e^(−x²/2) (the softmax exp)
+// is handed back in `e`.
+__attribute__((target("avx2,fma"), always_inline)) inline V8f OnePlusErfAvx2(V8f v, V8f& e) {
+  V8f z = v * 0.70710678118654752f;
+  V8f az = z < 0.f ? -z : z;
+  V8f t = 1.f / (1.f + 0.3275911f * az);
+  V8f poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+  e = ExpAvx2(-az * az);
+  V8f q = poly * e;
+  return z < 0.f ? q : 2.f - q;
+}
+
+// Exact (erf) GELU in place, 8 lanes: gelu(x) = x/2 · (1 + erf(x/√2)).
 __attribute__((target("avx2,fma"))) void GeluAvx2(float* x, int64_t n) {
   const int64_t nv = n / 8 * 8;
   for (int64_t i = 0; i < nv; i += 8) {
-    V8f v;
+    V8f v, e;
     std::memcpy(&v, x + i, 32);
-    V8f z = v * 0.70710678118654752f;
-    V8f az = z < 0.f ? -z : z;
-    V8f t = 1.f / (1.f + 0.3275911f * az);
-    V8f poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
-    V8f q = poly * ExpAvx2(-az * az);
-    V8f onePlusErf = z < 0.f ? q : 2.f - q;
-    V8f out = 0.5f * v * onePlusErf;
+    V8f out = 0.5f * v * OnePlusErfAvx2(v, e);
     std::memcpy(x + i, &out, 32);
   }
   for (int64_t i = nv; i < n; ++i) x[i] = 0.5f * x[i] * std::erfc(-x[i] * 0.70710678118654752f);
 }
 
 // The exact GELU's backward, 8 lanes: g · (Φ(x) + x·φ(x)) with Φ(x) = (1 + erf(x/√2))/2 and φ(x) = e^(−x²/2)/√(2π)
-// (ATen's GeluBackward formula for approximate="none"); erf as in GeluAvx2, whose e^(−z²) = e^(−x²/2) serves φ too.
+// (ATen's GeluBackward formula for approximate="none").
 __attribute__((target("avx2,fma"))) void GeluBackwardAvx2(const float* g, const float* x, float* out, int64_t n) {
   constexpr float kBeta = 0.39894228040143267794f;  // 1/√(2π)
   const int64_t nv = n / 8 * 8;
   for (int64_t i = 0; i < nv; i += 8) {
-    V8f v, gv;
+    V8f v, gv, e;
     std::memcpy(&v, x + i, 32);
     std::memcpy(&gv, g + i, 32);
-    V8f z = v * 0.70710678118654752f;
-    V8f az = z < 0.f ? -z : z;
-    V8f t = 1.f / (1.f + 0.3275911f * az);
-    V8f poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
-    V8f e = ExpAvx2(-az * az);
-    V8f q = poly * e;
-    V8f onePlusErf = z < 0.f ? q : 2.f - q;
+    V8f onePlusErf = OnePlusErfAvx2(v, e);
     V8f r = gv * (0.5f * onePlusErf + v * (kBeta * e));
     std::memcpy(out + i, &r, 32);
   }
