@@ -26,20 +26,14 @@ export interface CollatedBatch {
   labels?: Tensor;
 }
 
+/** The batch's tensor entries: always present, then present only in some batches. */
+const REQUIRED_TENSORS = ['collated_global_crops', 'collated_local_crops', 'collated_masks', 'mask_indices_list', 'masks_weight', 'n_masked_patches'] as const;
+const OPTIONAL_TENSORS = ['collated_gram_teacher_crops', 'labels'] as const;
+
 /** Every tensor of a batch, for disposal. */
 export function batchTensors(batch: CollatedBatch): Tensor[] {
   expectObject('batchTensors', 'batch', batch);
-  const out: Tensor[] = [
-    batch.collated_global_crops,
-    batch.collated_local_crops,
-    batch.collated_masks,
-    batch.mask_indices_list,
-    batch.masks_weight,
-    batch.n_masked_patches,
-  ];
-  if (batch.collated_gram_teacher_crops) out.push(batch.collated_gram_teacher_crops);
-  if (batch.labels) out.push(batch.labels);
-  return out;
+  return [...REQUIRED_TENSORS.map((k) => batch[k]), ...OPTIONAL_TENSORS.flatMap((k) => (batch[k] ? [batch[k]] : []))];
 }
 
 /** Frees a batch's tensors. */
@@ -62,27 +56,16 @@ const sameDevice = (t: Tensor, device: Device) => t.device === device || (device
 export function batchToDevice(batch: CollatedBatch, device: Device): { batch: CollatedBatch; moved: Tensor[] } {
   expectObject('batchToDevice', 'batch', batch);
   const moved: Tensor[] = [];
-  const move = <T extends Tensor | undefined>(t: T): T => {
-    if (!t || sameDevice(t, device)) return t;
-    const src = device.startsWith('cuda') && t.device === 'cpu' ? t.pinMemory() : t;
-    const out = src.to({ device, nonBlocking: src !== t });
-    if (src !== t) src.dispose();
-    moved.push(out);
-    return out as T;
-  };
   for (const t of batchTensors(batch)) expectTensorArg('batchToDevice', 'batch tensor', t);
-  const out: CollatedBatch = {
-    ...batch,
-    collated_global_crops: move(batch.collated_global_crops),
-    collated_local_crops: move(batch.collated_local_crops),
-    collated_gram_teacher_crops: move(batch.collated_gram_teacher_crops),
-    collated_masks: move(batch.collated_masks),
-    mask_indices_list: move(batch.mask_indices_list),
-    masks_weight: move(batch.masks_weight),
-    n_masked_patches: move(batch.n_masked_patches),
-    labels: move(batch.labels),
-  };
-  if (!batch.collated_gram_teacher_crops) delete out.collated_gram_teacher_crops;
-  if (!batch.labels) delete out.labels;
+  const out: CollatedBatch = { ...batch };
+  for (const k of [...REQUIRED_TENSORS, ...OPTIONAL_TENSORS]) {
+    const t = batch[k];
+    if (!t || sameDevice(t, device)) continue;
+    const src = device.startsWith('cuda') && t.device === 'cpu' ? t.pinMemory() : t;
+    const copy = src.to({ device, nonBlocking: src !== t });
+    if (src !== t) src.dispose();
+    moved.push(copy);
+    out[k] = copy;
+  }
   return { batch: out, moved };
 }
