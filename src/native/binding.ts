@@ -82,6 +82,7 @@ export interface NativeBinding {
   cudaEventSynchronize(e: NativeCudaEvent): void;
   cudaEventQuery(e: NativeCudaEvent): boolean;
   cudaEventWait(e: NativeCudaEvent, s?: NativeCudaStream | null): void;
+  cudaRecordStream(t: T, s: NativeCudaStream): void;
   cudaEventElapsedTime(start: NativeCudaEvent, end: NativeCudaEvent): number;
   cudaNewGraph(): NativeCudaGraph;
   cudaGraphCaptureBegin(g: NativeCudaGraph): void;

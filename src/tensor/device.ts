@@ -4,7 +4,7 @@
 import { native, type NativeCudaEvent, type NativeCudaGraph, type NativeCudaStream } from '../native/binding.js';
 import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { scope } from './scope.js';
-import { describe } from './tensor.js';
+import { describe, handleOf, type Tensor } from './tensor.js';
 
 const kHandle = Symbol('dinov3.cuda.handle');
 
@@ -225,6 +225,13 @@ export const cuda = {
       cuda.syncDebugMode(previous);
     }
   },
+  /**
+   * Tensor.record_stream: tells the caching allocator that `tensor`'s memory is used by the work queued on `stream`, so
+   * that once disposed it is not reused before that work is done. Needed when a tensor allocated on one stream (a copy
+   * stream) is read on another.
+   */
+  recordStream: (tensor: Tensor, stream: CudaStream): void =>
+    native.cudaRecordStream(handleOf(tensor, 'cuda.recordStream', 'tensor'), streamHandle(stream, 'cuda.recordStream')),
   /** Makes `stream` current on its device. Prefer `stream.run(fn)`, which restores the previous stream. */
   setCurrentStream: (stream: CudaStream): void => native.cudaSetCurrentStream(streamHandle(stream, 'cuda.setCurrentStream')),
 };

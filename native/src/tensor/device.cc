@@ -197,6 +197,22 @@ void InitDevice(Napi::Env env, Napi::Object e) {
 #endif
   });
 
+  // cudaRecordStream(tensor, stream): Tensor.record_stream. Tells the caching allocator that the tensor's memory is
+  // used by work queued on `stream`, so that once freed it is not handed out again before that work is done (needed
+  // when memory allocated on one stream, a copy stream, is read on another).
+  Def(env, e, "cudaRecordStream", [](Args& a) -> Napi::Value {
+    RequireCuda(a, "cuda.recordStream");
+#ifdef DINOV3_WITH_CUDA
+    const at::Tensor& t = a.t(0, "tensor");
+    const c10::cuda::CUDAStream& s = StreamArg(a, 1);
+    if (!t.is_cuda() || t.device().index() != s.device_index())
+      a.valueError("the tensor (" + Describe(t) + ") is not on the stream's device, cuda:" +
+                   std::to_string(s.device_index()));
+    t.record_stream(s.unwrap());
+#endif
+    return a.undef();
+  });
+
   // ---- events ----
   // cudaNewEvent(enableTiming): the CUDA event is created lazily on its first record, on the stream's device.
   Def(env, e, "cudaNewEvent", [](Args& a) -> Napi::Value {

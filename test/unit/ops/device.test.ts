@@ -57,6 +57,14 @@ describe.runIf(cpuBuild)('CUDA calls on a CPU build', () => {
     expect(ran).toBe(false);
   });
 
+  test('recordStream: its arguments are checked first, then the build refuses', async () => {
+    const { ones } = await import('../../../src/index.js');
+    const t = ones([2]);
+    expect(() => cuda.recordStream(t, {} as CudaStream)).toThrow('cuda.recordStream: expected "stream" to be a cuda.Stream, received object');
+    expect(() => cuda.recordStream(3 as never, {} as CudaStream)).toThrow('cuda.recordStream: expected "tensor" to be a Tensor, received number 3');
+    t.dispose();
+  });
+
   test('arguments are checked before the native call', () => {
     const e = errorOf(() => cuda.setCurrentStream(42 as unknown as CudaStream));
     expect(e).toBeInstanceOf(TorchTypeError);
@@ -110,5 +118,19 @@ describe.runIf(!cpuBuild && cuda.isAvailable())('CUDA streams and events', () =>
     s.synchronize();
     expect(s.query()).toBe(true);
     cuda.synchronize();
+  });
+
+  test('recordStream: a tensor made on a side stream and used on the current one; a CPU tensor is refused', async () => {
+    const { ones, scope } = await import('../../../src/index.js');
+    const s = new cuda.Stream();
+    const x = s.run(() => ones([1024], { device: 'cuda' }).mul(3));
+    const done = new cuda.Event().record(s);
+    done.wait();
+    cuda.recordStream(x, cuda.currentStream());
+    expect(scope(() => x.sum().item())).toBe(3072);
+    x.dispose();
+    const c = ones([2]);
+    expect(() => cuda.recordStream(c, s)).toThrow(/^cuda\.recordStream: the tensor \(.*\) is not on the stream's device, cuda:0$/);
+    c.dispose();
   });
 });
