@@ -1,7 +1,9 @@
 // The collated multi-crop batch: what the data pipeline hands the trainer, with the key names of the official
 // `dinov3/data/collate.py::collate_data_and_cast` output so a batch saved by either side reads the same.
+import { TorchTypeError } from '../native/errors.js';
 import { expectObject, expectTensorArg } from '../tensor/args.js';
-import type { Device, Tensor } from '../tensor/tensor.js';
+import { cuda, type CudaEvent, type CudaStream } from '../tensor/device.js';
+import { describe, type Device, type Tensor } from '../tensor/tensor.js';
 
 export interface CollatedBatch {
   /** Global crops, crop-major: [n_global_crops · B, 3, H, W] (all first crops, then all second crops). */
@@ -68,4 +70,72 @@ export function batchToDevice(batch: CollatedBatch, device: Device): { batch: Co
     out[k] = copy;
   }
   return { batch: out, moved };
+}
+
+/** A batch whose move to the device was queued ahead of its step (`DevicePrefetcher.stage`). */
+export interface StagedBatch {
+  /** The batch on the device: use it after `DevicePrefetcher.take`. */
+  readonly batch: CollatedBatch;
+  /** The tensors made by the move, which the caller frees after the step (as `batchToDevice`'s). */
+  readonly moved: readonly Tensor[];
+  /** @internal The copy stream's event after the copies (CUDA only). */
+  readonly ready: CudaEvent | null;
+}
+
+/**
+ * Moves host batches to the training device one step ahead, so that on CUDA the copy of batch i + 1 runs while step i
+ * computes (the official loader hands over pinned batches, copied with `non_blocking=True`, but on the step's own
+ * stream). `stage(batch)` queues the pinned, non-blocking copies on a copy stream of its own and returns at once;
+ * `take(staged)`, just before the step, makes the current stream wait for them on the device (the host does not wait)
+ * and tells the caching allocator that the copies are used there, so their memory outlives the step's last use of
+ * them. On other devices `stage` is `batchToDevice` and `take` returns its batch.
+ * @example
+ * const prefetch = new DevicePrefetcher('cuda');
+ * let next = prefetch.stage(first);
+ * for (...) {
+ *   const cur = next;
+ *   next = prefetch.stage(hostBatch()); // queued: runs during the step below
+ *   step(prefetch.take(cur));
+ *   for (const t of cur.moved) t.dispose();
+ * }
+ */
+export class DevicePrefetcher {
+  readonly device: Device;
+  #stream: CudaStream | null;
+  // Events of the copies staged and not yet taken come from here and go back on take (none is left to the GC).
+  #events: CudaEvent[] = [];
+
+  constructor(device: Device) {
+    if (typeof device !== 'string' || !/^(cpu|meta|cuda(:\d+)?)$/.test(device))
+      throw new TorchTypeError(
+        `DevicePrefetcher: expected "device" to be "cpu", "cuda", "cuda:<index>" or "meta", received ${describe(device)}`,
+        'ERR_INVALID_ARG',
+      );
+    this.device = device;
+    this.#stream = device.startsWith('cuda') ? new cuda.Stream(device.includes(':') ? { device: Number(device.split(':')[1]) } : {}) : null;
+  }
+
+  /** Queues the move of `batch` to the device (on CUDA, on the copy stream); the input batch is left as it is. */
+  stage(batch: CollatedBatch): StagedBatch {
+    const stream = this.#stream;
+    if (!stream) return { ...batchToDevice(batch, this.device), ready: null };
+    return stream.run(() => {
+      const moved = batchToDevice(batch, this.device);
+      const ready = (this.#events.pop() ?? new cuda.Event()).record(stream);
+      return { ...moved, ready };
+    });
+  }
+
+  /** The staged batch, ready for work queued from now on on the current stream. */
+  take(staged: StagedBatch): CollatedBatch {
+    expectObject('DevicePrefetcher.take', 'staged', staged);
+    if (staged.ready) {
+      const current = cuda.currentStream(this.#stream!.device);
+      staged.ready.wait(current);
+      for (const t of staged.moved) cuda.recordStream(t, current);
+      this.#events.push(staged.ready);
+      (staged as { ready: CudaEvent | null }).ready = null; // taken once
+    }
+    return staged.batch;
+  }
 }

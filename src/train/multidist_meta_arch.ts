@@ -7,7 +7,7 @@
 // ranks and broadcasts the teacher's outputs to it, which amounts to the same global batch).
 import { join } from 'node:path';
 
-import type { CollatedBatch } from '../data/batch.js';
+import { batchToDevice, type CollatedBatch } from '../data/batch.js';
 import { DINOHead } from '../layers/dino_head.js';
 import { DINOLoss } from '../loss/dino_clstoken_loss.js';
 import { IBOTPatchLoss } from '../loss/ibot_patch_loss.js';
@@ -26,7 +26,7 @@ import { loadSSLConfig, mergeConfig, parseSSLConfig, readConfigFile, type SSLCon
 import { SSLModel, type TeacherGlobal } from './ssl_meta_arch.js';
 import { loadSSLModelCheckpoint } from './stages.js';
 import type { IterationMetrics } from './train.js';
-import { runBatches, Trainer, type BatchSource, type ResumableData } from './trainer.js';
+import { prefetchOn, runBatches, Trainer, type BatchSource, type ResumableData } from './trainer.js';
 
 /** The teacher's raw outputs on a batch (before centring), shared by every student. */
 export interface TeacherLogits {
@@ -234,7 +234,17 @@ export class MultiDistiller {
   }
 
   /** One teacher forward, then one iteration of every student. Returns the students' metrics by name. */
-  step(batch: CollatedBatch): Record<string, IterationMetrics> {
+  step(hostOrDevice: CollatedBatch): Record<string, IterationMetrics> {
+    // A host batch goes to the device once, for the teacher and every student.
+    const moved = batchToDevice(hostOrDevice, this.#o.device ?? 'cpu');
+    try {
+      return this.#step(moved.batch);
+    } finally {
+      for (const t of moved.moved) t.dispose();
+    }
+  }
+
+  #step(batch: CollatedBatch): Record<string, IterationMetrics> {
     const out: Record<string, IterationMetrics> = {};
     const logits = this.teacher.logits(batch);
     for (const t of [logits.clsAfterHead, logits.maskedPatchAfterHead, logits.patchPreHead]) keep(t);
@@ -266,6 +276,7 @@ export class MultiDistiller {
     const stoppedBy = await runBatches(data, {
       stop: () => this.#o.signal?.aborted ?? false,
       more: () => this.iteration < this.maxIterations,
+      ...prefetchOn(this.#o.device, () => this.iteration + 1 < this.maxIterations),
       step: (batch) => this.step(batch),
       after: async () => {
         if (!this.#o.outDir) return;

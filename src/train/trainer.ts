@@ -6,7 +6,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
-import { batchTensors, batchToDevice, type CollatedBatch } from '../data/batch.js';
+import { batchTensors, batchToDevice, type CollatedBatch, DevicePrefetcher, type StagedBatch } from '../data/batch.js';
 import { loadShardedCheckpoint, saveShardedCheckpoint } from '../distributed/fsdp_checkpoint.js';
 import type { ProcessGroup } from '../distributed/process_group.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
@@ -281,6 +281,7 @@ export class Trainer {
     const stoppedBy = await runBatches(data, {
       stop: () => this.#stopRequested(),
       more: () => this.iteration < this.maxIterations,
+      ...prefetchOn(this.#o.device, () => this.iteration + 1 < this.maxIterations),
       step: (batch) => {
         last = this.step(batch);
       },
@@ -533,28 +534,77 @@ export class Trainer {
 }
 
 /**
+ * runBatches' lookahead for a model on `device`: on CUDA, a DevicePrefetcher (the next batch's copy on a copy stream
+ * during the current step) while `moreAfterStep()`; elsewhere none (batches are used where they are, or moved by the
+ * step).
+ */
+export function prefetchOn(device: Device | undefined, moreAfterStep: () => boolean): Pick<Parameters<typeof runBatches>[1], 'prefetch' | 'moreAfterStep'> {
+  return device?.startsWith('cuda') ? { prefetch: new DevicePrefetcher(device), moreAfterStep } : {};
+}
+
+/**
  * The loop of `fit()`: pulls batches while `more()` holds, the data lasts and `stop()` is false; each batch
  * goes to `step` and is disposed after it, then `after` runs (checkpoints, exports). Returns why it stopped.
+ *
+ * With `prefetch`, each batch is staged (`DevicePrefetcher.stage`: its copy to the device queued on a copy stream)
+ * one step ahead: the next batch is pulled and staged before `step` runs the current one, whenever `moreAfterStep()`
+ * says another step will follow, so that its copy overlaps the step's compute.
  */
 export async function runBatches(
   data: BatchSource,
-  o: { stop?: () => boolean; more: () => boolean; step: (b: CollatedBatch) => void; after?: () => Promise<void> },
+  o: {
+    stop?: () => boolean;
+    more: () => boolean;
+    step: (b: CollatedBatch) => void;
+    after?: () => Promise<void>;
+    prefetch?: Pick<DevicePrefetcher, 'stage' | 'take'>;
+    /** Whether a step will follow the one about to run (asked before it runs; default: false, no lookahead). */
+    moreAfterStep?: () => boolean;
+  },
 ): Promise<'end' | 'abort' | 'data'> {
   const iterator = Symbol.asyncIterator in data ? data[Symbol.asyncIterator]() : (data as Iterable<CollatedBatch>)[Symbol.iterator]();
+  type Pulled = { host: CollatedBatch; staged: StagedBatch | null };
+  const release = (p: Pulled) => {
+    for (const t of batchTensors(p.host)) t.dispose();
+    if (p.staged) for (const t of p.staged.moved) t.dispose();
+  };
+  // A batch from the data (null at its end), staged when prefetching. A batch that fails to stage is freed.
+  const pull = async (): Promise<Pulled | null> => {
+    const next = await iterator.next();
+    if (next.done) return null;
+    const p: Pulled = { host: next.value, staged: null };
+    if (!o.prefetch) return p;
+    try {
+      p.staged = o.prefetch.stage(p.host);
+    } catch (e) {
+      release(p);
+      throw e;
+    }
+    return p;
+  };
+  // Pulled one step ahead: a batch, null where the data ended, or the pull's error, thrown where the batch is due.
+  let ahead: Promise<Pulled | null> | undefined;
   try {
     while (o.more()) {
       if (o.stop?.()) return 'abort';
-      const next = await iterator.next();
-      if (next.done) return 'data';
+      const cur = await (ahead ?? pull());
+      ahead = undefined;
+      if (!cur) return 'data';
       try {
-        o.step(next.value);
+        if (o.prefetch && o.moreAfterStep?.()) {
+          ahead = pull();
+          await ahead.catch(() => null); // settled before the step (the copy is queued first); a failure waits its turn
+        }
+        o.step(cur.staged ? o.prefetch!.take(cur.staged) : cur.host);
       } finally {
-        for (const t of batchTensors(next.value)) t.dispose();
+        release(cur);
       }
       await o.after?.();
     }
     return 'end';
   } finally {
+    const left = await ahead?.catch(() => null);
+    if (left) release(left);
     await iterator.return?.();
   }
 }

@@ -3,12 +3,17 @@
 //   Trainer.step moves a host batch to the device;
 // - the fast path (bf16 compute over fp32 masters, flash attention, fused kernels) follows the plain float32 path
 //   (plain ATen kernels) within bf16 tolerance over 20 iterations.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { describe, expect, test } from 'vitest';
 
 import { addonInfo, cuda, hostSyncs, manualSeed } from '../../src/index.js';
 import { withPlainKernels } from '../../src/ops/kernels.js';
-import { disposeBatch } from '../../src/data/batch.js';
+import { batchTensors, DevicePrefetcher, disposeBatch } from '../../src/data/batch.js';
 import { loadSSLConfig } from '../../src/train/config.js';
+import { MultiDistiller } from '../../src/train/multidist_meta_arch.js';
 import { SyntheticBatches } from '../../src/train/synthetic.js';
 import { scheduleValues, trainIteration } from '../../src/train/train.js';
 import { Trainer } from '../../src/train/trainer.js';
@@ -80,6 +85,79 @@ describe.runIf(onGpu)('the training iteration on CUDA', () => {
     }
     expect(counts.slice(1)).toEqual([1, 1]);
     t.dispose();
+  });
+
+  test('Trainer.fit stages each host batch one step ahead on a copy stream: the same metrics as stepping with copies on the step stream', async () => {
+    const run = async (mode: 'fit' | 'step') => {
+      manualSeed(0);
+      const cfg = await loadSSLConfig('ssl_default', [...TINY_CUDA, 'compute_precision.param_dtype=bf16']);
+      const host = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 9 });
+      const batches = [0, 1, 2, 3, 4].map((i) => host.batch(i));
+      const metrics: number[][] = [];
+      const onMetrics = (m: { total_loss: number; grad_norms: Record<string, number> }) => metrics.push([m.total_loss, ...Object.values(m.grad_norms)]);
+      // fit disposes the batches it is given; the step loop disposes its own.
+      const t = await Trainer.create(cfg, { device: 'cuda', data: batches, maxIterations: 5, onMetrics });
+      if (mode === 'fit') await t.fit();
+      else
+        for (const b of batches) {
+          t.step(b);
+          disposeBatch(b);
+        }
+      t.dispose();
+      return metrics;
+    };
+    const syncs0 = hostSyncs();
+    const fitted = await run('fit');
+    const fitSyncs = hostSyncs() - syncs0;
+    const stepped = await run('step');
+    expect(fitted).toHaveLength(5);
+    expect(fitted).toEqual(stepped); // same kernels on the same data: the same bits
+    expect(fitSyncs).toBeLessThan(5 + 20); // one read per iteration, and the setup's few
+  });
+
+  test('MultiDistiller on CUDA: host batches go to the device once for the teacher and the students; fit prefetches', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dinov3-cuda-distill-'));
+    try {
+      manualSeed(0);
+      const cfg = await loadSSLConfig('ssl_default', TINY_CUDA);
+      const host = () => new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 4 });
+      const teacher = await Trainer.create(cfg, { data: host(), outDir: dir, maxIterations: 1 }); // on the CPU
+      await teacher.fit();
+      teacher.dispose();
+      const seen: number[] = [];
+      const d = await MultiDistiller.create({ cfg, checkpoint: dir }, [{ name: 's', cfg }], {
+        data: host(),
+        device: 'cuda',
+        maxIterations: 3,
+        onMetrics: (_, m) => seen.push(m.total_loss),
+      });
+      const batch = host().batch(7);
+      const m = d.step(batch); // a host batch
+      expect(batch.collated_global_crops.device).toBe('cpu');
+      disposeBatch(batch);
+      expect(Number.isFinite(m.s!.total_loss)).toBe(true);
+      const r = await d.fit();
+      expect(r.iterations).toBe(3);
+      expect(seen).toHaveLength(3);
+      expect(seen.every(Number.isFinite)).toBe(true);
+      d.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('DevicePrefetcher: staging queues the copies without waiting; take orders them before the step', () => {
+    const host = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 3 }).batch(0);
+    const p = new DevicePrefetcher('cuda');
+    const before = hostSyncs();
+    const staged = p.stage(host);
+    expect(hostSyncs() - before).toBe(0);
+    const b = p.take(staged);
+    expect(batchTensors(b).map((t) => t.device)).toEqual(Array(6).fill('cuda:0'));
+    expect(Array.from(b.collated_global_crops.toFloat32Array())).toEqual(Array.from(host.collated_global_crops.toFloat32Array()));
+    expect(b.mask_indices_list.toArray()).toEqual(host.mask_indices_list.toArray());
+    for (const t of staged.moved) t.dispose();
+    disposeBatch(host);
   });
 
   test('bf16 fast path against the plain float32 path: 20 iterations, losses within 2e-2 (relative) at every step', async () => {
