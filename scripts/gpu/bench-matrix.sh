@@ -16,6 +16,8 @@ failed=0
 MATRIX=(
   "train-vitl16-b64|train|--preset vitl16 --batch 64 --crops 2x224,8x96 --steps 10 --warmup 3"
   "train-vits16-b64|train|--preset vits16 --batch 64 --crops 2x224,8x96 --steps 10 --warmup 3"
+  "train-vits16-b64-host-prefetch|train|--preset vits16 --batch 64 --crops 2x224,8x96 --steps 10 --warmup 3 --host-batches prefetch"
+  "train-vits16-b64-host-inline|train|--preset vits16 --batch 64 --crops 2x224,8x96 --steps 10 --warmup 3 --host-batches inline"
   "features-vitl16-224-b256|features|--preset vitl16 --resolution 224 --batch 256 --dtype bfloat16 --steps 10 --warmup 3"
   "features-vits16-224-b256|features|--preset vits16 --resolution 224 --batch 256 --dtype bfloat16 --steps 10 --warmup 3"
   "features-vitl16-512-b32|features|--preset vitl16 --resolution 512 --batch 32 --dtype bfloat16 --steps 10 --warmup 3"
@@ -25,7 +27,7 @@ MATRIX=(
   "features-vits16-224-b64-graph|features|--preset vits16 --resolution 224 --batch 64 --dtype bfloat16 --cuda-graph --steps 20 --warmup 3"
   "features-vits16-224-b64|features|--preset vits16 --resolution 224 --batch 64 --dtype bfloat16 --steps 20 --warmup 3"
 )
-# The dry run keeps each entry's command and dtype options, with the tiny preset and sizes that take a second
+# The dry run keeps each entry's command, dtype and host-batch options, with the tiny preset and sizes that take a second
 # (--cuda-graph needs CUDA: a CPU dry run leaves it out).
 DRY_TRAIN="--preset tiny --batch 2 --crops 2x32,2x16 --steps 1 --warmup 0 --peak-n 64"
 DRY_FEATURES="--preset tiny --resolution 32 --batch 2 --steps 1 --warmup 0 --peak-n 64"
@@ -34,7 +36,7 @@ for entry in "${MATRIX[@]}"; do
   IFS='|' read -r name cmd opts <<< "$entry"
   if [ -n "${ONLY:-}" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
   if [ "${DRY:-0}" = 1 ]; then
-    extra=$(grep -oE -- '--dtype [a-z0-9]+|--autocast|--cuda-graph' <<< "$opts" | tr '\n' ' ')
+    extra=$(grep -oE -- '--dtype [a-z0-9]+|--autocast|--cuda-graph|--host-batches [a-z]+' <<< "$opts" | tr '\n' ' ')
     [ "$DEVICE" = cpu ] && extra=${extra//--cuda-graph/}
     if [ "$cmd" = train ]; then opts="$DRY_TRAIN $extra"; else opts="$DRY_FEATURES $extra"; fi
   fi

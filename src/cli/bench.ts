@@ -7,8 +7,7 @@ import { loadavg } from 'node:os';
 
 import { BACKBONE_PRESETS, getPreset } from '../config/presets.js';
 import { parseVitConfig, type VitConfig } from '../config/vit.js';
-import type { CollatedBatch } from '../data/batch.js';
-import { disposeBatch } from '../data/batch.js';
+import { batchToDevice, type CollatedBatch, DevicePrefetcher, disposeBatch, type StagedBatch } from '../data/batch.js';
 import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { addonInfo, native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
@@ -88,6 +87,12 @@ export interface BenchTrainOptions extends BenchCommon {
   phases?: boolean;
   /** Head sizes (default: the official heads; the tiny preset's for `tiny`). */
   head?: Partial<HeadDims>;
+  /**
+   * Feed each step a host batch (two alternate), as a data loader does, instead of one batch kept on the device:
+   * `prefetch` stages the next batch's copy on a copy stream during the step (Trainer.fit's DevicePrefetcher), `inline`
+   * queues each batch's copy on the step's stream at its start (Trainer.step given a host batch).
+   */
+  hostBatches?: 'prefetch' | 'inline';
 }
 
 function checkDevice(device: Device): void {
@@ -357,7 +362,11 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
   const head: HeadDims = { ...p.head, ...o.head };
   const useAutocast = o.autocast ?? isCuda(o.device);
   const before = memory().liveTensors;
-  const batch = syntheticBatch({ batch: o.batch, crops, patchSize: p.config.patch_size, device: o.device });
+  if (o.hostBatches !== undefined && o.hostBatches !== 'prefetch' && o.hostBatches !== 'inline')
+    throw new ConfigError(`bench train: hostBatches must be "prefetch" or "inline", got ${String(o.hostBatches)}`);
+  const batchOn = (device: Device, seed: number) => syntheticBatch({ batch: o.batch, crops, patchSize: p.config.patch_size, device, seed });
+  const batch = batchOn(o.hostBatches ? 'cpu' : o.device, 0);
+  const second = o.hostBatches ? batchOn('cpu', 1) : null;
   // What the student (autograd) and the teacher (no autograd) run, on float32 inputs of the device.
   const kernels = scope(() => {
     const probe = zeros([1, 1, 3], { device: o.device });
@@ -380,22 +389,49 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     dropPath: o.dropPath ?? 0,
     timings,
   });
+  // The step's batch: the device batch, or host batches 0, 1, 0, … moved as hostBatches says.
+  const prefetch = o.hostBatches === 'prefetch' ? new DevicePrefetcher(o.device) : null;
+  const hosts = second ? [batch, second] : null;
+  let staged: StagedBatch | null = null;
+  const runStep = (i: number) => {
+    if (!hosts) return step.run(batch);
+    let moved: readonly Tensor[];
+    if (prefetch) {
+      const cur = staged ?? prefetch.stage(hosts[i % 2]!);
+      staged = prefetch.stage(hosts[(i + 1) % 2]!);
+      moved = cur.moved;
+      try {
+        step.run(prefetch.take(cur));
+      } finally {
+        for (const t of moved) t.dispose();
+      }
+    } else {
+      const m = batchToDevice(hosts[i % 2]!, o.device);
+      try {
+        step.run(m.batch);
+      } finally {
+        for (const t of m.moved) t.dispose();
+      }
+    }
+  };
   let t: { sPerIter: number; minS: number };
   let syncs = 0;
   let calls = 0;
   try {
     t = timeSteps(o.device, o.steps, o.warmup, () => {
-      if (calls++ === o.warmup && timings) for (const k of Object.keys(timings)) delete timings[k]; // timed steps only
+      if (calls === o.warmup && timings) for (const k of Object.keys(timings)) delete timings[k]; // timed steps only
       const s0 = hostSyncs();
-      step.run(batch);
+      runStep(calls++);
       syncs += hostSyncs() - s0;
     });
   } finally {
     step.dispose();
+    for (const x of (staged as StagedBatch | null)?.moved ?? []) x.dispose();
   }
   const mem = peakMemory(o.device);
   const maskedPatches = batch.upperbound;
   disposeBatch(batch);
+  if (second) disposeBatch(second);
   const computeDtype: BenchDType = useAutocast ? 'bfloat16' : 'float32';
   const peak = o.peakN === 0 ? null : measureMatmulPeak(o.device, computeDtype, o.peakN ?? (isCuda(o.device) ? 8192 : 1024));
   const flops = trainStepFlops(p.config, { batch: o.batch, crops, dinoHead: head, ibotHead: head, maskedPatches });
@@ -409,6 +445,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     crops: o.crops,
     heads: head,
     dropPath: o.dropPath ?? 0,
+    hostBatches: o.hostBatches ?? null,
     steps: o.steps,
     warmup: o.warmup,
     sPerIter: +t.sPerIter.toPrecision(4),

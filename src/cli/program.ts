@@ -344,12 +344,24 @@ function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (
       return n;
     })
     .option('--prototypes <n>', 'prototypes of the DINO and iBOT heads (default 65536; tiny: 128)', positiveInt)
-    .option('--phases', 'also report seconds per step of each phase (teacher, student forward, losses, backward, …)');
-  train.action((o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number; phases?: boolean }, cmd: Command) =>
-    (async () => {
-      const { benchTrain } = await import('./bench.js');
-      await emitJson(benchTrain({ ...o, head: o.prototypes ? { prototypes: o.prototypes } : undefined }), o.out, io);
-    })().catch(fail(cmd)),
+    .option('--phases', 'also report seconds per step of each phase (teacher, student forward, losses, backward, …)')
+    .addOption(
+      new Option(
+        '--host-batches [mode]',
+        "host batches moved to the device each step, as a loader's: prefetch (the next one's copy on a copy stream during the step) or inline (on the step's stream)",
+      )
+        .choices(['prefetch', 'inline'])
+        .preset('prefetch'),
+    );
+  train.action(
+    (
+      o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number; phases?: boolean; hostBatches?: 'prefetch' | 'inline' },
+      cmd: Command,
+    ) =>
+      (async () => {
+        const { benchTrain } = await import('./bench.js');
+        await emitJson(benchTrain({ ...o, head: o.prototypes ? { prototypes: o.prototypes } : undefined }), o.out, io);
+      })().catch(fail(cmd)),
   );
 }
 

@@ -13,7 +13,7 @@ import { ensureDist, ROOT } from '../cli/dist.js';
 test('scripts/gpu/bench-matrix.sh DRY=1 writes one JSON per entry (a training step and bf16 / autocast features)', () => {
   ensureDist();
   const out = mkdtempSync(join(tmpdir(), 'dinov3-gpu-dry-'));
-  const only = 'train-vitl16-b64,features-vits16-224-b256,features-vitl16-224-b256-autocast';
+  const only = 'train-vitl16-b64,train-vits16-b64-host-prefetch,features-vits16-224-b256,features-vitl16-224-b256-autocast';
   const r = spawnSync('bash', ['scripts/gpu/bench-matrix.sh'], {
     cwd: ROOT,
     encoding: 'utf8',
@@ -27,6 +27,14 @@ test('scripts/gpu/bench-matrix.sh DRY=1 writes one JSON per entry (a training st
   expect(train).toMatchObject({ bench: 'train', preset: 'tiny', device: 'cpu', crops: '2x32,2x16', leakedTensors: 0, peak: { dtype: 'float32', n: 64 } });
   expect(train.flops.total).toBeGreaterThan(0);
   expect(train.imgPerSec).toBeGreaterThan(0);
+  expect(train.hostBatches).toBe(null);
+  expect(read('train-vits16-b64-host-prefetch')).toMatchObject({
+    bench: 'train',
+    preset: 'tiny',
+    hostBatches: 'prefetch',
+    hostSyncsPerStep: 1,
+    leakedTensors: 0,
+  });
   expect(read('features-vits16-224-b256')).toMatchObject({
     bench: 'features',
     dtype: 'bfloat16',

@@ -115,9 +115,25 @@ describe('dinov3 bench', () => {
         teacher: { linear: 'fused-cpu', attention: 'fused-cpu', residualAdd: 'fused-cpu' },
       },
       hostSyncsPerStep: 1, // the metrics read, nothing else (train/host_syncs.test.ts)
+      hostBatches: null,
       leakedTensors: 0,
     });
     expect(j.step).toMatch(/^SSL iteration/);
+  });
+
+  test('train --host-batches: host batches fed through the prefetcher or inline, one wait per step, nothing leaked', async () => {
+    for (const [args, mode] of [
+      [['--host-batches'], 'prefetch'],
+      [['--host-batches', 'inline'], 'inline'],
+    ] as const) {
+      const r = await dinov3(...'bench train --preset tiny --batch 2 --crops 2x32,2x16 --steps 2 --warmup 1 --peak-n 0'.split(' '), ...args);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ hostBatches: mode, hostSyncsPerStep: 1, leakedTensors: 0, steps: 2 });
+    }
+    const bad = await dinov3(...'bench train --preset tiny --steps 1 --host-batches eager'.split(' '));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch("error: option '--host-batches [mode]' argument 'eager' is invalid. Allowed choices are prefetch, inline.");
   });
 
   test('train --phases: seconds per timed step of each phase of the iteration, adding up to the step', async () => {
