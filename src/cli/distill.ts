@@ -1,7 +1,9 @@
 // `dinov3 distill`: a frozen teacher distils into one or several students (official MultiDistillationMetaArch), each
 // trained in its own sub-folder of the run folder, where its EMA is exported (teacher_checkpoint.safetensors).
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 
+import type { Device } from '../tensor/tensor.js';
+import { deviceArg, deviceError } from './device.js';
 import type { CliIO } from './progress.js';
 
 const positiveInt = (v: string): number => {
@@ -25,6 +27,7 @@ export interface DistillCliOptions {
   resume?: boolean;
   maxIterations?: number;
   threads?: number;
+  device: Device;
   workers?: number;
   progressEvery: number;
 }
@@ -32,7 +35,10 @@ export interface DistillCliOptions {
 async function runDistill(overrides: string[], o: DistillCliOptions, io: CliIO): Promise<void> {
   const { loadDistillationSetup, MultiDistiller } = await import('../train/multidist_meta_arch.js');
   const { openTrainingData } = await import('../train/data.js');
-  const { setNumThreads } = await import('../tensor/device.js');
+  const { cuda, setNumThreads } = await import('../tensor/device.js');
+  const { addonInfo } = await import('../native/binding.js');
+  const unusable = deviceError('distill', o.device, { cudaAvailable: cuda.isAvailable(), ...addonInfo });
+  if (unusable) throw unusable;
   if (o.threads) setNumThreads(o.threads);
   // --teacher-config/--teacher/--student are the official keys written as flags
   const extra = [...overrides];
@@ -62,6 +68,7 @@ async function runDistill(overrides: string[], o: DistillCliOptions, io: CliIO):
       outDir: o.out,
       resume: o.resume,
       maxIterations: o.maxIterations,
+      device: o.device,
       signal: ac.signal,
       onWarning: (m) => io.stderr.write(`warning: ${m}\n`),
       onMetrics: (name, m) => {
@@ -101,6 +108,7 @@ export function addDistillCommand(program: Command, io: CliIO, fail: (cmd: Comma
     .option('--resume', 'continue every student from its latest checkpoint')
     .option('--max-iterations <n>', 'stop after n iterations', positiveInt)
     .option('--threads <n>', 'CPU threads for libtorch', positiveInt)
+    .addOption(new Option('--device <device>', 'cpu, cuda or cuda:<index> (teacher and students)').default('cpu').argParser(deviceArg))
     .option('--workers <n>', 'data-loading worker threads', positiveInt)
     .option('--progress-every <n>', 'a loss line per student every n iterations', positiveInt, 10);
   cmd.action((overrides: string[], o: DistillCliOptions, c: Command) => runDistill(overrides, o, io).catch(fail(c)));

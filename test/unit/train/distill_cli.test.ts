@@ -87,6 +87,21 @@ describe('dinov3 distill', () => {
     expect(c.chunks.err).toMatch(/\[a\] it 0: total /);
   });
 
+  test('--device: a CUDA device this build cannot use is refused before anything is read or written', async () => {
+    const { addonInfo, cuda } = await import('../../../src/index.js');
+    const c = capture();
+    const out = join(dir, 'never-cuda');
+    expect(await run(['distill', '--config', 'missing.json', '--data', 'synthetic', '--out', out, '--device', 'cuda'], c.io)).toBe(1);
+    if (!cuda.isAvailable())
+      expect(c.chunks.err).toBe(
+        `error: distill: --device cuda: CUDA is not available (libtorch ${addonInfo.torchVersion}, ${addonInfo.cudaCompiled ? 'no GPU found' : 'built without CUDA'})\n`,
+      );
+    expect(existsSync(out)).toBe(false);
+    const g = capture();
+    expect(await run(['distill', '--config', 'x.json', '--data', 'synthetic', '--out', out, '--device', 'gpu'], g.io)).toBe(1);
+    expect(g.chunks.err).toBe("error: option '--device <device>' argument 'gpu' is invalid. expected cpu, cuda or cuda:<index>.\n");
+  });
+
   test('a student argument without a name is refused', async () => {
     const c = capture();
     expect(await run(['distill', '--config', 'x.json', '--student', 'oops', '--data', 'synthetic', '--out', dir], c.io)).toBe(1);
