@@ -2,7 +2,7 @@
 // `dinov3/data/collate.py::collate_data_and_cast` output so a batch saved by either side reads the same.
 import { TorchTypeError } from '../native/errors.js';
 import { expectObject, expectTensorArg } from '../tensor/args.js';
-import { cuda, type CudaEvent, type CudaStream } from '../tensor/device.js';
+import { cuda, type CudaEvent, type CudaStream, hostToDevice } from '../tensor/device.js';
 import { describe, type Device, type Tensor } from '../tensor/tensor.js';
 
 export interface CollatedBatch {
@@ -63,9 +63,7 @@ export function batchToDevice(batch: CollatedBatch, device: Device): { batch: Co
   for (const k of [...REQUIRED_TENSORS, ...OPTIONAL_TENSORS]) {
     const t = batch[k];
     if (!t || sameDevice(t, device)) continue;
-    const src = device.startsWith('cuda') && t.device === 'cpu' ? t.pinMemory() : t;
-    const copy = src.to({ device, nonBlocking: src !== t });
-    if (src !== t) src.dispose();
+    const copy = hostToDevice(t, device);
     moved.push(copy);
     out[k] = copy;
   }

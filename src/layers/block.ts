@@ -10,6 +10,7 @@ import { residualAdd } from '../ops/kernels.js';
 import type { NormLayer, FfnLayer } from '../config/vit.js';
 import { FFN_ALIGN } from '../config/vit.js';
 import { type CreateOptions, type Generator, randperm } from '../tensor/creation.js';
+import { hostToDevice } from '../tensor/device.js';
 import { scope } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SelfAttention } from './attention.js';
@@ -103,7 +104,8 @@ export class SelfAttentionBlock extends Module {
       const bs = xs.map((x) => x.shape[0]!);
       const keep = bs.map((b) => Math.max(Math.trunc(b * (1 - this.sampleDropRatio)), 1));
       const scales = bs.map((b, i) => b / keep[i]!);
-      const subset = () => bs.map((b, i) => randperm(b, { generator: this.generator }).narrow(0, 0, keep[i]!).to(xs[i]!.device));
+      // drawn on the CPU (where the Generator lives), moved without a host wait
+      const subset = () => bs.map((b, i) => hostToDevice(randperm(b, { generator: this.generator }).narrow(0, 0, keep[i]!), xs[i]!.device));
 
       const idx1 = subset();
       const n1 = catKeepShapes(xs.map((x, i) => index(x, [idx1[i]!])));

@@ -9,6 +9,7 @@ import { Module } from '../nn/module.js';
 import { uniform_ } from '../nn/init.js';
 import { arange, empty, full, type Generator, linspace } from '../tensor/creation.js';
 import { expectObject, expectPositiveInt } from '../tensor/args.js';
+import { hostToDevice } from '../tensor/device.js';
 import { scope } from '../tensor/scope.js';
 import type { Device, DType, Tensor } from '../tensor/tensor.js';
 import { stack } from '../ops/shape.js';
@@ -85,10 +86,10 @@ export class RopePositionEmbedding extends Module {
     return this.dtype === 'float32' ? t : t.to(this.dtype).to('float32');
   }
 
-  /** n uniform draws in [low, high) on the periods' device (drawn on the CPU, where the Generator lives). */
+  /** n uniform draws in [low, high) on the periods' device (drawn on the CPU, where the Generator lives; moved without a host wait). */
   #draw(n: number, low: number, high: number): Tensor {
     const u = uniform_(empty([n], { dtype: 'float32' }), low, high, this.generator);
-    return this.periods.device === 'cpu' ? u : u.to(this.periods.device);
+    return this.periods.device === 'cpu' ? u : hostToDevice(u, this.periods.device);
   }
 
   /** Recomputes the periods from the formula, op by op in the RoPE dtype (official `_init_weights`). */

@@ -4,7 +4,7 @@
 import { native, type NativeCudaEvent, type NativeCudaGraph, type NativeCudaStream } from '../native/binding.js';
 import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { scope } from './scope.js';
-import { describe, handleOf, type Tensor } from './tensor.js';
+import { describe, type Device, handleOf, type Tensor } from './tensor.js';
 
 const kHandle = Symbol('dinov3.cuda.handle');
 
@@ -235,6 +235,21 @@ export const cuda = {
   /** Makes `stream` current on its device. Prefer `stream.run(fn)`, which restores the previous stream. */
   setCurrentStream: (stream: CudaStream): void => native.cudaSetCurrentStream(streamHandle(stream, 'cuda.setCurrentStream')),
 };
+
+/**
+ * `t` on `device` without making the host wait: a host tensor goes to CUDA through pinned memory with a non-blocking
+ * copy, queued on the current stream (libtorch keeps the pinned block until the copy is done). A plain `to('cuda')`
+ * from pageable memory waits for the stream first. Anything else is `t.to(device)`. The caller owns the result.
+ */
+export function hostToDevice(t: Tensor, device: Device): Tensor {
+  if (!device.startsWith('cuda') || t.device !== 'cpu') return t.to(device);
+  const pinned = t.pinMemory();
+  try {
+    return pinned.to({ device, nonBlocking: true });
+  } finally {
+    pinned.dispose();
+  }
+}
 
 /**
  * Host synchronisation points passed so far in this process: every read of tensor values on the host (`item`,

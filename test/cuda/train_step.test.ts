@@ -25,17 +25,20 @@ const onGpu = addonInfo.cudaCompiled && cuda.isAvailable();
 // differences of nearly equal numbers, which bf16 rounding decides); no drop path, so both runs draw the same masks.
 const TINY_CUDA = [...tinyOverrides({ dropPath: 0 }), 'optim.epochs=5', 'dino.koleo_loss_weight=0'];
 
-async function trainer(pd: 'fp32' | 'bf16') {
+// The official ViT-L's random parts (drop path 0.3 and RoPE rescaling by up to 2): drawn on the host, moved without a wait.
+const RANDOM_PARTS = ['student.drop_path_rate=0.3', 'student.pos_embed_rope_rescale_coords=2'];
+
+async function trainer(pd: 'fp32' | 'bf16', extra: string[] = []) {
   manualSeed(0);
-  const cfg = await loadSSLConfig('ssl_default', [...TINY_CUDA, `compute_precision.param_dtype=${pd}`]);
+  const cfg = await loadSSLConfig('ssl_default', [...TINY_CUDA, `compute_precision.param_dtype=${pd}`, ...extra]);
   const t = await Trainer.create(cfg, { device: 'cuda' });
   const data = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 5, device: 'cuda' });
   return { cfg, t, data };
 }
 
 describe.runIf(onGpu)('the training iteration on CUDA', () => {
-  test('waits for the device once (the metrics read): hostSyncs and libtorch sync debug warnings agree', async () => {
-    const { cfg, t, data } = await trainer('bf16');
+  test('waits for the device once (the metrics read), with drop path and RoPE rescaling: hostSyncs and libtorch sync debug warnings agree', async () => {
+    const { cfg, t, data } = await trainer('bf16', RANDOM_PARTS);
     const step = (i: number) => {
       const batch = data.batch(i);
       const before = hostSyncs();
