@@ -3,6 +3,7 @@
 // "CUDA is not available in this build (libtorch <version> CPU)".
 import { native, type NativeCudaEvent, type NativeCudaGraph, type NativeCudaStream } from '../native/binding.js';
 import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
+import { expectTensorArg } from './args.js';
 import { scope } from './scope.js';
 import { describe, type Device, handleOf, type Tensor } from './tensor.js';
 
@@ -242,6 +243,9 @@ export const cuda = {
  * from pageable memory waits for the stream first. Anything else is `t.to(device)`. The caller owns the result.
  */
 export function hostToDevice(t: Tensor, device: Device): Tensor {
+  expectTensorArg('hostToDevice', 't', t);
+  if (typeof device !== 'string')
+    throw new TorchTypeError(`hostToDevice: expected "device" to be a device string, received ${describe(device)}`, 'ERR_INVALID_ARG');
   if (!device.startsWith('cuda') || t.device !== 'cpu') return t.to(device);
   const pinned = t.pinMemory();
   try {

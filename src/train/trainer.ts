@@ -14,6 +14,7 @@ import type { StateDict } from '../nn/module.js';
 import { full, Generator } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
+import { expectFunction, expectString } from '../tensor/args.js';
 import type { AdamWStateDict } from '../optim/adamw.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import {
@@ -539,6 +540,8 @@ export class Trainer {
  * step).
  */
 export function prefetchOn(device: Device | undefined, moreAfterStep: () => boolean): Pick<Parameters<typeof runBatches>[1], 'prefetch' | 'moreAfterStep'> {
+  if (device !== undefined) expectString('prefetchOn', 'device', device);
+  expectFunction('prefetchOn', 'moreAfterStep', moreAfterStep);
   return device?.startsWith('cuda') ? { prefetch: new DevicePrefetcher(device), moreAfterStep } : {};
 }
 
