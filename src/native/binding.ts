@@ -277,6 +277,7 @@ export interface NativeBinding {
   setGrad(t: T, g: T | null): void;
   zeroGrad(ts: T[]): void;
   backward(t: T, gradient?: MaybeT, retainGraph?: boolean): void;
+  backwardAll(tensors: T[], gradients: T[]): void;
   setData(t: T, src: T): void;
   detach(t: T): T;
   setGradEnabled(on: boolean): boolean;

@@ -24,6 +24,26 @@ export const noGrad = <R>(fn: () => R): R => withGradMode(false, fn);
 export const enableGrad = <R>(fn: () => R): R => withGradMode(true, fn);
 export const isGradEnabled = (): boolean => native.isGradEnabled();
 
+/**
+ * torch.autograd.backward over several roots in one pass: each of `tensors` with its gradient (same shape), the
+ * gradients reaching the leaves summed into their `.grad`, as one backward of Σ ⟨tensors[i], gradients[i]⟩.
+ * @example backwardAll([out1, out2], [gradOut1, gradOut2]);
+ * @throws TorchTypeError for arguments that are not arrays of Tensors; TorchRangeError for lists of different lengths,
+ *   a gradient whose shape differs from its tensor's, or a tensor that does not require grad.
+ */
+export function backwardAll(tensors: readonly Tensor[], gradients: readonly Tensor[]): void {
+  const op = 'backwardAll';
+  for (const [name, v] of [
+    ['tensors', tensors],
+    ['gradients', gradients],
+  ] as const)
+    if (!Array.isArray(v)) throw new TorchTypeError(`${op}: expected "${name}" to be an array of Tensors, received ${describe(v)}`, 'ERR_INVALID_ARG');
+  native.backwardAll(
+    tensors.map((t, i) => handleOf(t, op, `tensors[${i}]`)),
+    gradients.map((t, i) => handleOf(t, op, `gradients[${i}]`)),
+  );
+}
+
 /** Drops the gradients of `tensors` (sets them to none, as PyTorch's zero_grad). */
 export function zeroGrad(tensors: Tensor[]): void {
   if (!Array.isArray(tensors))

@@ -1,5 +1,6 @@
-// Autograd: requires_grad, backward (with gradient, retain_graph), .grad, detach, grad mode.
+// Autograd: requires_grad, backward (with gradient, retain_graph; over several roots), .grad, detach, grad mode.
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include "common.h"
 
@@ -57,6 +58,24 @@ void InitAutograd(Napi::Env env, Napi::Object e) {
     if (!g && t.numel() != 1)
       a.valueError("a gradient must be given for a non-scalar tensor (" + Describe(t) + ")");
     t.backward(g ? *g : at::Tensor(), a.optB(2, "retainGraph", false));
+    return a.undef();
+  });
+  // backwardAll(tensors, gradients): torch.autograd.backward over several roots in one pass of the engine, each root
+  // with its gradient (same shape); gradients accumulate into the leaves' .grad.
+  Def(env, e, "backwardAll", [](Args& a) -> Napi::Value {
+    std::vector<at::Tensor> ts = a.tensors(0, "tensors");
+    std::vector<at::Tensor> gs = a.tensors(1, "gradients");
+    if (ts.size() != gs.size())
+      a.valueError(std::to_string(ts.size()) + " tensors but " + std::to_string(gs.size()) + " gradients");
+    for (size_t i = 0; i < ts.size(); ++i) {
+      if (!ts[i].requires_grad())
+        a.valueError("tensors[" + std::to_string(i) + "] does not require grad and has no grad_fn (" + Describe(ts[i]) +
+                     ")");
+      if (!gs[i].sizes().equals(ts[i].sizes()))
+        a.valueError("gradients[" + std::to_string(i) + "] (" + Describe(gs[i]) + ") does not match tensors[" +
+                     std::to_string(i) + "] (" + Describe(ts[i]) + ")");
+    }
+    if (!ts.empty()) torch::autograd::backward(ts, gs);
     return a.undef();
   });
   // setData(t, src): replaces t's data (possibly another dtype/device) keeping the same variable (Module.to_).
