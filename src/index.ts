@@ -15,6 +15,7 @@ export * from './ops/nn.js';
 export { Module, type StateDict } from './nn/module.js';
 export * from './nn/layers.js';
 export * as init from './nn/init.js';
+export * from './nn/checkpoint.js';
 export * from './optim/index.js';
 export * from './distributed/process_group.js';
 export * from './distributed/env.js';

@@ -9,6 +9,7 @@ import { buildNorm, LayerNorm, type Norm, RMSNorm } from '../layers/norms.js';
 import { PatchEmbed } from '../layers/patch_embed.js';
 import { drawInto } from '../layers/utils.js';
 import { RopePositionEmbedding, type RopeTables } from '../layers/rope_position_encoding.js';
+import { CheckpointedChain } from '../nn/checkpoint.js';
 import { normal_, truncNormal_, zeros_ } from '../nn/init.js';
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -16,6 +17,7 @@ import { TorchRangeError, TorchTypeError } from '../native/errors.js';
 import { where } from '../ops/pointwise.js';
 import { cat, narrow, select } from '../ops/shape.js';
 import { type CreateOptions, empty, type Generator } from '../tensor/creation.js';
+import { isGradEnabled } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
 import { type DType, Tensor } from '../tensor/tensor.js';
 
@@ -83,6 +85,12 @@ export class DinoVisionTransformer extends Module {
   readonly localClsNorm: Norm | null;
   #generator: Generator | undefined;
   readonly #ropeTablesDtype: DType | undefined;
+  /**
+   * Activation checkpointing of the blocks in training (`train.checkpointing`): a forward with autograd keeps only
+   * each block's input, and `backwardCheckpointed()`, after the loss's backward, recomputes the blocks to finish it.
+   */
+  activationCheckpointing = false;
+  #checkpoint: CheckpointedChain | null = null;
 
   /**
    * Builds the backbone from an architecture config (official constructor keyword names, validated; missing keys
@@ -226,10 +234,23 @@ export class DinoVisionTransformer extends Module {
       let tokens = prepared.map((p) => p.tokens);
       // In eval mode the tables are deterministic: compute them once per group instead of once per block.
       const evalRopes = this.ropeEmbed.training ? null : prepared.map((p) => this.#rope(p));
+      const chain = this.activationCheckpointing && this.training && isGradEnabled() ? new CheckpointedChain(tokens) : null;
+      if (chain) {
+        this.#checkpoint?.dispose(); // a forward whose backward never ran
+        this.#checkpoint = chain;
+      }
       for (const blk of this.blocks) {
         const ropes: RopeTables[] = evalRopes ?? prepared.map((p) => this.#rope(p));
-        tokens = blk.forwardList(tokens, ropes);
+        if (!chain) {
+          tokens = blk.forwardList(tokens, ropes);
+          continue;
+        }
+        // The tables are drawn here, once (not redrawn by the recomputation): the segment holds them.
+        const hold = ropes.flatMap((r) => [r.sin, r.cos]);
+        const unpack = (h: Tensor[]) => ropes.map((_, i) => ({ sin: h[2 * i]!, cos: h[2 * i + 1]! }));
+        chain.segment((ts, held) => blk.forwardList(ts, unpack(held)), { generator: blk.generator, hold });
       }
+      if (chain) tokens = chain.output();
       return tokens.map((x, i) => {
         const { prefix, patches } = this.#finalNorm(x, i);
         return {
@@ -241,6 +262,24 @@ export class DinoVisionTransformer extends Module {
         };
       });
     });
+  }
+
+  /**
+   * Finishes the backward of the last checkpointed forward (see `activationCheckpointing`): call it after the backward
+   * of a loss computed from that forward's output, under the same autocast as the forward. The blocks' activations are
+   * recomputed one block at a time, last first, and the gradients reach every parameter as without checkpointing.
+   * Does nothing when no checkpointed forward is pending.
+   */
+  backwardCheckpointed(): void {
+    const c = this.#checkpoint;
+    this.#checkpoint = null;
+    c?.backward();
+  }
+
+  override dispose(): void {
+    this.#checkpoint?.dispose();
+    this.#checkpoint = null;
+    super.dispose();
   }
 
   /** The RoPE tables of an H×W grid, cast to `ropeTablesDtype` when set. */

@@ -75,6 +75,10 @@ export class ShardedSSL {
     if (!SHARDING_STRATEGIES.includes(strategy))
       throw new ConfigError(`compute_precision.sharding_strategy must be one of ${SHARDING_STRATEGIES.join(', ')}, got ${showJson(strategy)}`);
     if (model.gramTeacher) throw new ConfigError('sharded training with a separate gram teacher is not supported yet (use gram.ema_teacher or one process)');
+    if (strategy !== 'NO_SHARD' && model.student.backbone.activationCheckpointing)
+      throw new ConfigError(
+        `train.checkpointing (activation checkpointing) with compute_precision.sharding_strategy ${strategy} is not supported yet: use NO_SHARD or one process`,
+      );
     const all = [...model.student.parameters(), ...model.teacher.parameters()];
     this.#unsharded = {
       params: all.reduce((a, p) => a + p.numel * 4, 0),
@@ -100,7 +104,7 @@ export class ShardedSSL {
       }
     }
     model.distributed = {
-      backward: (loss) => this.backward(loss),
+      backward: (loss, finish) => this.backward(loss, finish),
       updateEma: (m) => this.updateEma(m),
       clipGradNorms: (max) => this.clipGradNorms(max),
     };
@@ -110,8 +114,11 @@ export class ShardedSSL {
     return this.strategy !== 'NO_SHARD';
   }
 
-  /** The student's loss backward with the gradients averaged over the ranks (reduce-scattered into shards when sharded). */
-  backward(loss: Tensor): void {
+  /**
+   * The student's loss backward with the gradients averaged over the ranks (reduce-scattered into shards when sharded);
+   * `finish` completes the backward (activation checkpointing: unsharded only) before the gradients are averaged.
+   */
+  backward(loss: Tensor, finish?: () => void): void {
     if (this.sharded) {
       const parts = [...this.student.values()];
       for (const f of parts) f.beforeBackward();
@@ -120,6 +127,7 @@ export class ShardedSSL {
       return;
     }
     loss.backward();
+    finish?.();
     if (this.group.worldSize === 1) return;
     const works: Work[] = [];
     for (const p of this.model.student.parameters()) if (p.grad) works.push(this.group.allReduce(p.grad, 'avg'));

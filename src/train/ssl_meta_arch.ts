@@ -80,7 +80,8 @@ export interface SSLMetaArchConfig {
     loss_weight_schedule?: WeightScheduleConfig | null;
   };
   crops: { global_crops_size: number | readonly number[]; local_crops_number: number; gram_teacher_crops_size: number | readonly number[] | null };
-  train: { OFFICIAL_EPOCH_LENGTH: number; centering: string };
+  /** `checkpointing`: activation checkpointing of the student's blocks (absent: off). */
+  train: { OFFICIAL_EPOCH_LENGTH: number; centering: string; checkpointing?: boolean };
   optim: { epochs: number };
   compute_precision: { param_dtype: string };
   distillation?: { enabled: boolean };
@@ -182,7 +183,8 @@ export class SSLMetaArch extends Module {
    * averaging over the ranks, the EMA on the shards, the per-submodule clipping on the shards. Null: one process.
    */
   distributed: {
-    backward(loss: Tensor): void;
+    /** The loss's backward; `finish` completes it (the recomputed blocks of activation checkpointing) before any reduction. */
+    backward(loss: Tensor, finish: () => void): void;
     updateEma(momentum: number): void;
     clipGradNorms(max: number): [string, Tensor][] | null;
   } | null = null;
@@ -224,6 +226,8 @@ export class SSLMetaArch extends Module {
     const imgSize = typeof gs === 'number' ? gs : (gs[0] ?? 224);
     const build = (teacher: boolean, v: { ropeTablesDtype?: DType; init?: boolean } = {}) => {
       const backbone = new DinoVisionTransformer(trainingBackboneConfig(cfg.student, { imgSize, teacher }), { ...vitOpts, ...v });
+      // Official ac_compile_parallelize.py wraps the student's blocks only (train.checkpointing; the teacher has no backward).
+      backbone.activationCheckpointing = !teacher && cfg.train.checkpointing === true;
       const D = backbone.embedDim;
       const head = (h: SSLMetaArchConfig['dino'] | SSLMetaArchConfig['ibot']) =>
         new DINOHead(D, h.head_hidden_dim, h.head_bottleneck_dim, h.head_n_prototypes, { ...create, nlayers: h.head_nlayers, generator: o.generator });
@@ -361,8 +365,18 @@ export class SSLMetaArch extends Module {
         : null;
       const { loss, lossDict } = this.computeLosses(teacherGlobal, studentGlobal, studentLocal, gramGlobal, masks, maskIdx, batch.masks_weight, it);
       lap('losses');
-      if (this.distributed) this.distributed.backward(loss);
-      else loss.backward();
+      // With activation checkpointing the loss's backward stops at the blocks' output; the student's backbone then
+      // recomputes its blocks, under the forward's autocast, to finish it (VisionTransformer.backwardCheckpointed).
+      const finish = () => {
+        const backbone = (compute?.model ?? this.student).backbone;
+        if (compute) backbone.backwardCheckpointed();
+        else run(() => backbone.backwardCheckpointed());
+      };
+      if (this.distributed) this.distributed.backward(loss, finish);
+      else {
+        loss.backward();
+        finish();
+      }
       if (compute) this.#gradsToMasters(compute.pairs);
       lap('backward');
       return { loss: loss.detach(), lossDict, localBatchSize: B, globalBatchSize: batch.global_batch_size ?? B * this.group.worldSize };
