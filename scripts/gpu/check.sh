@@ -7,7 +7,8 @@
 #   4. the `dinov3 bench` matrix (scripts/gpu/bench-matrix.sh: training steps and forward_features of ViT-S/16 and
 #      ViT-L/16 with img/s, counted FLOPs, MFU against the card's measured bf16 matmul peak, peak memory)
 #      → $OUT/bench-<entry>.json, and bench/peer/torch_gpu.py (PyTorch on the same card: the matmul peak and an
-#      eager DINOv3 ViT) → $OUT/gpu-<card>-torch.json; the card and versions → $OUT/card.json
+#      eager DINOv3 ViT) → $OUT/gpu-<card>-torch.json; the card and versions → $OUT/card.json; then the extras
+#      (host batches prefetched or inline, activation checkpointing: before/after figures)
 #   5. the unit suite on the CUDA build, if time is left (CHECK_FULL_SUITE=0 skips it), less what needs sharp or
 #      the cmake-js build (cli, data, features, build)
 # Usage (device tool): command "bash scripts/gpu/check.sh", carry [".gpu", "dist"], timeout ≤ 600 s.
@@ -61,8 +62,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
     const e = process.env;
     console.log(JSON.stringify({ card: e.CARD, name, memory, driver, torch: e.TORCH_VER, node: process.version, date: new Date().toISOString() }));
   });' > "$OUT/card.json"
-OUT="$OUT" DEVICE=cuda step bench-matrix bash scripts/gpu/bench-matrix.sh
+OUT="$OUT" DEVICE=cuda EXTRAS=0 step bench-matrix bash scripts/gpu/bench-matrix.sh
 step bench-torch python3 bench/peer/torch_gpu.py --out "$OUT/gpu-$CARD-torch.json" ${CHECK_COMPILE:+--compile}
+OUT="$OUT" DEVICE=cuda EXTRAS=only step bench-extras bash scripts/gpu/bench-matrix.sh
 [ "${CHECK_FULL_SUITE:-1}" = 1 ] && step full-suite timeout 240 $VITEST test/unit \
   --exclude 'test/unit/cli/**' --exclude 'test/unit/data/**' --exclude 'test/unit/features/**' --exclude 'test/unit/build/**'
 log done

@@ -93,6 +93,8 @@ export interface BenchTrainOptions extends BenchCommon {
    * queues each batch's copy on the step's stream at its start (Trainer.step given a host batch).
    */
   hostBatches?: 'prefetch' | 'inline';
+  /** Activation checkpointing of the student's blocks (`train.checkpointing`): less memory, one more block forward. */
+  activationCheckpointing?: boolean;
 }
 
 function checkDevice(device: Device): void {
@@ -254,6 +256,8 @@ export interface TrainStepContext {
   /** bfloat16 autocast over float32 master weights. */
   autocast: boolean;
   dropPath: number;
+  /** Activation checkpointing of the student's blocks (`train.checkpointing`). */
+  checkpointing?: boolean;
   /** When given, the step adds each phase's milliseconds to it (trainIteration's `timings`). */
   timings?: Record<string, number>;
 }
@@ -327,7 +331,7 @@ export const sslTrainStep: TrainStepFactory = (ctx) => {
       dino: head(ctx.dinoHead),
       ibot: head(ctx.ibotHead),
       crops: { global_crops_size: g.size, local_crops_size: l.size, local_crops_number: l.count },
-      train: { batch_size_per_gpu: ctx.batch },
+      train: { batch_size_per_gpu: ctx.batch, checkpointing: ctx.checkpointing ?? false },
       compute_precision: { param_dtype: ctx.autocast ? 'bf16' : 'fp32' },
     }),
   );
@@ -387,6 +391,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     crops,
     autocast: useAutocast,
     dropPath: o.dropPath ?? 0,
+    checkpointing: o.activationCheckpointing ?? false,
     timings,
   });
   // The step's batch: the device batch, or host batches 0, 1, 0, … moved as hostBatches says.
@@ -446,6 +451,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
     heads: head,
     dropPath: o.dropPath ?? 0,
     hostBatches: o.hostBatches ?? null,
+    activationCheckpointing: o.activationCheckpointing ?? false,
     steps: o.steps,
     warmup: o.warmup,
     sPerIter: +t.sPerIter.toPrecision(4),

@@ -345,6 +345,7 @@ function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (
     })
     .option('--prototypes <n>', 'prototypes of the DINO and iBOT heads (default 65536; tiny: 128)', positiveInt)
     .option('--phases', 'also report seconds per step of each phase (teacher, student forward, losses, backward, …)')
+    .option('--activation-checkpointing', "recompute the student's blocks in backward (train.checkpointing): less memory, more compute")
     .addOption(
       new Option(
         '--host-batches [mode]',
@@ -355,7 +356,15 @@ function addBenchCommands(program: Command, io: CliIO, fail: (cmd: Command) => (
     );
   train.action(
     (
-      o: BenchOptions & { crops: string; autocast?: boolean; dropPath?: number; prototypes?: number; phases?: boolean; hostBatches?: 'prefetch' | 'inline' },
+      o: BenchOptions & {
+        crops: string;
+        autocast?: boolean;
+        dropPath?: number;
+        prototypes?: number;
+        phases?: boolean;
+        hostBatches?: 'prefetch' | 'inline';
+        activationCheckpointing?: boolean;
+      },
       cmd: Command,
     ) =>
       (async () => {

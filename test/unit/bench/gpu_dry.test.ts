@@ -13,7 +13,7 @@ import { ensureDist, ROOT } from '../cli/dist.js';
 test('scripts/gpu/bench-matrix.sh DRY=1 writes one JSON per entry (a training step and bf16 / autocast features)', () => {
   ensureDist();
   const out = mkdtempSync(join(tmpdir(), 'dinov3-gpu-dry-'));
-  const only = 'train-vitl16-b64,train-vits16-b64-host-prefetch,features-vits16-224-b256,features-vitl16-224-b256-autocast';
+  const only = 'train-vitl16-b64,train-vits16-b64-host-prefetch,train-vitl16-b64-checkpointing,features-vits16-224-b256,features-vitl16-224-b256-autocast';
   const r = spawnSync('bash', ['scripts/gpu/bench-matrix.sh'], {
     cwd: ROOT,
     encoding: 'utf8',

@@ -116,12 +116,13 @@ describe('dinov3 bench', () => {
       },
       hostSyncsPerStep: 1, // the metrics read, nothing else (train/host_syncs.test.ts)
       hostBatches: null,
+      activationCheckpointing: false,
       leakedTensors: 0,
     });
     expect(j.step).toMatch(/^SSL iteration/);
   });
 
-  test('train --host-batches: host batches fed through the prefetcher or inline, one wait per step, nothing leaked', async () => {
+  test('train --host-batches / --activation-checkpointing: host batches fed through the prefetcher or inline, blocks recomputed; one wait per step, nothing leaked', async () => {
     for (const [args, mode] of [
       [['--host-batches'], 'prefetch'],
       [['--host-batches', 'inline'], 'inline'],
@@ -131,6 +132,9 @@ describe('dinov3 bench', () => {
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ hostBatches: mode, hostSyncsPerStep: 1, leakedTensors: 0, steps: 2 });
     }
+    const ac = await dinov3(...'bench train --preset tiny --batch 2 --crops 2x32,2x16 --steps 1 --warmup 1 --peak-n 0 --activation-checkpointing'.split(' '));
+    expect(ac.code).toBe(0);
+    expect(JSON.parse(ac.stdout)).toMatchObject({ activationCheckpointing: true, hostBatches: null, hostSyncsPerStep: 1, leakedTensors: 0 });
     const bad = await dinov3(...'bench train --preset tiny --steps 1 --host-batches eager'.split(' '));
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch("error: option '--host-batches [mode]' argument 'eager' is invalid. Allowed choices are prefetch, inline.");
