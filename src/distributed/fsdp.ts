@@ -151,6 +151,11 @@ class FlatUnit implements FlatUnitInfo {
   readonly native: NativeFsdpUnit | null = null;
   /** Whether an output hook was placed since the last step (its backward will gather the unit again). */
   outputHooked = false;
+  /**
+   * Whether the unit ran a forward with autograd on since the last step. One that did not (checkpointed blocks, which
+   * run without autograd and again, hooked, in their recomputation) needs no gather before the backward.
+   */
+  usedWithGrad = false;
 
   get gathered(): boolean {
     return this.native ? native.distFsdpIsGathered(this.native) : this.#full !== null;
@@ -304,6 +309,7 @@ export class FullyShardedModule<M extends Module> {
       module,
       o.methods,
       () => {
+        if (isGradEnabled()) this.#root.usedWithGrad = true;
         this.#root.gather();
         this.#units[0]?.prefetch();
       },
@@ -317,11 +323,15 @@ export class FullyShardedModule<M extends Module> {
         m,
         o.methods,
         () => {
+          if (isGradEnabled()) u.usedWithGrad = true;
           u.gather();
           this.#units[i + 1]?.prefetch();
         },
         () => {
-          if (this.strategy === 'FULL_SHARD' || !isGradEnabled()) u.release();
+          // FULL_SHARD frees a unit after its forward when its backward will gather it again: native units (the
+          // output hook does) and only those; other units stay gathered until the backward, which a recomputed
+          // (checkpointed) unit runs right after this forward, outside the pass that `beforeBackward` prepares.
+          if (!isGradEnabled() || (this.strategy === 'FULL_SHARD' && u.native)) u.release();
         },
         u,
       );
@@ -398,9 +408,10 @@ export class FullyShardedModule<M extends Module> {
     this.#live('backward');
     const all = [this.#root, ...this.#units];
     // FULL_SHARD freed the units after their forward; those whose backward will not gather them (no output hook:
-    // a group without native units, or outputs that are not tensors) are gathered now.
+    // a group without native units, or outputs that are not tensors) are gathered now, if a forward with autograd
+    // used them.
     if (this.strategy === 'FULL_SHARD') {
-      const again = all.filter((u) => !(u.native && u.outputHooked));
+      const again = all.filter((u) => u.usedWithGrad && !(u.native && u.outputHooked));
       for (const u of again) u.prefetch();
       for (const u of again) u.gather();
     }
@@ -426,6 +437,7 @@ export class FullyShardedModule<M extends Module> {
     for (const u of all) {
       u.release();
       u.outputHooked = false;
+      u.usedWithGrad = false;
       for (const v of u.shardViews) v.view.grad = v.grad;
     }
   }
@@ -440,6 +452,7 @@ export class FullyShardedModule<M extends Module> {
       if (u.native) native.distFsdpFinishReduce(u.native); // also forgets the hooks of a forward without backward
       u.release();
       u.outputHooked = false;
+      u.usedWithGrad = false;
     }
   }
 

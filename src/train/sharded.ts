@@ -75,10 +75,6 @@ export class ShardedSSL {
     if (!SHARDING_STRATEGIES.includes(strategy))
       throw new ConfigError(`compute_precision.sharding_strategy must be one of ${SHARDING_STRATEGIES.join(', ')}, got ${showJson(strategy)}`);
     if (model.gramTeacher) throw new ConfigError('sharded training with a separate gram teacher is not supported yet (use gram.ema_teacher or one process)');
-    if (strategy !== 'NO_SHARD' && model.student.backbone.activationCheckpointing)
-      throw new ConfigError(
-        `train.checkpointing (activation checkpointing) with compute_precision.sharding_strategy ${strategy} is not supported yet: use NO_SHARD or one process`,
-      );
     const all = [...model.student.parameters(), ...model.teacher.parameters()];
     this.#unsharded = {
       params: all.reduce((a, p) => a + p.numel * 4, 0),
@@ -116,13 +112,16 @@ export class ShardedSSL {
 
   /**
    * The student's loss backward with the gradients averaged over the ranks (reduce-scattered into shards when sharded);
-   * `finish` completes the backward (activation checkpointing: unsharded only) before the gradients are averaged.
+   * `finish` completes the backward (the recomputed blocks of activation checkpointing) before the gradients are averaged.
    */
   backward(loss: Tensor, finish?: () => void): void {
     if (this.sharded) {
       const parts = [...this.student.values()];
       for (const f of parts) f.beforeBackward();
       loss.backward();
+      // Checkpointed blocks rerun their forward (each unit gathered again, its hooks placed) and backward (the
+      // hooks reduce-scatter the unit's gradients), before what is left is reduced.
+      finish?.();
       for (const f of parts) f.afterBackward();
       return;
     }

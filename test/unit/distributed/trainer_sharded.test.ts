@@ -1,7 +1,7 @@
 // The SSL Trainer data-parallel over two Gloo processes on 127.0.0.1 (issue 11's equivalence test): 5 iterations of a
 // tiny ViT with a global batch of B images split over 2 ranks equal one process with batch B (losses within 1e-5
-// relative, parameters within 2e-5), under SHARD_GRAD_OP, FULL_SHARD and NO_SHARD (replicas); with sharding each rank
-// holds half the parameter and optimizer bytes.
+// relative, parameters within 2e-5), under SHARD_GRAD_OP, FULL_SHARD and NO_SHARD (replicas), also with activation
+// checkpointing; with sharding each rank holds half the parameter and optimizer bytes.
 //
 // The comparison is exact with the distributed KoLeo (dino.koleo_loss_distributed=true: neighbours over all ranks,
 // = one process on the whole batch). With the official default (non-distributed KoLeo) each rank's KoLeo sees only
@@ -40,12 +40,13 @@ interface RunOut {
     fraction: number;
   } | null;
   hooks: { unit: string; hookGathers: number; hookReduces: number }[] | null;
+  checkpointing: boolean;
 }
 
 /** A rank's script: the Trainer over `world` ranks (world 1: the plain single-process path, no group). */
-const body = (world: number, strategy: string | null) => `
+const body = (world: number, strategy: string | null, extra: string[] = []) => `
   const W = ${world};
-  const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify(TINY)}.concat(['train.batch_size_per_gpu=' + (${B} / W)]));
+  const cfg = await lib.loadSSLConfig('ssl_default', ${JSON.stringify([...TINY])}.concat(['train.batch_size_per_gpu=' + (${B} / W)], ${JSON.stringify(extra)}));
   const pg = W > 1 ? await lib.initProcessGroup({ timeoutMs: 60000 }) : undefined;
   const data = new lib.SyntheticBatches({ batchSize: ${B} / W, globalSize: 16, localSize: 8, nLocal: 2, patchSize: 8, seed: 3, rank: pg ? pg.rank : 0, worldSize: W });
   const t = await lib.Trainer.create(cfg, { group: pg, ${strategy ? `sharding: '${strategy}',` : ''} seed: 11 });
@@ -65,7 +66,7 @@ const body = (world: number, strategy: string | null) => `
   } else {
     for (const side of ['student', 'teacher']) for (const [n, v] of t.model[side].stateDict()) params[side + '.' + n] = Array.from(v.toFloat32Array());
   }
-  if (!pg || pg.rank === 0) emit({ losses, params, memory, hooks });
+  if (!pg || pg.rank === 0) emit({ losses, params, memory, hooks, checkpointing: t.model.student.backbone.activationCheckpointing });
   t.dispose();
   pg?.destroy();`;
 
@@ -130,6 +131,26 @@ describe('Trainer data-parallel over 2 Gloo processes', () => {
       expect(m.fraction).toBeLessThan(0.5 + 1e-3);
       // Each block's gradients were reduce-scattered by its autograd hook during backward (overlapping the backward of
       // the blocks before it), once per iteration; FULL_SHARD also gathered each block again in backward.
+      const g = strategy === 'FULL_SHARD' ? ITERS : 0;
+      expect(got.hooks).toEqual([
+        { unit: '', hookGathers: 0, hookReduces: 0 },
+        { unit: 'blocks.0', hookGathers: g, hookReduces: ITERS },
+        { unit: 'blocks.1', hookGathers: g, hookReduces: ITERS },
+      ]);
+    });
+
+  // Activation checkpointing (train.checkpointing): the blocks run without autograd, then forward again (gathered
+  // again, hooked) and backward one by one after the loss's backward; the result is the one process's.
+  for (const strategy of ['FULL_SHARD', 'SHARD_GRAD_OP', 'NO_SHARD'])
+    test(`${strategy} with train.checkpointing: 2 ranks = 1 process without (same bounds); each block reduce-scattered by its hook`, {
+      timeout: 300_000,
+    }, async () => {
+      const rs = await runRanks(2, lib.indexUrl, body(2, strategy, ['train.checkpointing=true']), { timeoutMs: 280_000 });
+      ok(rs);
+      const got = emitted(rs[0]!)[0] as RunOut;
+      expect([got.checkpointing, ref.checkpointing]).toEqual([true, false]);
+      expectSame(got, ref);
+      if (strategy === 'NO_SHARD') return;
       const g = strategy === 'FULL_SHARD' ? ITERS : 0;
       expect(got.hooks).toEqual([
         { unit: '', hookGathers: 0, hookReduces: 0 },

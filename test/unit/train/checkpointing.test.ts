@@ -1,10 +1,10 @@
 // train.checkpointing (activation checkpointing of the student's blocks, official
 // dinov3/fsdp/ac_compile_parallelize.py::activation_checkpoint_transformer): training iterations with it equal those
 // without (the first bit for bit, then to float32 rounding: losses, gradient norms, weights), in fp32 and with the
-// bf16 compute copy, with drop path; the sharded strategies refuse it.
+// bf16 compute copy, with drop path; and with the flat units of the sharded strategies.
 import { describe, expect, test } from 'vitest';
 
-import { ConfigError, manualSeed, memory } from '../../../src/index.js';
+import { manualSeed, memory } from '../../../src/index.js';
 import { disposeBatch } from '../../../src/data/batch.js';
 import { loadSSLConfig } from '../../../src/train/config.js';
 import { SyntheticBatches } from '../../../src/train/synthetic.js';
@@ -56,18 +56,26 @@ describe('train.checkpointing', () => {
       expect(memory().liveTensors).toBe(before);
     });
 
-  test('a sharded strategy refuses it (NO_SHARD and one process take it)', async () => {
-    const cfg = await loadSSLConfig('ssl_default', [...tinyOverrides(), 'train.checkpointing=true']);
-    await expect(Trainer.create(cfg, { sharding: 'FULL_SHARD' })).rejects.toThrow(
-      new ConfigError(
-        'train.checkpointing (activation checkpointing) with compute_precision.sharding_strategy FULL_SHARD is not supported yet: use NO_SHARD or one process',
-      ),
-    );
-    const t = await Trainer.create(cfg, { sharding: 'NO_SHARD' });
-    const data = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 5 });
-    const b = data.batch(0);
-    expect(Number.isFinite(t.step(b).total_loss)).toBe(true);
-    disposeBatch(b);
-    t.dispose();
-  });
+  for (const sharding of ['FULL_SHARD', 'SHARD_GRAD_OP', 'NO_SHARD'] as const)
+    test(`${sharding} in one process (flat units without hooks): with it = without, three iterations`, { timeout: 120_000 }, async () => {
+      const run = async (ckpt: boolean) => {
+        manualSeed(0);
+        const cfg = await loadSSLConfig('ssl_default', [...tinyOverrides({ dropPath: 0.2 }), `train.checkpointing=${ckpt}`]);
+        const t = await Trainer.create(cfg, { sharding });
+        const data = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 5 });
+        const out: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const b = data.batch(i);
+          const m = t.step(b);
+          out.push(m.total_loss, ...Object.values(m.grad_norms));
+          disposeBatch(b);
+        }
+        t.dispose();
+        return out;
+      };
+      const plain = await run(false);
+      const ckpt = await run(true);
+      expect(plain.every(Number.isFinite)).toBe(true);
+      ckpt.forEach((v, i) => expect(Math.abs(v - plain[i]!) / Math.abs(plain[i]!), `value ${i}`).toBeLessThan(1e-5));
+    });
 });
