@@ -90,7 +90,8 @@ export class DinoVisionTransformer extends Module {
    * each block's input, and `backwardCheckpointed()`, after the loss's backward, recomputes the blocks to finish it.
    */
   activationCheckpointing = false;
-  #checkpoint: CheckpointedChain | null = null;
+  /** Checkpointed forwards since the last `backwardCheckpointed()`, oldest first. */
+  #checkpoints: CheckpointedChain[] = [];
 
   /**
    * Builds the backbone from an architecture config (official constructor keyword names, validated; missing keys
@@ -235,10 +236,7 @@ export class DinoVisionTransformer extends Module {
       // In eval mode the tables are deterministic: compute them once per group instead of once per block.
       const evalRopes = this.ropeEmbed.training ? null : prepared.map((p) => this.#rope(p));
       const chain = this.activationCheckpointing && this.training && isGradEnabled() ? new CheckpointedChain(tokens) : null;
-      if (chain) {
-        this.#checkpoint?.dispose(); // a forward whose backward never ran
-        this.#checkpoint = chain;
-      }
+      if (chain) this.#checkpoints.push(chain);
       for (const blk of this.blocks) {
         const ropes: RopeTables[] = evalRopes ?? prepared.map((p) => this.#rope(p));
         if (!chain) {
@@ -265,20 +263,27 @@ export class DinoVisionTransformer extends Module {
   }
 
   /**
-   * Finishes the backward of the last checkpointed forward (see `activationCheckpointing`): call it after the backward
-   * of a loss computed from that forward's output, under the same autocast as the forward. The blocks' activations are
-   * recomputed one block at a time, last first, and the gradients reach every parameter as without checkpointing.
-   * Does nothing when no checkpointed forward is pending.
+   * Finishes the backward of the checkpointed forwards since the last call (see `activationCheckpointing`): call it
+   * after the backward of a loss computed from their outputs, under the same autocast as the forwards. Each forward
+   * that the backward reached has its blocks recomputed one at a time, last first (the latest forward first), and
+   * the gradients reach every parameter as without checkpointing; a forward it did not reach is freed.
    */
   backwardCheckpointed(): void {
-    const c = this.#checkpoint;
-    this.#checkpoint = null;
-    c?.backward();
+    const pending = this.#checkpoints.reverse();
+    this.#checkpoints = [];
+    try {
+      for (const c of pending) {
+        if (c.reached) c.backward();
+        else c.dispose();
+      }
+    } finally {
+      for (const c of pending) c.dispose();
+    }
   }
 
   override dispose(): void {
-    this.#checkpoint?.dispose();
-    this.#checkpoint = null;
+    for (const c of this.#checkpoints) c.dispose();
+    this.#checkpoints = [];
     super.dispose();
   }
 

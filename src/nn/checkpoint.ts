@@ -87,6 +87,12 @@ export class CheckpointedChain {
     return this.#outputs.map((t) => view(t, t.shape));
   }
 
+  /** Whether a backward has reached the output (some output has a gradient). */
+  get reached(): boolean {
+    const outs = this.#outputs;
+    return !this.#done && outs !== null && scope(() => outs.some((t) => t.grad !== null));
+  }
+
   /**
    * After a backward that reached the output: recomputes each segment with autograd (last first, each under its
    * saved RNG states, the current states restored after), backpropagates the gradients of its outputs through it, and

@@ -134,7 +134,32 @@ describe('activation checkpointing of the ViT blocks', () => {
     }
   });
 
-  test('a forward whose backward never runs is freed by the next forward or by dispose', () => {
+  test('two forwards, one backward of both: both finish, with the gradients of the plain forwards', () => {
+    const grad = (ckpt: boolean) => {
+      const m = vit(ckpt, new Generator(1));
+      try {
+        return scope(() => {
+          const x = randn([4, 3, 16, 16], { generator: new Generator(3) });
+          const parts = [x.narrow(0, 0, 2), x.narrow(0, 2, 2)];
+          const loss = parts.map((p) => m.forwardFeatures(p).clsToken.pow(2).sum()).reduce((a, b) => a.add(b));
+          loss.backward();
+          m.backwardCheckpointed();
+          return m.blocks[0]!.attn.qkv.weight.grad!.toFloat32Array();
+        });
+      } finally {
+        m.dispose();
+      }
+    };
+    const plain = grad(false);
+    const ckpt = grad(true);
+    // The two forwards' contributions are summed in another order (the latest chain's first): float32 rounding.
+    const scale = Math.max(...plain.map(Math.abs));
+    expect(scale).toBeGreaterThan(0);
+    const worst = Math.max(...ckpt.map((v, i) => Math.abs(v - plain[i]!)));
+    expect(worst / scale).toBeLessThan(1e-5);
+  });
+
+  test('a forward that no backward reached is freed by backwardCheckpointed (not recomputed), or by dispose', () => {
     const before = memory().liveTensors;
     const m = vit(true, new Generator(1));
     const params = memory().liveTensors;
@@ -142,7 +167,11 @@ describe('activation checkpointing of the ViT blocks', () => {
       m.forwardFeatures(randn([2, 3, 16, 16]));
       m.forwardFeatures(randn([2, 3, 16, 16]));
     });
-    expect(memory().liveTensors).toBeGreaterThan(params); // the second chain is pending
+    expect(memory().liveTensors).toBeGreaterThan(params); // two chains pending
+    m.backwardCheckpointed();
+    expect(memory().liveTensors).toBe(params);
+    expect(m.blocks[0]!.attn.qkv.weight.grad).toBe(null);
+    scope(() => void m.forwardFeatures(randn([2, 3, 16, 16])));
     m.dispose();
     expect(memory().liveTensors).toBe(before);
   });
