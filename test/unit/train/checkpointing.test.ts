@@ -22,12 +22,15 @@ async function run(ckpt: boolean, pd: 'fp32' | 'bf16') {
   const t = await Trainer.create(cfg);
   const data = new SyntheticBatches({ batchSize: 4, globalSize: 32, localSize: 16, nLocal: 2, patchSize: 8, seed: 5 });
   const metrics: number[][] = [];
+  const live: number[] = [];
   for (let i = 0; i < 3; i++) {
     const b = data.batch(i);
     const m = t.step(b);
     disposeBatch(b);
     metrics.push([m.total_loss, m.koleo_loss, m.ibot_loss, ...Object.values(m.grad_norms)]);
+    live.push(memory().liveTensors);
   }
+  expect(live[2]).toBe(live[1]); // nothing piles up from one iteration to the next (the first makes the optimizer state)
   const weights = [...t.model.student.parameters(), ...t.model.teacher.parameters()].map((p) => Array.from(p.toFloat32Array()));
   expect(t.model.student.backbone.activationCheckpointing).toBe(ckpt);
   expect(t.model.teacher.backbone.activationCheckpointing).toBe(false);
