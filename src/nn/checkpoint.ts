@@ -70,9 +70,18 @@ export class CheckpointedChain {
     const rng = { global: keep(getRngState()), generator: o.generator, own: o.generator ? keep(o.generator.getState()) : null };
     const inputs = this.#current;
     const held = noGrad(() => (o.hold ?? []).map((t) => keep(view(t, t.shape))));
-    const outputs = noGrad(() => scope(() => fn(inputs, held)));
-    if (!Array.isArray(outputs) || outputs.length === 0 || !outputs.every((t) => t instanceof Tensor)) {
+    const drop = () => {
       for (const t of [...held, rng.global, ...(rng.own ? [rng.own] : [])]) t.dispose();
+    };
+    let outputs: Tensor[];
+    try {
+      outputs = noGrad(() => scope(() => fn(inputs, held)));
+    } catch (e) {
+      drop(); // the chain stays as it was
+      throw e;
+    }
+    if (!Array.isArray(outputs) || outputs.length === 0 || !outputs.every((t) => t instanceof Tensor)) {
+      drop();
       throw new TorchTypeError(`CheckpointedChain.segment: "fn" must return a non-empty array of Tensors, returned ${describe(outputs)}`, 'ERR_INVALID_ARG');
     }
     this.#segments.push({ fn, inputs, held, rng });

@@ -184,6 +184,14 @@ describe('CheckpointedChain', () => {
       const x = ones([2]).requiresGrad_(true);
       const c = new CheckpointedChain([x.mul(1)]);
       expect(() => c.backward()).toThrow('CheckpointedChain.backward: the chain has no output yet');
+      const live = memory().liveTensors;
+      expect(() =>
+        c.segment(() => {
+          throw new Error('a failing block');
+        }),
+      ).toThrow('a failing block');
+      expect(() => c.segment(() => 3 as never)).toThrow('CheckpointedChain.segment: "fn" must return a non-empty array of Tensors, returned number 3');
+      expect(memory().liveTensors).toBe(live); // nothing kept by the failed segments
       c.segment(([a]) => [a!.mul(2)]);
       const [y] = c.output();
       expect(() => c.output()).toThrow('CheckpointedChain.output: already taken');
