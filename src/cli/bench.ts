@@ -400,15 +400,13 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
   let staged: StagedBatch | null = null;
   const runStep = (i: number) => {
     if (!hosts) return step.run(batch);
-    let moved: readonly Tensor[];
     if (prefetch) {
       const cur = staged ?? prefetch.stage(hosts[i % 2]!);
       staged = prefetch.stage(hosts[(i + 1) % 2]!);
-      moved = cur.moved;
       try {
         step.run(prefetch.take(cur));
       } finally {
-        for (const t of moved) t.dispose();
+        for (const t of cur.moved) t.dispose();
       }
     } else {
       const m = batchToDevice(hosts[i % 2]!, o.device);
