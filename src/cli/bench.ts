@@ -7,7 +7,7 @@ import { loadavg } from 'node:os';
 
 import { BACKBONE_PRESETS, getPreset } from '../config/presets.js';
 import { parseVitConfig, type VitConfig } from '../config/vit.js';
-import { batchToDevice, type CollatedBatch, DevicePrefetcher, disposeBatch, type StagedBatch } from '../data/batch.js';
+import { type CollatedBatch, DevicePrefetcher, disposeBatch, type StagedBatch, withBatchOn } from '../data/batch.js';
 import { DinoVisionTransformer } from '../models/vision_transformer.js';
 import { addonInfo, native } from '../native/binding.js';
 import { ConfigError } from '../native/errors.js';
@@ -408,14 +408,7 @@ export function benchTrain(o: BenchTrainOptions, factory: TrainStepFactory = ssl
       } finally {
         for (const t of cur.moved) t.dispose();
       }
-    } else {
-      const m = batchToDevice(hosts[i % 2]!, o.device);
-      try {
-        step.run(m.batch);
-      } finally {
-        for (const t of m.moved) t.dispose();
-      }
-    }
+    } else withBatchOn(hosts[i % 2]!, o.device, (b) => step.run(b));
   };
   let t: { sPerIter: number; minS: number };
   let syncs = 0;

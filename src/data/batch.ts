@@ -1,9 +1,8 @@
 // The collated multi-crop batch: what the data pipeline hands the trainer, with the key names of the official
 // `dinov3/data/collate.py::collate_data_and_cast` output so a batch saved by either side reads the same.
-import { TorchTypeError } from '../native/errors.js';
-import { expectObject, expectTensorArg } from '../tensor/args.js';
+import { expectDevice, expectObject, expectTensorArg } from '../tensor/args.js';
 import { cuda, type CudaEvent, type CudaStream, hostToDevice } from '../tensor/device.js';
-import { describe, type Device, type Tensor } from '../tensor/tensor.js';
+import type { Device, Tensor } from '../tensor/tensor.js';
 
 export interface CollatedBatch {
   /** Global crops, crop-major: [n_global_crops · B, 3, H, W] (all first crops, then all second crops). */
@@ -70,6 +69,16 @@ export function batchToDevice(batch: CollatedBatch, device: Device): { batch: Co
   return { batch: out, moved };
 }
 
+/** Runs `fn` on `batch` moved to `device` (batchToDevice), then frees the copies made, also when `fn` throws. */
+export function withBatchOn<R>(batch: CollatedBatch, device: Device, fn: (b: CollatedBatch) => R): R {
+  const { batch: onDevice, moved } = batchToDevice(batch, device);
+  try {
+    return fn(onDevice);
+  } finally {
+    for (const t of moved) t.dispose();
+  }
+}
+
 /** A batch whose move to the device was queued ahead of its step (`DevicePrefetcher.stage`). */
 export interface StagedBatch {
   /** The batch on the device: use it after `DevicePrefetcher.take`. */
@@ -104,12 +113,7 @@ export class DevicePrefetcher {
   #events: CudaEvent[] = [];
 
   constructor(device: Device) {
-    if (typeof device !== 'string' || !/^(cpu|meta|cuda(:\d+)?)$/.test(device))
-      throw new TorchTypeError(
-        `DevicePrefetcher: expected "device" to be "cpu", "cuda", "cuda:<index>" or "meta", received ${describe(device)}`,
-        'ERR_INVALID_ARG',
-      );
-    this.device = device;
+    this.device = expectDevice('DevicePrefetcher', 'device', device);
     this.#stream = device.startsWith('cuda') ? new cuda.Stream(device.includes(':') ? { device: Number(device.split(':')[1]) } : {}) : null;
   }
 

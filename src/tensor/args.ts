@@ -4,7 +4,7 @@
 // TorchTypeError, values out of range TorchRangeError, both with code ERR_INVALID_ARG; a config-shaped argument that
 // lacks a section raises ConfigError.
 import { ConfigError, TorchRangeError, TorchTypeError } from '../native/errors.js';
-import { describe, Tensor } from './tensor.js';
+import { describe, type Device, Tensor } from './tensor.js';
 
 /** A value in a message: a number as itself (as `${v}` prints it), anything else through `describe` (which never
  * throws, unlike a template literal on a Symbol or a null-prototype object). */
@@ -102,6 +102,12 @@ export function expectPositive(op: string, name: string, v: unknown): number {
 export function expectPositiveInt(op: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw argRangeError(op, name, 'a positive integer', v);
   return v;
+}
+
+/** A device string: "cpu", "cuda", "cuda:<index>" or "meta". */
+export function expectDevice(op: string, name: string, v: unknown): Device {
+  if (typeof v !== 'string' || !/^(cpu|meta|cuda(:\d+)?)$/.test(v)) throw argTypeError(op, name, '"cpu", "cuda", "cuda:<index>" or "meta"', v);
+  return v as Device;
 }
 
 /** A Tensor (live or not: use with `assertLive` where a disposed one must be refused early). */

@@ -3,7 +3,7 @@
 // "CUDA is not available in this build (libtorch <version> CPU)".
 import { native, type NativeCudaEvent, type NativeCudaGraph, type NativeCudaStream } from '../native/binding.js';
 import { DisposedError, TorchRangeError, TorchTypeError } from '../native/errors.js';
-import { expectTensorArg } from './args.js';
+import { expectDevice, expectTensorArg } from './args.js';
 import { scope } from './scope.js';
 import { describe, type Device, handleOf, type Tensor } from './tensor.js';
 
@@ -244,8 +244,7 @@ export const cuda = {
  */
 export function hostToDevice(t: Tensor, device: Device): Tensor {
   expectTensorArg('hostToDevice', 't', t);
-  if (typeof device !== 'string')
-    throw new TorchTypeError(`hostToDevice: expected "device" to be a device string, received ${describe(device)}`, 'ERR_INVALID_ARG');
+  expectDevice('hostToDevice', 'device', device);
   if (!device.startsWith('cuda') || t.device !== 'cpu') return t.to(device);
   const pinned = t.pinMemory();
   try {

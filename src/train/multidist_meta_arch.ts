@@ -7,7 +7,7 @@
 // ranks and broadcasts the teacher's outputs to it, which amounts to the same global batch).
 import { join } from 'node:path';
 
-import { batchToDevice, type CollatedBatch } from '../data/batch.js';
+import { type CollatedBatch, withBatchOn } from '../data/batch.js';
 import { DINOHead } from '../layers/dino_head.js';
 import { DINOLoss } from '../loss/dino_clstoken_loss.js';
 import { IBOTPatchLoss } from '../loss/ibot_patch_loss.js';
@@ -236,12 +236,7 @@ export class MultiDistiller {
   /** One teacher forward, then one iteration of every student. Returns the students' metrics by name. */
   step(hostOrDevice: CollatedBatch): Record<string, IterationMetrics> {
     // A host batch goes to the device once, for the teacher and every student.
-    const moved = batchToDevice(hostOrDevice, this.#o.device ?? 'cpu');
-    try {
-      return this.#step(moved.batch);
-    } finally {
-      for (const t of moved.moved) t.dispose();
-    }
+    return withBatchOn(hostOrDevice, this.#o.device ?? 'cpu', (b) => this.#step(b));
   }
 
   #step(batch: CollatedBatch): Record<string, IterationMetrics> {

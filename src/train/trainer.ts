@@ -6,7 +6,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { readCheckpoint, stripTrainingPrefixes, loadBackboneStateDict } from '../checkpoint/backbone.js';
-import { batchTensors, batchToDevice, type CollatedBatch, DevicePrefetcher, type StagedBatch } from '../data/batch.js';
+import { batchTensors, type CollatedBatch, DevicePrefetcher, type StagedBatch, withBatchOn } from '../data/batch.js';
 import { loadShardedCheckpoint, saveShardedCheckpoint } from '../distributed/fsdp_checkpoint.js';
 import type { ProcessGroup } from '../distributed/process_group.js';
 import { CheckpointError, ConfigError } from '../native/errors.js';
@@ -14,7 +14,7 @@ import type { StateDict } from '../nn/module.js';
 import { full, Generator } from '../tensor/creation.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { scope } from '../tensor/scope.js';
-import { expectFunction, expectString } from '../tensor/args.js';
+import { expectDevice, expectFunction } from '../tensor/args.js';
 import type { AdamWStateDict } from '../optim/adamw.js';
 import type { Device, Tensor } from '../tensor/tensor.js';
 import {
@@ -240,23 +240,22 @@ export class Trainer {
       this.model.gramLoadEmaTeacher();
     }
     let m: IterationMetrics;
-    // Batches from a host loader go to the model's device first (pinned, non-blocking: the host does not wait).
-    const onDevice = batchToDevice(batch, this.#o.device ?? 'cpu');
     try {
-      m = trainIteration(this.model, this.optimizer, onDevice.batch, {
-        iteration: it,
-        values: scheduleValues(this.schedules, this.#o.scheduleIndex ? this.#o.scheduleIndex(it) : it),
-        clipGrad: this.cfg.optim.clip_grad,
-        nonFiniteStreak: this.#nonFiniteStreak,
-        maxNonFinite: this.#o.maxNonFinite,
-        teacherOutput: extra.teacherOutput,
-      });
+      // Batches from a host loader go to the model's device first (pinned, non-blocking: the host does not wait).
+      m = withBatchOn(batch, this.#o.device ?? 'cpu', (onDevice) =>
+        trainIteration(this.model, this.optimizer, onDevice, {
+          iteration: it,
+          values: scheduleValues(this.schedules, this.#o.scheduleIndex ? this.#o.scheduleIndex(it) : it),
+          clipGrad: this.cfg.optim.clip_grad,
+          nonFiniteStreak: this.#nonFiniteStreak,
+          maxNonFinite: this.#o.maxNonFinite,
+          teacherOutput: extra.teacherOutput,
+        }),
+      );
     } catch (e) {
       // A failed peer seen by communication the group did not issue itself (the sharded units'): name the rank.
       const g = this.#o.group as { explainFailure?: (e: unknown) => unknown } | undefined;
       throw g?.explainFailure ? g.explainFailure(e) : e;
-    } finally {
-      for (const t of onDevice.moved) t.dispose();
     }
     this.#nonFiniteStreak = m.stepped ? 0 : this.#nonFiniteStreak + 1;
     // Gram refresh after the iteration (official do_train: (it + 1) >= it_first_update and (it + 1) % frequency == 0).
@@ -540,7 +539,7 @@ export class Trainer {
  * step).
  */
 export function prefetchOn(device: Device | undefined, moreAfterStep: () => boolean): Pick<Parameters<typeof runBatches>[1], 'prefetch' | 'moreAfterStep'> {
-  if (device !== undefined) expectString('prefetchOn', 'device', device);
+  if (device !== undefined) expectDevice('prefetchOn', 'device', device);
   expectFunction('prefetchOn', 'moreAfterStep', moreAfterStep);
   return device?.startsWith('cuda') ? { prefetch: new DevicePrefetcher(device), moreAfterStep } : {};
 }
