@@ -272,12 +272,9 @@ export class DinoVisionTransformer extends Module {
     const pending = this.#checkpoints.reverse();
     this.#checkpoints = [];
     try {
-      for (const c of pending) {
-        if (c.reached) c.backward();
-        else c.dispose();
-      }
+      for (const c of pending) if (c.reached) c.backward();
     } finally {
-      for (const c of pending) c.dispose();
+      for (const c of pending) c.dispose(); // the ones not reached, and all of them if a backward throws
     }
   }
 
